@@ -1,0 +1,200 @@
+//! `kpis/scorecards.toml`: scorecards, their teams, cap and weight sets.
+
+use super::kpi::read_labels;
+use super::targets::{period_keys, valid_period_key};
+use super::toml_doc::{Node, Reader, Source};
+use crate::diag::Diagnostic;
+use crate::period::PeriodId;
+use std::collections::BTreeMap;
+
+pub const DEFAULT_CAP: f64 = 1.2;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Scorecard {
+    pub id: String,
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    /// None: every team.
+    pub teams: Option<Vec<String>>,
+    pub cap: f64,
+    /// Weight sets by key (default, Q4, 2026-Q4, …), each KPI → weight, in file order.
+    pub weights: Vec<(String, Vec<(String, f64)>)>,
+}
+
+impl Scorecard {
+    /// The weight set for a period: the most specific key, taken whole.
+    pub fn weights_for(&self, period: PeriodId) -> Option<&[(String, f64)]> {
+        period_keys(period)
+            .iter()
+            .find_map(|k| self.weights.iter().find(|(key, _)| key == k))
+            .map(|(_, w)| w.as_slice())
+    }
+
+    pub fn label(&self, lang: Option<&str>) -> &str {
+        lang.and_then(|l| self.labels.get(l))
+            .map_or(&self.name, |s| s)
+    }
+
+    /// Every KPI any weight set names, in first-seen order.
+    pub fn all_kpis(&self) -> Vec<&str> {
+        let mut out: Vec<&str> = Vec::new();
+        for (_, set) in &self.weights {
+            for (k, _) in set {
+                if !out.contains(&k.as_str()) {
+                    out.push(k);
+                }
+            }
+        }
+        out
+    }
+}
+
+pub fn from_source(src: &Source, kpi_ids: &[&str]) -> Result<Vec<Scorecard>, Vec<Diagnostic>> {
+    let doc = src.parse().map_err(|e| vec![e])?;
+    let mut r = Reader::new(src);
+    r.deny_unknown(&doc, "scorecards.toml", &["scorecard"]);
+    let mut out = Vec::new();
+    for (k, node) in doc
+        .get("scorecard")
+        .and_then(|n| r.table(n, "scorecard"))
+        .unwrap_or_default()
+    {
+        if !crate::store::schema::is_identifier(&k.name) {
+            r.error(
+                &k.span,
+                format!("scorecard id '{}' must be a lowercase identifier", k.name),
+            );
+            continue;
+        }
+        if r.table(node, &format!("scorecard.{}", k.name)).is_some() {
+            out.extend(read_scorecard(&mut r, &k.name, &k.span, node, kpi_ids));
+        }
+    }
+    if r.errors.is_empty() {
+        Ok(out)
+    } else {
+        Err(r.errors)
+    }
+}
+
+fn read_scorecard(
+    r: &mut Reader<'_>,
+    id: &str,
+    span: &std::ops::Range<usize>,
+    node: &Node,
+    kpi_ids: &[&str],
+) -> Option<Scorecard> {
+    r.deny_unknown(
+        node,
+        &format!("scorecard.{id}"),
+        &["name", "labels", "teams", "cap", "weights"],
+    );
+    let name = node
+        .get("name")
+        .and_then(|n| r.string(n, "name"))
+        .unwrap_or_else(|| id.to_string());
+    let labels = node
+        .get("labels")
+        .map(|n| read_labels(r, n))
+        .unwrap_or_default();
+    let teams = node.get("teams").and_then(|n| r.string_list(n, "teams"));
+    let cap = match node.get("cap") {
+        Some(n) => match r.number(n, "cap") {
+            Some(c) if c >= 1.0 => c,
+            Some(c) => {
+                r.error(
+                    &n.span,
+                    format!("cap must be at least 1.0 (a score of 100 × cap); got {c}"),
+                );
+                DEFAULT_CAP
+            }
+            None => DEFAULT_CAP,
+        },
+        None => DEFAULT_CAP,
+    };
+    let Some(wnode) = node.get("weights") else {
+        r.error(
+            span,
+            format!(
+                "scorecard.{id} needs a [scorecard.{id}.weights] table with at least a default set"
+            ),
+        );
+        return None;
+    };
+    let mut weights = Vec::new();
+    for (key, set) in r.table(wnode, "weights").unwrap_or_default() {
+        if !valid_period_key(&key.name) {
+            r.error(&key.span, format!("bad weight key '{}': use default, Q1..Q4, 01..12 or a period id such as 2026-Q4", key.name));
+            continue;
+        }
+        weights.push((
+            key.name.clone(),
+            read_weight_set(r, &key.name, set, kpi_ids),
+        ));
+    }
+    Some(Scorecard {
+        id: id.to_string(),
+        name,
+        labels,
+        teams,
+        cap,
+        weights,
+    })
+}
+
+fn read_weight_set(
+    r: &mut Reader<'_>,
+    key: &str,
+    set: &Node,
+    kpi_ids: &[&str],
+) -> Vec<(String, f64)> {
+    let mut out = Vec::new();
+    for (k, v) in r.table(set, &format!("weights.{key}")).unwrap_or_default() {
+        if !kpi_ids.contains(&k.name.as_str()) {
+            let h = crate::diag::hint(&k.name, kpi_ids.iter().copied());
+            r.error(&k.span, format!("weight for unknown KPI '{}'{h}", k.name));
+            continue;
+        }
+        match r.number(v, &format!("weight of {}", k.name)) {
+            Some(w) if w >= 0.0 => out.push((k.name.clone(), w)),
+            Some(w) => r.error(
+                &v.span,
+                format!("weight of {} must not be negative, got {w}", k.name),
+            ),
+            None => {}
+        }
+    }
+    if out.iter().map(|(_, w)| w).sum::<f64>() <= 0.0 && !out.is_empty() {
+        r.error(&set.span, format!("weight set '{key}' sums to 0"));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn picks_the_most_specific_weight_set_whole() {
+        let text = "[scorecard.sales]\nname = \"Sales\"\n[scorecard.sales.weights]\ndefault = { win_rate = 15, revenue = 25 }\n\"Q4\" = { revenue = 40 }\n";
+        let cards = from_source(&Source::new("s.toml", text), &["win_rate", "revenue"]).unwrap();
+        let q4 = cards[0].weights_for("2026-Q4".parse().unwrap()).unwrap();
+        assert_eq!(q4, &[("revenue".to_string(), 40.0)]);
+        assert_eq!(
+            cards[0]
+                .weights_for("2026-Q1".parse().unwrap())
+                .unwrap()
+                .len(),
+            2
+        );
+        assert_eq!(cards[0].cap, DEFAULT_CAP);
+    }
+
+    #[test]
+    fn reports_unknown_kpis_and_bad_keys() {
+        let text = "[scorecard.sales.weights]\ndefault = { win_rat = 15 }\nQ7 = { win_rate = 1 }\n";
+        let errs = from_source(&Source::new("s.toml", text), &["win_rate"]).unwrap_err();
+        assert!(errs[0].message.contains("did you mean 'win_rate'"));
+        assert_eq!(errs[1].line, 3);
+    }
+}

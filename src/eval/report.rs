@@ -1,0 +1,299 @@
+//! Scorecard and KPI reports: values, targets, statuses, scores and ranks for
+//! a set of teams in one period, and their JSON shape (SPEC 11).
+
+use std::rc::Rc;
+
+use serde_json::{Map, Value as Json, json};
+
+use super::Evaluation;
+use super::scoring::{Status, StatusInput, judge, score};
+use crate::config::{Direction, Scorecard};
+use crate::period::{PeriodId, format_utc};
+
+/// One KPI of one team.
+#[derive(Debug, Clone)]
+pub struct KpiLine {
+    pub kpi: String,
+    pub value: Option<f64>,
+    pub target: Option<f64>,
+    pub weight: Option<f64>,
+    pub score: Option<f64>,
+    pub status: Status,
+    pub projected: Option<f64>,
+    pub error: Option<String>,
+    pub explanation: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct TeamLine {
+    pub team: String,
+    pub name: String,
+    pub score: Option<f64>,
+    pub rank: Option<u32>,
+    pub kpis: Vec<KpiLine>,
+}
+
+/// A scorecard (or a plain list of KPIs) for one period.
+#[derive(Debug, Clone)]
+pub struct Report {
+    /// None for `--kpi` without a scorecard: no scores, ranks or weights.
+    pub scorecard: Option<String>,
+    pub period: PeriodId,
+    pub as_of: i64,
+    pub teams: Vec<TeamLine>,
+}
+
+/// Evaluates one KPI for one team and judges it.
+pub fn kpi_line(
+    eval: &Rc<Evaluation>,
+    kpi: usize,
+    team: u32,
+    period: PeriodId,
+    weight: Option<f64>,
+    cap: f64,
+) -> KpiLine {
+    let cfg = &eval.config;
+    let def = &cfg.kpis[kpi].def;
+    let v = eval.value(kpi, team, period);
+    let target = cfg
+        .targets
+        .resolve(&def.id, &eval.teams.ids[team as usize], period);
+    let p = eval.calendar().period(period);
+    let j = judge(&StatusInput {
+        value: v.value,
+        error: v.error.is_some(),
+        target: target.as_ref(),
+        direction: def.direction,
+        cumulative: def.cumulative,
+        period: &p,
+        as_of: eval.as_of,
+        at_risk_after: cfg.alerts.at_risk_after,
+    });
+    let s = match (v.value, &target) {
+        (Some(x), Some(t)) => Some(round(score(x, t, def.direction, cap), 4)),
+        _ => None,
+    };
+    KpiLine {
+        kpi: def.id.clone(),
+        value: v.value,
+        target: target.map(|t| t.target),
+        weight,
+        score: s,
+        status: j.status,
+        projected: j.projected,
+        error: v.error,
+        explanation: v.explanation,
+    }
+}
+
+/// Scores every team of a scorecard for one period and ranks them.
+pub fn scorecard(
+    eval: &Rc<Evaluation>,
+    card: &Scorecard,
+    period: PeriodId,
+    teams: &[u32],
+) -> Report {
+    let weights = card.weights_for(period).unwrap_or_default();
+    let mut lines: Vec<TeamLine> = teams
+        .iter()
+        .map(|&t| {
+            let kpis: Vec<KpiLine> = weights
+                .iter()
+                .filter_map(|(k, w)| {
+                    eval.config
+                        .kpi_index(k)
+                        .map(|i| kpi_line(eval, i, t, period, Some(*w), card.cap))
+                })
+                .collect();
+            TeamLine {
+                team: eval.teams.ids[t as usize].clone(),
+                name: eval.teams.names[t as usize].clone(),
+                score: team_score(&kpis),
+                rank: None,
+                kpis,
+            }
+        })
+        .collect();
+    rank(&mut lines);
+    Report {
+        scorecard: Some(card.id.clone()),
+        period,
+        as_of: eval.as_of,
+        teams: lines,
+    }
+}
+
+/// KPIs without a scorecard.
+pub fn kpis(eval: &Rc<Evaluation>, kpis: &[usize], period: PeriodId, teams: &[u32]) -> Report {
+    let lines = teams
+        .iter()
+        .map(|&t| TeamLine {
+            team: eval.teams.ids[t as usize].clone(),
+            name: eval.teams.names[t as usize].clone(),
+            score: None,
+            rank: None,
+            kpis: kpis
+                .iter()
+                .map(|&k| {
+                    kpi_line(
+                        eval,
+                        k,
+                        t,
+                        period,
+                        None,
+                        crate::config::scorecards::DEFAULT_CAP,
+                    )
+                })
+                .collect(),
+        })
+        .collect();
+    Report {
+        scorecard: None,
+        period,
+        as_of: eval.as_of,
+        teams: lines,
+    }
+}
+
+/// Σ weight × score ÷ Σ weight over the KPIs that have a score.
+fn team_score(kpis: &[KpiLine]) -> Option<f64> {
+    let scored: Vec<(f64, f64)> = kpis
+        .iter()
+        .filter_map(|k| Some((k.weight?, k.score?)))
+        .collect();
+    let total: f64 = scored.iter().map(|(w, _)| w).sum();
+    (total > 0.0).then(|| round(scored.iter().map(|(w, s)| w * s).sum::<f64>() / total, 4))
+}
+
+/// Best score first; equal scores share a rank; teams without a score come last, unranked.
+fn rank(lines: &mut [TeamLine]) {
+    lines.sort_by(|a, b| match (a.score, b.score) {
+        (Some(x), Some(y)) => y.total_cmp(&x).then_with(|| a.team.cmp(&b.team)),
+        (Some(_), None) => std::cmp::Ordering::Less,
+        (None, Some(_)) => std::cmp::Ordering::Greater,
+        (None, None) => a.team.cmp(&b.team),
+    });
+    let mut prev: Option<(f64, u32)> = None;
+    for (i, line) in lines.iter_mut().enumerate() {
+        let Some(s) = line.score else { continue };
+        let r = match prev {
+            Some((ps, pr)) if ps == s => pr,
+            _ => i as u32 + 1,
+        };
+        line.rank = Some(r);
+        prev = Some((s, r));
+    }
+}
+
+pub fn round(x: f64, digits: i32) -> f64 {
+    let f = 10f64.powi(digits);
+    (x * f).round() / f
+}
+
+fn num(x: Option<f64>) -> Json {
+    x.and_then(serde_json::Number::from_f64)
+        .map_or(Json::Null, Json::Number)
+}
+
+impl Report {
+    /// The JSON shape of SPEC 11.
+    pub fn to_json(&self) -> Json {
+        let scored = self.scorecard.is_some();
+        let teams: Vec<Json> = self
+            .teams
+            .iter()
+            .map(|t| {
+                let kpis: Vec<Json> = t
+                    .kpis
+                    .iter()
+                    .map(|k| {
+                        let mut m = Map::new();
+                        m.insert("kpi".into(), json!(k.kpi));
+                        m.insert("value".into(), num(k.value));
+                        m.insert("target".into(), num(k.target));
+                        if scored {
+                            m.insert("weight".into(), num(k.weight));
+                            m.insert("score".into(), num(k.score));
+                        }
+                        m.insert("status".into(), json!(k.status.name()));
+                        Json::Object(m)
+                    })
+                    .collect();
+                let mut m = Map::new();
+                m.insert("team".into(), json!(t.team));
+                if scored {
+                    m.insert("score".into(), num(t.score));
+                    m.insert("rank".into(), t.rank.map_or(Json::Null, |r| json!(r)));
+                }
+                m.insert("kpis".into(), Json::Array(kpis));
+                Json::Object(m)
+            })
+            .collect();
+        json!({
+            "scorecard": self.scorecard,
+            "period": self.period.to_string(),
+            "as_of": format_utc(self.as_of),
+            "teams": teams,
+        })
+    }
+}
+
+/// Direction marker for people: ↑ higher is better, ↓ lower, ◎ closest to target.
+pub fn direction_mark(d: Direction) -> &'static str {
+    match d {
+        Direction::Higher => "↑",
+        Direction::Lower => "↓",
+        Direction::Target => "◎",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(team: &str, score: Option<f64>) -> TeamLine {
+        TeamLine {
+            team: team.into(),
+            name: team.into(),
+            score,
+            rank: None,
+            kpis: vec![],
+        }
+    }
+
+    #[test]
+    fn ranks_best_first_with_shared_ranks_and_unscored_last() {
+        let mut l = vec![
+            line("a", Some(80.0)),
+            line("b", None),
+            line("c", Some(95.0)),
+            line("d", Some(80.0)),
+        ];
+        rank(&mut l);
+        let got: Vec<(&str, Option<u32>)> = l.iter().map(|t| (t.team.as_str(), t.rank)).collect();
+        assert_eq!(
+            got,
+            [("c", Some(1)), ("a", Some(2)), ("d", Some(2)), ("b", None)]
+        );
+    }
+
+    #[test]
+    fn team_score_skips_kpis_without_a_score() {
+        let k = |w, s| KpiLine {
+            kpi: "x".into(),
+            value: None,
+            target: None,
+            weight: Some(w),
+            score: s,
+            status: Status::Met,
+            projected: None,
+            error: None,
+            explanation: vec![],
+        };
+        assert_eq!(
+            team_score(&[k(25.0, Some(100.0)), k(15.0, Some(60.0)), k(10.0, None)]),
+            Some(85.0)
+        );
+        assert_eq!(team_score(&[k(10.0, None)]), None);
+    }
+}

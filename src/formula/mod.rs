@@ -1,0 +1,274 @@
+//! The Rhai side of formulas: a sandboxed engine and the query API of SPEC 5.1.
+//!
+//! One [`FormulaEngine`] is built per configuration snapshot and shared by
+//! every evaluation (rhai's `sync` feature). Formulas reach the data through a
+//! [`Host`], the evaluator's view of "this team, this period"; the host of the
+//! formula running on this thread is kept on a thread-local stack, because a
+//! formula may call `kpi()`, which runs another formula on the same thread.
+//!
+//! The engine is a sandbox: no file, network or process access, `import` only
+//! of scripts under scripts/ (from the snapshot, never from disk), and limits
+//! on operations, call depth and sizes, so an endless loop fails one value.
+
+pub mod api;
+pub mod scan;
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
+use std::rc::Rc;
+use std::sync::{Arc, Mutex};
+
+use rhai::{AST, Dynamic, Engine, EvalAltResult, Position, Scope};
+
+use crate::period::{Calendar, PeriodId};
+use crate::query::{Agg, AggValue, Query};
+use crate::store::Schema;
+
+/// Operations one formula may run before it is stopped.
+pub const MAX_OPERATIONS: u64 = 2_000_000;
+
+/// What a formula can ask of the evaluation it runs in.
+pub trait Host {
+    fn calendar(&self) -> &Calendar;
+    fn schema(&self) -> &Schema;
+    /// The evaluated period.
+    fn period(&self) -> PeriodId;
+    fn as_of(&self) -> i64;
+    /// Runs an aggregate for the evaluated team (or all teams) and `period`.
+    fn aggregate(&self, query: &Query, agg: &Agg) -> Result<AggValue, String>;
+    /// Another KPI's value for the evaluated team: Ok(None) when it has no data.
+    fn kpi(&self, id: &str, period: PeriodId) -> Result<Option<f64>, String>;
+}
+
+thread_local! {
+    static HOSTS: RefCell<Vec<Rc<dyn Host>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// The host of the formula running on this thread.
+pub(crate) fn host() -> Result<Rc<dyn Host>, Box<EvalAltResult>> {
+    HOSTS
+        .with(|h| h.borrow().last().cloned())
+        .ok_or_else(|| "records() can only be used inside a KPI formula".into())
+}
+
+/// Keeps `host` current for the duration of a run, even if the run panics.
+struct HostGuard;
+
+impl HostGuard {
+    fn push(host: Rc<dyn Host>) -> HostGuard {
+        HOSTS.with(|h| h.borrow_mut().push(host));
+        HostGuard
+    }
+}
+
+impl Drop for HostGuard {
+    fn drop(&mut self) {
+        HOSTS.with(|h| h.borrow_mut().pop());
+    }
+}
+
+/// What one run of a formula produced.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    Value(f64),
+    NoData,
+    Error(String),
+}
+
+/// Where a compiled formula came from, to translate Rhai positions into file positions.
+#[derive(Debug, Clone)]
+pub struct Origin {
+    pub file: String,
+    /// Line of the file where the formula's first line is.
+    pub first_line: usize,
+    /// Column of the first character of the first line.
+    pub first_col: usize,
+}
+
+impl Origin {
+    pub fn locate(&self, pos: Position) -> (usize, usize) {
+        match (pos.line(), pos.position()) {
+            (Some(1), Some(c)) => (self.first_line, self.first_col + c - 1),
+            (Some(l), Some(c)) => (self.first_line + l - 1, c),
+            (Some(l), None) => (self.first_line + l - 1, 0),
+            _ => (self.first_line, self.first_col),
+        }
+    }
+}
+
+/// A sandboxed Rhai engine with the formula API registered.
+pub struct FormulaEngine {
+    engine: Engine,
+}
+
+impl FormulaEngine {
+    /// `scripts` are the files under scripts/, by path relative to it; they
+    /// are what `import` may load.
+    pub fn new(scripts: Arc<BTreeMap<String, String>>) -> FormulaEngine {
+        let mut engine = Engine::new();
+        engine
+            .set_max_operations(MAX_OPERATIONS)
+            .set_max_call_levels(48)
+            .set_max_expr_depths(64, 48)
+            .set_max_string_size(1 << 20)
+            .set_max_array_size(4_000_000)
+            .set_max_map_size(4_000_000)
+            .set_max_modules(32)
+            .set_strict_variables(true)
+            .disable_symbol("eval")
+            .on_print(|s| tracing::debug!(target: "formula", "{s}"))
+            .on_debug(|s, _, _| tracing::debug!(target: "formula", "{s}"));
+        engine.set_module_resolver(ScriptResolver {
+            scripts,
+            cache: Mutex::new(HashMap::new()),
+        });
+        api::register(&mut engine);
+        FormulaEngine { engine }
+    }
+
+    /// The scope every formula sees: `period`, `team`, `params`. They are
+    /// variables, not constants: the optimizer would otherwise fold the
+    /// compile-time placeholders into the AST.
+    fn scope(period: api::PeriodVal, team: rhai::Map, params: rhai::Map) -> Scope<'static> {
+        let mut scope = Scope::new();
+        scope.push("period", period);
+        scope.push("team", team);
+        scope.push("params", params);
+        scope
+    }
+
+    /// Compiles formula text. The error is (message, line, col) in `origin`'s file.
+    pub fn compile(&self, text: &str, origin: &Origin) -> Result<AST, (String, usize, usize)> {
+        let scope = Self::scope(
+            api::PeriodVal::current(PeriodId::year(2000)),
+            rhai::Map::new(),
+            rhai::Map::new(),
+        );
+        self.engine.compile_with_scope(&scope, text).map_err(|e| {
+            let (line, col) = origin.locate(e.position());
+            (format!("Rhai syntax error: {}", e.err_type()), line, col)
+        })
+    }
+
+    /// Runs a compiled formula for the host's team and period.
+    pub fn run(
+        &self,
+        ast: &AST,
+        origin: &Origin,
+        host: Rc<dyn Host>,
+        team: (&str, &str),
+        params: &rhai::Map,
+    ) -> Outcome {
+        let period = api::PeriodVal::current(host.period());
+        let mut team_map = rhai::Map::new();
+        team_map.insert("id".into(), team.0.into());
+        team_map.insert("name".into(), team.1.into());
+        let mut scope = Self::scope(period, team_map, params.clone());
+        let _guard = HostGuard::push(host);
+        match self.engine.eval_ast_with_scope::<Dynamic>(&mut scope, ast) {
+            Ok(v) => outcome_of(v),
+            Err(e) => error_outcome(*e, origin),
+        }
+    }
+}
+
+fn outcome_of(v: Dynamic) -> Outcome {
+    if v.is_unit() {
+        return Outcome::NoData;
+    }
+    let x = if let Some(f) = v.clone().try_cast::<f64>() {
+        f
+    } else if let Some(i) = v.clone().try_cast::<i64>() {
+        i as f64
+    } else {
+        return Outcome::Error(format!(
+            "the formula must end in a number, but it gave {}",
+            v.type_name()
+        ));
+    };
+    if x.is_finite() {
+        Outcome::Value(x)
+    } else {
+        Outcome::NoData
+    }
+}
+
+/// A Rhai error → no data (arithmetic on a missing value) or a located error.
+fn error_outcome(e: EvalAltResult, origin: &Origin) -> Outcome {
+    let root = innermost(&e);
+    if let EvalAltResult::ErrorFunctionNotFound(sig, _) = root
+        && sig.contains("()")
+    {
+        return Outcome::NoData;
+    }
+    if let EvalAltResult::ErrorRuntime(v, _) = root
+        && v.clone().try_cast::<api::NoData>().is_some()
+    {
+        return Outcome::NoData;
+    }
+    let (line, col) = origin.locate(e.position());
+    let message = match root {
+        EvalAltResult::ErrorTooManyOperations(_) => {
+            format!("stopped after {MAX_OPERATIONS} operations (an endless loop?)")
+        }
+        EvalAltResult::ErrorRuntime(v, _) => v.to_string(),
+        other => other.to_string(),
+    };
+    Outcome::Error(format!("{}:{line}:{col}: {message}", origin.file))
+}
+
+fn innermost(e: &EvalAltResult) -> &EvalAltResult {
+    match e {
+        EvalAltResult::ErrorInFunctionCall(_, _, inner, _)
+        | EvalAltResult::ErrorInModule(_, inner, _) => innermost(inner),
+        other => other,
+    }
+}
+
+/// `import` from the snapshot's scripts/ only: no absolute paths, no `..`.
+struct ScriptResolver {
+    scripts: Arc<BTreeMap<String, String>>,
+    cache: Mutex<HashMap<String, rhai::Shared<rhai::Module>>>,
+}
+
+impl rhai::ModuleResolver for ScriptResolver {
+    fn resolve(
+        &self,
+        engine: &Engine,
+        _source: Option<&str>,
+        path: &str,
+        pos: Position,
+    ) -> Result<rhai::Shared<rhai::Module>, Box<EvalAltResult>> {
+        let name = if path.ends_with(".rhai") {
+            path.to_string()
+        } else {
+            format!("{path}.rhai")
+        };
+        let inside = !name.starts_with('/')
+            && !name.contains('\\')
+            && name.split('/').all(|c| !c.is_empty() && c != "..");
+        let not_found = || {
+            Box::new(EvalAltResult::ErrorModuleNotFound(
+                format!("{path} (import only reads scripts/)"),
+                pos,
+            ))
+        };
+        if !inside {
+            return Err(not_found());
+        }
+        if let Some(m) = self.cache.lock().expect("module cache").get(&name) {
+            return Ok(m.clone());
+        }
+        let text = self.scripts.get(&name).ok_or_else(not_found)?;
+        let ast = engine
+            .compile(text)
+            .map_err(|e| Box::new(EvalAltResult::ErrorInModule(name.clone(), e.into(), pos)))?;
+        let module: rhai::Shared<rhai::Module> =
+            rhai::Module::eval_ast_as_new(Scope::new(), &ast, engine)?.into();
+        self.cache
+            .lock()
+            .expect("module cache")
+            .insert(name, module.clone());
+        Ok(module)
+    }
+}

@@ -1,0 +1,517 @@
+//! Answering one query shape for every team and every period in one pass.
+//!
+//! The pass reads the entity's columns once. Static filters (comparisons,
+//! sets, nulls) are tested first; each surviving row is then placed in every
+//! evaluated period whose time bounds it meets, and accumulated under its own
+//! team only. Subtree totals are formed afterwards by merging each team's
+//! accumulator into its ancestors': sums, counts, minima and maxima add up,
+//! means are carried as (sum, count) and distinct values as sets, so a parent
+//! never averages its children's averages.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use super::{Agg, AggValue, CmpOp, Filter, Item, PeriodRef, Query, Scalar};
+use crate::period::{Calendar, PeriodId, format_utc};
+use crate::store::StoreError;
+use crate::store::columns::{Column, ColumnStore, NULL_INT, TeamTree};
+use crate::store::schema::FieldType;
+
+/// The answer to one shape: a value per (team, period), plus one per period
+/// for queries not limited to a team.
+#[derive(Debug)]
+pub struct ShapeResult {
+    periods: Vec<PeriodId>,
+    slots: usize,
+    all_teams: bool,
+    values: Vec<AggValue>,
+}
+
+impl ShapeResult {
+    pub fn get(&self, team: u32, period: PeriodId) -> Option<&AggValue> {
+        let p = self.periods.iter().position(|x| *x == period)?;
+        let t = if self.all_teams { 0 } else { team as usize };
+        (t < self.slots).then(|| &self.values[p * self.slots + t])
+    }
+
+    pub fn periods(&self) -> &[PeriodId] {
+        &self.periods
+    }
+}
+
+/// Runs `query` + `agg` for every team and every period in `periods`.
+pub fn execute(
+    store: &ColumnStore,
+    query: &Query,
+    agg: &Agg,
+    periods: &[PeriodId],
+    cal: &Calendar,
+) -> Result<ShapeResult, StoreError> {
+    let entity = store
+        .schema
+        .require(&query.entity)
+        .map_err(StoreError::Other)?;
+    let table = store.table(&entity.name, &query.fields(agg))?;
+    let tree = store.teams()?;
+    let team_rows = if query.all_teams {
+        None
+    } else {
+        Some(store.team_rows(&table)?)
+    };
+    let slots = if query.all_teams { 1 } else { tree.len() };
+    let col = |f: &str| {
+        table
+            .column(f)
+            .ok_or_else(|| StoreError::Other(entity.unknown_field(f)))
+    };
+    let statics = query
+        .filters
+        .iter()
+        .filter_map(|f| StaticPred::compile(f, &col).transpose())
+        .collect::<Result<Vec<_>, _>>()?;
+    let times = TimeBounds::compile(&query.filters, &col, periods, cal)?;
+    let input = Input::compile(agg, &col)?;
+    let mut acc = Accumulators::new(agg, periods.len() * slots);
+    for row in 0..table.len() {
+        if !statics.iter().all(|p| p.test(row)) {
+            continue;
+        }
+        let team = match &team_rows {
+            Some(t) if t[row] == u32::MAX => continue,
+            Some(t) => t[row] as usize,
+            None => 0,
+        };
+        let Some(v) = input.read(row) else { continue };
+        for p in 0..periods.len() {
+            if times.test(row, p) {
+                acc.add(p * slots + team, v);
+            }
+        }
+    }
+    if !query.all_teams {
+        acc.roll_up(&tree, periods.len());
+    }
+    let kind = agg_output_kind(agg, entity, &col)?;
+    let values = acc.finish(agg, &kind);
+    Ok(ShapeResult {
+        periods: periods.to_vec(),
+        slots,
+        all_teams: query.all_teams,
+        values,
+    })
+}
+
+/// A filter that does not depend on the period.
+enum StaticPred {
+    Int {
+        col: Arc<Column>,
+        test: Box<dyn Fn(i64) -> bool + Send + Sync>,
+    },
+    Real {
+        col: Arc<Column>,
+        test: Box<dyn Fn(f64) -> bool + Send + Sync>,
+    },
+    /// Text tests are decided once per distinct value.
+    Text {
+        col: Arc<Column>,
+        pass: Vec<bool>,
+        null: bool,
+    },
+    Null {
+        col: Arc<Column>,
+        is_null: bool,
+    },
+}
+
+impl StaticPred {
+    fn compile(
+        f: &Filter,
+        col: &dyn Fn(&str) -> Result<Arc<Column>, StoreError>,
+    ) -> Result<Option<StaticPred>, StoreError> {
+        let pred = match f {
+            Filter::Cmp { field, op, value } => {
+                Self::cmp(col(field)?, *op, std::slice::from_ref(value))
+            }
+            Filter::OneOf { field, values } => Self::cmp(col(field)?, CmpOp::Eq, values),
+            Filter::Null { field, is_null } => StaticPred::Null {
+                col: col(field)?,
+                is_null: *is_null,
+            },
+            _ => return Ok(None),
+        };
+        Ok(Some(pred))
+    }
+
+    /// `op` against any of `values` (one value for a comparison; many for one_of).
+    fn cmp(column: Arc<Column>, op: CmpOp, values: &[Scalar]) -> StaticPred {
+        match &*column {
+            Column::Int(_) => {
+                let vs: Vec<i64> = values
+                    .iter()
+                    .filter_map(|v| {
+                        if let Scalar::Int(i) = v {
+                            Some(*i)
+                        } else {
+                            None
+                        }
+                    })
+                    .collect();
+                StaticPred::Int {
+                    col: column,
+                    test: Box::new(move |x| vs.iter().any(|v| op.holds(&x, v))),
+                }
+            }
+            Column::Real(_) => {
+                let vs: Vec<f64> = values
+                    .iter()
+                    .filter_map(|v| match v {
+                        Scalar::Real(b) => Some(f64::from_bits(*b)),
+                        Scalar::Int(i) => Some(*i as f64),
+                        Scalar::Text(_) => None,
+                    })
+                    .collect();
+                StaticPred::Real {
+                    col: column,
+                    test: Box::new(move |x| vs.iter().any(|v| op.holds(&x, v))),
+                }
+            }
+            Column::Text { dict, .. } => {
+                let vs: Vec<&str> = values
+                    .iter()
+                    .filter_map(|v| {
+                        if let Scalar::Text(s) = v {
+                            Some(&**s)
+                        } else {
+                            None
+                        }
+                    })
+                    .collect();
+                let pass = dict
+                    .values
+                    .iter()
+                    .map(|d| vs.iter().any(|v| op.holds(&&**d, v)))
+                    .collect();
+                StaticPred::Text {
+                    col: column.clone(),
+                    pass,
+                    null: false,
+                }
+            }
+        }
+    }
+
+    fn test(&self, row: usize) -> bool {
+        match self {
+            StaticPred::Int { col, test } => match &**col {
+                Column::Int(v) => v[row] != NULL_INT && test(v[row]),
+                _ => false,
+            },
+            StaticPred::Real { col, test } => match &**col {
+                Column::Real(v) => !v[row].is_nan() && test(v[row]),
+                _ => false,
+            },
+            StaticPred::Text { col, pass, null } => match &**col {
+                Column::Text { codes, .. } => {
+                    pass.get(codes[row] as usize).copied().unwrap_or(*null)
+                }
+                _ => false,
+            },
+            StaticPred::Null { col, is_null } => col.is_null(row) == *is_null,
+        }
+    }
+}
+
+/// Time filters resolved to [lo, hi) bounds per evaluated period, per field.
+struct TimeBounds {
+    fields: Vec<(Arc<Column>, Vec<(i64, i64)>)>,
+}
+
+impl TimeBounds {
+    fn compile(
+        filters: &[Filter],
+        col: &dyn Fn(&str) -> Result<Arc<Column>, StoreError>,
+        periods: &[PeriodId],
+        cal: &Calendar,
+    ) -> Result<TimeBounds, StoreError> {
+        let mut by_field: Vec<(&str, Vec<(i64, i64)>)> = Vec::new();
+        for f in filters {
+            let (field, bound): (&str, Box<dyn Fn(PeriodId) -> (i64, i64)>) = match f {
+                Filter::InPeriod { field, period } => (
+                    field,
+                    Box::new(move |p: PeriodId| {
+                        let r = cal.period(period.resolve(p));
+                        (r.start, r.end)
+                    }),
+                ),
+                Filter::BeforeStart { field } => (
+                    field,
+                    Box::new(|p: PeriodId| (i64::MIN + 1, cal.period(p).start)),
+                ),
+                Filter::BeforeEnd { field } => (
+                    field,
+                    Box::new(|p: PeriodId| (i64::MIN + 1, cal.period(p).end)),
+                ),
+                _ => continue,
+            };
+            let entry = match by_field.iter().position(|(n, _)| *n == field) {
+                Some(i) => &mut by_field[i].1,
+                None => {
+                    by_field.push((field, vec![(i64::MIN + 1, i64::MAX); periods.len()]));
+                    &mut by_field.last_mut().expect("just pushed").1
+                }
+            };
+            for (i, p) in periods.iter().enumerate() {
+                let (lo, hi) = bound(*p);
+                entry[i] = (entry[i].0.max(lo), entry[i].1.min(hi));
+            }
+        }
+        let fields = by_field
+            .into_iter()
+            .map(|(f, b)| Ok((col(f)?, b)))
+            .collect::<Result<_, StoreError>>()?;
+        Ok(TimeBounds { fields })
+    }
+
+    fn test(&self, row: usize, period: usize) -> bool {
+        self.fields.iter().all(|(col, bounds)| match &**col {
+            Column::Int(v) => {
+                let (lo, hi) = bounds[period];
+                v[row] != NULL_INT && v[row] >= lo && v[row] < hi
+            }
+            _ => false,
+        })
+    }
+}
+
+/// What an aggregate reads from each row.
+enum Input {
+    None,
+    Number(Arc<Column>),
+    Span(Arc<Column>, Arc<Column>),
+    Key(Arc<Column>),
+}
+
+#[derive(Clone, Copy)]
+enum RowValue {
+    Unit,
+    Number(f64),
+    Key(u64),
+}
+
+impl Input {
+    fn compile(
+        agg: &Agg,
+        col: &dyn Fn(&str) -> Result<Arc<Column>, StoreError>,
+    ) -> Result<Input, StoreError> {
+        Ok(match agg {
+            Agg::Count => Input::None,
+            Agg::Sum(f) | Agg::Avg(f) | Agg::Min(f) | Agg::Max(f) => Input::Number(col(f)?),
+            Agg::AvgSpan { from, to, .. } => Input::Span(col(from)?, col(to)?),
+            Agg::CountDistinct(f) | Agg::Values(f) | Agg::CountBy(f) => Input::Key(col(f)?),
+        })
+    }
+
+    /// The row's input, or None when the row does not take part (a NULL).
+    fn read(&self, row: usize) -> Option<RowValue> {
+        match self {
+            Input::None => Some(RowValue::Unit),
+            Input::Number(c) => c.number(row).map(RowValue::Number),
+            Input::Span(a, b) => match (a.number(row), b.number(row)) {
+                (Some(x), Some(y)) => Some(RowValue::Number(y - x)),
+                _ => None,
+            },
+            Input::Key(c) => c.key(row).map(RowValue::Key),
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+struct Num {
+    sum: f64,
+    n: f64,
+    min: f64,
+    max: f64,
+}
+
+impl Num {
+    const EMPTY: Num = Num {
+        sum: 0.0,
+        n: 0.0,
+        min: f64::INFINITY,
+        max: f64::NEG_INFINITY,
+    };
+
+    fn add(&mut self, x: f64) {
+        self.sum += x;
+        self.n += 1.0;
+        self.min = self.min.min(x);
+        self.max = self.max.max(x);
+    }
+
+    fn merge(&mut self, o: &Num) {
+        self.sum += o.sum;
+        self.n += o.n;
+        self.min = self.min.min(o.min);
+        self.max = self.max.max(o.max);
+    }
+}
+
+enum Accumulators {
+    Num(Vec<Num>),
+    Keys(Vec<HashMap<u64, f64>>),
+}
+
+impl Accumulators {
+    fn new(agg: &Agg, slots: usize) -> Accumulators {
+        match agg {
+            Agg::CountDistinct(_) | Agg::Values(_) | Agg::CountBy(_) => {
+                Accumulators::Keys(vec![HashMap::new(); slots])
+            }
+            _ => Accumulators::Num(vec![Num::EMPTY; slots]),
+        }
+    }
+
+    fn add(&mut self, slot: usize, v: RowValue) {
+        match (self, v) {
+            (Accumulators::Num(a), RowValue::Number(x)) => a[slot].add(x),
+            (Accumulators::Num(a), RowValue::Unit) => a[slot].add(0.0),
+            (Accumulators::Keys(a), RowValue::Key(k)) => *a[slot].entry(k).or_insert(0.0) += 1.0,
+            _ => {}
+        }
+    }
+
+    /// Adds every team's own rows into each of its ancestors.
+    fn roll_up(&mut self, tree: &TeamTree, periods: usize) {
+        let teams = tree.len();
+        for p in 0..periods {
+            let base = p * teams;
+            match self {
+                Accumulators::Num(a) => {
+                    let own: Vec<Num> = a[base..base + teams].to_vec();
+                    for (t, o) in own.iter().enumerate() {
+                        for anc in &tree.up[t][1..] {
+                            a[base + *anc as usize].merge(o);
+                        }
+                    }
+                }
+                Accumulators::Keys(a) => {
+                    let own: Vec<HashMap<u64, f64>> = a[base..base + teams].to_vec();
+                    for (t, o) in own.iter().enumerate() {
+                        for anc in &tree.up[t][1..] {
+                            let target = &mut a[base + *anc as usize];
+                            for (k, c) in o {
+                                *target.entry(*k).or_insert(0.0) += c;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn finish(self, agg: &Agg, kind: &ItemKind) -> Vec<AggValue> {
+        match self {
+            Accumulators::Num(a) => a.iter().map(|n| finish_num(agg, n)).collect(),
+            Accumulators::Keys(a) => a.into_iter().map(|m| finish_keys(agg, m, kind)).collect(),
+        }
+    }
+}
+
+fn finish_num(agg: &Agg, n: &Num) -> AggValue {
+    let mean_like = |v: f64| {
+        if n.n == 0.0 {
+            AggValue::NoRows
+        } else {
+            AggValue::Number(v)
+        }
+    };
+    match agg {
+        Agg::Count => AggValue::Number(n.n),
+        Agg::Sum(_) => AggValue::Number(n.sum),
+        Agg::Avg(_) => mean_like(n.sum / n.n),
+        Agg::Min(_) => mean_like(n.min),
+        Agg::Max(_) => mean_like(n.max),
+        Agg::AvgSpan { unit, .. } => mean_like(n.sum / n.n / unit.millis()),
+        _ => AggValue::NoRows,
+    }
+}
+
+fn finish_keys(agg: &Agg, m: HashMap<u64, f64>, kind: &ItemKind) -> AggValue {
+    match agg {
+        Agg::CountDistinct(_) => AggValue::Number(m.len() as f64),
+        Agg::Values(_) => {
+            let mut keys: Vec<u64> = m.into_keys().collect();
+            kind.sort(&mut keys);
+            AggValue::Items(Arc::new(keys.into_iter().map(|k| kind.item(k)).collect()))
+        }
+        _ => {
+            let mut pairs: Vec<(u64, f64)> = m.into_iter().collect();
+            pairs.sort_by(|a, b| kind.order(a.0, b.0));
+            AggValue::Counts(Arc::new(
+                pairs.into_iter().map(|(k, c)| (kind.item(k), c)).collect(),
+            ))
+        }
+    }
+}
+
+/// How a distinct-value key turns back into a value a formula can use.
+enum ItemKind {
+    Int,
+    Bool,
+    Time,
+    Real,
+    Text(Vec<Arc<str>>),
+}
+
+impl ItemKind {
+    fn item(&self, k: u64) -> Item {
+        match self {
+            ItemKind::Int => Item::Int(k as i64),
+            ItemKind::Bool => Item::Bool(k != 0),
+            ItemKind::Time => Item::Time(Arc::from(format_utc(k as i64))),
+            ItemKind::Real => Item::Real(f64::from_bits(k)),
+            ItemKind::Text(d) => Item::Text(d[k as usize].clone()),
+        }
+    }
+
+    fn order(&self, a: u64, b: u64) -> std::cmp::Ordering {
+        match self {
+            ItemKind::Int | ItemKind::Time | ItemKind::Bool => (a as i64).cmp(&(b as i64)),
+            ItemKind::Real => f64::from_bits(a).total_cmp(&f64::from_bits(b)),
+            ItemKind::Text(d) => d[a as usize].cmp(&d[b as usize]),
+        }
+    }
+
+    fn sort(&self, keys: &mut [u64]) {
+        keys.sort_by(|a, b| self.order(*a, *b));
+    }
+}
+
+fn agg_output_kind(
+    agg: &Agg,
+    entity: &crate::store::Entity,
+    col: &dyn Fn(&str) -> Result<Arc<Column>, StoreError>,
+) -> Result<ItemKind, StoreError> {
+    let (Agg::Values(f) | Agg::CountBy(f)) = agg else {
+        return Ok(ItemKind::Int);
+    };
+    let ty = entity
+        .field(f)
+        .map(|x| x.ty)
+        .ok_or_else(|| StoreError::Other(entity.unknown_field(f)))?;
+    Ok(match ty {
+        FieldType::Integer => ItemKind::Int,
+        FieldType::Bool => ItemKind::Bool,
+        FieldType::Time => ItemKind::Time,
+        FieldType::Real => ItemKind::Real,
+        FieldType::Text => match &*col(f)? {
+            Column::Text { dict, .. } => ItemKind::Text(dict.values.clone()),
+            _ => ItemKind::Text(Vec::new()),
+        },
+    })
+}
+
+/// A relative period reference resolved for display.
+pub fn describe_period(r: PeriodRef, evaluated: PeriodId) -> String {
+    r.resolve(evaluated).to_string()
+}

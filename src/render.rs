@@ -1,0 +1,349 @@
+//! Showing reports to people: aligned tables with formatted units and marked
+//! statuses, and CSV for spreadsheets.
+
+use std::fmt::Write as _;
+
+use unicode_width::UnicodeWidthStr;
+
+use crate::config::{ConfigSnapshot, Unit};
+use crate::eval::report::{Report, direction_mark};
+use crate::eval::scoring::Status;
+
+/// Colors are used only on a terminal, and never with NO_COLOR set.
+#[derive(Debug, Clone, Copy)]
+pub struct Style {
+    pub color: bool,
+}
+
+impl Style {
+    fn paint(self, code: &str, text: &str) -> String {
+        if self.color {
+            format!("\x1b[{code}m{text}\x1b[0m")
+        } else {
+            text.to_string()
+        }
+    }
+}
+
+/// A value in its unit: 27.0% for ratios, ¥1,234,567 for currency, 12.5 d for days.
+pub fn format_value(v: f64, unit: Unit, currency: &str) -> String {
+    match unit {
+        Unit::Ratio => format!("{:.1}%", v * 100.0),
+        Unit::Currency => {
+            let symbol = match currency {
+                "CNY" | "RMB" | "JPY" => "¥",
+                "USD" => "$",
+                "EUR" => "€",
+                "GBP" => "£",
+                "" => "",
+                other => other,
+            };
+            let sep = if symbol.len() > 1 && symbol.is_ascii() {
+                " "
+            } else {
+                ""
+            };
+            let digits = if v.abs() >= 1000.0 { 0 } else { 2 };
+            let sign = if v < 0.0 { "-" } else { "" };
+            format!("{sign}{symbol}{sep}{}", group(v.abs(), digits))
+        }
+        Unit::Count => group(v, if v.fract() == 0.0 { 0 } else { 1 }),
+        Unit::Days => format!("{v:.1} d"),
+        Unit::Hours => format!("{v:.1} h"),
+        Unit::Score => format!("{v:.2}"),
+    }
+}
+
+/// Thousands separators.
+fn group(v: f64, digits: usize) -> String {
+    let s = format!("{:.*}", digits, v.abs());
+    let (int, frac) = s.split_once('.').map_or((s.as_str(), ""), |(a, b)| (a, b));
+    let mut out = String::new();
+    for (i, c) in int.chars().enumerate() {
+        if i > 0 && (int.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    let sign = if v < 0.0 { "-" } else { "" };
+    if frac.is_empty() {
+        format!("{sign}{out}")
+    } else {
+        format!("{sign}{out}.{frac}")
+    }
+}
+
+fn status_text(s: Status, style: Style) -> String {
+    match s {
+        Status::Met => style.paint("32", "✔ met"),
+        Status::Missed => style.paint("31;1", "✘ missed"),
+        Status::AtRisk => style.paint("33", "▲ at risk"),
+        Status::OnTrack => style.paint("36", "• on track"),
+        Status::NoData => style.paint("2", "– no data"),
+        Status::NoTarget => style.paint("2", "· no target"),
+        Status::Error => style.paint("31", "! error"),
+    }
+}
+
+/// Pads to a display width (Chinese characters take two columns).
+fn pad(s: &str, width: usize, right: bool) -> String {
+    let plain = strip_ansi(s);
+    let fill = " ".repeat(width.saturating_sub(plain.width()));
+    if right {
+        format!("{fill}{s}")
+    } else {
+        format!("{s}{fill}")
+    }
+}
+
+fn strip_ansi(s: &str) -> String {
+    let mut out = String::new();
+    let mut in_escape = false;
+    for c in s.chars() {
+        match (in_escape, c) {
+            (false, '\x1b') => in_escape = true,
+            (true, 'm') => in_escape = false,
+            (false, c) => out.push(c),
+            _ => {}
+        }
+    }
+    out
+}
+
+/// Lays out rows as columns; `right` marks right-aligned columns.
+fn table(rows: &[Vec<String>], right: &[bool], indent: &str) -> String {
+    let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..cols)
+        .map(|c| {
+            rows.iter()
+                .filter_map(|r| r.get(c))
+                .map(|s| strip_ansi(s).width())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    for r in rows {
+        let cells: Vec<String> = r
+            .iter()
+            .enumerate()
+            .map(|(i, s)| pad(s, widths[i], right.get(i).copied().unwrap_or(false)))
+            .collect();
+        let _ = writeln!(out, "{indent}{}", cells.join("  ").trim_end());
+    }
+    out
+}
+
+/// The human-readable report.
+pub fn report_table(
+    cfg: &ConfigSnapshot,
+    r: &Report,
+    lang: Option<&str>,
+    explain: bool,
+    style: Style,
+) -> String {
+    let cal = &cfg.settings.calendar;
+    let period = cal.period(r.period);
+    let state = if period.is_open(r.as_of) {
+        format!("open, {:.0}% elapsed", period.elapsed(r.as_of) * 100.0)
+    } else {
+        "closed".into()
+    };
+    let title = match r.scorecard.as_deref().and_then(|s| cfg.scorecard(s)) {
+        Some(card) => format!("{} ({})", card.label(lang), card.id),
+        None => "KPIs".to_string(),
+    };
+    let mut out = format!(
+        "{} · {} ({state}) · as of {}\n\n",
+        style.paint("1", &title),
+        r.period,
+        cal.format_local(r.as_of)
+    );
+    if r.scorecard.is_some() {
+        let mut rows = vec![vec!["#".into(), "team".into(), "score".into()]];
+        for t in &r.teams {
+            rows.push(vec![
+                t.rank.map_or("-".into(), |x| x.to_string()),
+                format!("{} {}", t.team, t.name),
+                t.score.map_or("–".into(), |s| format!("{s:.1}")),
+            ]);
+        }
+        out.push_str(&table(&rows, &[true, false, true], ""));
+        out.push('\n');
+    }
+    for t in &r.teams {
+        let head = match (t.rank, t.score) {
+            (Some(rank), Some(score)) => {
+                format!("{} {} — score {score:.1}, rank {rank}", t.team, t.name)
+            }
+            _ if r.scorecard.is_some() => format!("{} {} — no score", t.team, t.name),
+            _ => format!("{} {}", t.team, t.name),
+        };
+        out.push_str(&style.paint("1", &head));
+        out.push('\n');
+        out.push_str(&team_rows(
+            cfg,
+            t,
+            r.scorecard.is_some(),
+            lang,
+            explain,
+            style,
+        ));
+        out.push('\n');
+    }
+    out
+}
+
+fn team_rows(
+    cfg: &ConfigSnapshot,
+    t: &crate::eval::report::TeamLine,
+    scored: bool,
+    lang: Option<&str>,
+    explain: bool,
+    style: Style,
+) -> String {
+    let mut header = vec!["KPI".to_string(), "value".into(), "target".into()];
+    if scored {
+        header.extend(["weight".into(), "score".into()]);
+    }
+    header.push("status".into());
+    let mut out = table(&[header.clone()], &[], "  ");
+    for k in &t.kpis {
+        let Some(kpi) = cfg.kpi(&k.kpi) else { continue };
+        let d = &kpi.def;
+        let fmt = |v: Option<f64>| {
+            v.map_or("–".to_string(), |x| {
+                format_value(x, d.unit, &cfg.settings.currency)
+            })
+        };
+        let mut row = vec![
+            format!("{} {} {}", d.id, direction_mark(d.direction), d.label(lang)),
+            fmt(k.value),
+            fmt(k.target),
+        ];
+        if scored {
+            row.push(k.weight.map_or("".into(), |w| format!("{w}")));
+            row.push(k.score.map_or("–".into(), |s| format!("{s:.1}")));
+        }
+        let mut status = status_text(k.status, style);
+        if let Some(p) = k
+            .projected
+            .filter(|_| k.status == Status::AtRisk || k.status == Status::OnTrack)
+        {
+            status.push_str(&format!(" (pace {})", fmt(Some(p))));
+        }
+        row.push(status);
+        out.push_str(&row_line(&header, &row, t, cfg, lang, scored));
+        if let Some(e) = &k.error {
+            let _ = writeln!(out, "      {}", style.paint("31", e));
+        }
+        if explain {
+            for line in &k.explanation {
+                let _ = writeln!(out, "      {}", style.paint("2", line));
+            }
+        }
+    }
+    out
+}
+
+/// One KPI row aligned with the widest cell of its column across the team.
+fn row_line(
+    header: &[String],
+    row: &[String],
+    t: &crate::eval::report::TeamLine,
+    cfg: &ConfigSnapshot,
+    lang: Option<&str>,
+    scored: bool,
+) -> String {
+    let name_width = t
+        .kpis
+        .iter()
+        .filter_map(|k| cfg.kpi(&k.kpi))
+        .map(|k| {
+            format!(
+                "{} {} {}",
+                k.def.id,
+                direction_mark(k.def.direction),
+                k.def.label(lang)
+            )
+            .width()
+        })
+        .max()
+        .unwrap_or(0)
+        .max(header[0].width());
+    let widths = [name_width, 14, 14, 6, 6];
+    let mut cells = Vec::new();
+    for (i, c) in row.iter().enumerate() {
+        let last = i == row.len() - 1;
+        let w = if last {
+            0
+        } else {
+            widths.get(i).copied().unwrap_or(8)
+        };
+        cells.push(pad(c, w, i > 0 && !last));
+    }
+    let _ = scored;
+    format!("  {}\n", cells.join("  ").trim_end())
+}
+
+/// CSV: one row per (team, KPI).
+pub fn report_csv(reports: &[Report]) -> String {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    let _ = w.write_record([
+        "scorecard",
+        "period",
+        "as_of",
+        "team",
+        "rank",
+        "team_score",
+        "kpi",
+        "value",
+        "target",
+        "weight",
+        "score",
+        "status",
+    ]);
+    let opt = |x: Option<f64>| x.map_or(String::new(), |v| v.to_string());
+    for r in reports {
+        for t in &r.teams {
+            for k in &t.kpis {
+                let _ = w.write_record([
+                    r.scorecard.clone().unwrap_or_default(),
+                    r.period.to_string(),
+                    crate::period::format_utc(r.as_of),
+                    t.team.clone(),
+                    t.rank.map_or(String::new(), |x| x.to_string()),
+                    opt(t.score),
+                    k.kpi.clone(),
+                    opt(k.value),
+                    opt(k.target),
+                    opt(k.weight),
+                    opt(k.score),
+                    k.status.name().to_string(),
+                ]);
+            }
+        }
+    }
+    String::from_utf8(w.into_inner().unwrap_or_default()).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_units_for_people() {
+        assert_eq!(format_value(0.2712, Unit::Ratio, "CNY"), "27.1%");
+        assert_eq!(format_value(1234567.4, Unit::Currency, "CNY"), "¥1,234,567");
+        assert_eq!(format_value(-950.5, Unit::Currency, "USD"), "-$950.50");
+        assert_eq!(format_value(12.0, Unit::Count, ""), "12");
+        assert_eq!(format_value(27.25, Unit::Days, ""), "27.2 d");
+        assert_eq!(format_value(1500.0, Unit::Currency, "SEK"), "SEK 1,500");
+    }
+
+    #[test]
+    fn pads_by_display_width() {
+        assert_eq!(pad("北京", 6, false), "北京  ");
+        assert_eq!(pad("ab", 4, true), "  ab");
+    }
+}

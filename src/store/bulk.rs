@@ -1,0 +1,116 @@
+//! Bulk writing of generated records (the demo CRM) in one transaction, with
+//! one prepared statement per entity.
+
+use std::collections::HashMap;
+
+use rusqlite::{Connection, OptionalExtension, Transaction};
+
+use super::schema::Schema;
+use super::{StoreError, Value};
+use crate::demo::RecordSink;
+
+/// Writes named records into a transaction; `commit` makes them visible.
+pub struct BulkWriter<'c> {
+    tx: Transaction<'c>,
+    schema: &'c Schema,
+    /// entity → (field names in schema order, SQL)
+    plans: HashMap<String, (Vec<String>, String)>,
+    row: Vec<Value>,
+}
+
+impl<'c> BulkWriter<'c> {
+    pub fn new(conn: &'c mut Connection, schema: &'c Schema) -> Result<Self, StoreError> {
+        Ok(BulkWriter {
+            tx: conn.transaction()?,
+            schema,
+            plans: HashMap::new(),
+            row: Vec::new(),
+        })
+    }
+
+    /// Deletes every record of every entity (the demo replaces what it made before).
+    pub fn clear_all(&mut self) -> Result<(), StoreError> {
+        for e in self.schema.entities.keys() {
+            self.tx.execute_batch(&format!("DELETE FROM \"{e}\";"))?;
+        }
+        Ok(())
+    }
+
+    pub fn set_meta(&mut self, key: &str, value: &str) -> Result<(), StoreError> {
+        ensure_meta(&self.tx)?;
+        self.tx.execute(
+            "INSERT OR REPLACE INTO _kpi_meta (key, value) VALUES (?1, ?2)",
+            [key, value],
+        )?;
+        Ok(())
+    }
+
+    pub fn commit(self) -> Result<(), StoreError> {
+        self.tx.commit()?;
+        Ok(())
+    }
+}
+
+fn ensure_meta(conn: &Connection) -> Result<(), StoreError> {
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS _kpi_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);",
+    )?;
+    Ok(())
+}
+
+/// A value of the `_kpi_meta` table.
+pub fn meta(conn: &Connection, key: &str) -> Result<Option<String>, StoreError> {
+    ensure_meta(conn)?;
+    Ok(conn
+        .query_row("SELECT value FROM _kpi_meta WHERE key = ?1", [key], |r| {
+            r.get(0)
+        })
+        .optional()?)
+}
+
+/// Does any entity table hold a record?
+pub fn has_records(conn: &Connection, schema: &Schema) -> Result<bool, StoreError> {
+    for e in schema.entities.keys() {
+        let found = conn
+            .query_row(&format!("SELECT 1 FROM \"{e}\" LIMIT 1"), [], |_| Ok(()))
+            .optional()?;
+        if found.is_some() {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+impl RecordSink for BulkWriter<'_> {
+    type Error = StoreError;
+
+    fn write(&mut self, entity: &str, record: &[(&str, Value)]) -> Result<(), StoreError> {
+        if !self.plans.contains_key(entity) {
+            let ent = self.schema.require(entity).map_err(StoreError::Other)?;
+            let names: Vec<String> = ent.fields.iter().map(|f| f.name.clone()).collect();
+            let cols: Vec<String> = names.iter().map(|n| format!("\"{n}\"")).collect();
+            let marks: Vec<String> = (1..=cols.len()).map(|i| format!("?{i}")).collect();
+            let sql = format!(
+                "INSERT OR REPLACE INTO \"{entity}\" ({}) VALUES ({})",
+                cols.join(", "),
+                marks.join(", ")
+            );
+            self.plans.insert(entity.to_string(), (names, sql));
+        }
+        let (names, sql) = &self.plans[entity];
+        self.row.clear();
+        self.row.resize(names.len(), Value::Null);
+        for (name, value) in record {
+            let i = names
+                .iter()
+                .position(|n| n == name)
+                .ok_or_else(|| StoreError::Other(format!("{entity} has no field '{name}'")))?;
+            self.row[i] = value.clone();
+        }
+        let mut stmt = self.tx.prepare_cached(sql)?;
+        stmt.execute(rusqlite::params_from_iter(
+            self.row.iter().map(super::import::SqlValue),
+        ))?;
+        Ok(())
+    }
+}

@@ -1,0 +1,321 @@
+//! The SQLite database: opening it, and turning the schema into tables.
+//!
+//! Tables are plain SQLite tables named after their entity, one typed column
+//! per field, with indexes on the team field and every time field. The schema
+//! that built them is kept in `_kpi_fields`, so a later schema can be compared
+//! with it: additions are applied, destructive changes are refused unless the
+//! column or table holds no data.
+
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::StoreError;
+use super::schema::{Entity, Field, FieldType, Schema};
+
+/// Opens (creating if needed) the database with the settings every connection uses.
+pub fn open(path: &Path) -> Result<Connection, StoreError> {
+    let conn = Connection::open(path)
+        .map_err(|e| StoreError::Open(path.display().to_string(), e.to_string()))?;
+    configure(&conn)?;
+    Ok(conn)
+}
+
+/// A private in-memory database, for formula tests.
+pub fn open_in_memory() -> Result<Connection, StoreError> {
+    let conn = Connection::open_in_memory()?;
+    configure(&conn)?;
+    Ok(conn)
+}
+
+fn configure(conn: &Connection) -> Result<(), StoreError> {
+    conn.busy_timeout(Duration::from_secs(5))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.pragma_update(None, "foreign_keys", false)?;
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS _kpi_fields (
+            entity TEXT NOT NULL, field TEXT NOT NULL, type TEXT NOT NULL, optional INTEGER NOT NULL,
+            PRIMARY KEY (entity, field));",
+    )?;
+    Ok(())
+}
+
+/// One change that brings the database in line with the schema.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Change {
+    CreateEntity(String),
+    AddField(String, String),
+    DropField(String, String),
+    RetypeField(String, String),
+    DropEntity(String),
+}
+
+impl std::fmt::Display for Change {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Change::CreateEntity(e) => write!(f, "create entity {e}"),
+            Change::AddField(e, x) => write!(f, "add field {e}.{x}"),
+            Change::DropField(e, x) => write!(f, "drop empty field {e}.{x}"),
+            Change::RetypeField(e, x) => write!(f, "retype empty field {e}.{x}"),
+            Change::DropEntity(e) => write!(f, "drop empty entity {e}"),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct StoredField {
+    entity: String,
+    field: String,
+    ty: String,
+}
+
+fn stored_fields(conn: &Connection) -> Result<Vec<StoredField>, StoreError> {
+    let mut stmt = conn.prepare("SELECT entity, field, type FROM _kpi_fields ORDER BY rowid")?;
+    let rows = stmt.query_map([], |r| {
+        Ok(StoredField {
+            entity: r.get(0)?,
+            field: r.get(1)?,
+            ty: r.get(2)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+fn has_rows(conn: &Connection, entity: &str) -> Result<bool, StoreError> {
+    let sql = format!("SELECT 1 FROM \"{entity}\" LIMIT 1");
+    Ok(conn.query_row(&sql, [], |_| Ok(())).optional()?.is_some())
+}
+
+fn field_has_data(conn: &Connection, entity: &str, field: &str) -> Result<bool, StoreError> {
+    let sql = format!("SELECT 1 FROM \"{entity}\" WHERE \"{field}\" IS NOT NULL LIMIT 1");
+    Ok(conn.query_row(&sql, [], |_| Ok(())).optional()?.is_some())
+}
+
+/// Compares the schema with the database. Refusals (a destructive change to
+/// data that exists) are returned as errors; nothing is changed.
+pub fn plan(conn: &Connection, schema: &Schema) -> Result<Vec<Change>, StoreError> {
+    let stored = stored_fields(conn)?;
+    let mut changes = Vec::new();
+    let mut refusals = Vec::new();
+    let known_entities: Vec<&str> = stored.iter().map(|s| s.entity.as_str()).collect();
+    for entity in schema.entities.values() {
+        if !known_entities.contains(&entity.name.as_str()) {
+            changes.push(Change::CreateEntity(entity.name.clone()));
+            continue;
+        }
+        for field in &entity.fields {
+            let old = stored
+                .iter()
+                .find(|s| s.entity == entity.name && s.field == field.name);
+            match old {
+                None => changes.push(Change::AddField(entity.name.clone(), field.name.clone())),
+                Some(old) if old.ty != field.ty.name() => {
+                    if field_has_data(conn, &entity.name, &field.name)? {
+                        refusals.push(format!(
+                            "{}.{} holds data of type {}; retyping it to {} is refused",
+                            entity.name, field.name, old.ty, field.ty
+                        ));
+                    } else {
+                        changes.push(Change::RetypeField(entity.name.clone(), field.name.clone()));
+                    }
+                }
+                Some(_) => {}
+            }
+        }
+    }
+    for old in &stored {
+        match schema.entity(&old.entity) {
+            None => {
+                if has_rows(conn, &old.entity)? {
+                    refusals.push(format!(
+                        "entity '{}' holds records; removing it from the schema is refused",
+                        old.entity
+                    ));
+                } else if !changes.contains(&Change::DropEntity(old.entity.clone())) {
+                    changes.push(Change::DropEntity(old.entity.clone()));
+                }
+            }
+            Some(e) if e.field(&old.field).is_none() => {
+                if field_has_data(conn, &old.entity, &old.field)? {
+                    refusals.push(format!(
+                        "{}.{} holds data; removing the field is refused",
+                        old.entity, old.field
+                    ));
+                } else {
+                    changes.push(Change::DropField(old.entity.clone(), old.field.clone()));
+                }
+            }
+            Some(_) => {}
+        }
+    }
+    if refusals.is_empty() {
+        Ok(changes)
+    } else {
+        Err(StoreError::Schema(refusals))
+    }
+}
+
+/// Brings the database in line with the schema, in one transaction.
+pub fn migrate(conn: &mut Connection, schema: &Schema) -> Result<Vec<Change>, StoreError> {
+    let tx = conn.transaction()?;
+    let changes = plan(&tx, schema)?;
+    for change in &changes {
+        apply(&tx, schema, change)?;
+    }
+    for entity in schema.entities.values() {
+        create_indexes(&tx, entity)?;
+    }
+    tx.commit()?;
+    Ok(changes)
+}
+
+fn apply(conn: &Connection, schema: &Schema, change: &Change) -> Result<(), StoreError> {
+    match change {
+        Change::CreateEntity(e) => {
+            create_entity(conn, schema.entity(e).expect("planned from schema"))
+        }
+        Change::AddField(e, f) => add_field(
+            conn,
+            e,
+            schema.entity(e).and_then(|x| x.field(f)).expect("planned"),
+        ),
+        Change::RetypeField(e, f) => {
+            drop_field(conn, e, f)?;
+            add_field(
+                conn,
+                e,
+                schema.entity(e).and_then(|x| x.field(f)).expect("planned"),
+            )
+        }
+        Change::DropField(e, f) => drop_field(conn, e, f),
+        Change::DropEntity(e) => {
+            conn.execute_batch(&format!("DROP TABLE IF EXISTS \"{e}\";"))?;
+            conn.execute("DELETE FROM _kpi_fields WHERE entity = ?1", params![e])?;
+            Ok(())
+        }
+    }
+}
+
+fn create_entity(conn: &Connection, entity: &Entity) -> Result<(), StoreError> {
+    let columns: Vec<String> = entity
+        .fields
+        .iter()
+        .map(|f| match f.name.as_str() {
+            "id" => "\"id\" TEXT PRIMARY KEY NOT NULL".to_string(),
+            _ => format!("\"{}\" {}", f.name, f.ty.sql_type()),
+        })
+        .collect();
+    conn.execute_batch(&format!(
+        "CREATE TABLE IF NOT EXISTS \"{}\" ({});",
+        entity.name,
+        columns.join(", ")
+    ))?;
+    for f in &entity.fields {
+        record_field(conn, &entity.name, f)?;
+    }
+    Ok(())
+}
+
+fn add_field(conn: &Connection, entity: &str, field: &Field) -> Result<(), StoreError> {
+    conn.execute_batch(&format!(
+        "ALTER TABLE \"{entity}\" ADD COLUMN \"{}\" {};",
+        field.name,
+        field.ty.sql_type()
+    ))?;
+    record_field(conn, entity, field)
+}
+
+fn drop_field(conn: &Connection, entity: &str, field: &str) -> Result<(), StoreError> {
+    conn.execute_batch(&format!("DROP INDEX IF EXISTS \"idx_{entity}_{field}\";"))?;
+    conn.execute_batch(&format!(
+        "ALTER TABLE \"{entity}\" DROP COLUMN \"{field}\";"
+    ))?;
+    conn.execute(
+        "DELETE FROM _kpi_fields WHERE entity = ?1 AND field = ?2",
+        params![entity, field],
+    )?;
+    Ok(())
+}
+
+fn record_field(conn: &Connection, entity: &str, field: &Field) -> Result<(), StoreError> {
+    conn.execute(
+        "INSERT OR REPLACE INTO _kpi_fields (entity, field, type, optional) VALUES (?1, ?2, ?3, ?4)",
+        params![entity, field.name, field.ty.name(), field.optional],
+    )?;
+    Ok(())
+}
+
+fn create_indexes(conn: &Connection, entity: &Entity) -> Result<(), StoreError> {
+    let indexed = entity.fields.iter().filter(|f| {
+        f.ty == FieldType::Time || Some(f.name.as_str()) == entity.team_field.as_deref()
+    });
+    for f in indexed {
+        conn.execute_batch(&format!(
+            "CREATE INDEX IF NOT EXISTS \"idx_{e}_{f}\" ON \"{e}\" (\"{f}\");",
+            e = entity.name,
+            f = f.name
+        ))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::toml_doc::Source;
+
+    fn schema(extra: &str) -> Schema {
+        let text = format!(
+            "[entity.teams.fields]\nname = \"text\"\nparent = \"text?\"\n[entity.deals]\nteam_field = \"team\"\n[entity.deals.fields]\nteam = \"text\"\namount = \"real\"\n{extra}"
+        );
+        Schema::from_source(&Source::new("schema.toml", text)).unwrap()
+    }
+
+    #[test]
+    fn creates_then_adds_fields() {
+        let mut conn = open_in_memory().unwrap();
+        let first = migrate(&mut conn, &schema("")).unwrap();
+        assert!(first.contains(&Change::CreateEntity("deals".into())));
+        let second = migrate(&mut conn, &schema("closed_at = \"time?\"\n")).unwrap();
+        assert_eq!(
+            second,
+            vec![Change::AddField("deals".into(), "closed_at".into())]
+        );
+        conn.execute(
+            "INSERT INTO deals (id, team, amount, closed_at) VALUES ('d', 't', 1.0, 5)",
+            [],
+        )
+        .unwrap();
+        assert!(
+            migrate(&mut conn, &schema("closed_at = \"time?\"\n"))
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn refuses_destructive_changes_to_data_and_changes_nothing() {
+        let mut conn = open_in_memory().unwrap();
+        migrate(&mut conn, &schema("note = \"text?\"\n")).unwrap();
+        conn.execute(
+            "INSERT INTO deals (id, team, amount) VALUES ('d', 't', 1.0)",
+            [],
+        )
+        .unwrap();
+        // `note` is empty: dropping it is fine. `amount` holds data: retyping is refused.
+        let text = "[entity.teams.fields]\nname = \"text\"\nparent = \"text?\"\n[entity.deals]\nteam_field = \"team\"\n[entity.deals.fields]\nteam = \"text\"\namount = \"text\"\n";
+        let s = Schema::from_source(&Source::new("schema.toml", text)).unwrap();
+        let err = migrate(&mut conn, &s).unwrap_err().to_string();
+        assert!(err.contains("deals.amount holds data"), "{err}");
+        let n: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM _kpi_fields WHERE entity='deals' AND field='note'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(n, 1, "nothing changed");
+    }
+}
