@@ -207,7 +207,9 @@ fn team_rows(
         header.extend(["weight".into(), "score".into()]);
     }
     header.push("status".into());
-    let mut out = table(&[header.clone()], &[], "  ");
+    let mut rows = vec![header];
+    // Lines printed under a KPI's row: its error, and its explanation.
+    let mut extras: Vec<Vec<String>> = vec![vec![]];
     for k in &t.kpis {
         let Some(kpi) = cfg.kpi(&k.kpi) else { continue };
         let d = &kpi.def;
@@ -222,68 +224,35 @@ fn team_rows(
             fmt(k.target),
         ];
         if scored {
-            row.push(k.weight.map_or("".into(), |w| format!("{w}")));
+            row.push(k.weight.map_or(String::new(), |w| format!("{w}")));
             row.push(k.score.map_or("–".into(), |s| format!("{s:.1}")));
         }
         let mut status = status_text(k.status, style);
         if let Some(p) = k
             .projected
-            .filter(|_| k.status == Status::AtRisk || k.status == Status::OnTrack)
+            .filter(|_| matches!(k.status, Status::AtRisk | Status::OnTrack))
         {
-            status.push_str(&format!(" (pace {})", fmt(Some(p))));
+            let _ = write!(status, " (pace {})", fmt(Some(p)));
         }
         row.push(status);
-        out.push_str(&row_line(&header, &row, t, cfg, lang, scored));
-        if let Some(e) = &k.error {
-            let _ = writeln!(out, "      {}", style.paint("31", e));
-        }
+        rows.push(row);
+        let mut extra: Vec<String> = k.error.iter().map(|e| style.paint("31", e)).collect();
         if explain {
-            for line in &k.explanation {
-                let _ = writeln!(out, "      {}", style.paint("2", line));
-            }
+            extra.extend(k.explanation.iter().map(|l| style.paint("2", l)));
+        }
+        extras.push(extra);
+    }
+    let right: Vec<bool> = (0..rows[0].len())
+        .map(|i| i > 0 && i + 1 < rows[0].len())
+        .collect();
+    let mut out = String::new();
+    for (line, extra) in table(&rows, &right, "  ").lines().zip(&extras) {
+        let _ = writeln!(out, "{line}");
+        for e in extra {
+            let _ = writeln!(out, "      {e}");
         }
     }
     out
-}
-
-/// One KPI row aligned with the widest cell of its column across the team.
-fn row_line(
-    header: &[String],
-    row: &[String],
-    t: &crate::eval::report::TeamLine,
-    cfg: &ConfigSnapshot,
-    lang: Option<&str>,
-    scored: bool,
-) -> String {
-    let name_width = t
-        .kpis
-        .iter()
-        .filter_map(|k| cfg.kpi(&k.kpi))
-        .map(|k| {
-            format!(
-                "{} {} {}",
-                k.def.id,
-                direction_mark(k.def.direction),
-                k.def.label(lang)
-            )
-            .width()
-        })
-        .max()
-        .unwrap_or(0)
-        .max(header[0].width());
-    let widths = [name_width, 14, 14, 6, 6];
-    let mut cells = Vec::new();
-    for (i, c) in row.iter().enumerate() {
-        let last = i == row.len() - 1;
-        let w = if last {
-            0
-        } else {
-            widths.get(i).copied().unwrap_or(8)
-        };
-        cells.push(pad(c, w, i > 0 && !last));
-    }
-    let _ = scored;
-    format!("  {}\n", cells.join("  ").trim_end())
 }
 
 /// CSV: one row per (team, KPI).
