@@ -247,11 +247,12 @@ impl rhai::ModuleResolver for ScriptResolver {
         let inside = !name.starts_with('/')
             && !name.contains('\\')
             && name.split('/').all(|c| !c.is_empty() && c != "..");
-        let not_found = || {
-            Box::new(EvalAltResult::ErrorModuleNotFound(
-                format!("{path} (import only reads scripts/)"),
-                pos,
-            ))
+        // Not ErrorModuleNotFound: rhai replaces that with its own message.
+        let not_found = || -> Box<EvalAltResult> {
+            let message = format!(
+                "cannot import \"{path}\": import only reads scripts/ (no such script there)"
+            );
+            Box::new(EvalAltResult::ErrorRuntime(message.into(), pos))
         };
         if !inside {
             return Err(not_found());
@@ -270,5 +271,139 @@ impl rhai::ModuleResolver for ScriptResolver {
             .expect("module cache")
             .insert(name, module.clone());
         Ok(module)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::toml_doc::Source;
+
+    /// A host whose every aggregate is 2.0 and whose only KPI is "two".
+    struct Fixed(Schema, Calendar);
+
+    impl Host for Fixed {
+        fn calendar(&self) -> &Calendar {
+            &self.1
+        }
+        fn schema(&self) -> &Schema {
+            &self.0
+        }
+        fn period(&self) -> PeriodId {
+            "2026-Q1".parse().unwrap()
+        }
+        fn as_of(&self) -> i64 {
+            0
+        }
+        fn aggregate(&self, _: &Query, _: &Agg) -> Result<AggValue, String> {
+            Ok(AggValue::Number(2.0))
+        }
+        fn kpi(&self, id: &str, _: PeriodId) -> Result<Option<f64>, String> {
+            Ok((id == "two").then_some(2.0))
+        }
+    }
+
+    fn run(text: &str, scripts: &[(&str, &str)]) -> Outcome {
+        let schema = Schema::from_source(&Source::new(
+            "s",
+            "[entity.teams.fields]\nname = \"text\"\nparent = \"text?\"\n[entity.deals]\nteam_field = \"team\"\n[entity.deals.fields]\nteam = \"text\"\namount = \"real\"\n",
+        ))
+        .unwrap();
+        let scripts = scripts
+            .iter()
+            .map(|(n, t)| (n.to_string(), t.to_string()))
+            .collect();
+        let engine = FormulaEngine::new(Arc::new(scripts));
+        let origin = Origin {
+            file: "kpis/t.toml".into(),
+            first_line: 10,
+            first_col: 1,
+        };
+        let ast = match engine.compile(text, &origin) {
+            Ok(a) => a,
+            Err((m, l, c)) => return Outcome::Error(format!("compile {l}:{c}: {m}")),
+        };
+        engine.run(
+            &ast,
+            &origin,
+            Rc::new(Fixed(schema, Calendar::utc())),
+            ("t", "T"),
+            &rhai::Map::new(),
+        )
+    }
+
+    #[test]
+    fn aggregates_are_floats_so_division_never_truncates() {
+        assert_eq!(
+            run("let n = records(\"deals\").count(); 1 / (n + 1.0)", &[]),
+            Outcome::Value(1.0 / 3.0)
+        );
+    }
+
+    #[test]
+    fn missing_values_zero_division_and_nan_are_no_data() {
+        assert_eq!(run("0.0 / 0.0", &[]), Outcome::NoData);
+        assert_eq!(run("1.0 / 0.0", &[]), Outcome::NoData);
+        assert_eq!(run("kpi(\"none\") * 2.0", &[]), Outcome::NoData);
+        assert_eq!(run("kpi(\"two\") * 2", &[]), Outcome::Value(4.0));
+        assert_eq!(run("()", &[]), Outcome::NoData);
+    }
+
+    #[test]
+    fn an_endless_loop_is_stopped_with_a_clear_error() {
+        let Outcome::Error(e) = run("let x = 0;\nloop { x += 1; }", &[]) else {
+            panic!("not stopped")
+        };
+        assert!(
+            e.contains("operations") && e.starts_with("kpis/t.toml:11:"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn unknown_fields_fail_with_a_hint_and_position() {
+        let Outcome::Error(e) = run("records(\"deals\")\n  .sum(\"amout\")", &[]) else {
+            panic!()
+        };
+        assert!(
+            e.contains("deals has no field 'amout'; did you mean 'amount'?"),
+            "{e}"
+        );
+        assert!(e.starts_with("kpis/t.toml:11:"), "{e}");
+    }
+
+    #[test]
+    fn import_reads_only_scripts_from_the_snapshot() {
+        let lib = [("util.rhai", "fn double(x) { x * 2.0 }")];
+        assert_eq!(
+            run("import \"util\" as u; u::double(21.0)", &lib),
+            Outcome::Value(42.0)
+        );
+        for path in ["../../etc/passwd", "/etc/passwd", "nope"] {
+            let Outcome::Error(e) = run(&format!("import \"{path}\" as u; 1"), &lib) else {
+                panic!("{path} imported")
+            };
+            assert!(e.contains("import only reads scripts/"), "{e}");
+        }
+    }
+
+    #[test]
+    fn syntax_errors_and_unknown_variables_fail_at_compile_time() {
+        let Outcome::Error(e) = run("let x = ;", &[]) else {
+            panic!()
+        };
+        assert!(e.starts_with("compile 10:"), "{e}");
+        let Outcome::Error(e) = run("undefined_thing + 1", &[]) else {
+            panic!()
+        };
+        assert!(e.contains("compile"), "{e}");
+    }
+
+    #[test]
+    fn the_result_must_be_a_number() {
+        let Outcome::Error(e) = run("\"text\"", &[]) else {
+            panic!()
+        };
+        assert!(e.contains("must end in a number"), "{e}");
     }
 }

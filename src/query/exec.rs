@@ -221,9 +221,15 @@ impl StaticPred {
     }
 }
 
+/// [lo, hi) per evaluated period.
+type Bounds = Vec<(i64, i64)>;
+
+/// How one time filter bounds its field in a given period.
+type BoundFn<'a> = Box<dyn Fn(PeriodId) -> (i64, i64) + 'a>;
+
 /// Time filters resolved to [lo, hi) bounds per evaluated period, per field.
 struct TimeBounds {
-    fields: Vec<(Arc<Column>, Vec<(i64, i64)>)>,
+    fields: Vec<(Arc<Column>, Bounds)>,
 }
 
 impl TimeBounds {
@@ -235,7 +241,7 @@ impl TimeBounds {
     ) -> Result<TimeBounds, StoreError> {
         let mut by_field: Vec<(&str, Vec<(i64, i64)>)> = Vec::new();
         for f in filters {
-            let (field, bound): (&str, Box<dyn Fn(PeriodId) -> (i64, i64)>) = match f {
+            let (field, bound): (&str, BoundFn<'_>) = match f {
                 Filter::InPeriod { field, period } => (
                     field,
                     Box::new(move |p: PeriodId| {
@@ -514,4 +520,155 @@ fn agg_output_kind(
 /// A relative period reference resolved for display.
 pub fn describe_period(r: PeriodRef, evaluated: PeriodId) -> String {
     r.resolve(evaluated).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::toml_doc::Source;
+    use crate::store::{Schema, db};
+
+    /// hq ─┬─ north: deals d1 (won 100, Q1), d2 (won 50, Q2, customer c1), d3 (lost, Q1, customer c1)
+    ///     └─ south: deal d4 (won 30, Q1, customer c1), d5 (won, no closed_at)
+    fn store() -> ColumnStore {
+        let schema = Schema::from_source(&Source::new(
+            "schema.toml",
+            "[entity.teams.fields]\nname = \"text\"\nparent = \"text?\"\n[entity.deals]\nteam_field = \"team\"\n[entity.deals.fields]\nteam = \"text\"\nstage = \"text\"\namount = \"real\"\ncustomer = \"text?\"\nclosed_at = \"time?\"\n",
+        ))
+        .unwrap();
+        let mut conn = db::open_in_memory().unwrap();
+        db::migrate(&mut conn, &schema).unwrap();
+        conn.execute_batch(
+            "INSERT INTO teams VALUES ('hq','HQ',NULL),('north','N','hq'),('south','S','hq');
+             INSERT INTO deals VALUES ('d1','north','won',100.0,NULL,1767225600000),
+               ('d2','north','won',50.0,'c1',1775001600000),
+               ('d3','north','lost',70.0,'c1',1767312000000),
+               ('d4','south','won',30.0,'c1',1767398400000),
+               ('d5','south','won',99.0,NULL,NULL);",
+        )
+        .unwrap();
+        ColumnStore::new(conn, Arc::new(schema))
+    }
+
+    fn q(filters: Vec<Filter>) -> Query {
+        Query {
+            entity: Arc::from("deals"),
+            filters,
+            all_teams: false,
+        }
+    }
+
+    fn won() -> Filter {
+        Filter::Cmp {
+            field: Arc::from("stage"),
+            op: CmpOp::Eq,
+            value: Scalar::Text(Arc::from("won")),
+        }
+    }
+
+    fn in_p() -> Filter {
+        Filter::InPeriod {
+            field: Arc::from("closed_at"),
+            period: PeriodRef::Relative(0),
+        }
+    }
+
+    #[test]
+    fn one_pass_answers_every_team_and_period_with_subtree_roll_up() {
+        let s = store();
+        let tree = s.teams().unwrap();
+        let (q1, q2): (PeriodId, PeriodId) =
+            ("2026-Q1".parse().unwrap(), "2026-Q2".parse().unwrap());
+        let r = execute(
+            &s,
+            &q(vec![won(), in_p()]),
+            &Agg::Sum(Arc::from("amount")),
+            &[q1, q2],
+            &Calendar::utc(),
+        )
+        .unwrap();
+        let at = |t: &str, p| r.get(tree.index(t).unwrap(), p).cloned();
+        assert_eq!(at("north", q1), Some(AggValue::Number(100.0)));
+        assert_eq!(at("south", q1), Some(AggValue::Number(30.0)));
+        assert_eq!(at("hq", q1), Some(AggValue::Number(130.0)));
+        assert_eq!(at("hq", q2), Some(AggValue::Number(50.0)));
+        let avg = execute(
+            &s,
+            &q(vec![won(), in_p()]),
+            &Agg::Avg(Arc::from("amount")),
+            &[q1, q2],
+            &Calendar::utc(),
+        )
+        .unwrap();
+        // hq's mean is over its rows (100, 30), not the mean of its children's means.
+        assert_eq!(
+            avg.get(tree.index("hq").unwrap(), q1),
+            Some(&AggValue::Number(65.0))
+        );
+        assert_eq!(
+            avg.get(tree.index("south").unwrap(), q2),
+            Some(&AggValue::NoRows)
+        );
+    }
+
+    #[test]
+    fn distinct_values_roll_up_as_sets_and_nulls_are_left_out() {
+        let s = store();
+        let tree = s.teams().unwrap();
+        let p: PeriodId = "2026-Q1".parse().unwrap();
+        let before_end = Filter::BeforeEnd {
+            field: Arc::from("closed_at"),
+        };
+        let r = execute(
+            &s,
+            &q(vec![before_end.clone()]),
+            &Agg::CountDistinct(Arc::from("customer")),
+            &[p],
+            &Calendar::utc(),
+        )
+        .unwrap();
+        assert_eq!(
+            r.get(tree.index("north").unwrap(), p),
+            Some(&AggValue::Number(1.0))
+        );
+        assert_eq!(
+            r.get(tree.index("hq").unwrap(), p),
+            Some(&AggValue::Number(1.0)),
+            "c1 counted once across children"
+        );
+        let by = execute(
+            &s,
+            &q(vec![won()]),
+            &Agg::CountBy(Arc::from("customer")),
+            &[p],
+            &Calendar::utc(),
+        )
+        .unwrap();
+        let AggValue::Counts(c) = by.get(tree.index("hq").unwrap(), p).unwrap() else {
+            panic!()
+        };
+        assert_eq!(c.as_slice(), &[(Item::Text(Arc::from("c1")), 2.0)]);
+    }
+
+    #[test]
+    fn all_teams_and_null_comparisons() {
+        let s = store();
+        let p: PeriodId = "2026-Q1".parse().unwrap();
+        let mut all = q(vec![won()]);
+        all.all_teams = true;
+        let r = execute(&s, &all, &Agg::Count, &[p], &Calendar::utc()).unwrap();
+        assert_eq!(
+            r.get(7, p),
+            Some(&AggValue::Number(4.0)),
+            "any team index reads the one all-teams slot"
+        );
+        // A NULL never compares: ne("customer", "c1") leaves out the rows without a customer.
+        let ne = Filter::Cmp {
+            field: Arc::from("customer"),
+            op: CmpOp::Ne,
+            value: Scalar::Text(Arc::from("c1")),
+        };
+        let r = execute(&s, &q(vec![ne]), &Agg::Count, &[p], &Calendar::utc()).unwrap();
+        assert_eq!(r.get(0, p), Some(&AggValue::Number(0.0)));
+    }
 }

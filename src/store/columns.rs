@@ -345,12 +345,11 @@ impl ColumnStore {
     }
 }
 
+/// Row ids, and the columns read, by field name.
+type Loaded = (Vec<i64>, HashMap<String, Arc<Column>>);
+
 /// Reads `fields` of every row of `entity` in rowid order.
-fn load_columns(
-    conn: &Connection,
-    entity: &Entity,
-    fields: &[&str],
-) -> Result<(Vec<i64>, HashMap<String, Arc<Column>>), StoreError> {
+fn load_columns(conn: &Connection, entity: &Entity, fields: &[&str]) -> Result<Loaded, StoreError> {
     let mut types = Vec::with_capacity(fields.len());
     for f in fields {
         let field = entity
