@@ -133,24 +133,19 @@ fn compare(q: &mut Query, field: &str, op: CmpOp, v: Dynamic) -> Res<Query> {
 }
 
 fn register_filters(engine: &mut Engine) {
-    engine.register_fn("eq", |q: &mut Query, f: &str, v: Dynamic| {
-        compare(q, f, CmpOp::Eq, v)
-    });
-    engine.register_fn("ne", |q: &mut Query, f: &str, v: Dynamic| {
-        compare(q, f, CmpOp::Ne, v)
-    });
-    engine.register_fn("lt", |q: &mut Query, f: &str, v: Dynamic| {
-        compare(q, f, CmpOp::Lt, v)
-    });
-    engine.register_fn("le", |q: &mut Query, f: &str, v: Dynamic| {
-        compare(q, f, CmpOp::Le, v)
-    });
-    engine.register_fn("gt", |q: &mut Query, f: &str, v: Dynamic| {
-        compare(q, f, CmpOp::Gt, v)
-    });
-    engine.register_fn("ge", |q: &mut Query, f: &str, v: Dynamic| {
-        compare(q, f, CmpOp::Ge, v)
-    });
+    let ops = [
+        ("eq", CmpOp::Eq),
+        ("ne", CmpOp::Ne),
+        ("lt", CmpOp::Lt),
+        ("le", CmpOp::Le),
+        ("gt", CmpOp::Gt),
+        ("ge", CmpOp::Ge),
+    ];
+    for (name, op) in ops {
+        engine.register_fn(name, move |q: &mut Query, f: &str, v: Dynamic| {
+            compare(q, f, op, v)
+        });
+    }
     engine.register_fn(
         "one_of",
         |q: &mut Query, f: &str, values: Array| -> Res<Query> {
