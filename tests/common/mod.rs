@@ -97,6 +97,10 @@ impl Root {
         fs::write(p, contents).unwrap();
     }
 
+    pub fn remove(&self, rel: &str) {
+        fs::remove_file(self.path().join(rel)).unwrap();
+    }
+
     pub fn read(&self, rel: &str) -> String {
         fs::read_to_string(self.path().join(rel)).unwrap()
     }
