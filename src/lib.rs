@@ -15,6 +15,7 @@ pub mod formula;
 pub mod period;
 pub mod query;
 pub mod render;
+pub mod server;
 pub mod store;
 
 use std::path::Path;

@@ -10,11 +10,12 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use kpi_engine::config::{self, ConfigSnapshot};
-use kpi_engine::demo::{self, DemoOptions};
+use kpi_engine::demo::DemoOptions;
 use kpi_engine::diag::hint;
 use kpi_engine::eval::{Evaluation, report, tests_runner};
 use kpi_engine::period::{Grain, PeriodId, parse_period_range};
 use kpi_engine::render::{self, Style};
+use kpi_engine::server::{self, ServeOptions};
 use kpi_engine::store::columns::ColumnStore;
 use kpi_engine::store::import::{Format, Input, import};
 use kpi_engine::store::{bulk, db};
@@ -87,6 +88,15 @@ enum Command {
     },
     /// Run the formula tests in kpis/tests/*.toml.
     Test,
+    /// Run the admin server: HTTP API, dashboard and hot reload of kpis/ and scripts/.
+    Serve {
+        /// Address to listen on (port 0 picks a free port; the address is printed).
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        addr: String,
+        /// Fill an empty database with the demo CRM first.
+        #[arg(long)]
+        demo: bool,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -115,9 +125,17 @@ type Res<T> = Result<T, UserError>;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // The server logs what it applies and rejects; other commands only errors.
+    let default_level = match cli.command {
+        Command::Serve { .. } => "info",
+        _ => "error",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     match run(cli) {
         Ok(code) => code,
@@ -166,7 +184,21 @@ fn run(cli: Cli) -> Res<ExitCode> {
             eval(&cli.root, &db_path, &args)
         }
         Command::Test => run_tests(&cli.root),
+        Command::Serve { addr, demo } => serve(ServeOptions {
+            root: cli.root.clone(),
+            db: db_path,
+            addr,
+            demo,
+        }),
     }
+}
+
+fn serve(opts: ServeOptions) -> Res<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(server::serve(opts))?;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn load(root: &Path) -> Res<Arc<ConfigSnapshot>> {
@@ -268,11 +300,12 @@ fn run_demo(
             db_path.display()
         )));
     }
-    let mut writer = bulk::BulkWriter::new(&mut conn, &cfg.schema)?;
-    writer.clear_all()?;
-    let counts = demo::generate(&DemoOptions { scale, seed, until }, cal, &mut writer)?;
-    writer.set_meta("demo", &format!("scale={scale} seed={seed}"))?;
-    writer.commit()?;
+    let counts = bulk::write_demo(
+        &mut conn,
+        &cfg.schema,
+        cal,
+        &DemoOptions { scale, seed, until },
+    )?;
     let summary: Vec<String> = counts.iter().map(|(e, n)| format!("{n} {e}")).collect();
     println!(
         "wrote a demo CRM to {}: {}",

@@ -134,8 +134,10 @@ pub fn kpis(eval: &Rc<Evaluation>, kpis: &[usize], period: PeriodId, teams: &[u3
             rank: None,
             kpis: kpis
                 .iter()
-                .map(|&k| {
-                    kpi_line(
+                // Without a scorecard there is no cap and no score.
+                .map(|&k| KpiLine {
+                    score: None,
+                    ..kpi_line(
                         eval,
                         k,
                         t,

@@ -32,7 +32,8 @@ pub struct Case {
     pub as_of: Option<String>,
     /// Entity → records as JSON objects, in file order.
     pub records: Vec<(String, Vec<serde_json::Value>)>,
-    pub expect: Vec<(String, Expect)>,
+    /// KPI → expectation, with the line it is written on.
+    pub expect: Vec<(String, Expect, usize)>,
 }
 
 /// The outcome of one expectation.
@@ -180,7 +181,7 @@ fn parse_case(r: &mut Reader<'_>, node: &Node) -> Option<Case> {
                 continue;
             }
         };
-        expect.push((k.name.clone(), e));
+        expect.push((k.name.clone(), e, r.src.line_col(k.span.start).0));
     }
     Some(Case {
         file: r.src.file.clone(),
@@ -199,16 +200,7 @@ pub fn run_case(config: &Arc<ConfigSnapshot>, case: &Case) -> Vec<Check> {
     let fail_all = |msg: String| {
         case.expect
             .iter()
-            .map(|(k, e)| Check {
-                case: case.name.clone(),
-                file: case.file.clone(),
-                line: case.line,
-                kpi: k.clone(),
-                expected: e.clone(),
-                got: Err(msg.clone()),
-                explanation: vec![],
-                passed: false,
-            })
+            .map(|(k, e, line)| judge(case, k, e, *line, Err(msg.clone()), vec![]))
             .collect()
     };
     let store = match load_records(config, case) {
@@ -235,33 +227,54 @@ pub fn run_case(config: &Arc<ConfigSnapshot>, case: &Case) -> Vec<Check> {
     };
     case.expect
         .iter()
-        .map(|(kpi, expected)| {
-            let (got, explanation) = match config.kpi_index(kpi) {
-                None => (Err(config.unknown_kpi(kpi)), vec![]),
-                Some(i) => {
-                    let v = eval.value(i, team, case.period);
-                    (v.error.map_or(Ok(v.value), Err), v.explanation)
-                }
-            };
-            let passed = match (expected, &got) {
-                (Expect::NoData, Ok(None)) => true,
-                (Expect::Value { value, tolerance }, Ok(Some(x))) => {
-                    (x - value).abs() <= *tolerance
-                }
-                _ => false,
-            };
-            Check {
-                case: case.name.clone(),
-                file: case.file.clone(),
-                line: case.line,
-                kpi: kpi.clone(),
-                expected: expected.clone(),
-                got,
-                explanation,
-                passed,
+        .map(|(kpi, expected, line)| match config.kpi_index(kpi) {
+            None => judge(
+                case,
+                kpi,
+                expected,
+                *line,
+                Err(config.unknown_kpi(kpi)),
+                vec![],
+            ),
+            Some(i) => {
+                let v = eval.value(i, team, case.period);
+                judge(
+                    case,
+                    kpi,
+                    expected,
+                    *line,
+                    v.error.map_or(Ok(v.value), Err),
+                    v.explanation,
+                )
             }
         })
         .collect()
+}
+
+/// Compares what a KPI gave with what the case expects.
+fn judge(
+    case: &Case,
+    kpi: &str,
+    expected: &Expect,
+    line: usize,
+    got: Result<Option<f64>, String>,
+    explanation: Vec<String>,
+) -> Check {
+    let passed = match (expected, &got) {
+        (Expect::NoData, Ok(None)) => true,
+        (Expect::Value { value, tolerance }, Ok(Some(x))) => (x - value).abs() <= *tolerance,
+        _ => false,
+    };
+    Check {
+        case: case.name.clone(),
+        file: case.file.clone(),
+        line,
+        kpi: kpi.to_string(),
+        expected: expected.clone(),
+        got,
+        explanation,
+        passed,
+    }
 }
 
 fn load_records(config: &Arc<ConfigSnapshot>, case: &Case) -> Result<Arc<ColumnStore>, String> {

@@ -148,6 +148,25 @@ fn register_filters(engine: &mut Engine) {
     }
     engine.register_fn(
         "one_of",
+        |q: &mut Query, f: &str, sub: Query, of: &str| -> Res<Query> {
+            let (field, ty) = field_of(q, f)?;
+            let (of_field, of_ty) = field_of(&sub, of)?;
+            if ty != of_ty {
+                return Err(format!(
+                    "one_of: {}.{f} is {ty} but {}.{of} is {of_ty}",
+                    q.entity, sub.entity
+                )
+                .into());
+            }
+            Ok(q.with(Filter::InQuery {
+                field,
+                query: Box::new(sub),
+                of: of_field,
+            }))
+        },
+    );
+    engine.register_fn(
+        "one_of",
         |q: &mut Query, f: &str, values: Array| -> Res<Query> {
             let (field, ty) = field_of(q, f)?;
             let values = values
@@ -270,6 +289,14 @@ fn register_aggregates(engine: &mut Engine) {
     engine.register_fn("values", |q: &mut Query, f: &str| {
         aggregate(q, Agg::Values(field_of(q, f)?.0))
     });
+    engine.register_fn(
+        "count_distinct_at_least",
+        |q: &mut Query, f: &str, n: i64| -> Res<Dynamic> {
+            let n =
+                u32::try_from(n).map_err(|_| "count_distinct_at_least needs a count from 0 up")?;
+            aggregate(q, Agg::CountDistinctAtLeast(field_of(q, f)?.0, n))
+        },
+    );
     engine.register_fn("count_by", |q: &mut Query, f: &str| {
         aggregate(q, Agg::CountBy(field_of(q, f)?.0))
     });

@@ -110,7 +110,7 @@ impl FormulaEngine {
             .set_max_operations(MAX_OPERATIONS)
             .set_max_call_levels(48)
             .set_max_expr_depths(64, 48)
-            .set_max_string_size(1 << 20)
+            .set_max_string_size(64 << 20)
             .set_max_array_size(4_000_000)
             .set_max_map_size(4_000_000)
             .set_max_modules(32)

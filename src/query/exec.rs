@@ -8,7 +8,7 @@
 //! means are carried as (sum, count) and distinct values as sets, so a parent
 //! never averages its children's averages.
 
-use std::collections::HashMap;
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use std::sync::Arc;
 
 use super::{Agg, AggValue, CmpOp, Filter, Item, PeriodRef, Query, Scalar};
@@ -47,6 +47,24 @@ pub fn execute(
     periods: &[PeriodId],
     cal: &Calendar,
 ) -> Result<ShapeResult, StoreError> {
+    let (acc, slots, kind) = accumulate(store, query, agg, periods, cal)?;
+    let values = acc.finish(agg, &kind);
+    Ok(ShapeResult {
+        periods: periods.to_vec(),
+        slots,
+        all_teams: query.all_teams,
+        values,
+    })
+}
+
+/// The pass itself: accumulators per (period, team slot), rolled up the tree.
+fn accumulate(
+    store: &ColumnStore,
+    query: &Query,
+    agg: &Agg,
+    periods: &[PeriodId],
+    cal: &Calendar,
+) -> Result<(Accumulators, usize, ItemKind), StoreError> {
     let entity = store
         .schema
         .require(&query.entity)
@@ -70,34 +88,122 @@ pub fn execute(
         .filter_map(|f| StaticPred::compile(f, &col).transpose())
         .collect::<Result<Vec<_>, _>>()?;
     let times = TimeBounds::compile(&query.filters, &col, periods, cal)?;
+    let semis = query
+        .filters
+        .iter()
+        .filter_map(|f| SemiJoin::compile(store, f, &col, periods, cal).transpose())
+        .collect::<Result<Vec<_>, _>>()?;
     let input = Input::compile(agg, &col)?;
     let mut acc = Accumulators::new(agg, periods.len() * slots);
+    let all_slot = [0u32];
     for row in 0..table.len() {
         if !statics.iter().all(|p| p.test(row)) {
             continue;
         }
         let team = match &team_rows {
             Some(t) if t[row] == u32::MAX => continue,
-            Some(t) => t[row] as usize,
+            Some(t) => t[row],
             None => 0,
         };
         let Some(v) = input.read(row) else { continue };
         for p in 0..periods.len() {
-            if times.test(row, p) {
-                acc.add(p * slots + team, v);
+            if !times.test(row, p) {
+                continue;
+            }
+            if semis.is_empty() {
+                acc.add(p * slots + team as usize, v);
+                continue;
+            }
+            // A semi-join's set differs per team, so each ancestor is decided here.
+            let targets = if query.all_teams {
+                &all_slot[..]
+            } else {
+                &tree.up[team as usize][..]
+            };
+            for &t in targets {
+                if semis.iter().all(|s| s.contains(t as usize, p, row)) {
+                    acc.add(p * slots + t as usize, v);
+                }
             }
         }
     }
-    if !query.all_teams {
+    if !query.all_teams && semis.is_empty() {
         acc.roll_up(&tree, periods.len());
     }
     let kind = agg_output_kind(agg, entity, &col)?;
-    let values = acc.finish(agg, &kind);
-    Ok(ShapeResult {
-        periods: periods.to_vec(),
-        slots,
-        all_teams: query.all_teams,
-        values,
+    Ok((acc, slots, kind))
+}
+
+/// `.one_of(field, query, of)`: per (period, team slot), the keys of `of` in `query`,
+/// translated into keys of the outer column.
+struct SemiJoin {
+    col: Arc<Column>,
+    sets: Vec<HashSet<u64>>,
+    sub_slots: usize,
+}
+
+impl SemiJoin {
+    fn compile(
+        store: &ColumnStore,
+        f: &Filter,
+        col: &dyn Fn(&str) -> Result<Arc<Column>, StoreError>,
+        periods: &[PeriodId],
+        cal: &Calendar,
+    ) -> Result<Option<SemiJoin>, StoreError> {
+        let Filter::InQuery { field, query, of } = f else {
+            return Ok(None);
+        };
+        let outer = col(field)?;
+        let agg = Agg::CountBy(of.clone());
+        let (acc, sub_slots, kind) = accumulate(store, query, &agg, periods, cal)?;
+        let Accumulators::Keys(maps) = acc else {
+            return Ok(None);
+        };
+        let inner = store.table(&query.entity, &[&**of])?.column(of);
+        let same_column = inner.is_some_and(|c| Arc::ptr_eq(&c, &outer));
+        let sets = {
+            let translate: Box<dyn Fn(u64) -> Option<u64>> = if same_column {
+                Box::new(Some)
+            } else {
+                key_translation(&outer, &kind, field, of)?
+            };
+            maps.into_iter()
+                .map(|m| m.into_keys().filter_map(&translate).collect())
+                .collect()
+        };
+        Ok(Some(SemiJoin {
+            col: outer,
+            sets,
+            sub_slots,
+        }))
+    }
+
+    fn contains(&self, team: usize, period: usize, row: usize) -> bool {
+        let slot = if self.sub_slots == 1 { 0 } else { team };
+        self.col
+            .key(row)
+            .is_some_and(|k| self.sets[period * self.sub_slots + slot].contains(&k))
+    }
+}
+
+/// Maps a key of the inner column to the key of the same value in the outer column.
+fn key_translation<'a>(
+    outer: &'a Column,
+    inner: &'a ItemKind,
+    field: &str,
+    of: &str,
+) -> Result<Box<dyn Fn(u64) -> Option<u64> + 'a>, StoreError> {
+    Ok(match (outer, inner) {
+        (Column::Text { dict, .. }, ItemKind::Text(values)) => {
+            Box::new(move |k| dict.code(&values[k as usize]).map(u64::from))
+        }
+        (Column::Int(_), ItemKind::Int | ItemKind::Bool | ItemKind::Time)
+        | (Column::Real(_), ItemKind::Real) => Box::new(Some),
+        _ => {
+            return Err(StoreError::Other(format!(
+                "one_of(\"{field}\", query, \"{of}\"): the two fields have different types"
+            )));
+        }
     })
 }
 
@@ -142,20 +248,37 @@ impl StaticPred {
         Ok(Some(pred))
     }
 
-    /// `op` against any of `values` (one value for a comparison; many for one_of).
+    /// `op` against any of `values` (one value for a comparison; many for
+    /// one_of, which is `Eq` and tested through a set, as lists can be long).
     fn cmp(column: Arc<Column>, op: CmpOp, values: &[Scalar]) -> StaticPred {
+        let ints = || {
+            values.iter().filter_map(|v| {
+                if let Scalar::Int(i) = v {
+                    Some(*i)
+                } else {
+                    None
+                }
+            })
+        };
+        let texts = || {
+            values.iter().filter_map(|v| {
+                if let Scalar::Text(s) = v {
+                    Some(&**s)
+                } else {
+                    None
+                }
+            })
+        };
         match &*column {
+            Column::Int(_) if op == CmpOp::Eq => {
+                let set: HashSet<i64> = ints().collect();
+                StaticPred::Int {
+                    col: column,
+                    test: Box::new(move |x| set.contains(&x)),
+                }
+            }
             Column::Int(_) => {
-                let vs: Vec<i64> = values
-                    .iter()
-                    .filter_map(|v| {
-                        if let Scalar::Int(i) = v {
-                            Some(*i)
-                        } else {
-                            None
-                        }
-                    })
-                    .collect();
+                let vs: Vec<i64> = ints().collect();
                 StaticPred::Int {
                     col: column,
                     test: Box::new(move |x| vs.iter().any(|v| op.holds(&x, v))),
@@ -176,21 +299,19 @@ impl StaticPred {
                 }
             }
             Column::Text { dict, .. } => {
-                let vs: Vec<&str> = values
-                    .iter()
-                    .filter_map(|v| {
-                        if let Scalar::Text(s) = v {
-                            Some(&**s)
-                        } else {
-                            None
-                        }
-                    })
-                    .collect();
-                let pass = dict
-                    .values
-                    .iter()
-                    .map(|d| vs.iter().any(|v| op.holds(&&**d, v)))
-                    .collect();
+                let pass = if op == CmpOp::Eq {
+                    let mut pass = vec![false; dict.values.len()];
+                    texts()
+                        .filter_map(|v| dict.code(v))
+                        .for_each(|c| pass[c as usize] = true);
+                    pass
+                } else {
+                    let vs: Vec<&str> = texts().collect();
+                    dict.values
+                        .iter()
+                        .map(|d| vs.iter().any(|v| op.holds(&&**d, v)))
+                        .collect()
+                };
                 StaticPred::Text {
                     col: column.clone(),
                     pass,
@@ -313,7 +434,10 @@ impl Input {
             Agg::Count => Input::None,
             Agg::Sum(f) | Agg::Avg(f) | Agg::Min(f) | Agg::Max(f) => Input::Number(col(f)?),
             Agg::AvgSpan { from, to, .. } => Input::Span(col(from)?, col(to)?),
-            Agg::CountDistinct(f) | Agg::Values(f) | Agg::CountBy(f) => Input::Key(col(f)?),
+            Agg::CountDistinct(f)
+            | Agg::Values(f)
+            | Agg::CountBy(f)
+            | Agg::CountDistinctAtLeast(f, _) => Input::Key(col(f)?),
         })
     }
 
@@ -370,9 +494,10 @@ enum Accumulators {
 impl Accumulators {
     fn new(agg: &Agg, slots: usize) -> Accumulators {
         match agg {
-            Agg::CountDistinct(_) | Agg::Values(_) | Agg::CountBy(_) => {
-                Accumulators::Keys(vec![HashMap::new(); slots])
-            }
+            Agg::CountDistinct(_)
+            | Agg::Values(_)
+            | Agg::CountBy(_)
+            | Agg::CountDistinctAtLeast(..) => Accumulators::Keys(vec![HashMap::default(); slots]),
             _ => Accumulators::Num(vec![Num::EMPTY; slots]),
         }
     }
@@ -445,6 +570,9 @@ fn finish_num(agg: &Agg, n: &Num) -> AggValue {
 fn finish_keys(agg: &Agg, m: HashMap<u64, f64>, kind: &ItemKind) -> AggValue {
     match agg {
         Agg::CountDistinct(_) => AggValue::Number(m.len() as f64),
+        Agg::CountDistinctAtLeast(_, n) => {
+            AggValue::Number(m.values().filter(|c| **c >= f64::from(*n)).count() as f64)
+        }
         Agg::Values(_) => {
             let mut keys: Vec<u64> = m.into_keys().collect();
             kind.sort(&mut keys);

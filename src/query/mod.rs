@@ -129,6 +129,13 @@ pub enum Filter {
     BeforeEnd {
         field: Arc<str>,
     },
+    /// field is one of the values of `of` in `query`, evaluated for the same
+    /// team and period (a semi-join: `.one_of("deal", started, "deal")`).
+    InQuery {
+        field: Arc<str>,
+        query: Box<Query>,
+        of: Arc<str>,
+    },
 }
 
 impl fmt::Display for Filter {
@@ -159,6 +166,9 @@ impl fmt::Display for Filter {
             Filter::InPeriod { field, period } => write!(f, ".in_period({field:?}, {period})"),
             Filter::BeforeStart { field } => write!(f, ".before_start({field:?})"),
             Filter::BeforeEnd { field } => write!(f, ".before_end({field:?})"),
+            Filter::InQuery { field, query, of } => {
+                write!(f, ".one_of({field:?}, {query}, {of:?})")
+            }
         }
     }
 }
@@ -198,7 +208,8 @@ impl Query {
                 | Filter::Null { field, .. }
                 | Filter::InPeriod { field, .. }
                 | Filter::BeforeStart { field }
-                | Filter::BeforeEnd { field } => &**field,
+                | Filter::BeforeEnd { field }
+                | Filter::InQuery { field, .. } => &**field,
             })
             .collect();
         out.extend(agg.fields());
@@ -253,6 +264,8 @@ pub enum Agg {
     },
     Values(Arc<str>),
     CountBy(Arc<str>),
+    /// Distinct values of the field that occur in at least `n` rows.
+    CountDistinctAtLeast(Arc<str>, u32),
 }
 
 impl Agg {
@@ -265,7 +278,8 @@ impl Agg {
             | Agg::Min(f)
             | Agg::Max(f)
             | Agg::Values(f)
-            | Agg::CountBy(f) => vec![f],
+            | Agg::CountBy(f)
+            | Agg::CountDistinctAtLeast(f, _) => vec![f],
             Agg::AvgSpan { from, to, .. } => vec![from, to],
         }
     }
@@ -292,6 +306,7 @@ impl fmt::Display for Agg {
             } => write!(f, ".avg_days({from:?}, {to:?})"),
             Agg::Values(x) => write!(f, ".values({x:?})"),
             Agg::CountBy(x) => write!(f, ".count_by({x:?})"),
+            Agg::CountDistinctAtLeast(x, n) => write!(f, ".count_distinct_at_least({x:?}, {n})"),
         }
     }
 }

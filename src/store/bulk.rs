@@ -51,6 +51,22 @@ impl<'c> BulkWriter<'c> {
     }
 }
 
+/// Replaces every record with the demo CRM, in one transaction (what `kpi demo` and
+/// `kpi serve --demo` write). Returns the count written per entity.
+pub fn write_demo(
+    conn: &mut Connection,
+    schema: &Schema,
+    cal: &crate::period::Calendar,
+    opts: &crate::demo::DemoOptions,
+) -> Result<Vec<(&'static str, u64)>, StoreError> {
+    let mut writer = BulkWriter::new(conn, schema)?;
+    writer.clear_all()?;
+    let counts = crate::demo::generate(opts, cal, &mut writer)?;
+    writer.set_meta("demo", &format!("scale={} seed={}", opts.scale, opts.seed))?;
+    writer.commit()?;
+    Ok(counts)
+}
+
 fn ensure_meta(conn: &Connection) -> Result<(), StoreError> {
     conn.execute_batch(
         "CREATE TABLE IF NOT EXISTS _kpi_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);",

@@ -24,7 +24,7 @@ pub const NULL_CODE: u32 = u32::MAX;
 #[derive(Debug, Default)]
 pub struct Dict {
     pub values: Vec<Arc<str>>,
-    index: HashMap<Arc<str>, u32>,
+    index: rustc_hash::FxHashMap<Arc<str>, u32>,
 }
 
 impl Dict {
@@ -410,7 +410,10 @@ impl Builder {
                 _ => f64::NAN,
             }),
             Builder::Text(codes, dict) => codes.push(match v {
-                ValueRef::Text(t) => dict.intern(&String::from_utf8_lossy(t)),
+                ValueRef::Text(t) => match std::str::from_utf8(t) {
+                    Ok(s) => dict.intern(s),
+                    Err(_) => dict.intern(&String::from_utf8_lossy(t)),
+                },
                 ValueRef::Integer(i) => dict.intern(&i.to_string()),
                 ValueRef::Real(f) => dict.intern(&f.to_string()),
                 _ => NULL_CODE,

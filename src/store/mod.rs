@@ -4,6 +4,7 @@
 pub mod bulk;
 pub mod columns;
 pub mod db;
+pub mod history;
 pub mod import;
 pub mod schema;
 pub mod value;

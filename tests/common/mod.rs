@@ -174,7 +174,10 @@ pub fn value(report: &serde_json::Value, team_id: &str, kpi_id: &str) -> Option<
     if v.is_null() {
         None
     } else {
-        Some(v.as_f64().unwrap_or_else(|| panic!("value is not a number: {v}")))
+        Some(
+            v.as_f64()
+                .unwrap_or_else(|| panic!("value is not a number: {v}")),
+        )
     }
 }
 

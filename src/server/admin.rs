@@ -1,0 +1,194 @@
+//! The write side of the HTTP API: edits of KPIs, weights and targets (each
+//! checked as a whole candidate configuration before anything is written),
+//! record ingest and reload. Every route here needs the admin token.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::State;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::api::Ordered;
+use super::auth::AdminAccess;
+use super::compute;
+use super::edit::{self, TargetSpec};
+use super::error::{ApiError, ApiPath, Body, JsonBody};
+use super::state::{AppState, Applied, Records, blocking};
+use crate::config::targets::valid_period_key;
+use crate::diag::hint;
+use crate::store::schema::is_identifier;
+
+type Reply = Result<Json<Value>, ApiError>;
+
+fn applied_json(path: &str, a: &Applied) -> Value {
+    json!({
+        "status": "ok",
+        "file": path,
+        "config_version": a.version,
+        "changed": a.changed,
+        "files_changed": a.files_changed,
+    })
+}
+
+/// `PUT /api/kpis/{id}`: body = the TOML of that one KPI table.
+pub async fn put_kpi(
+    State(state): State<Arc<AppState>>,
+    _: AdminAccess,
+    ApiPath(id): ApiPath<String>,
+    Body(body): Body,
+) -> Reply {
+    if !is_identifier(&id) {
+        return Err(ApiError::bad_request(format!(
+            "KPI id '{id}' must be a lowercase identifier (a-z, 0-9, _)"
+        )));
+    }
+    let body = String::from_utf8(body.to_vec())
+        .map_err(|_| ApiError::bad_request("the body is not UTF-8 text"))?;
+    let (path, applied) = state
+        .edit_config(move |files| {
+            let path = edit::kpi_file(files, &id);
+            let text = files.get(&path).cloned().unwrap_or_default();
+            let out = edit::put_kpi(&path, &text, &id, &body)?;
+            Ok((path, out))
+        })
+        .await?;
+    Ok(Json(applied_json(&path, &applied)))
+}
+
+/// `PUT /api/scorecards/{id}/weights/{key}`: body `{"kpi": weight, …}`.
+pub async fn put_weights(
+    State(state): State<Arc<AppState>>,
+    _: AdminAccess,
+    ApiPath((card, key)): ApiPath<(String, String)>,
+    JsonBody(weights): JsonBody<Ordered>,
+) -> Reply {
+    compute::find_scorecard(&state.served().config, &card)?;
+    if !valid_period_key(&key) {
+        return Err(ApiError::bad_request(format!(
+            "bad weight set key '{key}': use default, Q1..Q4, 01..12 or a period id such as 2026-Q4"
+        )));
+    }
+    let weights = weights.numbers("weight")?;
+    if weights.is_empty() {
+        return Err(ApiError::bad_request(
+            "the body is empty: expected {\"kpi\": weight, …}",
+        ));
+    }
+    let (path, applied) = state
+        .edit_config(move |files| {
+            let text = files
+                .get(edit::SCORECARDS_FILE)
+                .cloned()
+                .unwrap_or_default();
+            let out = edit::put_weights(&text, &card, &key, &weights)?;
+            Ok((edit::SCORECARDS_FILE.to_string(), out))
+        })
+        .await?;
+    Ok(Json(applied_json(&path, &applied)))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetBody {
+    #[serde(default)]
+    pub team: Option<String>,
+    pub key: String,
+    pub target: f64,
+    #[serde(default)]
+    pub threshold: Option<f64>,
+    #[serde(default)]
+    pub stretch: Option<f64>,
+}
+
+/// `PUT /api/targets/{kpi}`: body `{"team", "key", "target", "threshold"?, "stretch"?}`.
+pub async fn put_target(
+    State(state): State<Arc<AppState>>,
+    _: AdminAccess,
+    ApiPath(kpi): ApiPath<String>,
+    JsonBody(body): JsonBody<TargetBody>,
+) -> Reply {
+    let served = state.served();
+    compute::find_kpi(&served.config, &kpi)?;
+    if !valid_period_key(&body.key) {
+        return Err(ApiError::bad_request(format!(
+            "bad target key '{}': use default, Q1..Q4, 01..12 or a period id such as 2026-Q4",
+            body.key
+        )));
+    }
+    if let Some(team) = &body.team {
+        let ids = blocking(move || compute::team_ids(&served)).await?;
+        if !ids.contains(team) {
+            return Err(ApiError::not_found(format!(
+                "unknown team '{team}'{}",
+                hint(team, ids.iter().map(String::as_str))
+            )));
+        }
+    }
+    let spec = TargetSpec {
+        target: body.target,
+        threshold: body.threshold,
+        stretch: body.stretch,
+    };
+    let (path, applied) = state
+        .edit_config(move |files| {
+            let text = files.get(edit::TARGETS_FILE).cloned().unwrap_or_default();
+            let out = edit::put_target(&text, &kpi, body.team.as_deref(), &body.key, &spec)?;
+            Ok((edit::TARGETS_FILE.to_string(), out))
+        })
+        .await?;
+    Ok(Json(applied_json(&path, &applied)))
+}
+
+/// `POST /api/records/{entity}`: a JSON array or NDJSON; all rows or none.
+pub async fn post_records(
+    State(state): State<Arc<AppState>>,
+    _: AdminAccess,
+    ApiPath(entity): ApiPath<String>,
+    Body(body): Body,
+) -> Reply {
+    state
+        .served()
+        .config
+        .schema
+        .require(&entity)
+        .map_err(ApiError::not_found)?;
+    let records = match body.iter().find(|b| !b.is_ascii_whitespace()) {
+        None => {
+            return Err(ApiError::bad_request(
+                "empty body: expected a JSON array or NDJSON",
+            ));
+        }
+        Some(b'[') => Records::Json(
+            serde_json::from_slice(&body)
+                .map_err(|e| ApiError::bad_request(format!("invalid JSON array: {e}")))?,
+        ),
+        Some(_) => Records::Ndjson(body),
+    };
+    let (report, generation) = state.ingest(entity, records).await?;
+    Ok(Json(json!({
+        "status": "ok",
+        "entity": report.entity,
+        "written": report.written,
+        "data_generation": generation,
+    })))
+}
+
+/// `POST /api/reload`: reload kpis/ and scripts/ now.
+pub async fn reload(State(state): State<Arc<AppState>>, _: AdminAccess) -> Reply {
+    match state.reload().await {
+        Ok(a) => Ok(Json(json!({
+            "status": "ok",
+            "config_version": a.version,
+            "changed": a.changed,
+            "files_changed": a.files_changed,
+        }))),
+        Err(errors) => Err(ApiError::invalid_config(
+            format!(
+                "the configuration has errors; still serving version {}",
+                state.served().version
+            ),
+            &errors,
+        )),
+    }
+}

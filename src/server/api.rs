@@ -1,0 +1,334 @@
+//! The read side of the HTTP API: health, definitions, scorecards, values,
+//! previews, alerts and the config history (SPEC 12).
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::State;
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use super::auth::ReadAccess;
+use super::compute::{self, Proposal, num};
+use super::error::{ApiError, ApiPath, ApiQuery, JsonBody};
+use super::state::{AppState, blocking};
+use crate::config::{Body, Kpi, Scorecard};
+
+type Reply = Result<Json<Value>, ApiError>;
+
+/// `GET /health`
+pub async fn health(State(state): State<Arc<AppState>>, _: ReadAccess) -> Json<Value> {
+    Json(health_json(&state))
+}
+
+pub fn health_json(state: &AppState) -> Value {
+    let served = state.served();
+    let health = state.health();
+    json!({
+        "status": if health.errors.is_empty() { "ok" } else { "degraded" },
+        "config_version": served.version,
+        "loaded_at": served.loaded_at,
+        "errors": health.errors.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "failed_at": health.failed_at,
+        "data_generation": served.data_generation,
+        "content_hash": served.content_hash,
+    })
+}
+
+/// `GET /api/kpis`
+pub async fn kpis(State(state): State<Arc<AppState>>, _: ReadAccess) -> Json<Value> {
+    let served = state.served();
+    Json(Value::Array(
+        served.config.kpis.iter().map(kpi_json).collect(),
+    ))
+}
+
+/// `GET /api/kpis/{id}`: the definition, with its targets.
+pub async fn kpi(
+    State(state): State<Arc<AppState>>,
+    _: ReadAccess,
+    ApiPath(id): ApiPath<String>,
+) -> Reply {
+    let served = state.served();
+    let cfg = &served.config;
+    let k = &cfg.kpis[compute::find_kpi(cfg, &id)?];
+    let mut out = kpi_json(k);
+    if let Some(t) = cfg.targets.kpis.get(&id) {
+        let teams: Map<String, Value> = t
+            .teams
+            .iter()
+            .map(|(team, m)| (team.clone(), json!(m)))
+            .collect();
+        out["targets"] = json!({ "keys": t.by_key, "teams": teams });
+    } else {
+        out["targets"] = Value::Null;
+    }
+    Ok(Json(out))
+}
+
+fn kpi_json(k: &Kpi) -> Value {
+    let d = &k.def;
+    let (script, params) = match &d.body {
+        Body::Formula(_) => (Value::Null, Value::Null),
+        Body::Script { path, params } => (json!(path), json!(params)),
+    };
+    json!({
+        "id": d.id,
+        "name": d.name,
+        "labels": d.labels,
+        "description": d.description,
+        "unit": d.unit,
+        "direction": d.direction,
+        "cumulative": d.cumulative,
+        "formula": k.text,
+        "script": script,
+        "params": params,
+        "file": d.file,
+        "line": d.line,
+        "formula_file": d.origin.file,
+        "depends_on": k.depends_on,
+    })
+}
+
+/// `GET /api/scorecards`
+pub async fn scorecards(State(state): State<Arc<AppState>>, _: ReadAccess) -> Json<Value> {
+    let served = state.served();
+    Json(Value::Array(
+        served
+            .config
+            .scorecards
+            .iter()
+            .map(scorecard_json)
+            .collect(),
+    ))
+}
+
+fn scorecard_json(s: &Scorecard) -> Value {
+    let weights: Map<String, Value> = s
+        .weights
+        .iter()
+        .map(|(key, set)| {
+            let set: Map<String, Value> = set
+                .iter()
+                .map(|(k, w)| (k.clone(), num(Some(*w))))
+                .collect();
+            (key.clone(), Value::Object(set))
+        })
+        .collect();
+    json!({
+        "id": s.id,
+        "name": s.name,
+        "labels": s.labels,
+        "teams": s.teams,
+        "cap": s.cap,
+        "weights": weights,
+        "kpis": s.all_kpis(),
+    })
+}
+
+#[derive(Debug, Deserialize)]
+pub struct WhenQuery {
+    pub period: Option<String>,
+    pub as_of: Option<String>,
+}
+
+/// `GET /api/scorecards/{id}?period=&as_of=`: the SPEC 11 JSON shape.
+pub async fn scorecard(
+    State(state): State<Arc<AppState>>,
+    _: ReadAccess,
+    ApiPath(id): ApiPath<String>,
+    ApiQuery(q): ApiQuery<WhenQuery>,
+) -> Reply {
+    let served = state.served();
+    compute::find_scorecard(&served.config, &id)?;
+    let when = compute::when(
+        &served.config.settings.calendar,
+        q.as_of.as_deref(),
+        q.period.as_deref(),
+    )?;
+    let st = state.clone();
+    let reports = blocking(move || compute::scorecard_reports(&st, &served, &id, when, 1)).await?;
+    Ok(Json(reports[0].to_json()))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ValueQuery {
+    pub kpi: Option<String>,
+    pub team: Option<String>,
+    pub period: Option<String>,
+    pub as_of: Option<String>,
+    pub explain: Option<String>,
+}
+
+/// `GET /api/values?kpi=&team=&period=&as_of=&explain=true`
+pub async fn values(
+    State(state): State<Arc<AppState>>,
+    _: ReadAccess,
+    ApiQuery(q): ApiQuery<ValueQuery>,
+) -> Reply {
+    let served = state.served();
+    let required = |v: Option<String>, name: &str| {
+        v.filter(|s| !s.trim().is_empty())
+            .ok_or_else(|| ApiError::bad_request(format!("missing query parameter `{name}`")))
+    };
+    let kpi = required(q.kpi, "kpi")?;
+    let team = required(q.team, "team")?;
+    let explain = match q.explain.as_deref().map(str::trim) {
+        None | Some("" | "false" | "0") => false,
+        Some("true" | "1") => true,
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "explain: expected true or false, got {other:?}"
+            )));
+        }
+    };
+    compute::find_kpi(&served.config, &kpi)?;
+    let when = compute::when(
+        &served.config.settings.calendar,
+        q.as_of.as_deref(),
+        q.period.as_deref(),
+    )?;
+    let out = blocking(move || compute::value(&served, &kpi, &team, when, explain)).await?;
+    Ok(Json(out))
+}
+
+/// A JSON object whose key order is kept (weights are listed in the order given).
+#[derive(Debug, Clone, Default)]
+pub struct Ordered(pub Vec<(String, Value)>);
+
+impl<'de> Deserialize<'de> for Ordered {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Ordered;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut m: A,
+            ) -> Result<Ordered, A::Error> {
+                let mut out = Vec::new();
+                while let Some((k, v)) = m.next_entry::<String, Value>()? {
+                    out.push((k, v));
+                }
+                Ok(Ordered(out))
+            }
+        }
+        d.deserialize_map(Visitor)
+    }
+}
+
+impl Ordered {
+    /// Every value as a finite number ≥ 0 (`what` names them in errors).
+    pub fn numbers(&self, what: &str) -> Result<Vec<(String, f64)>, ApiError> {
+        self.0
+            .iter()
+            .map(|(k, v)| match v.as_f64() {
+                Some(x) if x.is_finite() && x >= 0.0 => Ok((k.clone(), x)),
+                _ => Err(ApiError::bad_request(format!(
+                    "{what} of '{k}' must be a number ≥ 0, got {v}"
+                ))),
+            })
+            .collect()
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PreviewBody {
+    pub scorecard: String,
+    pub period: Option<String>,
+    pub as_of: Option<String>,
+    pub weights: Option<Ordered>,
+    pub targets: Option<Ordered>,
+}
+
+/// `POST /api/preview`: current and proposed scores side by side; nothing is written.
+pub async fn preview(
+    State(state): State<Arc<AppState>>,
+    _: ReadAccess,
+    JsonBody(body): JsonBody<PreviewBody>,
+) -> Reply {
+    let served = state.served();
+    compute::find_scorecard(&served.config, &body.scorecard)?;
+    let when = compute::when(
+        &served.config.settings.calendar,
+        body.as_of.as_deref(),
+        body.period.as_deref(),
+    )?;
+    let weights = body
+        .weights
+        .as_ref()
+        .map(|w| w.numbers("weight"))
+        .transpose()?;
+    if weights
+        .as_ref()
+        .is_some_and(|w| w.iter().all(|(_, x)| *x == 0.0))
+    {
+        return Err(ApiError::bad_request(
+            "weights: at least one weight must be above 0",
+        ));
+    }
+    let targets = match &body.targets {
+        None => Vec::new(),
+        Some(t) => {
+            t.0.iter()
+                .map(|(k, v)| match v.as_f64() {
+                    Some(x) if x.is_finite() => Ok((k.clone(), x)),
+                    _ => Err(ApiError::bad_request(format!(
+                        "target of '{k}' must be a number, got {v}"
+                    ))),
+                })
+                .collect::<Result<_, _>>()?
+        }
+    };
+    let proposal = Proposal { weights, targets };
+    let st = state.clone();
+    let card = body.scorecard;
+    let out = blocking(move || compute::preview(&st, &served, &card, when, &proposal)).await?;
+    Ok(Json(out))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct AlertsQuery {
+    pub state: Option<String>,
+}
+
+/// `GET /api/alerts?state=firing|resolved|all`. Alerts are not evaluated by
+/// this version yet, so the list is always empty (never made up).
+pub async fn alerts(_: ReadAccess, ApiQuery(q): ApiQuery<AlertsQuery>) -> Reply {
+    match q.state.as_deref().unwrap_or("all") {
+        "firing" | "resolved" | "all" => Ok(Json(json!([]))),
+        other => Err(ApiError::bad_request(format!(
+            "state: expected firing, resolved or all, got {other:?}"
+        ))),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct HistoryQuery {
+    pub limit: Option<usize>,
+}
+
+/// `GET /api/config/history?limit=`: applied versions, oldest first.
+pub async fn history(
+    State(state): State<Arc<AppState>>,
+    _: ReadAccess,
+    ApiQuery(q): ApiQuery<HistoryQuery>,
+) -> Reply {
+    let rows = state.history(q.limit.unwrap_or(1000).max(1)).await?;
+    Ok(Json(Value::Array(
+        rows.into_iter()
+            .map(|r| {
+                json!({
+                    "version": r.version,
+                    "applied_at": r.applied_at,
+                    "origin": r.origin,
+                    "files_changed": r.files_changed,
+                    "content_hash": r.content_hash,
+                })
+            })
+            .collect(),
+    )))
+}

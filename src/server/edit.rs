@@ -1,0 +1,529 @@
+//! Editing configuration files for the API: one KPI table, one weight set, one
+//! target, changed with `toml_edit` so that the rest of the file (comments,
+//! order, quoting, blank lines) stays byte for byte, and a replaced value
+//! keeps its surrounding whitespace and trailing comment.
+//!
+//! These functions only turn text into text; checking the result and writing
+//! it ([`write_atomic`]) is the caller's business.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use toml_edit::{DocumentMut, InlineTable, Item, Key, Table, Value};
+
+use super::error::ApiError;
+use crate::config::SPECIAL_FILES;
+use crate::diag::hint;
+
+/// Where new KPIs go when no file defines them yet.
+pub const CUSTOM_KPI_FILE: &str = "kpis/custom.toml";
+pub const SCORECARDS_FILE: &str = "kpis/scorecards.toml";
+pub const TARGETS_FILE: &str = "kpis/targets.toml";
+
+/// The KPI file that defines `id`, or [`CUSTOM_KPI_FILE`].
+pub fn kpi_file(files: &BTreeMap<String, String>, id: &str) -> String {
+    files
+        .iter()
+        .filter(|(path, _)| is_kpi_file(path))
+        .find(|(_, text)| {
+            text.parse::<DocumentMut>()
+                .is_ok_and(|d| d.get("kpi").and_then(|k| k.get(id)).is_some())
+        })
+        .map_or_else(|| CUSTOM_KPI_FILE.to_string(), |(path, _)| path.clone())
+}
+
+fn is_kpi_file(path: &str) -> bool {
+    path.strip_prefix("kpis/")
+        .is_some_and(|n| !n.contains('/') && n.ends_with(".toml") && !SPECIAL_FILES.contains(&n))
+}
+
+/// Replaces (or adds) `[kpi.<id>]` in `text` with the table in `body`, which may
+/// be written with or without its `[kpi.<id>]` header.
+pub fn put_kpi(path: &str, text: &str, id: &str, body: &str) -> Result<String, ApiError> {
+    let new = kpi_body(id, body)?;
+    let mut doc = parse_file(path, text)?;
+    let kpi = doc.entry("kpi").or_insert_with(|| Item::Table(implicit()));
+    let kpi = kpi
+        .as_table_like_mut()
+        .ok_or_else(|| not_a_table(path, "kpi"))?;
+    match kpi.get_mut(id) {
+        Some(existing) => merge(existing, new),
+        None => {
+            let mut t = fresh(new);
+            t.decor_mut().set_prefix("\n");
+            kpi.insert(id, Item::Table(t));
+        }
+    }
+    let out = doc.to_string();
+    if text.trim().is_empty() {
+        return Ok(format!(
+            "# KPIs added through the admin API (PUT /api/kpis/ID).\n{}",
+            out.trim_start_matches('\n')
+        ));
+    }
+    Ok(out)
+}
+
+/// The KPI table a PUT body holds.
+fn kpi_body(id: &str, body: &str) -> Result<Table, ApiError> {
+    let doc: DocumentMut = body
+        .parse()
+        .map_err(|e| ApiError::bad_request(format!("the body is not valid TOML: {e}")))?;
+    let mut root = doc.into_table();
+    let table = if root.contains_key("kpi") {
+        if root.len() != 1 {
+            return Err(ApiError::bad_request(format!(
+                "the body may hold only the [kpi.{id}] table"
+            )));
+        }
+        let Some(mut kpi) = root.remove("kpi").and_then(table_of) else {
+            return Err(ApiError::bad_request(format!(
+                "expected a [kpi.{id}] table in the body"
+            )));
+        };
+        let others: Vec<String> = kpi
+            .iter()
+            .map(|(k, _)| k.to_string())
+            .filter(|k| k != id)
+            .collect();
+        if !others.is_empty() {
+            return Err(ApiError::bad_request(format!(
+                "the body defines kpi.{} but the URL names kpi.{id}",
+                others.join(", kpi.")
+            )));
+        }
+        kpi.remove(id).and_then(table_of).ok_or_else(|| {
+            ApiError::bad_request(format!("expected a [kpi.{id}] table in the body"))
+        })?
+    } else {
+        root
+    };
+    if table.is_empty() {
+        return Err(ApiError::bad_request(format!(
+            "the body is empty: expected the keys of [kpi.{id}] (name, unit, direction, formula, …)"
+        )));
+    }
+    Ok(table)
+}
+
+/// A table, whether written as `[a.b]` or `b = { … }`.
+fn table_of(item: Item) -> Option<Table> {
+    match item {
+        Item::Table(t) => Some(t),
+        Item::Value(Value::InlineTable(t)) => Some(t.into_table()),
+        _ => None,
+    }
+}
+
+/// Replaces the content of `slot` with `new`, keeping what can be kept: the
+/// keys that stay keep their place and formatting, replaced values keep their
+/// decor (spacing and trailing comment), sub-tables are merged the same way.
+fn merge(slot: &mut Item, new: Table) {
+    let Some(old) = slot.as_table_like_mut() else {
+        *slot = Item::Table(fresh(new));
+        return;
+    };
+    let gone: Vec<String> = old
+        .iter()
+        .map(|(k, _)| k.to_string())
+        .filter(|k| !new.contains_key(k))
+        .collect();
+    for k in gone {
+        old.remove(&k);
+    }
+    for (k, item) in new {
+        match old.get_mut(&k) {
+            Some(existing) => replace(existing, item),
+            None => {
+                old.insert(&k, without_positions(item));
+            }
+        }
+    }
+}
+
+/// Puts `new` in place of `slot`, keeping the old value's decor.
+fn replace(slot: &mut Item, new: Item) {
+    match new {
+        Item::Value(mut v) => {
+            if let Some(old) = slot.as_value() {
+                *v.decor_mut() = old.decor().clone();
+            }
+            *slot = Item::Value(v);
+        }
+        Item::Table(t) if slot.is_table() => merge(slot, t),
+        other => *slot = without_positions(other),
+    }
+}
+
+/// A table parsed from a request body carries positions in *that* document;
+/// rebuilt without them, it is laid out after its neighbours in the file.
+fn fresh(t: Table) -> Table {
+    let mut out = Table::new();
+    *out.decor_mut() = t.decor().clone();
+    out.set_implicit(t.is_implicit());
+    out.set_dotted(t.is_dotted());
+    for (k, item) in t {
+        out.insert(&k, without_positions(item));
+    }
+    out
+}
+
+fn without_positions(item: Item) -> Item {
+    match item {
+        Item::Table(t) => Item::Table(fresh(t)),
+        other => other,
+    }
+}
+
+fn implicit() -> Table {
+    let mut t = Table::new();
+    t.set_implicit(true);
+    t
+}
+
+fn parse_file(path: &str, text: &str) -> Result<DocumentMut, ApiError> {
+    text.parse().map_err(|e: toml_edit::TomlError| {
+        let at = e
+            .span()
+            .map(|s| {
+                let before = &text[..s.start.min(text.len())];
+                let line = before.matches('\n').count() + 1;
+                let col = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+                format!(":{line}:{col}")
+            })
+            .unwrap_or_default();
+        ApiError::Unprocessable {
+            message: format!("{path} is not valid TOML; fix it first"),
+            details: vec![format!(
+                "{path}{at}: error: invalid TOML: {}",
+                e.message().trim()
+            )],
+        }
+    })
+}
+
+fn not_a_table(path: &str, key: &str) -> ApiError {
+    ApiError::Unprocessable {
+        message: format!("{path}: `{key}` is not a table"),
+        details: vec![],
+    }
+}
+
+/// A number as TOML: integers stay integers.
+fn number(x: f64) -> Value {
+    if x.fract() == 0.0 && x.abs() < 1e15 {
+        Value::from(x as i64)
+    } else {
+        Value::from(x)
+    }
+}
+
+/// Sets the period key `key` of `table` to `value`, keeping the old value's
+/// decor when it is replaced. A new key other than `default` is quoted, as the
+/// shipped files write `"Q4"` and `"2026-Q4"`.
+fn set(table: &mut dyn toml_edit::TableLike, key: &str, value: Value) {
+    if let Some(slot) = table.get_mut(key) {
+        replace(slot, Item::Value(value));
+        return;
+    }
+    let quoted = (key != "default")
+        .then(|| Key::parse(&format!("\"{key}\"")).ok()?.pop())
+        .flatten();
+    match quoted {
+        Some(k) => {
+            table.entry_format(&k).or_insert(Item::Value(value));
+        }
+        None => {
+            table.insert(key, Item::Value(value));
+        }
+    }
+}
+
+/// Sets the weight set `key` of scorecard `card` in scorecards.toml.
+pub fn put_weights(
+    text: &str,
+    card: &str,
+    key: &str,
+    weights: &[(String, f64)],
+) -> Result<String, ApiError> {
+    let mut doc = parse_file(SCORECARDS_FILE, text)?;
+    let known: Vec<String> = doc
+        .get("scorecard")
+        .and_then(Item::as_table_like)
+        .map(|t| t.iter().map(|(k, _)| k.to_string()).collect())
+        .unwrap_or_default();
+    let Some(sc) = doc
+        .get_mut("scorecard")
+        .and_then(|s| s.get_mut(card))
+        .and_then(Item::as_table_like_mut)
+    else {
+        return Err(ApiError::not_found(format!(
+            "unknown scorecard '{card}'{}",
+            hint(card, known.iter().map(String::as_str))
+        )));
+    };
+    let sets = sc
+        .entry("weights")
+        .or_insert_with(|| Item::Table(Table::new()));
+    let sets = sets
+        .as_table_like_mut()
+        .ok_or_else(|| not_a_table(SCORECARDS_FILE, &format!("scorecard.{card}.weights")))?;
+    let mut inline = InlineTable::new();
+    for (kpi, w) in weights {
+        inline.insert(kpi, number(*w));
+    }
+    set(sets, key, Value::InlineTable(inline));
+    Ok(doc.to_string())
+}
+
+/// A target as the API receives it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TargetSpec {
+    pub target: f64,
+    pub threshold: Option<f64>,
+    pub stretch: Option<f64>,
+}
+
+/// Sets the target of `kpi` for `key` (and `team`, when given) in targets.toml.
+pub fn put_target(
+    text: &str,
+    kpi: &str,
+    team: Option<&str>,
+    key: &str,
+    t: &TargetSpec,
+) -> Result<String, ApiError> {
+    let mut doc = parse_file(TARGETS_FILE, text)?;
+    let section = doc.entry(kpi).or_insert_with(|| {
+        let mut t = Table::new();
+        t.decor_mut().set_prefix("\n");
+        Item::Table(t)
+    });
+    let mut table = section
+        .as_table_like_mut()
+        .ok_or_else(|| not_a_table(TARGETS_FILE, kpi))?;
+    if let Some(team) = team {
+        let teams = table
+            .entry("teams")
+            .or_insert_with(|| Item::Table(implicit()));
+        let teams = teams
+            .as_table_like_mut()
+            .ok_or_else(|| not_a_table(TARGETS_FILE, &format!("{kpi}.teams")))?;
+        let own = teams
+            .entry(team)
+            .or_insert_with(|| Item::Table(Table::new()));
+        table = own
+            .as_table_like_mut()
+            .ok_or_else(|| not_a_table(TARGETS_FILE, &format!("{kpi}.teams.{team}")))?;
+    }
+    let value = if t.threshold.is_none() && t.stretch.is_none() {
+        number(t.target)
+    } else {
+        let mut inline = InlineTable::new();
+        inline.insert("target", number(t.target));
+        if let Some(x) = t.threshold {
+            inline.insert("threshold", number(x));
+        }
+        if let Some(x) = t.stretch {
+            inline.insert("stretch", number(x));
+        }
+        Value::InlineTable(inline)
+    };
+    set(table, key, value);
+    Ok(doc.to_string())
+}
+
+/// Replaces `path` with `text` atomically: a temporary file in the same folder
+/// (a dot file the watcher and the loader ignore), fsync, the original file's
+/// permissions, rename over, fsync of the folder.
+pub fn write_atomic(path: &Path, text: &str) -> std::io::Result<()> {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let tmp = dir.join(format!(".{name}.{}-{n}.tmp", std::process::id()));
+    let result = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(text.as_bytes())?;
+        f.sync_all()?;
+        if let Ok(meta) = std::fs::metadata(path) {
+            std::fs::set_permissions(&tmp, meta.permissions())?;
+        }
+        std::fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result?;
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SALES: &str = r#"# Sales KPIs.
+
+# Revenue: the sum.
+[kpi.revenue]
+name = "Revenue"   # shown on the dashboard
+unit = "currency"
+direction = "higher"
+formula = '''
+records("deals").sum("amount")
+'''
+
+# Win rate.
+[kpi.win_rate]
+name = "Win rate"
+unit = "ratio"
+direction = "higher"
+formula = "1.0"
+"#;
+
+    #[test]
+    fn replaces_one_kpi_and_keeps_everything_else() {
+        let body = "name = \"Revenue (won)\"\nunit = \"currency\"\ndirection = \"higher\"\nformula = '''\nrecords(\"deals\").eq(\"stage\", \"won\").sum(\"amount\")\n'''\n";
+        let out = put_kpi("kpis/sales.toml", SALES, "revenue", body).unwrap();
+        let expected = SALES
+            .replace("\"Revenue\"   #", "\"Revenue (won)\"   #")
+            .replace(
+                "records(\"deals\").sum",
+                "records(\"deals\").eq(\"stage\", \"won\").sum",
+            );
+        assert_eq!(out, expected);
+    }
+
+    #[test]
+    fn accepts_the_header_form_and_drops_keys_left_out() {
+        let body = "[kpi.win_rate]\nname = \"Win rate\"\nunit = \"ratio\"\ndirection = \"higher\"\nformula = \"0.5\"\nlabels = { zh = \"赢单率\" }\n";
+        let out = put_kpi("kpis/sales.toml", SALES, "win_rate", body).unwrap();
+        assert!(out.starts_with(&SALES[..SALES.find("# Win rate.").unwrap()]));
+        assert!(out.ends_with(
+            "[kpi.win_rate]\nname = \"Win rate\"\nunit = \"ratio\"\ndirection = \"higher\"\nformula = \"0.5\"\nlabels = { zh = \"赢单率\" }\n"
+        ), "{out}");
+        let wrong = put_kpi(
+            "kpis/sales.toml",
+            SALES,
+            "win_rate",
+            "[kpi.other]\nname = \"x\"\n",
+        );
+        assert_eq!(wrong.unwrap_err().status(), 400);
+        let bad = put_kpi("kpis/sales.toml", SALES, "win_rate", "name = ");
+        assert_eq!(bad.unwrap_err().status(), 400);
+    }
+
+    #[test]
+    fn adds_a_new_kpi_at_the_end_or_in_a_new_file() {
+        let body = "name = \"X\"\nunit = \"count\"\ndirection = \"higher\"\nformula = \"1.0\"\n[labels]\nzh = \"甲\"\n";
+        let out = put_kpi("kpis/sales.toml", SALES, "x", body).unwrap();
+        assert!(out.starts_with(SALES), "{out}");
+        assert_eq!(
+            &out[SALES.len()..],
+            "\n[kpi.x]\nname = \"X\"\nunit = \"count\"\ndirection = \"higher\"\nformula = \"1.0\"\n[kpi.x.labels]\nzh = \"甲\"\n"
+        );
+        let new = put_kpi(CUSTOM_KPI_FILE, "", "x", "name = \"X\"\n").unwrap();
+        assert_eq!(
+            new,
+            "# KPIs added through the admin API (PUT /api/kpis/ID).\n[kpi.x]\nname = \"X\"\n"
+        );
+        assert!(new.parse::<DocumentMut>().is_ok());
+    }
+
+    #[test]
+    fn finds_the_file_that_defines_a_kpi() {
+        let files = BTreeMap::from([
+            ("kpis/sales.toml".to_string(), SALES.to_string()),
+            ("kpis/targets.toml".to_string(), "[revenue]\n".to_string()),
+        ]);
+        assert_eq!(kpi_file(&files, "win_rate"), "kpis/sales.toml");
+        assert_eq!(kpi_file(&files, "nope"), CUSTOM_KPI_FILE);
+    }
+
+    const CARDS: &str = "# Cards.\n[scorecard.sales]\nname = \"Sales\"\n[scorecard.sales.weights]\ndefault = { revenue = 60, win_rate = 40 }   # the usual\n\"Q4\" = { revenue = 80, win_rate = 20 }\n";
+
+    #[test]
+    fn sets_a_weight_set_in_place() {
+        let w = vec![
+            ("revenue".to_string(), 50.0),
+            ("win_rate".to_string(), 12.5),
+        ];
+        let out = put_weights(CARDS, "sales", "default", &w).unwrap();
+        assert_eq!(
+            out,
+            CARDS.replace(
+                "{ revenue = 60, win_rate = 40 }",
+                "{ revenue = 50, win_rate = 12.5 }"
+            )
+        );
+        let added = put_weights(CARDS, "sales", "2026-Q1", &w).unwrap();
+        assert_eq!(
+            added,
+            format!("{CARDS}\"2026-Q1\" = {{ revenue = 50, win_rate = 12.5 }}\n")
+        );
+        let e = put_weights(CARDS, "sale", "default", &w).unwrap_err();
+        assert_eq!(e.status(), 404);
+        assert!(e.to_string().contains("did you mean 'sales'"), "{e}");
+    }
+
+    const TARGETS: &str = "# Targets.\n[revenue]\ndefault = 100.0   # per quarter\n\"Q4\" = 120.0\n[revenue.teams.north]\ndefault = 90.0\n\n# Win rate.\n[win_rate]\ndefault = 0.25\n";
+
+    #[test]
+    fn sets_targets_for_everyone_or_one_team() {
+        let t = TargetSpec {
+            target: 110.5,
+            threshold: None,
+            stretch: None,
+        };
+        let out = put_target(TARGETS, "revenue", None, "default", &t).unwrap();
+        assert_eq!(out, TARGETS.replace("100.0   #", "110.5   #"));
+        let full = TargetSpec {
+            target: 0.3,
+            threshold: Some(0.2),
+            stretch: Some(0.4),
+        };
+        let out = put_target(TARGETS, "win_rate", Some("south"), "2026-Q4", &full).unwrap();
+        assert_eq!(
+            out,
+            format!(
+                "{TARGETS}\n[win_rate.teams.south]\n\"2026-Q4\" = {{ target = 0.3, threshold = 0.2, stretch = 0.4 }}\n"
+            )
+        );
+        let north = put_target(TARGETS, "revenue", Some("north"), "Q1", &t).unwrap();
+        assert_eq!(
+            north,
+            TARGETS.replace("default = 90.0\n", "default = 90.0\n\"Q1\" = 110.5\n")
+        );
+        let fresh = put_target(TARGETS, "nps", None, "default", &t).unwrap();
+        assert_eq!(fresh, format!("{TARGETS}\n[nps]\ndefault = 110.5\n"));
+    }
+
+    #[test]
+    fn writes_atomically_and_keeps_the_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("a.toml");
+        std::fs::write(&p, "old").unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o640)).unwrap();
+        }
+        write_atomic(&p, "new").unwrap();
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), "new");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&p).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o640);
+        }
+        let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(left.len(), 1, "no temporary file left behind");
+    }
+}

@@ -1,0 +1,155 @@
+//! The admin server, `kpi serve`: the HTTP API and dashboard of SPEC 12 over
+//! a hot-reloaded configuration (SPEC 10).
+//!
+//! - [`state`] owns what is served (a configuration and a column store, swapped
+//!   whole) and the only ways it changes: reload, API edit, ingest.
+//! - [`reload`] watches kpis/ and scripts/ and reloads after each burst.
+//! - [`edit`] rewrites one KPI, weight set or target in its TOML file.
+//! - [`api`] (reads) and [`admin`] (writes) are the routes; [`compute`] runs
+//!   the evaluations behind them; [`dashboard`] is the page at `/`.
+//! - [`auth`] and [`error`] are the edges: tokens, and JSON errors for every
+//!   kind of bad input.
+//!
+//! Architecture Invariant: no lock is held across an await, except the
+//! writer lock that queues changes; reads never wait for a reload or ingest.
+//! Architecture Invariant: SQLite work and evaluations run on blocking threads.
+
+pub mod admin;
+pub mod api;
+pub mod auth;
+pub mod compute;
+pub mod dashboard;
+pub mod edit;
+pub mod error;
+pub mod reload;
+pub mod state;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{Method, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use tower_http::catch_panic::CatchPanicLayer;
+
+pub use auth::Tokens;
+use error::{ApiError, MAX_BODY_BYTES};
+pub use state::{AppState, ServeOptions, StartError};
+
+/// The routes of SPEC 12 over `state`.
+pub fn app(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/", get(dashboard::page))
+        .route("/health", get(api::health))
+        .route("/api/kpis", get(api::kpis))
+        .route("/api/kpis/{id}", get(api::kpi).put(admin::put_kpi))
+        .route("/api/scorecards", get(api::scorecards))
+        .route("/api/scorecards/{id}", get(api::scorecard))
+        .route(
+            "/api/scorecards/{id}/weights/{key}",
+            put(admin::put_weights),
+        )
+        .route("/api/targets/{kpi}", put(admin::put_target))
+        .route("/api/preview", post(api::preview))
+        .route("/api/values", get(api::values))
+        .route("/api/alerts", get(api::alerts))
+        .route("/api/records/{entity}", post(admin::post_records))
+        .route("/api/reload", post(admin::reload))
+        .route("/api/config/history", get(api::history))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(CatchPanicLayer::custom(panicked))
+        .with_state(state)
+}
+
+async fn not_found(method: Method, uri: Uri) -> ApiError {
+    ApiError::not_found(format!("no route {method} {}", uri.path()))
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
+}
+
+fn panicked(payload: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let message = payload
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_default();
+    ApiError::internal(format!("a request panicked: {message}")).into_response()
+}
+
+/// Why `kpi serve` stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("{0}")]
+    Start(#[from] StartError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("cannot watch kpis/ and scripts/: {0}")]
+    Watch(#[from] notify::Error),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Runs the server until SIGTERM or Ctrl-C, then finishes the requests in flight.
+pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
+    let tokens = Tokens::from_env();
+    if tokens.admin.is_none() {
+        tracing::warn!("KPI_ADMIN_TOKEN is not set: every write is refused (403)");
+    }
+    let o = opts.clone();
+    let state = tokio::task::spawn_blocking(move || AppState::open(&o, tokens))
+        .await
+        .map_err(|e| std::io::Error::other(e.to_string()))??;
+    let state = Arc::new(state);
+    let listener = tokio::net::TcpListener::bind(&opts.addr)
+        .await
+        .map_err(|source| ServeError::Bind {
+            addr: opts.addr.clone(),
+            source,
+        })?;
+    let watcher = reload::spawn(state.clone())?;
+    let addr = listener.local_addr()?;
+    // The one line on stdout: scripts and tests read the address from it.
+    {
+        use std::io::Write;
+        let mut out = std::io::stdout();
+        let _ = writeln!(out, "kpi serve: listening on http://{addr}");
+        let _ = out.flush();
+    }
+    tracing::info!("listening on http://{addr}");
+    axum::serve(listener, app(state))
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
+    watcher.abort();
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutting down");
+}

@@ -1,0 +1,449 @@
+//! What the server serves, and the only ways it changes.
+//!
+//! [`Served`] is one immutable pair of a checked configuration and a column
+//! store over the database, with its config version and data generation.
+//! Requests clone the `Arc<Served>` under a lock held for nothing else, so a
+//! request sees one configuration and one data state from start to end, and
+//! never waits for a reload or an ingest: those build the next `Served`
+//! completely, then swap it in.
+//!
+//! Every change goes through one writer at a time ([`AppState::writer`]): a
+//! reload (the watcher or POST /api/reload), an API edit of a config file,
+//! or an ingest of records. A candidate configuration is checked exactly as
+//! `kpi check` does; an invalid one changes nothing served and its errors are
+//! kept for /health and the dashboard until a later reload succeeds.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+
+use crate::config::{self, ConfigSnapshot};
+use crate::diag::{Diagnostic, Diagnostics};
+use crate::eval::report::Report;
+use crate::period::{Millis, PeriodId, format_utc};
+use crate::store::columns::ColumnStore;
+use crate::store::history::{self, Origin};
+use crate::store::import::{ImportReport, Input, import};
+use crate::store::{StoreError, bulk, db};
+
+use super::auth::Tokens;
+use super::error::ApiError;
+
+/// How `kpi serve` was started.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    pub root: PathBuf,
+    pub db: PathBuf,
+    pub addr: String,
+    /// Fill an empty database with the demo CRM first.
+    pub demo: bool,
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("{0}\nthe configuration has errors; the server was not started")]
+    Config(Diagnostics),
+    #[error("{0}")]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Io(String),
+}
+
+/// One configuration and one data state, served together.
+pub struct Served {
+    pub config: Arc<ConfigSnapshot>,
+    /// The config history version of `config`.
+    pub version: u64,
+    /// When this configuration was applied (RFC 3339, UTC).
+    pub loaded_at: String,
+    pub content_hash: String,
+    pub store: Arc<ColumnStore>,
+    /// Counts ingests (and other store rebuilds) since start.
+    pub data_generation: u64,
+}
+
+/// The outcome of the last reload attempt that failed, until one succeeds.
+#[derive(Debug, Clone, Default)]
+pub struct Health {
+    pub errors: Vec<Diagnostic>,
+    pub failed_at: Option<String>,
+}
+
+/// The result of applying a configuration.
+#[derive(Debug, Clone)]
+pub struct Applied {
+    pub version: u64,
+    /// False when the candidate was identical to the served configuration.
+    pub changed: bool,
+    pub files_changed: Vec<String>,
+}
+
+/// The records of one ingest, as the body brought them.
+pub enum Records {
+    /// A JSON array of objects.
+    Json(Vec<serde_json::Value>),
+    /// One JSON object a line.
+    Ndjson(axum::body::Bytes),
+}
+
+/// The server's shared state.
+pub struct AppState {
+    pub root: PathBuf,
+    pub db_path: PathBuf,
+    pub tokens: Tokens,
+    served: RwLock<Arc<Served>>,
+    health: RwLock<Arc<Health>>,
+    /// One writer at a time: reloads, API edits and ingests queue here.
+    writer: tokio::sync::Mutex<()>,
+    pub cache: ReportCache,
+}
+
+impl AppState {
+    /// Loads and checks the configuration, prepares the database (and the demo
+    /// data when asked), and records the configuration in the history. Blocking.
+    pub fn open(opts: &ServeOptions, tokens: Tokens) -> Result<AppState, StartError> {
+        let root = std::fs::canonicalize(&opts.root)
+            .map_err(|e| StartError::Io(format!("--root {}: {e}", opts.root.display())))?;
+        let cfg = crate::load_checked(&root).map_err(StartError::Config)?;
+        let mut conn = db::open(&opts.db)?;
+        db::migrate(&mut conn, &cfg.schema)?;
+        if opts.demo {
+            if bulk::has_records(&conn, &cfg.schema)? {
+                tracing::info!("the database already holds records; --demo left it as it is");
+            } else {
+                let demo = crate::demo::DemoOptions {
+                    scale: crate::demo::DEFAULT_SCALE,
+                    seed: crate::demo::DEFAULT_SEED,
+                    until: now(),
+                };
+                let counts =
+                    bulk::write_demo(&mut conn, &cfg.schema, &cfg.settings.calendar, &demo)?;
+                let total: u64 = counts.iter().map(|(_, n)| n).sum();
+                tracing::info!("wrote the demo CRM: {total} records");
+            }
+        }
+        let hash = cfg.content_hash();
+        let hashes = history::file_hashes(&cfg.files);
+        let last = history::last(&conn)?;
+        let version = match last {
+            Some(l) if l.content_hash == hash => l.version,
+            last => {
+                let before = last.map(|l| l.file_hashes).unwrap_or_default();
+                let changed = history::changed_files(&before, &hashes);
+                history::append(
+                    &conn,
+                    &format_utc(now()),
+                    Origin::File,
+                    &changed,
+                    &hash,
+                    &hashes,
+                )?
+            }
+        };
+        let store = Arc::new(ColumnStore::new(db::open(&opts.db)?, cfg.schema.clone()));
+        let served = Served {
+            config: cfg,
+            version,
+            loaded_at: format_utc(now()),
+            content_hash: hash,
+            store,
+            data_generation: 1,
+        };
+        tracing::info!("serving configuration version {version}");
+        Ok(AppState {
+            root,
+            db_path: opts.db.clone(),
+            tokens,
+            served: RwLock::new(Arc::new(served)),
+            health: RwLock::new(Arc::new(Health::default())),
+            writer: tokio::sync::Mutex::new(()),
+            cache: ReportCache::default(),
+        })
+    }
+
+    /// What requests see now. The lock is held only to clone the Arc.
+    pub fn served(&self) -> Arc<Served> {
+        self.served
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    pub fn health(&self) -> Arc<Health> {
+        self.health
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn swap(&self, next: Served) {
+        *self.served.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(next);
+    }
+
+    fn set_health(&self, h: Health) {
+        *self.health.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(h);
+    }
+
+    /// Reloads kpis/ and scripts/ from disk as one candidate (the watcher and
+    /// POST /api/reload). A failure is kept for /health until a later success.
+    pub async fn reload(self: &Arc<Self>) -> Result<Applied, Vec<Diagnostic>> {
+        let _writer = self.writer.lock().await;
+        let state = self.clone();
+        let result = blocking(move || {
+            Ok(crate::load_checked(&state.root)
+                .map_err(|d| d.0)
+                .and_then(|cfg| state.apply(cfg, Origin::File)))
+        })
+        .await
+        .unwrap_or_else(|e| Err(vec![Diagnostic::file("kpis", e.to_string())]));
+        match &result {
+            Ok(a) if a.changed => tracing::info!(
+                "applied configuration version {} (changed: {})",
+                a.version,
+                a.files_changed.join(", ")
+            ),
+            Ok(_) => {}
+            Err(errors) => {
+                for e in errors {
+                    tracing::error!("{e}");
+                }
+                tracing::error!(
+                    "the configuration on disk has {} error(s); still serving version {}",
+                    errors.len(),
+                    self.served().version
+                );
+                self.set_health(Health {
+                    errors: errors.clone(),
+                    failed_at: Some(format_utc(now())),
+                });
+            }
+        }
+        result
+    }
+
+    /// An API edit: `edit` gets the files on disk and returns the one file it
+    /// changes (path relative to the root, new text). The edited candidate is
+    /// checked in memory; only if it passes is the file written (atomically)
+    /// and the configuration applied with origin "api".
+    pub async fn edit_config<F>(self: &Arc<Self>, edit: F) -> Result<(String, Applied), ApiError>
+    where
+        F: FnOnce(&BTreeMap<String, String>) -> Result<(String, String), ApiError> + Send + 'static,
+    {
+        let _writer = self.writer.lock().await;
+        let state = self.clone();
+        blocking(move || {
+            let mut files = config::read_files(&state.root).map_err(|d| {
+                ApiError::invalid_config("the configuration on disk cannot be read", &d)
+            })?;
+            let (path, text) = edit(&files)?;
+            files.insert(path.clone(), text.clone());
+            let rejected = |d: &[Diagnostic]| {
+                ApiError::invalid_config(
+                    "the edited configuration does not check; nothing was written",
+                    d,
+                )
+            };
+            let candidate = config::from_files(&state.root, files).map_err(|d| rejected(&d.0))?;
+            let candidate = crate::check_snapshot(Arc::new(candidate)).map_err(|d| rejected(&d))?;
+            super::edit::write_atomic(&state.root.join(&path), &text)
+                .map_err(|e| ApiError::internal(format!("cannot write {path}: {e}")))?;
+            let applied = state.apply(candidate, Origin::Api).map_err(|d| {
+                ApiError::invalid_config(
+                    format!("{path} was written but the configuration could not be applied"),
+                    &d,
+                )
+            })?;
+            tracing::info!("{path} edited through the API: version {}", applied.version);
+            Ok((path, applied))
+        })
+        .await
+    }
+
+    /// Applies a checked candidate: schema additions, a history row, then the swap.
+    /// Blocking; the caller holds the writer lock.
+    fn apply(&self, cfg: Arc<ConfigSnapshot>, origin: Origin) -> Result<Applied, Vec<Diagnostic>> {
+        let served = self.served();
+        let hash = cfg.content_hash();
+        if hash == served.content_hash {
+            self.set_health(Health::default());
+            return Ok(Applied {
+                version: served.version,
+                changed: false,
+                files_changed: Vec::new(),
+            });
+        }
+        let db_error = |e: StoreError| vec![Diagnostic::file("kpis/schema.toml", e.to_string())];
+        let mut conn = db::open(&self.db_path).map_err(db_error)?;
+        db::migrate(&mut conn, &cfg.schema).map_err(db_error)?;
+        let files_changed = history::changed_files(
+            &history::file_hashes(&served.config.files),
+            &history::file_hashes(&cfg.files),
+        );
+        let applied_at = format_utc(now());
+        let version = history::append(
+            &conn,
+            &applied_at,
+            origin,
+            &files_changed,
+            &hash,
+            &history::file_hashes(&cfg.files),
+        )
+        .map_err(|e| {
+            vec![Diagnostic::file(
+                self.db_path.display().to_string(),
+                format!("cannot record the config history: {e}"),
+            )]
+        })?;
+        let same_schema =
+            served.config.files.get("kpis/schema.toml") == cfg.files.get("kpis/schema.toml");
+        let store = if same_schema {
+            served.store.clone()
+        } else {
+            Arc::new(ColumnStore::new(
+                db::open(&self.db_path).map_err(db_error)?,
+                cfg.schema.clone(),
+            ))
+        };
+        self.swap(Served {
+            config: cfg,
+            version,
+            loaded_at: applied_at,
+            content_hash: hash,
+            store,
+            data_generation: served.data_generation,
+        });
+        self.set_health(Health::default());
+        Ok(Applied {
+            version,
+            changed: true,
+            files_changed,
+        })
+    }
+
+    /// Imports records (all or nothing), then serves a fresh column store over them.
+    pub async fn ingest(
+        self: &Arc<Self>,
+        entity: String,
+        records: Records,
+    ) -> Result<(ImportReport, u64), ApiError> {
+        let _writer = self.writer.lock().await;
+        let state = self.clone();
+        blocking(move || {
+            let served = state.served();
+            let cfg = &served.config;
+            let input = match records {
+                Records::Json(rows) => Input::Json(rows),
+                Records::Ndjson(bytes) => Input::Ndjson(Box::new(std::io::Cursor::new(bytes))),
+            };
+            let mut conn = db::open(&state.db_path)?;
+            let report = import(
+                &mut conn,
+                &cfg.schema,
+                &cfg.settings.calendar,
+                &entity,
+                "body",
+                input,
+            )?;
+            let store = Arc::new(ColumnStore::new(
+                db::open(&state.db_path)?,
+                cfg.schema.clone(),
+            ));
+            let generation = served.data_generation + 1;
+            state.swap(Served {
+                config: cfg.clone(),
+                version: served.version,
+                loaded_at: served.loaded_at.clone(),
+                content_hash: served.content_hash.clone(),
+                store,
+                data_generation: generation,
+            });
+            tracing::info!(
+                "imported {} {} records (data generation {generation})",
+                report.written,
+                report.entity
+            );
+            Ok((report, generation))
+        })
+        .await
+    }
+
+    /// The config history, oldest first (at most `limit` of the newest).
+    pub async fn history(&self, limit: usize) -> Result<Vec<history::HistoryEntry>, ApiError> {
+        let db_path = self.db_path.clone();
+        blocking(move || Ok(history::list(&db::open(&db_path)?, limit)?)).await
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+}
+
+/// Runs blocking work (SQLite, evaluation) off the async threads. A panic in
+/// it becomes a 500 for this request only.
+pub async fn blocking<T, F>(f: F) -> Result<T, ApiError>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Result<T, ApiError> + Send + 'static,
+{
+    match tokio::task::spawn_blocking(f).await {
+        Ok(r) => r,
+        Err(e) if e.is_panic() => {
+            let payload = e.into_panic();
+            let message = payload
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_default();
+            Err(ApiError::internal(format!("a request panicked: {message}")))
+        }
+        Err(e) => Err(ApiError::internal(e)),
+    }
+}
+
+pub fn now() -> Millis {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// What a cached scorecard evaluation is for. The config version and data
+/// generation are part of the key, so a reload or an ingest is never served stale.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ReportKey {
+    pub version: u64,
+    pub generation: u64,
+    pub scorecard: String,
+    pub period: PeriodId,
+    /// How many periods, ending with `period`.
+    pub span: u32,
+    /// The as-of instant, or its 5-second bucket when the request gave none.
+    pub as_of: i64,
+}
+
+/// Evaluated scorecards, shared by the API and the dashboard.
+#[derive(Default)]
+pub struct ReportCache {
+    map: Mutex<HashMap<ReportKey, Arc<Vec<Report>>>>,
+}
+
+/// Entries kept before the cache starts over.
+const CACHE_ENTRIES: usize = 64;
+
+impl ReportCache {
+    pub fn get(&self, key: &ReportKey) -> Option<Arc<Vec<Report>>> {
+        self.map
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(key)
+            .cloned()
+    }
+
+    pub fn put(&self, key: ReportKey, reports: Arc<Vec<Report>>) {
+        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        // Entries of older versions and generations are never asked for again.
+        map.retain(|k, _| k.version >= key.version && k.generation >= key.generation);
+        if map.len() >= CACHE_ENTRIES {
+            map.clear();
+        }
+        map.insert(key, reports);
+    }
+}
