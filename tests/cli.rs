@@ -799,3 +799,44 @@ fn eval_into_a_closed_pipe_does_not_panic() {
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert_ne!(status.code(), Some(101), "{stderr}");
 }
+
+#[test]
+fn the_same_instant_falls_in_another_quarter_in_another_time_zone() {
+    // 2026-04-01T00:30:00+08:00 is 2026-03-31T16:30:00Z: Q2 in Shanghai, Q1 in UTC.
+    let case = |period: &str, revenue: f64| {
+        format!(
+            r#"[[case]]
+name = "boundary in {period}"
+period = "{period}"
+team = "t"
+[case.records]
+teams = [{{ id = "t", name = "T" }}]
+deals = [{{ id = "d", team = "t", stage = "won", amount = 10.0, created_at = "2026-03-01", closed_at = "2026-04-01T00:30:00+08:00" }}]
+[case.expect]
+revenue = {revenue}
+"#
+        )
+    };
+    let shanghai = Root::new();
+    shanghai.write(
+        "kpis/tests/tz.toml",
+        &(case("2026-Q2", 10.0) + &case("2026-Q1", 0.0)),
+    );
+    let out = shanghai.kpi(&["test"]).ok();
+    assert!(
+        out.trim_end().ends_with(" 0 failed") && !out.contains("boundary in"),
+        "{out}"
+    );
+    let utc = Root::new();
+    utc.write("kpis/settings.toml", "timezone = \"UTC\"\n");
+    utc.write(
+        "kpis/tests/tz.toml",
+        &(case("2026-Q1", 10.0) + &case("2026-Q2", 0.0)),
+    );
+    // The standard library's own cases assume Shanghai; only ours must pass here.
+    let out = utc.kpi(&["test"]).stdout;
+    assert!(
+        out.contains(" passed, ") && !out.contains("boundary in"),
+        "{out}"
+    );
+}
