@@ -7,6 +7,7 @@
 //! in a sandbox ([`formula`]) over batched column queries ([`query`]), and
 //! scores teams per period ([`eval`]). See ARCHITECTURE.md for the map.
 
+pub mod alerts;
 pub mod config;
 pub mod demo;
 pub mod diag;

@@ -346,7 +346,7 @@ fn eval(root: &Path, db_path: &Path, args: &EvalArgs) -> Res<ExitCode> {
         None => vec![cal.containing(Grain::Quarter, as_of)],
     };
     let conn = open_db(&cfg, db_path)?;
-    let store = Arc::new(ColumnStore::new(conn, cfg.schema.clone()));
+    let store = Arc::new(ColumnStore::new(conn, cfg.schema.clone()).prefetch(&cfg.fields_used));
     let ev = Evaluation::new(cfg.clone(), store, as_of, &periods, args.explain)?;
     let reports = build_reports(&cfg, &ev, args, &periods)?;
     print_reports(&cfg, &reports, args);

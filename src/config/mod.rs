@@ -62,6 +62,8 @@ pub struct ConfigSnapshot {
     pub engine: FormulaEngine,
     /// Every file read, path relative to the root → text.
     pub files: BTreeMap<String, String>,
+    /// Per entity, the fields some formula names: what to read in one scan.
+    pub fields_used: BTreeMap<String, Vec<String>>,
 }
 
 impl ConfigSnapshot {
@@ -240,6 +242,7 @@ pub fn from_files(
     };
     match schema {
         Some(schema) if errors.is_empty() => Ok(ConfigSnapshot {
+            fields_used: fields_used(&schema, &kpis),
             root: root.to_path_buf(),
             settings,
             schema: Arc::new(schema),
@@ -258,6 +261,26 @@ pub fn from_files(
 /// The value, or None with its errors moved into `errors`.
 fn take<T>(r: Result<T, Vec<Diagnostic>>, errors: &mut Vec<Diagnostic>) -> Option<T> {
     r.map_err(|e| errors.extend(e)).ok()
+}
+
+/// Fields each formula names literally, by the entity of the query they are
+/// used on: a reading hint (a miss only costs another scan later).
+fn fields_used(schema: &Schema, kpis: &[Kpi]) -> BTreeMap<String, Vec<String>> {
+    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for lit in kpis.iter().flat_map(|k| literals(&k.text)) {
+        if let (LiteralKind::Field, Some(e)) = (
+            lit.kind,
+            lit.entity.as_deref().and_then(|e| schema.entity(e)),
+        ) && e.field(&lit.name).is_some()
+        {
+            out.entry(e.name.clone()).or_default().push(lit.name);
+        }
+    }
+    out.values_mut().for_each(|v| {
+        v.sort();
+        v.dedup();
+    });
+    out
 }
 
 fn read_kpi_files(files: &BTreeMap<String, String>, errors: &mut Vec<Diagnostic>) -> Vec<KpiDef> {

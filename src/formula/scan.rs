@@ -114,6 +114,14 @@ fn tokens(text: &str) -> Vec<(Tok, usize, usize)> {
     out
 }
 
+/// Every string literal of the text (names a formula may use as fields).
+pub fn strings(text: &str) -> Vec<String> {
+    tokens(text)
+        .into_iter()
+        .filter_map(|(t, _, _)| if let Tok::Str(s) = t { Some(s) } else { None })
+        .collect()
+}
+
 /// Every literal entity, field and KPI name used in calls.
 pub fn literals(text: &str) -> Vec<Literal> {
     let toks = tokens(text);

@@ -47,8 +47,10 @@ pub fn execute(
     periods: &[PeriodId],
     cal: &Calendar,
 ) -> Result<ShapeResult, StoreError> {
+    let started = std::time::Instant::now();
     let (acc, slots, kind) = accumulate(store, query, agg, periods, cal)?;
     let values = acc.finish(agg, &kind);
+    tracing::debug!(shape = %format_args!("{query}{agg}"), periods = periods.len(), us = started.elapsed().as_micros() as u64, "executed shape");
     Ok(ShapeResult {
         periods: periods.to_vec(),
         slots,

@@ -31,6 +31,8 @@ const SCRIPT: &str = include_str!("dashboard/app.js");
 
 /// Periods in the trend.
 const TREND: u32 = 8;
+/// Config errors listed in the banner (the rest are counted; /health lists all).
+const BANNER_ERRORS: usize = 8;
 
 #[derive(Debug, Deserialize)]
 pub struct PageQuery {
@@ -568,7 +570,7 @@ impl View<'_> {
 
     /// The team's score over the trend periods, as an inline SVG.
     fn sparkline(&self, team: &str, max: f64) -> String {
-        let (w, h, pad) = (168.0, 40.0, 4.0);
+        let (w, h, pad) = (168.0, 34.0, 4.0);
         let n = self.reports.len().max(2) as f64;
         let points: Vec<(f64, f64, PeriodId, f64)> = self
             .reports
@@ -744,7 +746,7 @@ fn banner(health: &Health, served: &Served, lang: Lang) -> String {
     let items: String = health
         .errors
         .iter()
-        .take(50)
+        .take(BANNER_ERRORS)
         .map(|d| {
             let at = match (d.line, d.col) {
                 (0, _) => d.file.clone(),
@@ -754,7 +756,7 @@ fn banner(health: &Health, served: &Served, lang: Lang) -> String {
             format!("<li><code>{}</code> {}</li>", esc(&at), esc(&d.message))
         })
         .collect();
-    let more = health.errors.len().saturating_sub(50);
+    let more = health.errors.len().saturating_sub(BANNER_ERRORS);
     let more = if more > 0 {
         format!("<li>… +{more}</li>")
     } else {

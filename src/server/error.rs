@@ -149,6 +149,15 @@ impl<S: Send + Sync> FromRequest<S> for Body {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        // A declared length over the limit is refused before any of the body is read.
+        let declared = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+            return Err(ApiError::PayloadTooLarge);
+        }
         match Bytes::from_request(req, state).await {
             Ok(bytes) => Ok(Body(bytes)),
             Err(e) => Err(body_rejection(&e)),

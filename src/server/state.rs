@@ -246,6 +246,9 @@ impl AppState {
             };
             let candidate = config::from_files(&state.root, files).map_err(|d| rejected(&d.0))?;
             let candidate = crate::check_snapshot(Arc::new(candidate)).map_err(|d| rejected(&d))?;
+            // What `kpi check` also asks of an existing database: no refused schema change.
+            db::plan(&db::open(&state.db_path)?, &candidate.schema)
+                .map_err(|e| rejected(&[Diagnostic::file("kpis/schema.toml", e.to_string())]))?;
             super::edit::write_atomic(&state.root.join(&path), &text)
                 .map_err(|e| ApiError::internal(format!("cannot write {path}: {e}")))?;
             let applied = state.apply(candidate, Origin::Api).map_err(|d| {
@@ -401,6 +404,7 @@ where
     }
 }
 
+/// The current time, in UTC milliseconds.
 pub fn now() -> Millis {
     chrono::Utc::now().timestamp_millis()
 }
@@ -445,5 +449,19 @@ impl ReportCache {
             map.clear();
         }
         map.insert(key, reports);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panic_in_blocking_work_is_a_500_for_that_request_only() {
+        let r: Result<(), ApiError> = blocking(|| panic!("boom")).await;
+        let e = r.unwrap_err();
+        assert_eq!(e.status(), 500);
+        assert!(matches!(&e, ApiError::Internal(m) if m.contains("boom")));
+        assert_eq!(blocking(|| Ok(7)).await.unwrap(), 7);
     }
 }

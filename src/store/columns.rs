@@ -203,6 +203,9 @@ pub struct ColumnStore {
     pub schema: Arc<Schema>,
     tables: Mutex<HashMap<String, Arc<Table>>>,
     teams: OnceLock<Arc<TeamTree>>,
+    /// Fields to read along with the first one asked for, by entity: one
+    /// scan of a table instead of one per field.
+    prefetch: HashMap<String, Vec<String>>,
 }
 
 impl ColumnStore {
@@ -212,7 +215,35 @@ impl ColumnStore {
             schema,
             tables: Mutex::new(HashMap::new()),
             teams: OnceLock::new(),
+            prefetch: HashMap::new(),
         }
+    }
+
+    /// Reads these fields of an entity in the same scan as its first use
+    /// (fields the configuration's formulas name; unknown names are skipped).
+    pub fn prefetch(
+        mut self,
+        fields: &std::collections::BTreeMap<String, Vec<String>>,
+    ) -> ColumnStore {
+        self.prefetch = fields.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        self
+    }
+
+    /// The fields of a first load: those asked for, the team column, the prefetch list.
+    fn first_load<'a>(&'a self, ent: &'a Entity, fields: &[&'a str]) -> Vec<&'a str> {
+        let mut all: Vec<&str> = fields.to_vec();
+        all.extend(ent.team_column());
+        all.extend(
+            self.prefetch
+                .get(&ent.name)
+                .into_iter()
+                .flatten()
+                .map(String::as_str)
+                .filter(|f| ent.field(f).is_some()),
+        );
+        all.sort_unstable();
+        all.dedup();
+        all
     }
 
     /// The team tree, read once.
@@ -258,7 +289,7 @@ impl ColumnStore {
                 .copied()
                 .filter(|f| t.column(f).is_none())
                 .collect(),
-            None => fields.to_vec(),
+            None => self.first_load(ent, fields),
         };
         if missing.is_empty()
             && let Some(t) = existing
@@ -350,6 +381,13 @@ type Loaded = (Vec<i64>, HashMap<String, Arc<Column>>);
 
 /// Reads `fields` of every row of `entity` in rowid order.
 fn load_columns(conn: &Connection, entity: &Entity, fields: &[&str]) -> Result<Loaded, StoreError> {
+    let started = std::time::Instant::now();
+    let loaded = read_columns(conn, entity, fields)?;
+    tracing::debug!(entity = %entity.name, ?fields, rows = loaded.0.len(), ms = started.elapsed().as_millis() as u64, "loaded columns");
+    Ok(loaded)
+}
+
+fn read_columns(conn: &Connection, entity: &Entity, fields: &[&str]) -> Result<Loaded, StoreError> {
     let mut types = Vec::with_capacity(fields.len());
     for f in fields {
         let field = entity
@@ -410,6 +448,14 @@ impl Builder {
                 _ => f64::NAN,
             }),
             Builder::Text(codes, dict) => codes.push(match v {
+                // Rows of one parent often come together (a deal's stage events): try the last value first.
+                ValueRef::Text(t)
+                    if codes.last().is_some_and(|c| {
+                        *c != NULL_CODE && dict.values[*c as usize].as_bytes() == t
+                    }) =>
+                {
+                    *codes.last().expect("checked")
+                }
                 ValueRef::Text(t) => match std::str::from_utf8(t) {
                     Ok(s) => dict.intern(s),
                     Err(_) => dict.intern(&String::from_utf8_lossy(t)),

@@ -1,0 +1,368 @@
+//! Webhook delivery: POSTing due notifications of the outbox, retrying with
+//! exponential backoff, and the background [`Worker`] that does it for
+//! `kpi serve`.
+//!
+//! Delivery is at least once: a notification stays `pending` in the database
+//! until a POST of it is answered 2xx, so a crash at any point only delays it.
+//! Each POST carries `X-KPI-Notification: <outbox id>`, the same on every
+//! retry, for receivers that want to drop the rare duplicate (a 2xx that was
+//! lost on the way back).
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use rusqlite::Connection;
+use serde::Serialize;
+
+use super::AlertError;
+use super::outbox::{self, Notification};
+use crate::config::AlertSettings;
+use crate::period::Millis;
+use crate::store::db;
+
+/// How notifications are sent.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeliveryOptions {
+    /// Tries of one notification before it is marked failed (alerts.toml).
+    pub max_attempts: u32,
+    /// Limit of one POST, connecting and answering included.
+    pub timeout: Duration,
+    /// Wait after the first failed try; it doubles after each further one…
+    pub backoff: Duration,
+    /// …up to this.
+    pub max_backoff: Duration,
+}
+
+impl DeliveryOptions {
+    /// 5 s per POST; retries after 1 s, 2 s, 4 s … at most 5 min apart.
+    pub fn new(max_attempts: u32) -> DeliveryOptions {
+        DeliveryOptions {
+            max_attempts: max_attempts.max(1),
+            timeout: Duration::from_secs(5),
+            backoff: Duration::from_secs(1),
+            max_backoff: Duration::from_secs(300),
+        }
+    }
+
+    pub fn from_settings(settings: &AlertSettings) -> DeliveryOptions {
+        DeliveryOptions::new(settings.max_attempts)
+    }
+
+    /// The wait after the `attempts`-th failed try (attempts ≥ 1).
+    pub fn backoff_after(&self, attempts: u32) -> Duration {
+        let factor = 1u32 << attempts.saturating_sub(1).min(20);
+        self.backoff.saturating_mul(factor).min(self.max_backoff)
+    }
+}
+
+/// What one delivery pass did.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct DeliveryReport {
+    /// POSTs made.
+    pub attempts: usize,
+    pub delivered: usize,
+    /// Tries that failed and will be retried.
+    pub retrying: usize,
+    /// Notifications marked failed (their last try failed).
+    pub failed: usize,
+    /// Notifications still pending afterwards (due later).
+    pub pending: usize,
+    /// One line per failed try: "webhook (url): error".
+    pub errors: Vec<String>,
+}
+
+impl DeliveryReport {
+    fn add(&mut self, other: DeliveryReport) {
+        self.attempts += other.attempts;
+        self.delivered += other.delivered;
+        self.retrying += other.retrying;
+        self.failed += other.failed;
+        self.pending = other.pending;
+        self.errors.extend(other.errors);
+    }
+}
+
+/// POSTs every pending notification due at `now` (UTC millis) once, and
+/// records the outcome: 2xx is delivered; anything else (another status, a
+/// refused connection, a timeout) is retried after a backoff, or marked
+/// failed when it was the last of `max_attempts`.
+///
+/// Blocking: each POST may take up to `opts.timeout`. No transaction is held
+/// while a POST is in flight.
+pub fn deliver_due(
+    conn: &Connection,
+    now: Millis,
+    opts: &DeliveryOptions,
+) -> Result<DeliveryReport, AlertError> {
+    deliver_due_until(conn, now, opts, &|| false)
+}
+
+fn deliver_due_until(
+    conn: &Connection,
+    now: Millis,
+    opts: &DeliveryOptions,
+    stop: &dyn Fn() -> bool,
+) -> Result<DeliveryReport, AlertError> {
+    let started = Instant::now();
+    let clock = || now + started.elapsed().as_millis() as Millis;
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(opts.timeout))
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .user_agent(concat!("kpi-engine/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .into();
+    let mut report = DeliveryReport::default();
+    for n in outbox::due(conn, now)? {
+        if stop() {
+            break;
+        }
+        // The lease outlasts the POST, so nobody else sends it meanwhile.
+        let lease = clock() + opts.timeout.as_millis() as Millis + 60_000;
+        if !outbox::claim(conn, n.id, clock(), lease)? {
+            continue;
+        }
+        report.attempts += 1;
+        let attempts = n.attempts + 1;
+        let outcome = post(&agent, &n, opts.timeout);
+        let at = clock();
+        match outcome {
+            Ok(()) => {
+                outbox::mark_delivered(conn, n.id, attempts, at)?;
+                report.delivered += 1;
+            }
+            Err(e) => {
+                report.errors.push(format!("{} ({}): {e}", name(&n), n.url));
+                let retry_at = (attempts < opts.max_attempts)
+                    .then(|| at + opts.backoff_after(attempts).as_millis() as Millis);
+                outbox::mark_attempt_failed(conn, n.id, attempts, &e, retry_at, at)?;
+                if retry_at.is_some() {
+                    report.retrying += 1;
+                } else {
+                    tracing::warn!(
+                        "alert notification {} to {} failed after {attempts} tries: {e}",
+                        n.alert_id,
+                        name(&n)
+                    );
+                    report.failed += 1;
+                }
+            }
+        }
+    }
+    report.pending = pending_count(conn)?;
+    Ok(report)
+}
+
+fn name(n: &Notification) -> &str {
+    if n.webhook.is_empty() {
+        "webhook"
+    } else {
+        &n.webhook
+    }
+}
+
+fn pending_count(conn: &Connection) -> Result<usize, AlertError> {
+    let n: i64 = conn.query_row(
+        "SELECT count(*) FROM _kpi_outbox WHERE status = 'pending'",
+        [],
+        |r| r.get(0),
+    )?;
+    Ok(n as usize)
+}
+
+/// One POST; Err is the message kept in `last_error`.
+fn post(agent: &ureq::Agent, n: &Notification, timeout: Duration) -> Result<(), String> {
+    let result = agent
+        .post(&n.url)
+        .header("Content-Type", "application/json")
+        .header("X-KPI-Notification", n.id.to_string())
+        .send(n.payload.as_str());
+    match result {
+        Ok(mut resp) if resp.status().is_success() => {
+            // Drain a little of the body so the connection closes cleanly.
+            let _ = resp.body_mut().with_config().limit(64 * 1024).read_to_vec();
+            Ok(())
+        }
+        Ok(mut resp) => {
+            let status = resp.status();
+            let body = resp
+                .body_mut()
+                .with_config()
+                .limit(4096)
+                .read_to_string()
+                .unwrap_or_default();
+            let body: String = body.trim().chars().take(200).collect();
+            Err(if body.is_empty() {
+                format!("HTTP {status}")
+            } else {
+                format!("HTTP {status}: {body}")
+            })
+        }
+        Err(ureq::Error::Timeout(_)) => Err(format!(
+            "no answer within {} s (timeout)",
+            timeout.as_secs_f64()
+        )),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Delivers what is due now, then keeps retrying (sleeping between tries)
+/// while something is pending and the next try falls within `budget` of the
+/// start; no POST starts after the budget is spent. What is left stays
+/// pending for a later run. For `kpi alerts --send`.
+pub fn deliver_within(
+    conn: &Connection,
+    opts: &DeliveryOptions,
+    budget: Duration,
+) -> Result<DeliveryReport, AlertError> {
+    let started = Instant::now();
+    let over = || started.elapsed() >= budget;
+    let mut total = DeliveryReport::default();
+    loop {
+        let now = wall_clock();
+        total.add(deliver_due_until(conn, now, opts, &over)?);
+        if over() {
+            break;
+        }
+        let Some(next) = outbox::next_due(conn)? else {
+            break;
+        };
+        let wait = Duration::from_millis((next - wall_clock()).max(0) as u64);
+        if started.elapsed() + wait > budget {
+            break;
+        }
+        std::thread::sleep(wait);
+    }
+    Ok(total)
+}
+
+fn wall_clock() -> Millis {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// How often the worker looks at the outbox when nothing wakes it (other
+/// processes, such as `kpi alerts`, may queue notifications too).
+const POLL: Duration = Duration::from_secs(30);
+
+enum Msg {
+    Wake,
+    Options(DeliveryOptions),
+}
+
+/// Delivers notifications on a background thread with its own connection:
+/// at start (what a previous run left pending), when woken, when a retry
+/// falls due, and every 30 s.
+pub struct Worker {
+    tx: Mutex<Sender<Msg>>,
+    stop: Arc<AtomicBool>,
+    handle: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Worker {
+    pub fn spawn(db_path: PathBuf, opts: DeliveryOptions) -> Worker {
+        let (tx, rx) = mpsc::channel();
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let handle = std::thread::Builder::new()
+            .name("kpi-alert-delivery".into())
+            .spawn(move || {
+                let mut opts = opts;
+                let mut conn: Option<Connection> = None;
+                while !flag.load(Ordering::SeqCst) {
+                    let wait = match pass(&db_path, &mut conn, &opts, &flag) {
+                        Ok(wait) => wait,
+                        Err(e) => {
+                            tracing::warn!("alert delivery: {e}");
+                            conn = None;
+                            Duration::from_secs(5)
+                        }
+                    };
+                    match rx.recv_timeout(wait) {
+                        Ok(Msg::Wake) | Err(RecvTimeoutError::Timeout) => {}
+                        Ok(Msg::Options(o)) => opts = o,
+                        Err(RecvTimeoutError::Disconnected) => break,
+                    }
+                    for msg in rx.try_iter() {
+                        if let Msg::Options(o) = msg {
+                            opts = o;
+                        }
+                    }
+                }
+            })
+            .expect("spawn the alert delivery thread");
+        Worker {
+            tx: Mutex::new(tx),
+            stop,
+            handle: Mutex::new(Some(handle)),
+        }
+    }
+
+    /// Look at the outbox now (new notifications were queued).
+    pub fn wake(&self) {
+        let _ = self.tx.lock().expect("worker channel").send(Msg::Wake);
+    }
+
+    /// New options (after a reload changed max_attempts).
+    pub fn set_options(&self, opts: DeliveryOptions) {
+        let _ = self
+            .tx
+            .lock()
+            .expect("worker channel")
+            .send(Msg::Options(opts));
+    }
+
+    /// Stops the thread after the POST in flight, if any, and waits for it.
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+        self.wake();
+        if let Some(h) = self.handle.lock().expect("worker handle").take() {
+            let _ = h.join();
+        }
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        // Do not wait for a POST in flight: the thread ends right after it.
+        self.stop.store(true, Ordering::SeqCst);
+        self.wake();
+    }
+}
+
+/// One delivery pass; returns how long to sleep before the next one.
+fn pass(
+    db_path: &std::path::Path,
+    conn: &mut Option<Connection>,
+    opts: &DeliveryOptions,
+    stop: &AtomicBool,
+) -> Result<Duration, AlertError> {
+    if conn.is_none() {
+        *conn = Some(db::open(db_path)?);
+    }
+    let c = conn.as_ref().expect("just opened");
+    deliver_due_until(c, wall_clock(), opts, &|| stop.load(Ordering::SeqCst))?;
+    Ok(match outbox::next_due(c)? {
+        Some(next) => {
+            Duration::from_millis((next - wall_clock()).clamp(0, POLL.as_millis() as i64) as u64)
+        }
+        None => POLL,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap() {
+        let o = DeliveryOptions::new(8);
+        let secs: Vec<u64> = (1..=11).map(|n| o.backoff_after(n).as_secs()).collect();
+        assert_eq!(secs, [1, 2, 4, 8, 16, 32, 64, 128, 256, 300, 300]);
+        assert_eq!(o.backoff_after(1000), Duration::from_secs(300));
+        assert_eq!(DeliveryOptions::new(0).max_attempts, 1);
+    }
+}

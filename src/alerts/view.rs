@@ -1,0 +1,264 @@
+//! Alerts as users see them: each alert with the delivery status of its
+//! notifications, as JSON (GET /api/alerts) or as a table (`kpi alerts`).
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+
+use rusqlite::Connection;
+use serde::Serialize;
+use unicode_width::UnicodeWidthStr;
+
+use super::outbox::{self, DeliveryStatus, Notification};
+use super::state::{ROW_COLUMNS, ensure_tables, read_row};
+use super::{AlertError, AlertState, Kind};
+use crate::config::ConfigSnapshot;
+use crate::period::format_utc;
+use crate::render::format_value;
+
+/// Which alerts to list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StateFilter {
+    Firing,
+    Resolved,
+    All,
+}
+
+impl StateFilter {
+    /// `firing`, `resolved` or `all`; None means all.
+    pub fn parse(s: Option<&str>) -> Result<StateFilter, AlertError> {
+        match s.unwrap_or("all") {
+            "firing" => Ok(StateFilter::Firing),
+            "resolved" => Ok(StateFilter::Resolved),
+            "all" => Ok(StateFilter::All),
+            other => Err(AlertError::BadState(other.to_string())),
+        }
+    }
+}
+
+/// One alert and its notifications.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AlertView {
+    pub id: String,
+    pub kind: Kind,
+    pub state: AlertState,
+    pub kpi: String,
+    pub kpi_name: String,
+    pub team: String,
+    pub period: String,
+    pub value: Option<f64>,
+    pub target: Option<f64>,
+    pub projected: Option<f64>,
+    pub direction: String,
+    pub fired_at: String,
+    pub resolved_at: Option<String>,
+    pub updated_at: String,
+    /// Delivery of the latest transition to every matching webhook: `failed`
+    /// if one failed, else `pending` if one is pending, else `delivered`;
+    /// `none` when no webhook matched.
+    pub delivery: String,
+    /// Every notification of the alert, oldest first.
+    pub notifications: Vec<NotificationView>,
+    #[serde(skip)]
+    transitions: i64,
+}
+
+/// One notification of an alert to one webhook.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct NotificationView {
+    pub id: i64,
+    /// The transition it tells: the alert state it went to.
+    pub state: String,
+    pub webhook: String,
+    pub url: String,
+    pub status: DeliveryStatus,
+    pub attempts: u32,
+    pub last_error: Option<String>,
+    /// When the next try is due (pending only).
+    pub next_attempt_at: Option<String>,
+    pub created_at: String,
+    pub delivered_at: Option<String>,
+    #[serde(skip)]
+    transition: i64,
+}
+
+impl NotificationView {
+    fn new(n: Notification) -> NotificationView {
+        NotificationView {
+            id: n.id,
+            state: n.state,
+            webhook: n.webhook,
+            url: n.url,
+            status: n.status,
+            attempts: n.attempts,
+            last_error: n.last_error,
+            next_attempt_at: (n.status == DeliveryStatus::Pending)
+                .then(|| format_utc(n.next_attempt_at)),
+            created_at: format_utc(n.created_at),
+            delivered_at: n.delivered_at.map(format_utc),
+            transition: n.transition,
+        }
+    }
+}
+
+/// The alerts in `state` (`firing`, `resolved`, `all`; None = all): firing
+/// first, then the latest periods first. A bad `state` is
+/// [`AlertError::BadState`] (a 400 for the API).
+pub fn list(conn: &Connection, state: Option<&str>) -> Result<Vec<AlertView>, AlertError> {
+    let filter = StateFilter::parse(state)?;
+    ensure_tables(conn)?;
+    let rows = {
+        let where_ = match filter {
+            StateFilter::Firing => "WHERE state = 'firing'",
+            StateFilter::Resolved => "WHERE state = 'resolved'",
+            StateFilter::All => "",
+        };
+        let mut stmt = conn.prepare(&format!(
+            "SELECT {ROW_COLUMNS} FROM _kpi_alerts {where_}
+             ORDER BY state = 'resolved', period DESC, kind, kpi, team"
+        ))?;
+        let rows = stmt.query_map([], read_row)?;
+        rows.collect::<Result<Vec<_>, _>>()?
+    };
+    let mut by_alert: HashMap<String, Vec<NotificationView>> = HashMap::new();
+    for n in outbox::all(conn)? {
+        by_alert
+            .entry(n.alert_id.clone())
+            .or_default()
+            .push(NotificationView::new(n));
+    }
+    Ok(rows
+        .into_iter()
+        .map(|r| {
+            let id = r.key.id();
+            let notifications = by_alert.remove(&id).unwrap_or_default();
+            let latest: Vec<DeliveryStatus> = notifications
+                .iter()
+                .filter(|n| n.transition == r.transitions)
+                .map(|n| n.status)
+                .collect();
+            let delivery = latest
+                .iter()
+                .max()
+                .map_or("none", |s| s.as_str())
+                .to_string();
+            AlertView {
+                id,
+                kind: r.key.kind,
+                state: r.state,
+                kpi: r.key.kpi,
+                kpi_name: r.kpi_name,
+                team: r.key.team,
+                period: r.key.period,
+                value: r.value,
+                target: r.target,
+                projected: r.projected,
+                direction: r.direction,
+                fired_at: format_utc(r.fired_at),
+                resolved_at: r.resolved_at.map(format_utc),
+                updated_at: format_utc(r.updated_at),
+                delivery,
+                notifications,
+                transitions: r.transitions,
+            }
+        })
+        .collect())
+}
+
+/// A table for people: kind, state, KPI, team, period, value against
+/// target (with the pace projection), and delivery. Values are shown in
+/// their KPI's unit when the KPI is still defined.
+pub fn table(cfg: &ConfigSnapshot, alerts: &[AlertView]) -> String {
+    let mut rows: Vec<Vec<String>> = vec![
+        [
+            "KIND", "STATE", "KPI", "TEAM", "PERIOD", "VALUE", "TARGET", "DELIVERY",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect(),
+    ];
+    for a in alerts {
+        let fmt = |v: Option<f64>| match (v, cfg.kpi(&a.kpi)) {
+            (None, _) => "no data".to_string(),
+            (Some(x), Some(k)) => format_value(x, k.def.unit, &cfg.settings.currency),
+            (Some(x), None) => format!("{x}"),
+        };
+        let mut value = fmt(a.value);
+        if a.projected.is_some() {
+            let _ = write!(value, " (pace {})", fmt(a.projected));
+        }
+        rows.push(vec![
+            a.kind.as_str().to_string(),
+            a.state.as_str().to_string(),
+            a.kpi.clone(),
+            a.team.clone(),
+            a.period.clone(),
+            value,
+            fmt(a.target),
+            delivery_text(a),
+        ]);
+    }
+    layout(
+        &rows,
+        &[false, false, false, false, false, true, true, false],
+    )
+}
+
+fn delivery_text(a: &AlertView) -> String {
+    let parts: Vec<String> = a
+        .notifications
+        .iter()
+        .filter(|n| n.transition == a.transitions)
+        .map(|n| {
+            let who = if n.webhook.is_empty() {
+                &n.url
+            } else {
+                &n.webhook
+            };
+            let tries = match n.attempts {
+                1 => "1 try".to_string(),
+                k => format!("{k} tries"),
+            };
+            match (n.status, &n.last_error) {
+                (DeliveryStatus::Delivered, _) => format!("{who}: delivered"),
+                (DeliveryStatus::Pending, None) => format!("{who}: pending"),
+                (s, Some(e)) => format!("{who}: {} ({tries}; {e})", s.as_str()),
+                (s, None) => format!("{who}: {} ({tries})", s.as_str()),
+            }
+        })
+        .collect();
+    if parts.is_empty() {
+        "no webhook".to_string()
+    } else {
+        parts.join(", ")
+    }
+}
+
+fn layout(rows: &[Vec<String>], right: &[bool]) -> String {
+    let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..cols)
+        .map(|c| {
+            rows.iter()
+                .filter_map(|r| r.get(c))
+                .map(|s| s.width())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    for r in rows {
+        let cells: Vec<String> = r
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                let fill = " ".repeat(widths[i].saturating_sub(s.width()));
+                if right.get(i).copied().unwrap_or(false) {
+                    format!("{fill}{s}")
+                } else {
+                    format!("{s}{fill}")
+                }
+            })
+            .collect();
+        let _ = writeln!(out, "{}", cells.join("  ").trim_end());
+    }
+    out
+}
