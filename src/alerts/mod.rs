@@ -42,7 +42,7 @@ use crate::store::columns::ColumnStore;
 pub use deliver::{DeliveryOptions, DeliveryReport, Worker, deliver_due, deliver_within};
 pub use schedule::Scheduler;
 pub use state::{Payload, Transition};
-pub use view::{AlertView, NotificationView, StateFilter, list, table};
+pub use view::{AlertView, NotificationView, StateFilter, list, report, table};
 
 /// Errors of the alerts layer.
 #[derive(Debug, thiserror::Error)]

@@ -8,11 +8,13 @@ use rusqlite::Connection;
 use serde::Serialize;
 use unicode_width::UnicodeWidthStr;
 
+use super::conditions::watched_periods;
+use super::deliver::DeliveryReport;
 use super::outbox::{self, DeliveryStatus, Notification};
-use super::state::{ROW_COLUMNS, ensure_tables, read_row};
+use super::state::{ROW_COLUMNS, Transition, ensure_tables, read_row};
 use super::{AlertError, AlertState, Kind};
 use crate::config::ConfigSnapshot;
-use crate::period::format_utc;
+use crate::period::{Millis, format_utc};
 use crate::render::format_value;
 
 /// Which alerts to list.
@@ -201,6 +203,71 @@ pub fn table(cfg: &ConfigSnapshot, alerts: &[AlertView]) -> String {
         &rows,
         &[false, false, false, false, false, true, true, false],
     )
+}
+
+/// What `kpi alerts` prints after evaluating as of `as_of` (and delivering,
+/// when `delivery` is given): the watched periods, the transitions just
+/// applied, the delivery outcome, and the alerts of the watched periods.
+pub fn report(
+    cfg: &ConfigSnapshot,
+    conn: &Connection,
+    as_of: Millis,
+    transitions: &[Transition],
+    delivery: Option<&DeliveryReport>,
+) -> Result<String, AlertError> {
+    let watched = watched_periods(cfg, as_of);
+    let mut out = format!(
+        "alerts as of {}: {} open (at_risk), {} closed last (missed); {} transition(s)\n",
+        format_utc(as_of),
+        watched.open,
+        watched.closed,
+        transitions.len()
+    );
+    const LISTED: usize = 10;
+    for t in transitions.iter().take(LISTED) {
+        let _ = writeln!(
+            out,
+            "  {} -> {} ({} notification(s) queued)",
+            t.payload.id,
+            t.payload.state.as_str(),
+            t.notifications
+        );
+    }
+    if transitions.len() > LISTED {
+        let _ = writeln!(out, "  … and {} more", transitions.len() - LISTED);
+    }
+    match delivery {
+        Some(d) => {
+            let _ = writeln!(
+                out,
+                "sent {} POST(s): {} delivered, {} failed, {} still pending",
+                d.attempts, d.delivered, d.failed, d.pending
+            );
+        }
+        None => {
+            let pending = outbox::all(conn)?
+                .iter()
+                .filter(|n| n.status == DeliveryStatus::Pending)
+                .count();
+            if pending > 0 {
+                let _ = writeln!(
+                    out,
+                    "{pending} notification(s) pending: `kpi alerts --send` delivers them (kpi serve does on its own)"
+                );
+            }
+        }
+    }
+    let shown: Vec<AlertView> = list(conn, None)?
+        .into_iter()
+        .filter(|a| watched.contains(&a.period))
+        .collect();
+    out.push('\n');
+    if shown.is_empty() {
+        out.push_str("no alerts in these periods\n");
+    } else {
+        out.push_str(&table(cfg, &shown));
+    }
+    Ok(out)
 }
 
 fn delivery_text(a: &AlertView) -> String {

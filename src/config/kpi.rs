@@ -157,8 +157,10 @@ fn read_kpi(src: &Source, r: &mut Reader<'_>, key: &Key, node: &Node) -> Option<
         name,
         labels,
         description,
-        unit: unit?,
-        direction: direction?,
+        // A bad unit or direction is already reported; the formula is still
+        // compiled and checked so that every problem shows in one run.
+        unit: unit.unwrap_or(Unit::Count),
+        direction: direction.unwrap_or(Direction::Higher),
         cumulative,
         body,
         file: src.file.clone(),

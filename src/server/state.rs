@@ -141,7 +141,7 @@ impl AppState {
                 )?
             }
         };
-        let store = Arc::new(ColumnStore::new(db::open(&opts.db)?, cfg.schema.clone()));
+        let store = column_store(&opts.db, &cfg)?;
         let served = Served {
             config: cfg,
             version,
@@ -303,10 +303,7 @@ impl AppState {
         let store = if same_schema {
             served.store.clone()
         } else {
-            Arc::new(ColumnStore::new(
-                db::open(&self.db_path).map_err(db_error)?,
-                cfg.schema.clone(),
-            ))
+            column_store(&self.db_path, &cfg).map_err(db_error)?
         };
         self.swap(Served {
             config: cfg,
@@ -348,10 +345,7 @@ impl AppState {
                 "body",
                 input,
             )?;
-            let store = Arc::new(ColumnStore::new(
-                db::open(&state.db_path)?,
-                cfg.schema.clone(),
-            ));
+            let store = column_store(&state.db_path, cfg)?;
             let generation = served.data_generation + 1;
             state.swap(Served {
                 config: cfg.clone(),
@@ -380,6 +374,14 @@ impl AppState {
     pub fn root(&self) -> &Path {
         &self.root
     }
+}
+
+/// A fresh column store over its own connection, reading in one scan the
+/// fields the configuration's formulas name.
+fn column_store(db_path: &Path, cfg: &ConfigSnapshot) -> Result<Arc<ColumnStore>, StoreError> {
+    Ok(Arc::new(
+        ColumnStore::new(db::open(db_path)?, cfg.schema.clone()).prefetch(&cfg.fields_used),
+    ))
 }
 
 /// Runs blocking work (SQLite, evaluation) off the async threads. A panic in
