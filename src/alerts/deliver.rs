@@ -153,7 +153,7 @@ fn deliver_due_until(
             }
         }
     }
-    report.pending = pending_count(conn)?;
+    report.pending = outbox::pending_count(conn)?;
     Ok(report)
 }
 
@@ -163,15 +163,6 @@ fn name(n: &Notification) -> &str {
     } else {
         &n.webhook
     }
-}
-
-fn pending_count(conn: &Connection) -> Result<usize, AlertError> {
-    let n: i64 = conn.query_row(
-        "SELECT count(*) FROM _kpi_outbox WHERE status = 'pending'",
-        [],
-        |r| r.get(0),
-    )?;
-    Ok(n as usize)
 }
 
 /// One POST; Err is the message kept in `last_error`.

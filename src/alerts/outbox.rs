@@ -197,6 +197,17 @@ pub fn next_due(conn: &Connection) -> Result<Option<Millis>, AlertError> {
     )?)
 }
 
+/// How many notifications are pending.
+pub fn pending_count(conn: &Connection) -> Result<usize, AlertError> {
+    ensure_table(conn)?;
+    let n: i64 = conn.query_row(
+        "SELECT count(*) FROM _kpi_outbox WHERE status = 'pending'",
+        [],
+        |r| r.get(0),
+    )?;
+    Ok(n as usize)
+}
+
 /// Takes a due row for one attempt; false when another deliverer has it.
 pub(crate) fn claim(
     conn: &Connection,

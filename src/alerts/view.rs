@@ -245,10 +245,7 @@ pub fn report(
             );
         }
         None => {
-            let pending = outbox::all(conn)?
-                .iter()
-                .filter(|n| n.status == DeliveryStatus::Pending)
-                .count();
+            let pending = outbox::pending_count(conn)?;
             if pending > 0 {
                 let _ = writeln!(
                     out,

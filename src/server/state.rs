@@ -141,7 +141,7 @@ impl AppState {
                 )?
             }
         };
-        let store = column_store(&opts.db, &cfg)?;
+        let store = column_store(&opts.db, &cfg, None)?;
         let served = Served {
             config: cfg,
             version,
@@ -303,7 +303,7 @@ impl AppState {
         let store = if same_schema {
             served.store.clone()
         } else {
-            column_store(&self.db_path, &cfg).map_err(db_error)?
+            column_store(&self.db_path, &cfg, None).map_err(db_error)?
         };
         self.swap(Served {
             config: cfg,
@@ -345,7 +345,7 @@ impl AppState {
                 "body",
                 input,
             )?;
-            let store = column_store(&state.db_path, cfg)?;
+            let store = column_store(&state.db_path, cfg, Some(&report.entity))?;
             let generation = served.data_generation + 1;
             state.swap(Served {
                 config: cfg.clone(),
@@ -376,12 +376,24 @@ impl AppState {
     }
 }
 
-/// A fresh column store over its own connection, reading in one scan the
-/// fields the configuration's formulas name.
-fn column_store(db_path: &Path, cfg: &ConfigSnapshot) -> Result<Arc<ColumnStore>, StoreError> {
-    Ok(Arc::new(
-        ColumnStore::new(db::open(db_path)?, cfg.schema.clone()).prefetch(&cfg.fields_used),
-    ))
+/// A fresh column store over its own connection. The fields the configuration's
+/// formulas name are read before the store is swapped in, so requests do not
+/// pay for it: every entity's (`only` = None), or only one entity's after an
+/// ingest into it (the others are read on first use).
+fn column_store(
+    db_path: &Path,
+    cfg: &ConfigSnapshot,
+    only: Option<&str>,
+) -> Result<Arc<ColumnStore>, StoreError> {
+    let store = ColumnStore::new(db::open(db_path)?, cfg.schema.clone()).prefetch(&cfg.fields_used);
+    store.teams()?;
+    for (entity, fields) in &cfg.fields_used {
+        if only.is_none_or(|e| e == entity) {
+            let fields: Vec<&str> = fields.iter().map(String::as_str).collect();
+            store.table(entity, &fields)?;
+        }
+    }
+    Ok(Arc::new(store))
 }
 
 /// Runs blocking work (SQLite, evaluation) off the async threads. A panic in
