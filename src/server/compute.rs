@@ -98,8 +98,9 @@ pub fn scorecard_reports(
         scorecard: card.to_string(),
         period: when.period,
         span,
-        as_of: if when.explicit {
-            when.as_of
+        as_of: when.explicit.then_some(when.as_of),
+        now_bucket: if when.explicit {
+            0
         } else {
             when.as_of.div_euclid(5000)
         },

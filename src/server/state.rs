@@ -189,6 +189,7 @@ impl AppState {
     /// POST /api/reload). A failure is kept for /health until a later success.
     pub async fn reload(self: &Arc<Self>) -> Result<Applied, Vec<Diagnostic>> {
         let _writer = self.writer.lock().await;
+        let was_degraded = !self.health().errors.is_empty();
         let state = self.clone();
         let result = blocking(move || {
             Ok(crate::load_checked(&state.root)
@@ -203,7 +204,14 @@ impl AppState {
                 a.version,
                 a.files_changed.join(", ")
             ),
-            Ok(_) => {}
+            Ok(a) => {
+                if was_degraded {
+                    tracing::info!(
+                        "the configuration on disk checks again; serving version {}",
+                        a.version
+                    );
+                }
+            }
             Err(errors) => {
                 for e in errors {
                     tracing::error!("{e}");
@@ -433,8 +441,11 @@ pub struct ReportKey {
     pub period: PeriodId,
     /// How many periods, ending with `period`.
     pub span: u32,
-    /// The as-of instant, or its 5-second bucket when the request gave none.
-    pub as_of: i64,
+    /// The as-of instant when the request gave one; otherwise (None) "now" is
+    /// bucketed in `now_bucket`.
+    pub as_of: Option<i64>,
+    /// Five-second bucket of "now" for requests without an as-of.
+    pub now_bucket: i64,
 }
 
 /// Evaluated scorecards, shared by the API and the dashboard.
