@@ -295,15 +295,20 @@ pub struct AlertsQuery {
     pub state: Option<String>,
 }
 
-/// `GET /api/alerts?state=firing|resolved|all`. Alerts are not evaluated by
-/// this version yet, so the list is always empty (never made up).
-pub async fn alerts(_: ReadAccess, ApiQuery(q): ApiQuery<AlertsQuery>) -> Reply {
-    match q.state.as_deref().unwrap_or("all") {
-        "firing" | "resolved" | "all" => Ok(Json(json!([]))),
-        other => Err(ApiError::bad_request(format!(
-            "state: expected firing, resolved or all, got {other:?}"
-        ))),
-    }
+/// `GET /api/alerts?state=firing|resolved|all`: alerts with their delivery status.
+pub async fn alerts(State(state): State<Arc<AppState>>, _: ReadAccess, ApiQuery(q): ApiQuery<AlertsQuery>) -> Reply {
+    let filter = match q.state.as_deref().unwrap_or("all") {
+        "all" => None,
+        s @ ("firing" | "resolved") => Some(s.to_string()),
+        other => return Err(ApiError::bad_request(format!("state: expected firing, resolved or all, got {other:?}"))),
+    };
+    let db_path = state.db_path.clone();
+    let list = blocking(move || {
+        let conn = crate::store::db::open(&db_path)?;
+        crate::alerts::list(&conn, filter.as_deref()).map_err(ApiError::internal)
+    })
+    .await?;
+    Ok(Json(serde_json::to_value(list).map_err(ApiError::internal)?))
 }
 
 #[derive(Debug, Deserialize)]

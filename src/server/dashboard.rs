@@ -73,7 +73,16 @@ pub async fn page(
     let sv = served.clone();
     let id = card.id.clone();
     let reports = blocking(move || compute::scorecard_reports(&st, &sv, &id, when, TREND)).await?;
+    let db_path = state.db_path.clone();
+    // The page still renders if the alert list cannot be read.
+    let alerts = blocking(move || {
+        let conn = crate::store::db::open(&db_path)?;
+        crate::alerts::list(&conn, Some("firing")).map_err(ApiError::internal)
+    })
+    .await
+    .unwrap_or_default();
     let view = View {
+        alerts: &alerts,
         served: &served,
         health: &health,
         card: &card,
@@ -296,6 +305,8 @@ fn status_index(s: Status) -> usize {
 
 /// Everything one page shows.
 struct View<'a> {
+    /// Firing alerts, newest state changes first as listed.
+    alerts: &'a [crate::alerts::AlertView],
     served: &'a Served,
     health: &'a Health,
     card: &'a Scorecard,
@@ -712,12 +723,61 @@ impl View<'_> {
 
     fn alerts(&self) -> String {
         let t = self.lang.t();
+        let cfg = self.cfg();
+        if self.alerts.is_empty() {
+            return format!(
+                "<section class=\"panel\" id=\"alerts\"><div class=\"panel-head\"><h2>{}</h2></div><p class=\"empty\">{}</p></section>",
+                t.alerts, t.no_alerts
+            );
+        }
+        // The selected scorecard's KPIs only, at most MAX_ALERT_ROWS of them.
+        let kpis = self.card.all_kpis();
+        let shown: Vec<&crate::alerts::AlertView> = self.alerts.iter().filter(|a| kpis.contains(&a.kpi.as_str())).collect();
+        if shown.is_empty() {
+            return format!(
+                "<section class=\"panel\" id=\"alerts\"><div class=\"panel-head\"><h2>{}</h2></div><p class=\"empty\">{}</p></section>",
+                t.alerts, t.no_alerts
+            );
+        }
+        let more = shown.len().saturating_sub(MAX_ALERT_ROWS);
+        let rows: String = shown
+            .iter()
+            .take(MAX_ALERT_ROWS)
+            .map(|a| {
+                let (class, label) = match a.kind {
+                    crate::alerts::Kind::Missed => ("missed", t.statuses[status_index(Status::Missed)]),
+                    crate::alerts::Kind::AtRisk => ("at_risk", t.statuses[status_index(Status::AtRisk)]),
+                };
+                let def = cfg.kpi(&a.kpi).map(|k| &k.def);
+                let name = def.map_or(a.kpi_name.as_str(), |d| d.label(self.lang.code()));
+                let fmt = |v: Option<f64>| match (v, def) {
+                    (Some(x), Some(d)) => format_value(x, d.unit, &cfg.settings.currency),
+                    (Some(x), None) => format!("{x}"),
+                    _ => "–".to_string(),
+                };
+                format!(
+                    "<tr><td><span class=\"chip {class}\">{label}</span></td><td>{}</td><td>{}</td><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td>{}</td></tr>",
+                    esc(name),
+                    esc(&a.team),
+                    esc(&a.period),
+                    fmt(a.value),
+                    fmt(a.target),
+                    esc(&a.delivery)
+                )
+            })
+            .collect();
         format!(
-            "<section class=\"panel\" id=\"alerts\"><div class=\"panel-head\"><h2>{}</h2></div><p class=\"empty\">{}</p></section>",
-            t.alerts, t.no_alerts
+            "<section class=\"panel\" id=\"alerts\"><div class=\"panel-head\"><h2>{} ({})</h2></div>\
+             <div class=\"scroll\"><table class=\"alerts\"><tbody>{rows}</tbody></table></div>{}</section>",
+            t.alerts,
+            shown.len(),
+            if more > 0 { format!("<p class=\"empty\">+{more} … /api/alerts?state=firing</p>") } else { String::new() }
         )
     }
 }
+
+/// Alerts listed on the page; the API has them all.
+const MAX_ALERT_ROWS: usize = 30;
 
 /// A score's colour band.
 fn band(score: f64) -> &'static str {

@@ -115,6 +115,14 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
             source,
         })?;
     let watcher = reload::spawn(state.clone())?;
+    let served_now = {
+        let st = state.clone();
+        move || {
+            let s = st.served();
+            (s.config.clone(), s.store.clone())
+        }
+    };
+    let _ = state.alerts.set(crate::alerts::Scheduler::spawn(state.db_path.clone(), served_now));
     let addr = listener.local_addr()?;
     // The one line on stdout: scripts and tests read the address from it.
     {
@@ -124,10 +132,13 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
         let _ = out.flush();
     }
     tracing::info!("listening on http://{addr}");
-    axum::serve(listener, app(state))
+    axum::serve(listener, app(state.clone()))
         .with_graceful_shutdown(shutdown_signal())
         .await?;
     watcher.abort();
+    if let Some(scheduler) = state.alerts.get() {
+        scheduler.stop();
+    }
     tracing::info!("stopped");
     Ok(())
 }

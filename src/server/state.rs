@@ -97,6 +97,8 @@ pub struct AppState {
     /// One writer at a time: reloads, API edits and ingests queue here.
     writer: tokio::sync::Mutex<()>,
     pub cache: ReportCache,
+    /// The alert scheduler, started by `serve` once the state exists.
+    pub alerts: std::sync::OnceLock<crate::alerts::Scheduler>,
 }
 
 impl AppState {
@@ -159,6 +161,7 @@ impl AppState {
             health: RwLock::new(Arc::new(Health::default())),
             writer: tokio::sync::Mutex::new(()),
             cache: ReportCache::default(),
+            alerts: std::sync::OnceLock::new(),
         })
     }
 
@@ -177,8 +180,12 @@ impl AppState {
             .clone()
     }
 
+    /// Serves `next`; alert conditions are evaluated again against it.
     fn swap(&self, next: Served) {
         *self.served.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(next);
+        if let Some(scheduler) = self.alerts.get() {
+            scheduler.poke();
+        }
     }
 
     fn set_health(&self, h: Health) {
