@@ -10,7 +10,7 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use kpi_engine::config::{self, ConfigSnapshot};
-use kpi_engine::demo::DemoOptions;
+use kpi_engine::demo::{self, DemoOptions};
 use kpi_engine::diag::hint;
 use kpi_engine::eval::{Evaluation, report, tests_runner};
 use kpi_engine::period::{Grain, PeriodId, parse_period_range};
@@ -19,6 +19,23 @@ use kpi_engine::server::{self, ServeOptions};
 use kpi_engine::store::columns::ColumnStore;
 use kpi_engine::store::import::{Format, Input, import};
 use kpi_engine::store::{bulk, db};
+
+/// Prints a line to stdout. A closed pipe (`kpi eval | head`) is not an error,
+/// so write failures are ignored rather than panicking like `println!`.
+macro_rules! outln {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($t)*);
+    }};
+}
+
+/// Like [`outln!`], without the newline.
+macro_rules! out {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stdout(), $($t)*);
+    }};
+}
 
 #[derive(Parser)]
 #[command(
@@ -51,9 +68,9 @@ enum Command {
     /// Write a deterministic demo CRM into the database.
     Demo {
         /// About this many deals per leaf team per quarter.
-        #[arg(long, default_value_t = 40)]
+        #[arg(long, default_value_t = demo::DEFAULT_SCALE)]
         scale: u32,
-        #[arg(long, default_value_t = 1)]
+        #[arg(long, default_value_t = demo::DEFAULT_SEED)]
         seed: u64,
         /// Last day of data (YYYY-MM-DD, inclusive); default today. Fix it for reproducible data.
         #[arg(long)]
@@ -63,29 +80,7 @@ enum Command {
         force: bool,
     },
     /// Evaluate scorecards or KPIs.
-    Eval {
-        #[arg(long)]
-        scorecard: Option<String>,
-        /// Comma-separated KPI ids (no scores without a scorecard).
-        #[arg(long, value_delimiter = ',')]
-        kpi: Vec<String>,
-        /// A period id (2026-Q3, 2026-07, 2026) or a range (2025-Q1..2026-Q4).
-        #[arg(long)]
-        period: Option<String>,
-        #[arg(long)]
-        team: Option<String>,
-        /// Evaluate as of this time (RFC 3339 or YYYY-MM-DD[ HH:MM:SS]); default now.
-        #[arg(long = "as-of")]
-        as_of: Option<String>,
-        #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
-        format: OutputFormat,
-        /// Show each value's queries and their results.
-        #[arg(long)]
-        explain: bool,
-        /// Display language for names (e.g. zh).
-        #[arg(long)]
-        lang: Option<String>,
-    },
+    Eval(EvalArgs),
     /// Evaluate alert conditions, print the alerts, and with --send deliver pending notifications.
     Alerts {
         /// Evaluate as of this time (RFC 3339 or YYYY-MM-DD[ HH:MM:SS]); default now.
@@ -170,28 +165,7 @@ fn run(cli: Cli) -> Res<ExitCode> {
             until,
             force,
         } => run_demo(&cli.root, &db_path, scale, seed, until, force),
-        Command::Eval {
-            scorecard,
-            kpi,
-            period,
-            team,
-            as_of,
-            format,
-            explain,
-            lang,
-        } => {
-            let args = EvalArgs {
-                scorecard,
-                kpis: kpi,
-                period,
-                team,
-                as_of,
-                format,
-                explain,
-                lang,
-            };
-            eval(&cli.root, &db_path, &args)
-        }
+        Command::Eval(args) => eval(&cli.root, &db_path, &args),
         Command::Alerts { as_of, send } => run_alerts(&cli.root, &db_path, as_of.as_deref(), send),
         Command::Test => run_tests(&cli.root),
         Command::Serve { addr, demo } => serve(ServeOptions {
@@ -223,7 +197,7 @@ fn check(root: &Path, db_path: &Path) -> Res<ExitCode> {
         db::plan(&conn, &cfg.schema)
             .map_err(|e| UserError(format!("kpis/schema.toml: error: {e}")))?;
     }
-    println!(
+    outln!(
         "ok: {} KPIs, {} scorecards, {} entities, {} scripts",
         cfg.kpis.len(),
         cfg.scorecards.len(),
@@ -274,9 +248,10 @@ fn import_file(
         input,
     )
     .map_err(|e| UserError(format!("{e}\nnothing was imported")))?;
-    println!(
+    outln!(
         "imported {} {} records from {label}",
-        report.written, report.entity
+        report.written,
+        report.entity
     );
     Ok(ExitCode::SUCCESS)
 }
@@ -317,7 +292,7 @@ fn run_demo(
         &DemoOptions { scale, seed, until },
     )?;
     let summary: Vec<String> = counts.iter().map(|(e, n)| format!("{n} {e}")).collect();
-    println!(
+    outln!(
         "wrote a demo CRM to {}: {}",
         db_path.display(),
         summary.join(", ")
@@ -325,14 +300,28 @@ fn run_demo(
     Ok(ExitCode::SUCCESS)
 }
 
+#[derive(clap::Args)]
 struct EvalArgs {
+    #[arg(long)]
     scorecard: Option<String>,
+    /// Comma-separated KPI ids (no scores without a scorecard).
+    #[arg(long = "kpi", value_delimiter = ',')]
     kpis: Vec<String>,
+    /// A period id (2026-Q3, 2026-07, 2026) or a range (2025-Q1..2026-Q4).
+    #[arg(long)]
     period: Option<String>,
+    #[arg(long)]
     team: Option<String>,
+    /// Evaluate as of this time (RFC 3339 or YYYY-MM-DD[ HH:MM:SS]); default now.
+    #[arg(long = "as-of")]
     as_of: Option<String>,
+    #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
     format: OutputFormat,
+    /// Show each value's queries and their results.
+    #[arg(long)]
     explain: bool,
+    /// Display language for names (e.g. zh).
+    #[arg(long)]
     lang: Option<String>,
 }
 
@@ -408,15 +397,17 @@ fn build_reports(
 
 /// All teams in tree order, or the one asked for.
 fn select_teams(ev: &Evaluation, team: Option<&str>) -> Res<Vec<u32>> {
-    match team {
-        None => Ok(ev.teams.tree_order()),
-        Some(t) => ev.teams.index(t).map(|i| vec![i]).ok_or_else(|| {
-            UserError(format!(
-                "--team: unknown team '{t}'{}",
-                hint(t, ev.teams.ids.iter().map(String::as_str))
-            ))
-        }),
-    }
+    let Some(t) = team else {
+        return Ok(ev.teams.tree_order());
+    };
+    ev.teams.index(t).map(|i| vec![i]).ok_or_else(|| {
+        let ids = || ev.teams.ids.iter().map(String::as_str);
+        let known = match hint(t, ids()) {
+            h if h.is_empty() => format!(" (teams: {})", ids().collect::<Vec<_>>().join(", ")),
+            h => h,
+        };
+        UserError(format!("--team: unknown team '{t}'{known}"))
+    })
 }
 
 /// The scorecard's own team list (if any), within the selected teams.
@@ -448,11 +439,11 @@ fn print_reports(cfg: &ConfigSnapshot, reports: &[report::Report], args: &EvalAr
             } else {
                 serde_json::Value::Array(items)
             };
-            println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+            outln!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
             print_errors(reports);
         }
         OutputFormat::Csv => {
-            print!("{}", render::report_csv(reports));
+            out!("{}", render::report_csv(reports));
             print_errors(reports);
         }
         OutputFormat::Table => {
@@ -460,7 +451,7 @@ fn print_reports(cfg: &ConfigSnapshot, reports: &[report::Report], args: &EvalAr
                 color: std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
             };
             for r in reports {
-                print!(
+                out!(
                     "{}",
                     render::report_table(cfg, r, args.lang.as_deref(), args.explain, style)
                 );
@@ -529,16 +520,19 @@ fn run_tests(root: &Path) -> Res<ExitCode> {
                 Ok(None) => "no data".to_string(),
                 Err(e) => format!("error: {e}"),
             };
-            println!(
+            outln!(
                 "FAIL {}:{}: case '{}': {}: expected {expected}, got {got}",
-                check.file, check.line, check.case, check.kpi
+                check.file,
+                check.line,
+                check.case,
+                check.kpi
             );
             for line in &check.explanation {
-                println!("    {line}");
+                outln!("    {line}");
             }
         }
     }
-    println!("{passed} passed, {failed} failed");
+    outln!("{passed} passed, {failed} failed");
     Ok(if failed == 0 {
         ExitCode::SUCCESS
     } else {
@@ -580,7 +574,7 @@ fn run_alerts(root: &Path, db_path: &Path, as_of: Option<&str>, send: bool) -> R
     } else {
         None
     };
-    print!(
+    out!(
         "{}",
         alerts::report(&cfg, &conn, as_of, &transitions, delivery.as_ref())?
     );

@@ -296,11 +296,19 @@ pub struct AlertsQuery {
 }
 
 /// `GET /api/alerts?state=firing|resolved|all`: alerts with their delivery status.
-pub async fn alerts(State(state): State<Arc<AppState>>, _: ReadAccess, ApiQuery(q): ApiQuery<AlertsQuery>) -> Reply {
+pub async fn alerts(
+    State(state): State<Arc<AppState>>,
+    _: ReadAccess,
+    ApiQuery(q): ApiQuery<AlertsQuery>,
+) -> Reply {
     let filter = match q.state.as_deref().unwrap_or("all") {
         "all" => None,
         s @ ("firing" | "resolved") => Some(s.to_string()),
-        other => return Err(ApiError::bad_request(format!("state: expected firing, resolved or all, got {other:?}"))),
+        other => {
+            return Err(ApiError::bad_request(format!(
+                "state: expected firing, resolved or all, got {other:?}"
+            )));
+        }
     };
     let db_path = state.db_path.clone();
     let list = blocking(move || {
@@ -308,7 +316,9 @@ pub async fn alerts(State(state): State<Arc<AppState>>, _: ReadAccess, ApiQuery(
         crate::alerts::list(&conn, filter.as_deref()).map_err(ApiError::internal)
     })
     .await?;
-    Ok(Json(serde_json::to_value(list).map_err(ApiError::internal)?))
+    Ok(Json(
+        serde_json::to_value(list).map_err(ApiError::internal)?,
+    ))
 }
 
 #[derive(Debug, Deserialize)]

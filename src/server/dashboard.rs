@@ -732,7 +732,11 @@ impl View<'_> {
         }
         // The selected scorecard's KPIs only, at most MAX_ALERT_ROWS of them.
         let kpis = self.card.all_kpis();
-        let shown: Vec<&crate::alerts::AlertView> = self.alerts.iter().filter(|a| kpis.contains(&a.kpi.as_str())).collect();
+        let shown: Vec<&crate::alerts::AlertView> = self
+            .alerts
+            .iter()
+            .filter(|a| kpis.contains(&a.kpi.as_str()))
+            .collect();
         if shown.is_empty() {
             return format!(
                 "<section class=\"panel\" id=\"alerts\"><div class=\"panel-head\"><h2>{}</h2></div><p class=\"empty\">{}</p></section>",
@@ -771,7 +775,11 @@ impl View<'_> {
              <div class=\"scroll\"><table class=\"alerts\"><tbody>{rows}</tbody></table></div>{}</section>",
             t.alerts,
             shown.len(),
-            if more > 0 { format!("<p class=\"empty\">+{more} … /api/alerts?state=firing</p>") } else { String::new() }
+            if more > 0 {
+                format!("<p class=\"empty\">+{more} … /api/alerts?state=firing</p>")
+            } else {
+                String::new()
+            }
         )
     }
 }

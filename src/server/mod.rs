@@ -122,7 +122,10 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
             (s.config.clone(), s.store.clone())
         }
     };
-    let _ = state.alerts.set(crate::alerts::Scheduler::spawn(state.db_path.clone(), served_now));
+    let _ = state.alerts.set(crate::alerts::Scheduler::spawn(
+        state.db_path.clone(),
+        served_now,
+    ));
     let addr = listener.local_addr()?;
     // The one line on stdout: scripts and tests read the address from it.
     {
