@@ -64,7 +64,7 @@ fn the_dashboard_ranks_the_teams() {
         "name=\"period\"",
         "<svg class=\"spark\"",
         "id=\"alerts\"",
-        "No open alerts.",
+        "Open alerts",
         "class=\"cell ",
     ] {
         assert!(html.contains(part), "the page has {part}");
