@@ -110,8 +110,8 @@ fn strip_ansi(s: &str) -> String {
     out
 }
 
-/// Lays out rows as columns; `right` marks right-aligned columns.
-fn table(rows: &[Vec<String>], right: &[bool], indent: &str) -> String {
+/// Lays out rows as columns by display width; `right` marks right-aligned columns.
+pub fn columns(rows: &[Vec<String>], right: &[bool], indent: &str) -> String {
     let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
     let widths: Vec<usize> = (0..cols)
         .map(|c| {
@@ -168,7 +168,7 @@ pub fn report_table(
                 t.score.map_or("–".into(), |s| format!("{s:.1}")),
             ]);
         }
-        out.push_str(&table(&rows, &[true, false, true], ""));
+        out.push_str(&columns(&rows, &[true, false, true], ""));
         out.push('\n');
     }
     for t in &r.teams {
@@ -246,7 +246,7 @@ fn team_rows(
         .map(|i| i > 0 && i + 1 < rows[0].len())
         .collect();
     let mut out = String::new();
-    for (line, extra) in table(&rows, &right, "  ").lines().zip(&extras) {
+    for (line, extra) in columns(&rows, &right, "  ").lines().zip(&extras) {
         let _ = writeln!(out, "{line}");
         for e in extra {
             let _ = writeln!(out, "      {e}");

@@ -6,7 +6,6 @@ use std::fmt::Write as _;
 
 use rusqlite::Connection;
 use serde::Serialize;
-use unicode_width::UnicodeWidthStr;
 
 use super::conditions::watched_periods;
 use super::deliver::DeliveryReport;
@@ -199,9 +198,10 @@ pub fn table(cfg: &ConfigSnapshot, alerts: &[AlertView]) -> String {
             delivery_text(a),
         ]);
     }
-    layout(
+    crate::render::columns(
         &rows,
         &[false, false, false, false, false, true, true, false],
+        "",
     )
 }
 
@@ -295,34 +295,4 @@ fn delivery_text(a: &AlertView) -> String {
     } else {
         parts.join(", ")
     }
-}
-
-fn layout(rows: &[Vec<String>], right: &[bool]) -> String {
-    let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
-    let widths: Vec<usize> = (0..cols)
-        .map(|c| {
-            rows.iter()
-                .filter_map(|r| r.get(c))
-                .map(|s| s.width())
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    let mut out = String::new();
-    for r in rows {
-        let cells: Vec<String> = r
-            .iter()
-            .enumerate()
-            .map(|(i, s)| {
-                let fill = " ".repeat(widths[i].saturating_sub(s.width()));
-                if right.get(i).copied().unwrap_or(false) {
-                    format!("{fill}{s}")
-                } else {
-                    format!("{s}{fill}")
-                }
-            })
-            .collect();
-        let _ = writeln!(out, "{}", cells.join("  ").trim_end());
-    }
-    out
 }
