@@ -175,7 +175,24 @@ impl Evaluation {
             }
             ps.clone()
         };
-        let result = Arc::new(execute(&self.store, query, agg, &periods, self.calendar())?);
+        // A server's store keeps shapes across evaluations (after an ingest only
+        // the shapes that read the ingested entity are computed again). A kept
+        // shape without this period is computed again over both period sets.
+        let cal = self.calendar();
+        let memo_key = format!("{cal:?}|{query:?}|{agg:?}");
+        let result = self.store.memo(
+            &memo_key,
+            |s: &ShapeResult| s.periods().contains(&period),
+            |old| {
+                let mut all = periods.clone();
+                if let Some(old) = old.filter(|o| o.periods().len() + all.len() <= 32) {
+                    all.extend_from_slice(old.periods());
+                    all.sort();
+                    all.dedup();
+                }
+                execute(&self.store, query, agg, &all, cal)
+            },
+        )?;
         self.shapes.borrow_mut().insert(key, result.clone());
         Ok(result)
     }

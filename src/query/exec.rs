@@ -514,28 +514,29 @@ impl Accumulators {
     }
 
     /// Adds every team's own rows into each of its ancestors.
+    /// Merges every team into its parent, children first, so each team ends
+    /// up holding its whole subtree. Nothing is copied: a child's set is
+    /// taken out, merged into its parent's, and put back.
     fn roll_up(&mut self, tree: &TeamTree, periods: usize) {
         let teams = tree.len();
+        let order = tree.bottom_up();
         for p in 0..periods {
             let base = p * teams;
-            match self {
-                Accumulators::Num(a) => {
-                    let own: Vec<Num> = a[base..base + teams].to_vec();
-                    for (t, o) in own.iter().enumerate() {
-                        for anc in &tree.up[t][1..] {
-                            a[base + *anc as usize].merge(o);
-                        }
+            for &t in &order {
+                let Some(parent) = tree.parent[t as usize] else { continue };
+                let (child, parent) = (base + t as usize, base + parent as usize);
+                match self {
+                    Accumulators::Num(a) => {
+                        let c = a[child];
+                        a[parent].merge(&c);
                     }
-                }
-                Accumulators::Keys(a) => {
-                    let own: Vec<HashMap<u64, f64>> = a[base..base + teams].to_vec();
-                    for (t, o) in own.iter().enumerate() {
-                        for anc in &tree.up[t][1..] {
-                            let target = &mut a[base + *anc as usize];
-                            for (k, c) in o {
-                                *target.entry(*k).or_insert(0.0) += c;
-                            }
+                    Accumulators::Keys(a) => {
+                        let c = std::mem::take(&mut a[child]);
+                        let target = &mut a[parent];
+                        for (k, n) in &c {
+                            *target.entry(*k).or_insert(0.0) += n;
                         }
+                        a[child] = c;
                     }
                 }
             }

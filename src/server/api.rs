@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::State;
+use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
@@ -138,7 +139,7 @@ pub async fn scorecard(
     _: ReadAccess,
     ApiPath(id): ApiPath<String>,
     ApiQuery(q): ApiQuery<WhenQuery>,
-) -> Reply {
+) -> Result<Response, ApiError> {
     let served = state.served();
     compute::find_scorecard(&served.config, &id)?;
     let when = compute::when(
@@ -146,9 +147,23 @@ pub async fn scorecard(
         q.as_of.as_deref(),
         q.period.as_deref(),
     )?;
-    let st = state.clone();
-    let reports = blocking(move || compute::scorecard_reports(&st, &served, &id, when, 1)).await?;
-    Ok(Json(reports[0].to_json()))
+    // A cached response is sent as it was serialized, without a blocking task.
+    let key = compute::report_key(&served, &id, when, 1);
+    let cached = match state.cache.get(&key) {
+        Some(hit) => hit,
+        None => {
+            let st = state.clone();
+            blocking(move || compute::cached_reports(&st, &served, &id, when, 1)).await?
+        }
+    };
+    Ok((
+        [(
+            axum::http::header::CONTENT_TYPE,
+            axum::http::HeaderValue::from_static("application/json"),
+        )],
+        cached.json(),
+    )
+        .into_response())
 }
 
 #[derive(Debug, Deserialize)]

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use serde_json::{Value as Json, json};
 
 use super::error::ApiError;
-use super::state::{AppState, ReportKey, Served};
+use super::state::{AppState, CachedReports, ReportKey, Served};
 use crate::config::scorecards::DEFAULT_CAP;
 use crate::config::targets::KpiTargets;
 use crate::config::{ConfigSnapshot, Scorecard, Target};
@@ -25,22 +25,27 @@ use crate::period::{Calendar, Grain, Millis, PeriodId, format_utc};
 /// The instant and period a request asks about.
 #[derive(Debug, Clone, Copy)]
 pub struct When {
+    /// The as_of given, or "now" rounded down to the minute: results for "now"
+    /// are those of the current minute, so they can be cached.
     pub as_of: Millis,
-    /// False when as_of is "now" (then cached results may be a few seconds old).
-    pub explicit: bool,
     pub period: PeriodId,
 }
 
-/// Reads `as_of` (default now) and `period` (default: the quarter containing as_of).
+/// "Now" is rounded down to this (ms): every request without an as_of in the
+/// same minute asks the same question.
+pub const NOW_BUCKET_MS: i64 = 60_000;
+
+/// Reads `as_of` (default now, to the minute) and `period` (default: the quarter containing as_of).
 pub fn when(cal: &Calendar, as_of: Option<&str>, period: Option<&str>) -> Result<When, ApiError> {
     let as_of_given = as_of.map(str::trim).filter(|s| !s.is_empty());
-    let (as_of, explicit) = match as_of_given {
-        Some(t) => (
-            cal.parse_time(t)
-                .map_err(|e| ApiError::bad_request(format!("as_of: {e}")))?,
-            true,
-        ),
-        None => (super::state::now(), false),
+    let as_of = match as_of_given {
+        Some(t) => cal
+            .parse_time(t)
+            .map_err(|e| ApiError::bad_request(format!("as_of: {e}")))?,
+        None => {
+            let now = super::state::now();
+            now - now.rem_euclid(NOW_BUCKET_MS)
+        }
     };
     let period = match period.map(str::trim).filter(|s| !s.is_empty()) {
         Some(p) => p
@@ -48,11 +53,7 @@ pub fn when(cal: &Calendar, as_of: Option<&str>, period: Option<&str>) -> Result
             .map_err(|e| ApiError::bad_request(format!("period: {e}")))?,
         None => cal.containing(Grain::Quarter, as_of),
     };
-    Ok(When {
-        as_of,
-        explicit,
-        period,
-    })
+    Ok(When { as_of, period })
 }
 
 /// The scorecard `id`, or 404 with a hint.
@@ -83,6 +84,18 @@ fn members(eval: &Evaluation, card: &Scorecard) -> Vec<u32> {
     }
 }
 
+/// The cache key of scorecard `card` for the `span` periods ending with `when.period`.
+pub fn report_key(served: &Served, card: &str, when: When, span: u32) -> ReportKey {
+    ReportKey {
+        version: served.version,
+        generation: served.data_generation,
+        scorecard: card.to_string(),
+        period: when.period,
+        span,
+        as_of: when.as_of,
+    }
+}
+
 /// Reports of scorecard `card` for the `span` periods ending with `when.period`, oldest first.
 pub fn scorecard_reports(
     state: &AppState,
@@ -91,42 +104,41 @@ pub fn scorecard_reports(
     when: When,
     span: u32,
 ) -> Result<Arc<Vec<Report>>, ApiError> {
+    Ok(cached_reports(state, served, card, when, span)?
+        .reports
+        .clone())
+}
+
+/// The cache entry of a scorecard evaluation, evaluated on a miss. Blocking.
+pub fn cached_reports(
+    state: &AppState,
+    served: &Served,
+    card: &str,
+    when: When,
+    span: u32,
+) -> Result<Arc<CachedReports>, ApiError> {
     let sc = find_scorecard(&served.config, card)?;
-    let key = ReportKey {
-        version: served.version,
-        generation: served.data_generation,
-        scorecard: card.to_string(),
-        period: when.period,
-        span,
-        as_of: when.explicit.then_some(when.as_of),
-        now_bucket: if when.explicit {
-            0
-        } else {
-            when.as_of.div_euclid(5000)
-        },
-    };
-    if let Some(hit) = state.cache.get(&key) {
-        return Ok(hit);
-    }
-    let periods: Vec<PeriodId> = (0..span as i32)
-        .rev()
-        .map(|i| when.period.shift(-i))
-        .collect();
-    let eval = Evaluation::new(
-        served.config.clone(),
-        served.store.clone(),
-        when.as_of,
-        &periods,
-        false,
-    )?;
-    let teams = members(&eval, sc);
-    let reports: Vec<Report> = periods
-        .iter()
-        .map(|p| report::scorecard(&eval, sc, *p, &teams))
-        .collect();
-    let reports = Arc::new(reports);
-    state.cache.put(key, reports.clone());
-    Ok(reports)
+    let key = report_key(served, card, when, span);
+    state.cache.get_or_fill(&key, || {
+        let periods: Vec<PeriodId> = (0..span as i32)
+            .rev()
+            .map(|i| when.period.shift(-i))
+            .collect();
+        let eval = Evaluation::new(
+            served.config.clone(),
+            served.store.clone(),
+            when.as_of,
+            &periods,
+            false,
+        )?;
+        let teams = members(&eval, sc);
+        Ok::<_, ApiError>(
+            periods
+                .iter()
+                .map(|p| report::scorecard(&eval, sc, *p, &teams))
+                .collect(),
+        )
+    })
 }
 
 pub fn num(x: Option<f64>) -> Json {

@@ -15,7 +15,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use crate::config::{self, ConfigSnapshot};
 use crate::diag::{Diagnostic, Diagnostics};
@@ -143,7 +143,7 @@ impl AppState {
                 )?
             }
         };
-        let store = column_store(&opts.db, &cfg, None)?;
+        let store = column_store(&opts.db, &cfg)?;
         let served = Served {
             config: cfg,
             version,
@@ -313,13 +313,17 @@ impl AppState {
                 format!("cannot record the config history: {e}"),
             )]
         })?;
-        let same_schema =
-            served.config.files.get("kpis/schema.toml") == cfg.files.get("kpis/schema.toml");
-        let store = if same_schema {
-            served.store.clone()
-        } else {
-            column_store(&self.db_path, &cfg, None).map_err(db_error)?
-        };
+        // The records did not change: the columns read so far are kept (those of
+        // an entity whose schema changed are read again), and only fields the
+        // new formulas name that were never read are read now.
+        let store =
+            if served.config.schema == cfg.schema && served.config.fields_used == cfg.fields_used {
+                served.store.clone()
+            } else {
+                let store = Arc::new(served.store.derive(cfg.schema.clone(), &cfg.fields_used));
+                warm(&store, &cfg, None).map_err(db_error)?;
+                store
+            };
         self.swap(Served {
             config: cfg,
             version,
@@ -360,7 +364,14 @@ impl AppState {
                 "body",
                 input,
             )?;
-            let store = column_store(&state.db_path, cfg, Some(&report.entity))?;
+            // Only what the import touched is read again: the ingested rows, patched
+            // into a copy of the entity's columns; every other table is kept.
+            let store = Arc::new(
+                served
+                    .store
+                    .after_upsert(&report.entity, report.ids.as_deref())?,
+            );
+            warm(&store, cfg, Some(&report.entity))?;
             let generation = served.data_generation + 1;
             state.swap(Served {
                 config: cfg.clone(),
@@ -391,24 +402,30 @@ impl AppState {
     }
 }
 
-/// A fresh column store over its own connection. The fields the configuration's
-/// formulas name are read before the store is swapped in, so requests do not
-/// pay for it: every entity's (`only` = None), or only one entity's after an
-/// ingest into it (the others are read on first use).
-fn column_store(
-    db_path: &Path,
-    cfg: &ConfigSnapshot,
-    only: Option<&str>,
-) -> Result<Arc<ColumnStore>, StoreError> {
-    let store = ColumnStore::new(db::open(db_path)?, cfg.schema.clone()).prefetch(&cfg.fields_used);
+/// A fresh column store over its own connection, warmed, keeping query
+/// results across requests and changes (what a change did not touch is not
+/// computed again).
+fn column_store(db_path: &Path, cfg: &ConfigSnapshot) -> Result<Arc<ColumnStore>, StoreError> {
+    let store = ColumnStore::new(db::open(db_path)?, cfg.schema.clone())
+        .prefetch(&cfg.fields_used)
+        .memoized();
+    warm(&store, cfg, None)?;
+    Ok(Arc::new(store))
+}
+
+/// Reads the fields the configuration's formulas name before the store is
+/// swapped in, so requests do not pay for it: every entity's (`only` = None),
+/// or one entity's. Columns already loaded are not read again.
+fn warm(store: &ColumnStore, cfg: &ConfigSnapshot, only: Option<&str>) -> Result<(), StoreError> {
     store.teams()?;
     for (entity, fields) in &cfg.fields_used {
         if only.is_none_or(|e| e == entity) {
             let fields: Vec<&str> = fields.iter().map(String::as_str).collect();
-            store.table(entity, &fields)?;
+            let table = store.table(entity, &fields)?;
+            store.team_rows(&table)?;
         }
     }
-    Ok(Arc::new(store))
+    Ok(())
 }
 
 /// Runs blocking work (SQLite, evaluation) off the async threads. A panic in
@@ -439,7 +456,9 @@ pub fn now() -> Millis {
 }
 
 /// What a cached scorecard evaluation is for. The config version and data
-/// generation are part of the key, so a reload or an ingest is never served stale.
+/// generation are part of the key, so a reload or an ingest is never served
+/// stale; "now" (no as_of in the request) is bucketed to the minute by
+/// [`compute::when`](super::compute::when), so it does not defeat the cache.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ReportKey {
     pub version: u64,
@@ -448,39 +467,91 @@ pub struct ReportKey {
     pub period: PeriodId,
     /// How many periods, ending with `period`.
     pub span: u32,
-    /// The as-of instant when the request gave one; otherwise (None) "now" is
-    /// bucketed in `now_bucket`.
-    pub as_of: Option<i64>,
-    /// Five-second bucket of "now" for requests without an as-of.
-    pub now_bucket: i64,
+    pub as_of: i64,
+}
+
+/// One evaluated scorecard, and its JSON response made once.
+pub struct CachedReports {
+    pub reports: Arc<Vec<Report>>,
+    json: OnceLock<axum::body::Bytes>,
+}
+
+impl CachedReports {
+    /// The serialized JSON of the last report (what GET /api/scorecards/{id} returns).
+    pub fn json(&self) -> axum::body::Bytes {
+        self.json
+            .get_or_init(|| {
+                let last = self.reports.last().map(Report::to_json);
+                serde_json::to_vec(&last.unwrap_or_default())
+                    .unwrap_or_default()
+                    .into()
+            })
+            .clone()
+    }
+}
+
+/// A cache entry: filled once; concurrent requests for the same key wait for
+/// the one evaluation instead of running their own.
+#[derive(Default)]
+struct Slot {
+    filling: Mutex<()>,
+    value: OnceLock<Arc<CachedReports>>,
 }
 
 /// Evaluated scorecards, shared by the API and the dashboard.
 #[derive(Default)]
 pub struct ReportCache {
-    map: Mutex<HashMap<ReportKey, Arc<Vec<Report>>>>,
+    map: RwLock<HashMap<ReportKey, Arc<Slot>>>,
 }
 
 /// Entries kept before the cache starts over.
 const CACHE_ENTRIES: usize = 64;
 
 impl ReportCache {
-    pub fn get(&self, key: &ReportKey) -> Option<Arc<Vec<Report>>> {
+    /// The entry of `key` if it is filled.
+    pub fn get(&self, key: &ReportKey) -> Option<Arc<CachedReports>> {
         self.map
-            .lock()
+            .read()
             .unwrap_or_else(|p| p.into_inner())
             .get(key)
-            .cloned()
+            .and_then(|slot| slot.value.get().cloned())
     }
 
-    pub fn put(&self, key: ReportKey, reports: Arc<Vec<Report>>) {
-        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
-        // Entries of older versions and generations are never asked for again.
-        map.retain(|k, _| k.version >= key.version && k.generation >= key.generation);
-        if map.len() >= CACHE_ENTRIES {
-            map.clear();
+    /// The entry of `key`, filled by `fill` unless it is already (or, in
+    /// another thread, being) filled. Blocking. An error is not kept.
+    pub fn get_or_fill<E>(
+        &self,
+        key: &ReportKey,
+        fill: impl FnOnce() -> Result<Vec<Report>, E>,
+    ) -> Result<Arc<CachedReports>, E> {
+        let slot = {
+            let mut map = self.map.write().unwrap_or_else(|p| p.into_inner());
+            match map.get(key) {
+                Some(slot) => slot.clone(),
+                None => {
+                    // Entries of older versions and generations are never asked for again.
+                    map.retain(|k, _| k.version >= key.version && k.generation >= key.generation);
+                    if map.len() >= CACHE_ENTRIES {
+                        map.clear();
+                    }
+                    map.entry(key.clone()).or_default().clone()
+                }
+            }
+        };
+        let _filling = slot.filling.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(v) = slot.value.get() {
+            return Ok(v.clone());
         }
-        map.insert(key, reports);
+        let reports = Arc::new(fill()?);
+        Ok(slot
+            .value
+            .get_or_init(|| {
+                Arc::new(CachedReports {
+                    reports,
+                    json: OnceLock::new(),
+                })
+            })
+            .clone())
     }
 }
 

@@ -21,7 +21,7 @@ pub struct BulkWriter<'c> {
 impl<'c> BulkWriter<'c> {
     pub fn new(conn: &'c mut Connection, schema: &'c Schema) -> Result<Self, StoreError> {
         Ok(BulkWriter {
-            tx: conn.transaction()?,
+            tx: conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?,
             schema,
             plans: HashMap::new(),
             row: Vec::new(),

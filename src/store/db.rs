@@ -159,7 +159,8 @@ pub fn plan(conn: &Connection, schema: &Schema) -> Result<Vec<Change>, StoreErro
 
 /// Brings the database in line with the schema, in one transaction.
 pub fn migrate(conn: &mut Connection, schema: &Schema) -> Result<Vec<Change>, StoreError> {
-    let tx = conn.transaction()?;
+    // IMMEDIATE: plan() reads before writing; see `import`.
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let changes = plan(&tx, schema)?;
     for change in &changes {
         apply(&tx, schema, change)?;
@@ -247,11 +248,27 @@ fn record_field(conn: &Connection, entity: &str, field: &Field) -> Result<(), St
     Ok(())
 }
 
-fn create_indexes(conn: &Connection, entity: &Entity) -> Result<(), StoreError> {
-    let indexed = entity.fields.iter().filter(|f| {
+/// The fields with an index of their own: the team field and every time field.
+fn indexed_fields(entity: &Entity) -> impl Iterator<Item = &Field> {
+    entity.fields.iter().filter(|f| {
         f.ty == FieldType::Time || Some(f.name.as_str()) == entity.team_field.as_deref()
-    });
-    for f in indexed {
+    })
+}
+
+/// Drops the team and time indexes of `entity` (a large import makes them again at its end).
+pub(crate) fn drop_indexes(conn: &Connection, entity: &Entity) -> Result<(), StoreError> {
+    for f in indexed_fields(entity) {
+        conn.execute_batch(&format!(
+            "DROP INDEX IF EXISTS \"idx_{e}_{f}\";",
+            e = entity.name,
+            f = f.name
+        ))?;
+    }
+    Ok(())
+}
+
+pub(crate) fn create_indexes(conn: &Connection, entity: &Entity) -> Result<(), StoreError> {
+    for f in indexed_fields(entity) {
         conn.execute_batch(&format!(
             "CREATE INDEX IF NOT EXISTS \"idx_{e}_{f}\" ON \"{e}\" (\"{f}\");",
             e = entity.name,

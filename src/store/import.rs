@@ -20,6 +20,14 @@ use crate::period::Calendar;
 /// At most this many bad rows are listed; the rest are counted.
 const MAX_REPORTED: usize = 100;
 
+/// After this many rows (then twice as many, and so on) an import checks
+/// whether it is large enough to write without the secondary indexes.
+const FIRST_CHECKPOINT: usize = 16_384;
+
+/// The page cache of an importing connection (KiB): big enough that a large
+/// import is not spilled to the WAL mid-transaction.
+const IMPORT_CACHE_KIB: i64 = 65_536;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
     Csv,
@@ -51,7 +59,13 @@ impl Format {
 pub struct ImportReport {
     pub entity: String,
     pub written: usize,
+    /// The ids written, in order, when there were at most [`MAX_LISTED_IDS`]
+    /// (a server patches its columns with just these rows); None beyond.
+    pub ids: Option<Vec<String>>,
 }
+
+/// Up to this many written ids are listed in an [`ImportReport`].
+pub const MAX_LISTED_IDS: usize = 100_000;
 
 /// Turns text and JSON input into typed values for one entity.
 pub struct RowReader<'a> {
@@ -179,6 +193,15 @@ struct Writer<'t> {
     /// For a teams import: id → line, to report cycles and bad parents.
     team_lines: HashMap<String, String>,
     written: usize,
+    /// The ids written, until there are more than [`MAX_LISTED_IDS`].
+    ids: Option<Vec<String>>,
+    /// About how many rows the table held before (its largest rowid).
+    rows_before: i64,
+    /// The count written at which to consider dropping the indexes again.
+    next_checkpoint: usize,
+    /// The team and time indexes were dropped, to be made again at the end.
+    indexes_dropped: bool,
+    tx: &'t Transaction<'t>,
 }
 
 impl<'t> Writer<'t> {
@@ -211,6 +234,11 @@ impl<'t> Writer<'t> {
             .as_deref()
             .and_then(|t| entity.field_index(t));
         let known_teams = load_team_ids(tx)?;
+        let rows_before: i64 = tx.query_row(
+            &format!("SELECT coalesce(max(rowid), 0) FROM \"{}\"", entity.name),
+            [],
+            |r| r.get(0),
+        )?;
         Ok(Writer {
             stmt,
             entity,
@@ -218,13 +246,45 @@ impl<'t> Writer<'t> {
             known_teams,
             team_lines: HashMap::new(),
             written: 0,
+            ids: Some(Vec::new()),
+            rows_before,
+            next_checkpoint: FIRST_CHECKPOINT,
+            indexes_dropped: false,
+            tx,
         })
     }
 
+    /// A large import (at least half as many rows as the table had) writes
+    /// faster without the team and time indexes: they are dropped inside the
+    /// transaction and made again, sorted once, by [`Writer::finish`] (a failed
+    /// import rolls the drop back with everything else).
+    fn checkpoint(&mut self) -> Result<(), StoreError> {
+        self.next_checkpoint = self.next_checkpoint.saturating_mul(2);
+        if !self.indexes_dropped && self.written as i64 * 2 >= self.rows_before {
+            super::db::drop_indexes(self.tx, self.entity)?;
+            self.indexes_dropped = true;
+        }
+        Ok(())
+    }
+
+    /// Makes the indexes again if they were dropped.
+    fn finish(&mut self) -> Result<(), StoreError> {
+        if self.indexes_dropped {
+            let started = std::time::Instant::now();
+            // The index builds sort with a helper thread.
+            self.tx.pragma_update(None, "threads", 2)?;
+            super::db::create_indexes(self.tx, self.entity)?;
+            self.indexes_dropped = false;
+            tracing::debug!(entity = %self.entity.name, ms = started.elapsed().as_millis() as u64, "made the indexes again");
+        }
+        Ok(())
+    }
+
     /// Checks what only the database knows, then writes (unless `dry`).
+    /// `at` names the row in messages.
     fn row(
         &mut self,
-        at: &str,
+        at: &dyn Fn() -> String,
         values: &[Value],
         errors: &mut Errors,
         dry: bool,
@@ -235,7 +295,8 @@ impl<'t> Writer<'t> {
         {
             let h = hint(team, self.known_teams.iter().map(String::as_str));
             errors.push(format!(
-                "{at}: field '{}': unknown team {team:?}{h} (import teams first)",
+                "{}: field '{}': unknown team {team:?}{h} (import teams first)",
+                at(),
                 self.entity.fields[i].name
             ));
             return Ok(());
@@ -243,7 +304,7 @@ impl<'t> Writer<'t> {
         if self.entity.name == TEAMS
             && let Value::Text(id) = &values[0]
         {
-            self.team_lines.insert(id.clone(), at.to_string());
+            self.team_lines.insert(id.clone(), at());
         }
         if dry {
             return Ok(());
@@ -251,6 +312,15 @@ impl<'t> Writer<'t> {
         self.stmt
             .execute(rusqlite::params_from_iter(values.iter().map(SqlValue)))?;
         self.written += 1;
+        if self.written >= self.next_checkpoint {
+            self.checkpoint()?;
+        }
+        if let Some(ids) = &mut self.ids {
+            match &values[0] {
+                Value::Text(id) if ids.len() < MAX_LISTED_IDS => ids.push(id.clone()),
+                _ => self.ids = None,
+            }
+        }
         Ok(())
     }
 }
@@ -278,8 +348,8 @@ fn load_team_ids(conn: &Connection) -> Result<HashSet<String>, StoreError> {
 
 /// The rows of one import, before they are typed.
 pub enum Input<'a> {
-    Csv(Box<dyn Read + 'a>),
-    Ndjson(Box<dyn Read + 'a>),
+    Csv(Box<dyn Read + Send + 'a>),
+    Ndjson(Box<dyn Read + Send + 'a>),
     /// Already-parsed JSON objects (an API body that was a JSON array).
     Json(Vec<serde_json::Value>),
 }
@@ -296,73 +366,145 @@ pub fn import(
 ) -> Result<ImportReport, StoreError> {
     let entity = schema.require(entity).map_err(StoreError::Other)?;
     let reader = RowReader { entity, cal };
-    let tx = conn.transaction()?;
+    // IMMEDIATE: the write lock is taken (waiting on busy_timeout) before the first
+    // read, so a write committed meanwhile by another connection (the alert
+    // scheduler) cannot fail the upgrade from read to write with SQLITE_BUSY.
+    let cache_kib: i64 = conn.pragma_query_value(None, "cache_size", |r| r.get(0))?;
+    conn.pragma_update(None, "cache_size", -IMPORT_CACHE_KIB)?;
+    let result = import_in(conn, &reader, label, input);
+    conn.pragma_update(None, "cache_size", cache_kib)?;
+    let (written, ids) = result?;
+    Ok(ImportReport {
+        entity: entity.name.clone(),
+        written,
+        ids,
+    })
+}
+
+/// The transaction of [`import`]: the count and ids written.
+fn import_in(
+    conn: &mut Connection,
+    reader: &RowReader<'_>,
+    label: &str,
+    input: Input<'_>,
+) -> Result<(usize, Option<Vec<String>>), StoreError> {
+    let entity = reader.entity;
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let mut errors = Errors::default();
-    let written = {
+    let started = std::time::Instant::now();
+    let (written, ids) = {
         let mut writer = Writer::new(&tx, entity)?;
-        let mut sink =
-            |at: &str, row: Result<Vec<Value>, Vec<String>>, errors: &mut Errors| match row {
+        let mut sink = |line: u64, row: Result<Vec<Value>, Vec<String>>, errors: &mut Errors| {
+            let at = || format!("{label}:{line}");
+            match row {
                 Ok(values) => {
                     let dry = !errors.is_empty();
-                    writer.row(at, &values, errors, dry)
+                    writer.row(&at, &values, errors, dry)
                 }
                 Err(messages) => {
+                    let at = at();
                     messages
                         .into_iter()
                         .for_each(|m| errors.push(format!("{at}: {m}")));
                     Ok(())
                 }
-            };
+            }
+        };
         match input {
-            Input::Csv(r) => read_csv(&reader, label, r, &mut errors, &mut sink)?,
-            Input::Ndjson(r) => read_ndjson(&reader, label, r, &mut errors, &mut sink)?,
+            // Parsing and checking the cells runs on a second thread, ahead of the writes.
+            Input::Csv(r) => std::thread::scope(|scope| -> Result<(), StoreError> {
+                let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Parsed>>(4);
+                scope.spawn(move || {
+                    let mut batch = Vec::with_capacity(BATCH_ROWS);
+                    read_csv(reader, label, r, &mut |p| {
+                        batch.push(p);
+                        batch.len() < BATCH_ROWS
+                            || tx
+                                .send(std::mem::replace(
+                                    &mut batch,
+                                    Vec::with_capacity(BATCH_ROWS),
+                                ))
+                                .is_ok()
+                    });
+                    let _ = tx.send(batch);
+                });
+                // An early return drops `rx`: the reader stops at its next send.
+                for batch in rx {
+                    for p in batch {
+                        match p {
+                            Parsed::Row(line, row) => sink(line, row, &mut errors)?,
+                            Parsed::Error(m) => errors.push(m),
+                        }
+                    }
+                }
+                Ok(())
+            })?,
+            Input::Ndjson(r) => read_ndjson(reader, label, r, &mut errors, &mut sink)?,
             Input::Json(rows) => {
                 for (i, row) in rows.iter().enumerate() {
-                    let at = format!("{label}:{}", i + 1);
-                    sink(&at, json_row(&reader, row), &mut errors)?;
+                    sink(i as u64 + 1, json_row(reader, row), &mut errors)?;
                 }
             }
+        }
+        if errors.is_empty() {
+            writer.finish()?;
         }
         if entity.name == TEAMS && errors.is_empty() {
             check_team_tree(&tx, &writer.team_lines, &mut errors)?;
         }
-        writer.written
+        (writer.written, writer.ids.take())
     };
     if !errors.is_empty() {
         return Err(errors.into_error());
     }
+    let written_in = started.elapsed();
     tx.commit()?;
-    Ok(ImportReport {
-        entity: entity.name.clone(),
-        written,
-    })
+    tracing::debug!(entity = %entity.name, rows = written, write_ms = written_in.as_millis() as u64, commit_ms = (started.elapsed() - written_in).as_millis() as u64, "imported");
+    Ok((written, ids))
 }
 
+/// Takes each row with its line number.
 type Sink<'s> =
-    dyn FnMut(&str, Result<Vec<Value>, Vec<String>>, &mut Errors) -> Result<(), StoreError> + 's;
+    dyn FnMut(u64, Result<Vec<Value>, Vec<String>>, &mut Errors) -> Result<(), StoreError> + 's;
 
+/// What the CSV reader passes on, in input order.
+enum Parsed {
+    /// A row's line and its values or problems.
+    Row(u64, Result<Vec<Value>, Vec<String>>),
+    /// A problem of the file itself (header, unreadable row).
+    Error(String),
+}
+
+/// Rows handed from the CSV reader thread to the writer at a time.
+const BATCH_ROWS: usize = 1024;
+
+/// Reads and checks every row; `out` returns false to stop early.
 fn read_csv(
     reader: &RowReader<'_>,
     label: &str,
-    input: Box<dyn Read + '_>,
-    errors: &mut Errors,
-    sink: &mut Sink<'_>,
-) -> Result<(), StoreError> {
+    input: Box<dyn Read + Send + '_>,
+    out: &mut dyn FnMut(Parsed) -> bool,
+) {
     let mut csv = csv::ReaderBuilder::new()
         .has_headers(true)
         .flexible(true)
         .from_reader(input);
-    let header = csv
-        .byte_headers()
-        .map_err(|e| StoreError::Other(format!("{label}:1: cannot read the header row: {e}")))?
-        .clone();
+    let header = match csv.byte_headers() {
+        Ok(h) => h.clone(),
+        Err(e) => {
+            out(Parsed::Error(format!(
+                "{label}:1: cannot read the header row: {e}"
+            )));
+            return;
+        }
+    };
     let columns = match csv_columns(reader.entity, &header) {
         Ok(c) => c,
         Err(messages) => {
-            messages
-                .into_iter()
-                .for_each(|m| errors.push(format!("{label}:1: {m}")));
-            return Ok(());
+            for m in messages {
+                out(Parsed::Error(format!("{label}:1: {m}")));
+            }
+            return;
         }
     };
     let mut record = csv::ByteRecord::new();
@@ -372,12 +514,13 @@ fn read_csv(
             Ok(true) => {}
             Err(e) => {
                 let line = e.position().map_or(0, |p| p.line());
-                errors.push(format!("{label}:{line}: cannot read the row: {e}"));
+                out(Parsed::Error(format!(
+                    "{label}:{line}: cannot read the row: {e}"
+                )));
                 break;
             }
         }
         let line = record.position().map_or(0, |p| p.line());
-        let at = format!("{label}:{line}");
         let row = if record.len() != header.len() {
             Err(vec![format!(
                 "expected {} cells, got {}",
@@ -387,9 +530,10 @@ fn read_csv(
         } else {
             csv_row(reader, &columns, &record)
         };
-        sink(&at, row, errors)?;
+        if !out(Parsed::Row(line, row)) {
+            break;
+        }
     }
-    Ok(())
 }
 
 /// Maps header cells to field positions; unknown or missing columns are errors.
@@ -452,7 +596,7 @@ fn csv_row(
 fn read_ndjson(
     reader: &RowReader<'_>,
     label: &str,
-    mut input: Box<dyn Read + '_>,
+    mut input: Box<dyn Read + Send + '_>,
     errors: &mut Errors,
     sink: &mut Sink<'_>,
 ) -> Result<(), StoreError> {
@@ -464,12 +608,11 @@ fn read_ndjson(
         if line.trim().is_empty() {
             continue;
         }
-        let at = format!("{label}:{}", i + 1);
         let row = match serde_json::from_str::<serde_json::Value>(line) {
             Ok(v) => json_row(reader, &v),
             Err(e) => Err(vec![format!("invalid JSON: {e}")]),
         };
-        sink(&at, row, errors)?;
+        sink(i as u64 + 1, row, errors)?;
     }
     Ok(())
 }
