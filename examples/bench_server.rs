@@ -394,6 +394,8 @@ fn serve_benchmarks(o: &Opts, pristine: &Path, wants: &dyn Fn(&str) -> bool) -> 
         println!();
     }
     server.stop();
+    // The copy of the database is not needed again (the pristine one is kept).
+    let _ = std::fs::remove_dir_all(&root);
     result
 }
 

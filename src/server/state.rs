@@ -567,4 +567,42 @@ mod tests {
         assert!(matches!(&e, ApiError::Internal(m) if m.contains("boom")));
         assert_eq!(blocking(|| Ok(7)).await.unwrap(), 7);
     }
+
+    #[test]
+    fn concurrent_misses_of_one_report_evaluate_it_once() {
+        let cache = Arc::new(ReportCache::default());
+        let key = ReportKey {
+            version: 1,
+            generation: 1,
+            scorecard: "sales".into(),
+            period: "2026-Q3".parse().unwrap(),
+            span: 1,
+            as_of: 0,
+        };
+        let fills = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let (cache, key, fills) = (cache.clone(), key.clone(), fills.clone());
+                std::thread::spawn(move || {
+                    cache
+                        .get_or_fill(&key, || {
+                            fills.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                            std::thread::sleep(std::time::Duration::from_millis(50));
+                            Ok::<_, ()>(Vec::new())
+                        })
+                        .unwrap()
+                        .json()
+                })
+            })
+            .collect();
+        for t in threads {
+            assert_eq!(&t.join().unwrap()[..], b"null");
+        }
+        assert_eq!(fills.load(std::sync::atomic::Ordering::SeqCst), 1);
+        assert!(cache.get(&key).is_some());
+        // An error is not kept: the next ask evaluates again.
+        let other = ReportKey { span: 2, ..key };
+        assert!(cache.get_or_fill(&other, || Err("boom")).is_err());
+        assert!(cache.get(&other).is_none());
+    }
 }

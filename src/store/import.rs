@@ -20,6 +20,9 @@ use crate::period::Calendar;
 /// At most this many bad rows are listed; the rest are counted.
 const MAX_REPORTED: usize = 100;
 
+/// At most this many parameters in one multi-row upsert.
+const BATCH_PARAMS: usize = 960;
+
 /// After this many rows (then twice as many, and so on) an import checks
 /// whether it is large enough to write without the secondary indexes.
 const FIRST_CHECKPOINT: usize = 16_384;
@@ -184,9 +187,16 @@ impl Errors {
 }
 
 /// A prepared upsert for one entity, with the checks that need the database
-/// (the team must exist) and the bookkeeping of a teams import.
+/// (the team must exist) and the bookkeeping of a teams import. Rows are
+/// written [`Writer::per_batch`] at a time by one multi-row upsert (SQLite
+/// applies its rows in order, so a repeated id still ends with its last row).
 struct Writer<'t> {
-    stmt: rusqlite::Statement<'t>,
+    /// The upsert of one row, and of `per_batch` rows.
+    one: rusqlite::Statement<'t>,
+    batch: rusqlite::Statement<'t>,
+    per_batch: usize,
+    /// Values of the rows not written yet, row after row.
+    pending: Vec<Value>,
     entity: &'t Entity,
     team_index: Option<usize>,
     known_teams: HashSet<String>,
@@ -211,24 +221,28 @@ impl<'t> Writer<'t> {
             .iter()
             .map(|f| format!("\"{}\"", f.name))
             .collect();
-        let marks: Vec<String> = (1..=cols.len()).map(|i| format!("?{i}")).collect();
         let updates: Vec<String> = cols
             .iter()
             .skip(1)
             .map(|c| format!("{c} = excluded.{c}"))
             .collect();
-        let sql = format!(
-            "INSERT INTO \"{}\" ({}) VALUES ({}) ON CONFLICT(\"id\") DO UPDATE SET {}",
-            entity.name,
-            cols.join(", "),
-            marks.join(", "),
-            if updates.is_empty() {
-                "\"id\" = excluded.\"id\"".to_string()
-            } else {
-                updates.join(", ")
-            }
-        );
-        let stmt = tx.prepare(&sql)?;
+        let row = format!("({})", vec!["?"; cols.len()].join(", "));
+        let sql = |rows: usize| {
+            format!(
+                "INSERT INTO \"{}\" ({}) VALUES {} ON CONFLICT(\"id\") DO UPDATE SET {}",
+                entity.name,
+                cols.join(", "),
+                vec![row.as_str(); rows].join(", "),
+                if updates.is_empty() {
+                    "\"id\" = excluded.\"id\"".to_string()
+                } else {
+                    updates.join(", ")
+                }
+            )
+        };
+        let per_batch = (BATCH_PARAMS / cols.len()).max(1);
+        let one = tx.prepare(&sql(1))?;
+        let batch = tx.prepare(&sql(per_batch))?;
         let team_index = entity
             .team_field
             .as_deref()
@@ -240,7 +254,10 @@ impl<'t> Writer<'t> {
             |r| r.get(0),
         )?;
         Ok(Writer {
-            stmt,
+            one,
+            batch,
+            per_batch,
+            pending: Vec::with_capacity(per_batch * cols.len()),
             entity,
             team_index,
             known_teams,
@@ -267,12 +284,22 @@ impl<'t> Writer<'t> {
         Ok(())
     }
 
-    /// Makes the indexes again if they were dropped.
+    /// Writes the rows not written yet, one at a time.
+    fn flush(&mut self) -> Result<(), StoreError> {
+        let width = self.entity.fields.len();
+        for row in self.pending.chunks(width) {
+            self.one
+                .execute(rusqlite::params_from_iter(row.iter().map(SqlValue)))?;
+        }
+        self.pending.clear();
+        Ok(())
+    }
+
+    /// Writes what is pending and makes the indexes again if they were dropped.
     fn finish(&mut self) -> Result<(), StoreError> {
+        self.flush()?;
         if self.indexes_dropped {
             let started = std::time::Instant::now();
-            // The index builds sort with a helper thread.
-            self.tx.pragma_update(None, "threads", 2)?;
             super::db::create_indexes(self.tx, self.entity)?;
             self.indexes_dropped = false;
             tracing::debug!(entity = %self.entity.name, ms = started.elapsed().as_millis() as u64, "made the indexes again");
@@ -285,7 +312,7 @@ impl<'t> Writer<'t> {
     fn row(
         &mut self,
         at: &dyn Fn() -> String,
-        values: &[Value],
+        values: Vec<Value>,
         errors: &mut Errors,
         dry: bool,
     ) -> Result<(), StoreError> {
@@ -309,17 +336,22 @@ impl<'t> Writer<'t> {
         if dry {
             return Ok(());
         }
-        self.stmt
-            .execute(rusqlite::params_from_iter(values.iter().map(SqlValue)))?;
-        self.written += 1;
-        if self.written >= self.next_checkpoint {
-            self.checkpoint()?;
-        }
         if let Some(ids) = &mut self.ids {
             match &values[0] {
                 Value::Text(id) if ids.len() < MAX_LISTED_IDS => ids.push(id.clone()),
                 _ => self.ids = None,
             }
+        }
+        self.pending.extend(values);
+        self.written += 1;
+        if self.pending.len() == self.per_batch * self.entity.fields.len() {
+            self.batch.execute(rusqlite::params_from_iter(
+                self.pending.iter().map(SqlValue),
+            ))?;
+            self.pending.clear();
+        }
+        if self.written >= self.next_checkpoint {
+            self.checkpoint()?;
         }
         Ok(())
     }
@@ -348,8 +380,8 @@ fn load_team_ids(conn: &Connection) -> Result<HashSet<String>, StoreError> {
 
 /// The rows of one import, before they are typed.
 pub enum Input<'a> {
-    Csv(Box<dyn Read + Send + 'a>),
-    Ndjson(Box<dyn Read + Send + 'a>),
+    Csv(Box<dyn Read + 'a>),
+    Ndjson(Box<dyn Read + 'a>),
     /// Already-parsed JSON objects (an API body that was a JSON array).
     Json(Vec<serde_json::Value>),
 }
@@ -399,7 +431,7 @@ fn import_in(
             match row {
                 Ok(values) => {
                     let dry = !errors.is_empty();
-                    writer.row(&at, &values, errors, dry)
+                    writer.row(&at, values, errors, dry)
                 }
                 Err(messages) => {
                     let at = at();
@@ -411,34 +443,17 @@ fn import_in(
             }
         };
         match input {
-            // Parsing and checking the cells runs on a second thread, ahead of the writes.
-            Input::Csv(r) => std::thread::scope(|scope| -> Result<(), StoreError> {
-                let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Parsed>>(4);
-                scope.spawn(move || {
-                    let mut batch = Vec::with_capacity(BATCH_ROWS);
-                    read_csv(reader, label, r, &mut |p| {
-                        batch.push(p);
-                        batch.len() < BATCH_ROWS
-                            || tx
-                                .send(std::mem::replace(
-                                    &mut batch,
-                                    Vec::with_capacity(BATCH_ROWS),
-                                ))
-                                .is_ok()
-                    });
-                    let _ = tx.send(batch);
-                });
-                // An early return drops `rx`: the reader stops at its next send.
-                for batch in rx {
-                    for p in batch {
-                        match p {
-                            Parsed::Row(line, row) => sink(line, row, &mut errors)?,
-                            Parsed::Error(m) => errors.push(m),
-                        }
+            Input::Csv(r) => {
+                let mut failed = Ok(());
+                read_csv(reader, label, r, &mut |p| {
+                    match p {
+                        Parsed::Row(line, row) => failed = sink(line, row, &mut errors),
+                        Parsed::Error(m) => errors.push(m),
                     }
-                }
-                Ok(())
-            })?,
+                    failed.is_ok()
+                });
+                failed?
+            }
             Input::Ndjson(r) => read_ndjson(reader, label, r, &mut errors, &mut sink)?,
             Input::Json(rows) => {
                 for (i, row) in rows.iter().enumerate() {
@@ -475,14 +490,11 @@ enum Parsed {
     Error(String),
 }
 
-/// Rows handed from the CSV reader thread to the writer at a time.
-const BATCH_ROWS: usize = 1024;
-
 /// Reads and checks every row; `out` returns false to stop early.
 fn read_csv(
     reader: &RowReader<'_>,
     label: &str,
-    input: Box<dyn Read + Send + '_>,
+    input: Box<dyn Read + '_>,
     out: &mut dyn FnMut(Parsed) -> bool,
 ) {
     let mut csv = csv::ReaderBuilder::new()
@@ -596,7 +608,7 @@ fn csv_row(
 fn read_ndjson(
     reader: &RowReader<'_>,
     label: &str,
-    mut input: Box<dyn Read + Send + '_>,
+    mut input: Box<dyn Read + '_>,
     errors: &mut Errors,
     sink: &mut Sink<'_>,
 ) -> Result<(), StoreError> {
@@ -873,5 +885,72 @@ mod tests {
         );
         assert!(err.contains("t.ndjson:2: invalid JSON"), "{err}");
         assert_eq!(count(&conn, "teams"), 2);
+    }
+
+    fn indexes(conn: &Connection) -> Vec<String> {
+        let mut stmt = conn
+            .prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'deals' AND name LIKE 'idx_%' ORDER BY name")
+            .unwrap();
+        stmt.query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    }
+
+    #[test]
+    fn a_large_import_batches_rows_and_keeps_the_last_of_a_repeated_id() {
+        let (mut conn, schema, cal) = setup();
+        csv(&mut conn, &schema, &cal, "teams", "id,name\nnorth,North\n").unwrap();
+        let before = indexes(&conn);
+        assert_eq!(before, ["idx_deals_closed_at", "idx_deals_team"]);
+        // 40,000 rows over 30,000 ids: past the point where the indexes are
+        // dropped and made again; ids 0..10,000 come twice, the second wins.
+        let mut text = String::from("id,team,stage,amount,closed_at\n");
+        for i in 0..40_000 {
+            let stage = if i < 30_000 { "lost" } else { "won" };
+            text.push_str(&format!("d{},north,{stage},{i},2026-01-02\n", i % 30_000));
+        }
+        let r = import(
+            &mut conn,
+            &schema,
+            &cal,
+            "deals",
+            "big.csv",
+            Input::Csv(Box::new(text.as_bytes())),
+        )
+        .unwrap();
+        assert_eq!(r.written, 40_000);
+        assert_eq!(r.ids.as_ref().map(Vec::len), Some(40_000));
+        assert_eq!(count(&conn, "deals"), 30_000);
+        let (won, sum): (i64, f64) = conn
+            .query_row(
+                "SELECT count(*), sum(amount) FROM deals WHERE stage = 'won'",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!(won, 10_000);
+        assert_eq!(sum, (30_000..40_000).map(f64::from).sum::<f64>());
+        assert_eq!(indexes(&conn), before, "the indexes are made again");
+
+        // A bad last row: nothing written, the indexes as they were.
+        let mut text = String::from("id,team,stage,amount\n");
+        for i in 0..40_000 {
+            text.push_str(&format!("n{i},north,won,1\n"));
+        }
+        text.push_str("bad,north,won,abc\n");
+        let err = import(
+            &mut conn,
+            &schema,
+            &cal,
+            "deals",
+            "big.csv",
+            Input::Csv(Box::new(text.as_bytes())),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("big.csv:40002: field 'amount'"), "{err}");
+        assert_eq!(count(&conn, "deals"), 30_000);
+        assert_eq!(indexes(&conn), before);
     }
 }
