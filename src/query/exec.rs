@@ -523,7 +523,9 @@ impl Accumulators {
         for p in 0..periods {
             let base = p * teams;
             for &t in &order {
-                let Some(parent) = tree.parent[t as usize] else { continue };
+                let Some(parent) = tree.parent[t as usize] else {
+                    continue;
+                };
                 let (child, parent) = (base + t as usize, base + parent as usize);
                 match self {
                     Accumulators::Num(a) => {
