@@ -73,12 +73,15 @@ fn at_risk_fires_once_then_the_closing_period_resolves_it_and_fires_missed() {
 
     let firing = alerts::list(&conn, Some("firing")).unwrap();
     assert_eq!(
-        firing.iter().map(|a| a.id.as_str()).collect::<Vec<_>>(),
+        firing
+            .iter()
+            .map(|a| a.alert.id.as_str())
+            .collect::<Vec<_>>(),
         ["missed:revenue:north:2026-Q3"]
     );
     let resolved = alerts::list(&conn, Some("resolved")).unwrap();
     assert_eq!(resolved.len(), 1);
-    assert_eq!(resolved[0].state, AlertState::Resolved);
+    assert_eq!(resolved[0].alert.state, AlertState::Resolved);
     assert_eq!(resolved[0].delivery, "none");
     assert_eq!(alerts::list(&conn, None).unwrap().len(), 2);
     assert!(matches!(

@@ -7,11 +7,11 @@ use std::fmt::Write as _;
 use rusqlite::Connection;
 use serde::Serialize;
 
+use super::AlertError;
 use super::conditions::watched_periods;
 use super::deliver::DeliveryReport;
 use super::outbox::{self, DeliveryStatus, Notification};
-use super::state::{ROW_COLUMNS, Transition, ensure_tables, read_row};
-use super::{AlertError, AlertState, Kind};
+use super::state::{Payload, ROW_COLUMNS, Transition, ensure_tables, read_row};
 use crate::config::ConfigSnapshot;
 use crate::period::{Millis, format_utc};
 use crate::render::format_value;
@@ -39,19 +39,9 @@ impl StateFilter {
 /// One alert and its notifications.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct AlertView {
-    pub id: String,
-    pub kind: Kind,
-    pub state: AlertState,
-    pub kpi: String,
-    pub kpi_name: String,
-    pub team: String,
-    pub period: String,
-    pub value: Option<f64>,
-    pub target: Option<f64>,
-    pub projected: Option<f64>,
-    pub direction: String,
-    pub fired_at: String,
-    pub resolved_at: Option<String>,
+    /// The alert as its webhooks see it (SPEC 9's fields).
+    #[serde(flatten)]
+    pub alert: Payload,
     pub updated_at: String,
     /// Delivery of the latest transition to every matching webhook: `failed`
     /// if one failed, else `pending` if one is pending, else `delivered`;
@@ -130,8 +120,7 @@ pub fn list(conn: &Connection, state: Option<&str>) -> Result<Vec<AlertView>, Al
     Ok(rows
         .into_iter()
         .map(|r| {
-            let id = r.key.id();
-            let notifications = by_alert.remove(&id).unwrap_or_default();
+            let notifications = by_alert.remove(&r.key.id()).unwrap_or_default();
             let latest: Vec<DeliveryStatus> = notifications
                 .iter()
                 .filter(|n| n.transition == r.transitions)
@@ -143,19 +132,7 @@ pub fn list(conn: &Connection, state: Option<&str>) -> Result<Vec<AlertView>, Al
                 .map_or("none", |s| s.as_str())
                 .to_string();
             AlertView {
-                id,
-                kind: r.key.kind,
-                state: r.state,
-                kpi: r.key.kpi,
-                kpi_name: r.kpi_name,
-                team: r.key.team,
-                period: r.key.period,
-                value: r.value,
-                target: r.target,
-                projected: r.projected,
-                direction: r.direction,
-                fired_at: format_utc(r.fired_at),
-                resolved_at: r.resolved_at.map(format_utc),
+                alert: r.payload(),
                 updated_at: format_utc(r.updated_at),
                 delivery,
                 notifications,
@@ -178,23 +155,23 @@ pub fn table(cfg: &ConfigSnapshot, alerts: &[AlertView]) -> String {
         .collect(),
     ];
     for a in alerts {
-        let fmt = |v: Option<f64>| match (v, cfg.kpi(&a.kpi)) {
+        let fmt = |v: Option<f64>| match (v, cfg.kpi(&a.alert.kpi)) {
             (None, _) => "no data".to_string(),
             (Some(x), Some(k)) => format_value(x, k.def.unit, &cfg.settings.currency),
             (Some(x), None) => format!("{x}"),
         };
-        let mut value = fmt(a.value);
-        if a.projected.is_some() {
-            let _ = write!(value, " (pace {})", fmt(a.projected));
+        let mut value = fmt(a.alert.value);
+        if a.alert.projected.is_some() {
+            let _ = write!(value, " (pace {})", fmt(a.alert.projected));
         }
         rows.push(vec![
-            a.kind.as_str().to_string(),
-            a.state.as_str().to_string(),
-            a.kpi.clone(),
-            a.team.clone(),
-            a.period.clone(),
+            a.alert.kind.as_str().to_string(),
+            a.alert.state.as_str().to_string(),
+            a.alert.kpi.clone(),
+            a.alert.team.clone(),
+            a.alert.period.clone(),
             value,
-            fmt(a.target),
+            fmt(a.alert.target),
             delivery_text(a),
         ]);
     }
@@ -256,7 +233,7 @@ pub fn report(
     }
     let shown: Vec<AlertView> = list(conn, None)?
         .into_iter()
-        .filter(|a| watched.contains(&a.period))
+        .filter(|a| watched.contains(&a.alert.period))
         .collect();
     out.push('\n');
     if shown.is_empty() {

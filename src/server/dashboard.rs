@@ -735,7 +735,7 @@ impl View<'_> {
         let shown: Vec<&crate::alerts::AlertView> = self
             .alerts
             .iter()
-            .filter(|a| kpis.contains(&a.kpi.as_str()))
+            .filter(|a| kpis.contains(&a.alert.kpi.as_str()))
             .collect();
         if shown.is_empty() {
             return format!(
@@ -748,12 +748,12 @@ impl View<'_> {
             .iter()
             .take(MAX_ALERT_ROWS)
             .map(|a| {
-                let (class, label) = match a.kind {
+                let (class, label) = match a.alert.kind {
                     crate::alerts::Kind::Missed => ("missed", t.statuses[status_index(Status::Missed)]),
                     crate::alerts::Kind::AtRisk => ("at_risk", t.statuses[status_index(Status::AtRisk)]),
                 };
-                let def = cfg.kpi(&a.kpi).map(|k| &k.def);
-                let name = def.map_or(a.kpi_name.as_str(), |d| d.label(self.lang.code()));
+                let def = cfg.kpi(&a.alert.kpi).map(|k| &k.def);
+                let name = def.map_or(a.alert.kpi_name.as_str(), |d| d.label(self.lang.code()));
                 let fmt = |v: Option<f64>| match (v, def) {
                     (Some(x), Some(d)) => format_value(x, d.unit, &cfg.settings.currency),
                     (Some(x), None) => format!("{x}"),
@@ -762,10 +762,10 @@ impl View<'_> {
                 format!(
                     "<tr><td><span class=\"chip {class}\">{label}</span></td><td>{}</td><td>{}</td><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td>{}</td></tr>",
                     esc(name),
-                    esc(&a.team),
-                    esc(&a.period),
-                    fmt(a.value),
-                    fmt(a.target),
+                    esc(&a.alert.team),
+                    esc(&a.alert.period),
+                    fmt(a.alert.value),
+                    fmt(a.alert.target),
                     esc(&a.delivery)
                 )
             })
