@@ -11,7 +11,7 @@
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use std::sync::Arc;
 
-use super::{Agg, AggValue, CmpOp, Filter, Item, PeriodRef, Query, Scalar};
+use super::{Agg, AggValue, CmpOp, Filter, Item, Query, Scalar};
 use crate::period::{Calendar, PeriodId, format_utc};
 use crate::store::StoreError;
 use crate::store::columns::{Column, ColumnStore, NULL_INT, TeamTree};
@@ -650,11 +650,6 @@ fn agg_output_kind(
     })
 }
 
-/// A relative period reference resolved for display.
-pub fn describe_period(r: PeriodRef, evaluated: PeriodId) -> String {
-    r.resolve(evaluated).to_string()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -702,7 +697,7 @@ mod tests {
     fn in_p() -> Filter {
         Filter::InPeriod {
             field: Arc::from("closed_at"),
-            period: PeriodRef::Relative(0),
+            period: crate::query::PeriodRef::Relative(0),
         }
     }
 
