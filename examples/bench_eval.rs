@@ -7,7 +7,7 @@
 //!    as `kpi demo` writes it (db::open, db::migrate with the repository's schema, BulkWriter,
 //!    demo::generate), with a fixed `until` so that runs are reproducible. `--keep` reuses a
 //!    database an earlier run built with the same options.
-//! 2. Engine, cold: a new connection and a new ColumnStore, one Evaluation over the eight
+//! 2. Engine, cold: `Engine::open` (check, new connection, new column store), one Evaluation over the eight
 //!    quarters ending with the quarter containing `until`, every scorecard × period × team (in
 //!    tree order) through `report::scorecard`. Engine, warm: new Evaluations over the same
 //!    ColumnStore (columns already loaded).
@@ -35,10 +35,12 @@ use std::time::{Duration, Instant};
 
 use kpi_engine::ConfigSnapshot;
 use kpi_engine::demo::{self, DemoOptions};
+use kpi_engine::engine::{Engine, EngineOptions};
+use kpi_engine::eval::Records;
 use kpi_engine::eval::{Evaluation, report};
 use kpi_engine::period::{Grain, Millis, PeriodId};
+use kpi_engine::store::RecordStore;
 use kpi_engine::store::bulk::{self, BulkWriter};
-use kpi_engine::store::columns::ColumnStore;
 use kpi_engine::store::db;
 
 type Res<T> = Result<T, Box<dyn std::error::Error>>;
@@ -322,9 +324,14 @@ fn engine_phase(
 ) -> Res<EnginePhase> {
     reset_peak();
     let started = Instant::now();
-    // Wired as `kpi eval` and `kpi serve` wire it: the fields formulas name are read in one scan.
-    let store =
-        Arc::new(ColumnStore::new(db::open(path)?, cfg.schema.clone()).prefetch(&cfg.fields_used));
+    // Opened as `kpi eval` opens it: the configuration checked, the fields formulas name
+    // read in one scan of each table.
+    let opened = Engine::open(&EngineOptions {
+        root: repo_root(),
+        db: path.to_path_buf(),
+        serving: false,
+    })?;
+    let store = opened.snapshot().records.store.clone();
     let (mut eval, lines) = engine(cfg, &store, as_of, periods)?;
     let cold = started.elapsed();
     println!(
@@ -459,11 +466,13 @@ fn build(cfg: &ConfigSnapshot, path: &Path, scale: u32, until: Millis, keep: boo
 /// Returns the evaluation and the number of KPI lines of the reports.
 fn engine(
     cfg: &Arc<ConfigSnapshot>,
-    store: &Arc<ColumnStore>,
+    store: &Arc<dyn RecordStore>,
     as_of: Millis,
     periods: &[PeriodId],
 ) -> Res<(Rc<Evaluation>, usize)> {
-    let eval = Evaluation::new(cfg.clone(), store.clone(), as_of, periods, false)?;
+    // A memo of its own: every run computes its shapes from the loaded columns.
+    let records = Records::new(store.clone());
+    let eval = Evaluation::new(cfg.clone(), records, as_of, periods, false)?;
     let teams = eval.teams.tree_order();
     let mut lines = 0;
     for p in periods {
@@ -504,7 +513,7 @@ fn engine_values(
             for p in periods {
                 let v = eval.value(idx, team, *p);
                 let v = match v.error {
-                    Some(e) => Err(e),
+                    Some(e) => Err(e.to_string()),
                     None => Ok(v.value),
                 };
                 out.insert(

@@ -1,7 +1,7 @@
 //! `kpi alerts [--as-of T] [--send]` end to end: the real binary against a
 //! temp root and a webhook receiver on 127.0.0.1.
 
-mod alerts_common;
+use crate::util::alerts as alerts_common;
 
 use std::process::{Command, Stdio};
 

@@ -2,7 +2,7 @@
 //! retries with backoff after 500s, a receiver that never answers, and a
 //! crash between the state change and the POST.
 
-mod alerts_common;
+use crate::util::alerts as alerts_common;
 
 use std::time::{Duration, Instant};
 

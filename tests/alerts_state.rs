@@ -1,7 +1,7 @@
 //! Alert conditions and state: what fires, resolves and fires again as time
 //! passes (driven with as-of), and what a reload or a restart does (nothing).
 
-mod alerts_common;
+use crate::util::alerts as alerts_common;
 
 use alerts_common::{Root, TARGETS, alerts_toml, t};
 use kpi_engine::alerts::{self, AlertState, Kind, outbox};

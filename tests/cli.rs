@@ -21,7 +21,7 @@
 //!   east (= shanghai + hangzhou): revenue 101750.5, won 3, lost 2, win_rate 3/5
 //!   west:     revenue 999,      won 1, lost 0, win_rate 1
 
-mod common;
+use crate::util::cli as common;
 
 use common::{Root, close, keys, kpi, team, value};
 use serde_json::Value;
@@ -819,7 +819,7 @@ revenue = {revenue}
     let shanghai = Root::new();
     shanghai.write(
         "kpis/tests/tz.toml",
-        &(case("2026-Q2", 10.0) + &case("2026-Q1", 0.0)),
+        &(case("2026-Q2", 10.0) + case("2026-Q1", 0.0).as_str()),
     );
     let out = shanghai.kpi(&["test"]).ok();
     assert!(
@@ -830,7 +830,7 @@ revenue = {revenue}
     utc.write("kpis/settings.toml", "timezone = \"UTC\"\n");
     utc.write(
         "kpis/tests/tz.toml",
-        &(case("2026-Q1", 10.0) + &case("2026-Q2", 0.0)),
+        &(case("2026-Q1", 10.0) + case("2026-Q2", 0.0).as_str()),
     );
     // The standard library's own cases assume Shanghai; only ours must pass here.
     let out = utc.kpi(&["test"]).stdout;

@@ -2,7 +2,7 @@
 //! them to a real webhook receiver on 127.0.0.1, lists them on GET
 //! /api/alerts, and sends nothing again after a reload.
 
-mod server_common;
+use crate::util::server as server_common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;

@@ -1,7 +1,7 @@
 //! Every route of the HTTP API end to end: shapes, auth, edits that keep the
 //! rest of the file, previews, ingest, and the error codes of bad input.
 
-mod server_common;
+use crate::util::server as server_common;
 
 use std::time::{Duration, Instant};
 

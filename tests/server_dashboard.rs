@@ -2,7 +2,7 @@
 //! Chromium when /usr/bin/chromium exists (the browser part is skipped, and
 //! says so, when it does not).
 
-mod server_common;
+use crate::util::server as server_common;
 
 use std::path::Path;
 use std::process::Command;

@@ -1,7 +1,7 @@
 //! Hot reload end to end: every way an editor saves a file changes what the
 //! running server serves, and a broken save changes nothing but /health.
 
-mod server_common;
+use crate::util::server as server_common;
 
 use std::fs::{self, OpenOptions};
 use std::io::Write;

@@ -34,10 +34,9 @@ use rusqlite::Connection;
 use serde::Serialize;
 
 use crate::config::ConfigSnapshot;
-use crate::eval::Evaluation;
+use crate::eval::{Evaluation, Records};
 use crate::period::Millis;
 use crate::store::StoreError;
-use crate::store::columns::ColumnStore;
 
 pub use deliver::{DeliveryOptions, DeliveryReport, Worker, deliver_due, deliver_within};
 pub use schedule::Scheduler;
@@ -112,19 +111,19 @@ impl AlertState {
 /// queued in the outbox), all in one transaction. Returns the transitions;
 /// none when nothing changed.
 ///
-/// `store` reads the records; `conn` holds the alert state (usually the same
+/// `records` are read; `conn` holds the alert state (usually the same
 /// database file, through another connection). Call it on a blocking thread:
 /// it runs formulas and writes SQLite.
 pub fn evaluate(
     config: &Arc<ConfigSnapshot>,
     conn: &mut Connection,
-    store: Arc<ColumnStore>,
+    records: Records,
     as_of: Millis,
 ) -> Result<Vec<Transition>, AlertError> {
     let periods = conditions::watched_periods(config, as_of);
     let eval = Evaluation::new(
         config.clone(),
-        store,
+        records,
         as_of,
         &[periods.closed, periods.open],
         false,

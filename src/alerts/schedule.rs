@@ -19,7 +19,7 @@ use rusqlite::Connection;
 use super::deliver::{DeliveryOptions, Worker};
 use super::{AlertError, evaluate};
 use crate::config::ConfigSnapshot;
-use crate::store::columns::ColumnStore;
+use crate::eval::Records;
 use crate::store::db;
 
 /// The evaluation loop plus its delivery worker.
@@ -36,7 +36,7 @@ impl Scheduler {
     /// store being served.
     pub fn spawn<F>(db_path: PathBuf, current: F) -> Scheduler
     where
-        F: Fn() -> (Arc<ConfigSnapshot>, Arc<ColumnStore>) + Send + 'static,
+        F: Fn() -> (Arc<ConfigSnapshot>, Records) + Send + 'static,
     {
         let (cfg, _) = current();
         let worker = Arc::new(Worker::spawn(
@@ -112,7 +112,7 @@ fn tick(
     db_path: &std::path::Path,
     conn: &mut Option<Connection>,
     cfg: &Arc<ConfigSnapshot>,
-    store: Arc<ColumnStore>,
+    store: Records,
     worker: &Worker,
 ) -> Result<(), AlertError> {
     if conn.is_none() {

@@ -8,6 +8,7 @@
 //! loaded, which is what lets the server swap snapshots atomically.
 
 pub mod alerts;
+pub mod edit;
 pub mod kpi;
 pub mod scorecards;
 pub mod settings;
@@ -387,7 +388,7 @@ fn check_literals(schema: &Schema, kpis: &[Kpi], ids: &[&str], errors: &mut Vec<
             .collect();
         for l in &lits {
             let message = match l.kind {
-                LiteralKind::Entity => schema.require(&l.name).err(),
+                LiteralKind::Entity => schema.require(&l.name).err().map(|e| e.to_string()),
                 LiteralKind::Kpi => (!ids.contains(&l.name.as_str())).then(|| {
                     format!(
                         "unknown KPI '{}'{}",
@@ -401,7 +402,7 @@ fn check_literals(schema: &Schema, kpis: &[Kpi], ids: &[&str], errors: &mut Vec<
                         .filter_map(|e| schema.entity(e))
                         .any(|e| e.field(&l.name).is_some());
                     match l.entity.as_deref().and_then(|e| schema.entity(e)) {
-                        Some(e) if !in_any => Some(e.unknown_field(&l.name)),
+                        Some(e) if !in_any => Some(e.unknown_field(&l.name).to_string()),
                         _ => None,
                     }
                 }

@@ -8,6 +8,7 @@
 //! reuse it; a call stack catches cycles that literal checks could not see.
 
 pub mod check;
+pub mod memo;
 pub mod report;
 pub mod scoring;
 pub mod tests_runner;
@@ -18,18 +19,45 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use crate::config::{ConfigSnapshot, Kpi};
-use crate::formula::{Host, Outcome};
+use crate::formula::{FormulaError, Host, HostError, Outcome};
 use crate::period::{Calendar, Millis, PeriodId};
-use crate::query::exec::{ShapeResult, execute};
-use crate::query::{Agg, AggValue, Query};
-use crate::store::columns::{ColumnStore, TeamTree};
-use crate::store::{Schema, StoreError};
+use crate::query::{Agg, AggValue, Query, QueryError, ShapeResult};
+use crate::store::{RecordStore, Schema, StoreError, TeamTree};
+
+pub use memo::ShapeMemo;
+
+/// The records an evaluation reads: a store, and the memo of the shapes
+/// answered from it (shared by the evaluations of one data state).
+#[derive(Clone)]
+pub struct Records {
+    pub store: Arc<dyn RecordStore>,
+    pub memo: Arc<ShapeMemo>,
+}
+
+impl Records {
+    /// `store` with a memo of its own.
+    pub fn new(store: Arc<dyn RecordStore>) -> Records {
+        Records {
+            store,
+            memo: Arc::default(),
+        }
+    }
+}
+
+/// Why a KPI has no value for one team and period.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ValueError {
+    #[error("{kpi}: {error}")]
+    Formula { kpi: String, error: FormulaError },
+    #[error("KPIs call each other in a cycle: {0}")]
+    Cycle(String),
+}
 
 /// One KPI value for one team and period.
 #[derive(Debug, Clone, PartialEq)]
 pub struct KpiValue {
     pub value: Option<f64>,
-    pub error: Option<String>,
+    pub error: Option<ValueError>,
     /// The queries and KPI references the formula used, with their results.
     pub explanation: Vec<String>,
 }
@@ -37,7 +65,7 @@ pub struct KpiValue {
 /// The state of one evaluation request.
 pub struct Evaluation {
     pub config: Arc<ConfigSnapshot>,
-    pub store: Arc<ColumnStore>,
+    pub records: Records,
     pub teams: Arc<TeamTree>,
     pub as_of: Millis,
     explain: bool,
@@ -53,18 +81,18 @@ impl Evaluation {
     /// (and the period before each, which growth KPIs read).
     pub fn new(
         config: Arc<ConfigSnapshot>,
-        store: Arc<ColumnStore>,
+        records: Records,
         as_of: Millis,
         periods: &[PeriodId],
         explain: bool,
     ) -> Result<Rc<Evaluation>, StoreError> {
-        let teams = store.teams()?;
+        let teams = records.store.teams()?;
         let mut universe: Vec<PeriodId> = periods.iter().flat_map(|p| [p.prev(), *p]).collect();
         universe.sort();
         universe.dedup();
         Ok(Rc::new(Evaluation {
             config,
-            store,
+            records,
             teams,
             as_of,
             explain,
@@ -95,11 +123,11 @@ impl Evaluation {
                 .collect();
             return KpiValue {
                 value: None,
-                error: Some(format!(
-                    "KPIs call each other in a cycle: {} → {}",
+                error: Some(ValueError::Cycle(format!(
+                    "{} → {}",
                     names.join(" → "),
                     self.config.kpis[kpi].def.id
-                )),
+                ))),
                 explanation: vec![],
             };
         }
@@ -138,9 +166,12 @@ impl Evaluation {
                 error: None,
                 explanation,
             },
-            Outcome::Error(e) => KpiValue {
+            Outcome::Error(error) => KpiValue {
                 value: None,
-                error: Some(format!("{}: {e}", k.def.id)),
+                error: Some(ValueError::Formula {
+                    kpi: k.def.id.clone(),
+                    error,
+                }),
                 explanation,
             },
         }
@@ -159,7 +190,7 @@ impl Evaluation {
         query: &Query,
         agg: &Agg,
         period: PeriodId,
-    ) -> Result<Arc<ShapeResult>, StoreError> {
+    ) -> Result<Arc<ShapeResult>, QueryError> {
         let key = (query.clone(), agg.clone());
         if let Some(s) = self.shapes.borrow().get(&key)
             && s.periods().contains(&period)
@@ -175,26 +206,21 @@ impl Evaluation {
             }
             ps.clone()
         };
-        // A server's store keeps shapes across evaluations (after an ingest only
-        // the shapes that read the ingested entity are computed again). A kept
-        // shape without this period is computed again over both period sets.
-        let cal = self.calendar();
-        let memo_key = format!("{cal:?}|{query:?}|{agg:?}");
-        let result = self.store.memo(
-            &memo_key,
-            |s: &ShapeResult| s.periods().contains(&period),
-            |old| {
-                let mut all = periods.clone();
-                if let Some(old) = old.filter(|o| o.periods().len() + all.len() <= 32) {
-                    all.extend_from_slice(old.periods());
-                    all.sort();
-                    all.dedup();
-                }
-                execute(&self.store, query, agg, &all, cal)
-            },
+        let result = self.records.memo.answer(
+            &*self.records.store,
+            self.calendar(),
+            query,
+            agg,
+            &periods,
+            period,
         )?;
         self.shapes.borrow_mut().insert(key, result.clone());
         Ok(result)
+    }
+
+    /// Whether values keep their explanation.
+    pub fn explains(&self) -> bool {
+        self.explain
     }
 
     /// Number of distinct query shapes executed so far.
@@ -227,11 +253,14 @@ impl Host for Frame {
         self.eval.as_of
     }
 
-    fn aggregate(&self, query: &Query, agg: &Agg) -> Result<AggValue, String> {
+    fn aggregate(&self, query: &Query, agg: &Agg) -> Result<AggValue, HostError> {
         let shape = self
             .eval
             .shape(query, agg, self.period)
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| match e.is_mistake() {
+                true => HostError::Mistake(e.to_string()),
+                false => HostError::Failed(e.to_string()),
+            })?;
         let value = shape
             .get(self.team, self.period)
             .cloned()
@@ -247,15 +276,15 @@ impl Host for Frame {
         Ok(value)
     }
 
-    fn kpi(&self, id: &str, period: PeriodId) -> Result<Option<f64>, String> {
+    fn kpi(&self, id: &str, period: PeriodId) -> Result<Option<f64>, HostError> {
         let idx = self
             .eval
             .config
             .kpi_index(id)
-            .ok_or_else(|| self.eval.config.unknown_kpi(id))?;
+            .ok_or_else(|| HostError::Mistake(self.eval.config.unknown_kpi(id)))?;
         let v = self.eval.value(idx, self.team, period);
         if let Some(e) = v.error {
-            return Err(e);
+            return Err(HostError::Failed(e.to_string()));
         }
         self.eval.trace(|| {
             format!(

@@ -3,7 +3,8 @@
 
 use std::rc::Rc;
 
-use serde_json::{Map, Value as Json, json};
+use serde::Serialize;
+use serde::ser::{SerializeMap, Serializer};
 
 use super::Evaluation;
 use super::scoring::{Status, StatusInput, judge, score};
@@ -41,6 +42,8 @@ pub struct Report {
     pub period: PeriodId,
     pub as_of: i64,
     pub teams: Vec<TeamLine>,
+    /// Whether each KPI line carries its explanation (and error) when serialized.
+    pub explain: bool,
 }
 
 /// Evaluates one KPI for one team and judges it.
@@ -81,7 +84,7 @@ pub fn kpi_line(
         score: s,
         status: j.status,
         projected: j.projected,
-        error: v.error,
+        error: v.error.map(|e| e.to_string()),
         explanation: v.explanation,
     }
 }
@@ -120,6 +123,7 @@ pub fn scorecard(
         period,
         as_of: eval.as_of,
         teams: lines,
+        explain: eval.explains(),
     }
 }
 
@@ -154,6 +158,7 @@ pub fn kpis(eval: &Rc<Evaluation>, kpis: &[usize], period: PeriodId, teams: &[u3
         period,
         as_of: eval.as_of,
         teams: lines,
+        explain: eval.explains(),
     }
 }
 
@@ -192,51 +197,60 @@ pub fn round(x: f64, digits: i32) -> f64 {
     (x * f).round() / f
 }
 
-fn num(x: Option<f64>) -> Json {
-    x.and_then(serde_json::Number::from_f64)
-        .map_or(Json::Null, Json::Number)
+/// The JSON shape of SPEC 11: `{"scorecard", "period", "as_of", "teams":
+/// [{"team", "score", "rank", "kpis": [{"kpi", "value", "target", "weight",
+/// "score", "status"}]}]}`; without a scorecard no score, rank or weight; with
+/// `explain` each KPI also has its `explanation` (and `error`).
+impl Serialize for Report {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(Some(4))?;
+        m.serialize_entry("scorecard", &self.scorecard)?;
+        m.serialize_entry("period", &self.period.to_string())?;
+        m.serialize_entry("as_of", &format_utc(self.as_of))?;
+        let teams: Vec<TeamJson> = self.teams.iter().map(|t| TeamJson(self, t)).collect();
+        m.serialize_entry("teams", &teams)?;
+        m.end()
+    }
 }
 
-impl Report {
-    /// The JSON shape of SPEC 11.
-    pub fn to_json(&self) -> Json {
-        let scored = self.scorecard.is_some();
-        let teams: Vec<Json> = self
-            .teams
-            .iter()
-            .map(|t| {
-                let kpis: Vec<Json> = t
-                    .kpis
-                    .iter()
-                    .map(|k| {
-                        let mut m = Map::new();
-                        m.insert("kpi".into(), json!(k.kpi));
-                        m.insert("value".into(), num(k.value));
-                        m.insert("target".into(), num(k.target));
-                        if scored {
-                            m.insert("weight".into(), num(k.weight));
-                            m.insert("score".into(), num(k.score));
-                        }
-                        m.insert("status".into(), json!(k.status.name()));
-                        Json::Object(m)
-                    })
-                    .collect();
-                let mut m = Map::new();
-                m.insert("team".into(), json!(t.team));
-                if scored {
-                    m.insert("score".into(), num(t.score));
-                    m.insert("rank".into(), t.rank.map_or(Json::Null, |r| json!(r)));
-                }
-                m.insert("kpis".into(), Json::Array(kpis));
-                Json::Object(m)
-            })
-            .collect();
-        json!({
-            "scorecard": self.scorecard,
-            "period": self.period.to_string(),
-            "as_of": format_utc(self.as_of),
-            "teams": teams,
-        })
+struct TeamJson<'a>(&'a Report, &'a TeamLine);
+
+impl Serialize for TeamJson<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let (r, t) = (self.0, self.1);
+        let mut m = s.serialize_map(None)?;
+        m.serialize_entry("team", &t.team)?;
+        if r.scorecard.is_some() {
+            m.serialize_entry("score", &t.score)?;
+            m.serialize_entry("rank", &t.rank)?;
+        }
+        let kpis: Vec<KpiJson> = t.kpis.iter().map(|k| KpiJson(r, k)).collect();
+        m.serialize_entry("kpis", &kpis)?;
+        m.end()
+    }
+}
+
+struct KpiJson<'a>(&'a Report, &'a KpiLine);
+
+impl Serialize for KpiJson<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let (r, k) = (self.0, self.1);
+        let mut m = s.serialize_map(None)?;
+        m.serialize_entry("kpi", &k.kpi)?;
+        m.serialize_entry("value", &k.value)?;
+        m.serialize_entry("target", &k.target)?;
+        if r.scorecard.is_some() {
+            m.serialize_entry("weight", &k.weight)?;
+            m.serialize_entry("score", &k.score)?;
+        }
+        m.serialize_entry("status", k.status.name())?;
+        if r.explain {
+            m.serialize_entry("explanation", &k.explanation)?;
+            if let Some(e) = &k.error {
+                m.serialize_entry("error", e)?;
+            }
+        }
+        m.end()
     }
 }
 

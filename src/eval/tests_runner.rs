@@ -4,15 +4,13 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use super::Evaluation;
+use super::{Evaluation, Records};
 use crate::config::ConfigSnapshot;
 use crate::config::kpi::node_json;
 use crate::config::toml_doc::{Node, Reader, Source};
 use crate::diag::Diagnostic;
 use crate::period::PeriodId;
 use crate::store::columns::ColumnStore;
-use crate::store::db;
-use crate::store::import::{Input, import};
 use crate::store::schema::TEAMS;
 
 /// What a case expects of one KPI.
@@ -243,7 +241,7 @@ pub fn run_case(config: &Arc<ConfigSnapshot>, case: &Case) -> Vec<Check> {
                     kpi,
                     expected,
                     *line,
-                    v.error.map_or(Ok(v.value), Err),
+                    v.error.map_or(Ok(v.value), |e| Err(e.to_string())),
                     v.explanation,
                 )
             }
@@ -277,23 +275,24 @@ fn judge(
     }
 }
 
-fn load_records(config: &Arc<ConfigSnapshot>, case: &Case) -> Result<Arc<ColumnStore>, String> {
-    let mut conn = db::open_in_memory().map_err(|e| e.to_string())?;
-    db::migrate(&mut conn, &config.schema).map_err(|e| e.to_string())?;
-    for (entity, rows) in &case.records {
-        let label = format!(
-            "{}:{} (case '{}', {entity})",
-            case.file, case.line, case.name
-        );
-        import(
-            &mut conn,
-            &config.schema,
-            &config.settings.calendar,
-            entity,
-            &label,
-            Input::Json(rows.clone()),
-        )
+fn load_records(config: &Arc<ConfigSnapshot>, case: &Case) -> Result<Records, String> {
+    let labels: Vec<String> = case
+        .records
+        .iter()
+        .map(|(entity, _)| {
+            format!(
+                "{}:{} (case '{}', {entity})",
+                case.file, case.line, case.name
+            )
+        })
+        .collect();
+    let batches: Vec<(&str, &str, Vec<serde_json::Value>)> = case
+        .records
+        .iter()
+        .zip(&labels)
+        .map(|((entity, rows), label)| (entity.as_str(), label.as_str(), rows.clone()))
+        .collect();
+    let store = ColumnStore::in_memory(config.schema.clone(), &config.settings.calendar, &batches)
         .map_err(|e| e.to_string())?;
-    }
-    Ok(Arc::new(ColumnStore::new(conn, config.schema.clone())))
+    Ok(Records::new(Arc::new(store)))
 }

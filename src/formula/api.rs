@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use rhai::{Array, Dynamic, Engine, EvalAltResult, Map};
 
-use super::host;
+use super::{HostError, host};
 use crate::period::PeriodId;
 use crate::query::{Agg, AggValue, CmpOp, Filter, Item, PeriodRef, Query, Scalar, SpanUnit};
 use crate::store::{Entity, FieldType};
@@ -17,6 +17,24 @@ type Res<T> = Result<T, Box<EvalAltResult>>;
 /// Thrown (as a runtime error value) to end a formula with "no data".
 #[derive(Debug, Clone, Copy)]
 pub struct NoData;
+
+/// Thrown (as a runtime error value) for a mistake in the formula itself that
+/// no data can fix: an unknown entity, field or KPI, a field of the wrong type.
+#[derive(Debug, Clone)]
+pub struct Mistake(pub String);
+
+/// The error a formula sees for a [`Mistake`].
+pub(crate) fn mistake(message: impl Into<String>) -> Box<EvalAltResult> {
+    EvalAltResult::ErrorRuntime(Dynamic::from(Mistake(message.into())), rhai::Position::NONE).into()
+}
+
+/// A host error as a formula error.
+fn host_error(e: HostError) -> Box<EvalAltResult> {
+    match e {
+        HostError::Mistake(m) => mistake(m),
+        HostError::Failed(m) => m.into(),
+    }
+}
 
 /// A period as a formula sees it. `rel` is its distance from the evaluated
 /// period when it was reached from `period` by prev()/next(), which lets a
@@ -66,37 +84,44 @@ pub fn register(engine: &mut Engine) {
 
 fn records(entity: &str) -> Res<Query> {
     let h = host()?;
-    h.schema().require(entity)?;
+    h.schema()
+        .require(entity)
+        .map_err(|e| mistake(e.to_string()))?;
     Ok(Query::new(entity))
 }
 
 /// Looks a field up in the query's entity, with a "did you mean" hint.
 fn field_of(q: &Query, name: &str) -> Res<(Arc<str>, FieldType)> {
     let h = host()?;
-    let entity: &Entity = h.schema().require(&q.entity)?;
+    let entity: &Entity = h
+        .schema()
+        .require(&q.entity)
+        .map_err(|e| mistake(e.to_string()))?;
     let f = entity
         .field(name)
-        .ok_or_else(|| entity.unknown_field(name))?;
+        .ok_or_else(|| mistake(entity.unknown_field(name).to_string()))?;
     Ok((Arc::from(name), f.ty))
 }
 
 fn time_field(q: &Query, name: &str, method: &str) -> Res<Arc<str>> {
     let (f, ty) = field_of(q, name)?;
     if ty != FieldType::Time {
-        return Err(format!("{method}() needs a time field; {}.{name} is {ty}", q.entity).into());
+        return Err(mistake(format!(
+            "{method}() needs a time field; {}.{name} is {ty}",
+            q.entity
+        )));
     }
     Ok(f)
 }
 
 /// Converts a formula value to the field's type for a comparison.
 fn scalar(q: &Query, field: &str, ty: FieldType, v: &Dynamic) -> Res<Scalar> {
-    let bad = || -> Box<EvalAltResult> {
-        format!(
+    let bad = || {
+        mistake(format!(
             "{}.{field} is {ty}; cannot compare it with {} ({v})",
             q.entity,
             v.type_name()
-        )
-        .into()
+        ))
     };
     Ok(match ty {
         FieldType::Text => Scalar::Text(Arc::from(v.clone().into_string().map_err(|_| bad())?)),
@@ -116,7 +141,7 @@ fn scalar(q: &Query, field: &str, ty: FieldType, v: &Dynamic) -> Res<Scalar> {
             let t = host()?
                 .calendar()
                 .parse_time(&s)
-                .map_err(|e| -> Box<EvalAltResult> { e.to_string().into() })?;
+                .map_err(|e| mistake(e.to_string()))?;
             Scalar::Int(t)
         }
     })
@@ -152,11 +177,10 @@ fn register_filters(engine: &mut Engine) {
             let (field, ty) = field_of(q, f)?;
             let (of_field, of_ty) = field_of(&sub, of)?;
             if ty != of_ty {
-                return Err(format!(
+                return Err(mistake(format!(
                     "one_of: {}.{f} is {ty} but {}.{of} is {of_ty}",
                     q.entity, sub.entity
-                )
-                .into());
+                )));
             }
             Ok(q.with(Filter::InQuery {
                 field,
@@ -233,15 +257,16 @@ fn register_filters(engine: &mut Engine) {
 fn number_field(q: &Query, f: &str, method: &str) -> Res<Arc<str>> {
     let (field, ty) = field_of(q, f)?;
     if !matches!(ty, FieldType::Integer | FieldType::Real | FieldType::Bool) {
-        return Err(format!("{method}() needs a number field; {}.{f} is {ty}", q.entity).into());
+        return Err(mistake(format!(
+            "{method}() needs a number field; {}.{f} is {ty}",
+            q.entity
+        )));
     }
     Ok(field)
 }
 
 fn aggregate(q: &Query, agg: Agg) -> Res<Dynamic> {
-    let value = host()?
-        .aggregate(q, &agg)
-        .map_err(|e| -> Box<EvalAltResult> { e.into() })?;
+    let value = host()?.aggregate(q, &agg).map_err(host_error)?;
     Ok(to_dynamic(value))
 }
 
@@ -318,7 +343,7 @@ fn span(q: &Query, from: &str, to: &str, unit: SpanUnit, method: &str) -> Res<Dy
 }
 
 fn parse_period(s: &str) -> Res<PeriodId> {
-    s.parse::<PeriodId>().map_err(|e| e.to_string().into())
+    s.parse::<PeriodId>().map_err(|e| mistake(e.to_string()))
 }
 
 fn register_period(engine: &mut Engine) {
@@ -349,10 +374,7 @@ fn register_period(engine: &mut Engine) {
 fn kpi(id: &str, period: Option<PeriodId>) -> Res<Dynamic> {
     let h = host()?;
     let p = period.unwrap_or_else(|| h.period());
-    match h
-        .kpi(id, p)
-        .map_err(|e| -> Box<EvalAltResult> { e.into() })?
-    {
+    match h.kpi(id, p).map_err(host_error)? {
         Some(v) => Ok(Dynamic::from_float(v)),
         None => Ok(Dynamic::UNIT),
     }

@@ -35,9 +35,40 @@ pub trait Host {
     fn period(&self) -> PeriodId;
     fn as_of(&self) -> i64;
     /// Runs an aggregate for the evaluated team (or all teams) and `period`.
-    fn aggregate(&self, query: &Query, agg: &Agg) -> Result<AggValue, String>;
+    fn aggregate(&self, query: &Query, agg: &Agg) -> Result<AggValue, HostError>;
     /// Another KPI's value for the evaluated team: Ok(None) when it has no data.
-    fn kpi(&self, id: &str, period: PeriodId) -> Result<Option<f64>, String>;
+    fn kpi(&self, id: &str, period: PeriodId) -> Result<Option<f64>, HostError>;
+}
+
+/// Why the host could not answer a formula.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum HostError {
+    /// The formula asked for something that cannot exist (an unknown KPI).
+    #[error("{0}")]
+    Mistake(String),
+    /// The answer failed (the records could not be read, another KPI failed).
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// What kind of failure a formula value had.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailKind {
+    /// A mistake in the formula whatever the data (`kpi check` reports it).
+    Mistake,
+    /// A failure of this run: a runtime error, a limit, a store error.
+    Runtime,
+}
+
+/// A failed formula value, located in the file that defines it.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{file}:{line}:{col}: {message}")]
+pub struct FormulaError {
+    pub kind: FailKind,
+    pub file: String,
+    pub line: usize,
+    pub col: usize,
+    pub message: String,
 }
 
 thread_local! {
@@ -72,7 +103,7 @@ impl Drop for HostGuard {
 pub enum Outcome {
     Value(f64),
     NoData,
-    Error(String),
+    Error(FormulaError),
 }
 
 /// Where a compiled formula came from, to translate Rhai positions into file positions.
@@ -166,13 +197,13 @@ impl FormulaEngine {
         let mut scope = Self::scope(period, team_map, params.clone());
         let _guard = HostGuard::push(host);
         match self.engine.eval_ast_with_scope::<Dynamic>(&mut scope, ast) {
-            Ok(v) => outcome_of(v),
+            Ok(v) => outcome_of(v, origin),
             Err(e) => error_outcome(*e, origin),
         }
     }
 }
 
-fn outcome_of(v: Dynamic) -> Outcome {
+fn outcome_of(v: Dynamic, origin: &Origin) -> Outcome {
     if v.is_unit() {
         return Outcome::NoData;
     }
@@ -181,10 +212,16 @@ fn outcome_of(v: Dynamic) -> Outcome {
     } else if let Some(i) = v.clone().try_cast::<i64>() {
         i as f64
     } else {
-        return Outcome::Error(format!(
-            "the formula must end in a number, but it gave {}",
-            v.type_name()
-        ));
+        return Outcome::Error(FormulaError {
+            kind: FailKind::Mistake,
+            file: origin.file.clone(),
+            line: origin.first_line,
+            col: origin.first_col,
+            message: format!(
+                "the formula must end in a number, but it gave {}",
+                v.type_name()
+            ),
+        });
     };
     if x.is_finite() {
         Outcome::Value(x)
@@ -207,14 +244,24 @@ fn error_outcome(e: EvalAltResult, origin: &Origin) -> Outcome {
         return Outcome::NoData;
     }
     let (line, col) = origin.locate(e.position());
-    let message = match root {
-        EvalAltResult::ErrorTooManyOperations(_) => {
-            format!("stopped after {MAX_OPERATIONS} operations (an endless loop?)")
-        }
-        EvalAltResult::ErrorRuntime(v, _) => v.to_string(),
-        other => other.to_string(),
+    let (kind, message) = match root {
+        EvalAltResult::ErrorTooManyOperations(_) => (
+            FailKind::Runtime,
+            format!("stopped after {MAX_OPERATIONS} operations (an endless loop?)"),
+        ),
+        EvalAltResult::ErrorRuntime(v, _) => match v.clone().try_cast::<api::Mistake>() {
+            Some(api::Mistake(m)) => (FailKind::Mistake, m),
+            None => (FailKind::Runtime, v.to_string()),
+        },
+        other => (FailKind::Runtime, other.to_string()),
     };
-    Outcome::Error(format!("{}:{line}:{col}: {message}", origin.file))
+    Outcome::Error(FormulaError {
+        kind,
+        file: origin.file.clone(),
+        line,
+        col,
+        message,
+    })
 }
 
 fn innermost(e: &EvalAltResult) -> &EvalAltResult {
@@ -295,15 +342,24 @@ mod tests {
         fn as_of(&self) -> i64 {
             0
         }
-        fn aggregate(&self, _: &Query, _: &Agg) -> Result<AggValue, String> {
+        fn aggregate(&self, _: &Query, _: &Agg) -> Result<AggValue, HostError> {
             Ok(AggValue::Number(2.0))
         }
-        fn kpi(&self, id: &str, _: PeriodId) -> Result<Option<f64>, String> {
+        fn kpi(&self, id: &str, _: PeriodId) -> Result<Option<f64>, HostError> {
             Ok((id == "two").then_some(2.0))
         }
     }
 
-    fn run(text: &str, scripts: &[(&str, &str)]) -> Outcome {
+    /// Runs a formula; a failure comes back as its message, kind and location.
+    fn run(text: &str, scripts: &[(&str, &str)]) -> Result<Option<f64>, String> {
+        match outcome(text, scripts) {
+            Outcome::Value(v) => Ok(Some(v)),
+            Outcome::NoData => Ok(None),
+            Outcome::Error(e) => Err(e.to_string()),
+        }
+    }
+
+    fn outcome(text: &str, scripts: &[(&str, &str)]) -> Outcome {
         let schema = Schema::from_source(&Source::new(
             "s",
             "[entity.teams.fields]\nname = \"text\"\nparent = \"text?\"\n[entity.deals]\nteam_field = \"team\"\n[entity.deals.fields]\nteam = \"text\"\namount = \"real\"\n",
@@ -321,7 +377,15 @@ mod tests {
         };
         let ast = match engine.compile(text, &origin) {
             Ok(a) => a,
-            Err((m, l, c)) => return Outcome::Error(format!("compile {l}:{c}: {m}")),
+            Err((m, line, col)) => {
+                return Outcome::Error(FormulaError {
+                    kind: FailKind::Mistake,
+                    file: "compile".into(),
+                    line,
+                    col,
+                    message: m,
+                });
+            }
         };
         engine.run(
             &ast,
@@ -336,22 +400,22 @@ mod tests {
     fn aggregates_are_floats_so_division_never_truncates() {
         assert_eq!(
             run("let n = records(\"deals\").count(); 1 / (n + 1.0)", &[]),
-            Outcome::Value(1.0 / 3.0)
+            Ok(Some(1.0 / 3.0))
         );
     }
 
     #[test]
     fn missing_values_zero_division_and_nan_are_no_data() {
-        assert_eq!(run("0.0 / 0.0", &[]), Outcome::NoData);
-        assert_eq!(run("1.0 / 0.0", &[]), Outcome::NoData);
-        assert_eq!(run("kpi(\"none\") * 2.0", &[]), Outcome::NoData);
-        assert_eq!(run("kpi(\"two\") * 2", &[]), Outcome::Value(4.0));
-        assert_eq!(run("()", &[]), Outcome::NoData);
+        assert_eq!(run("0.0 / 0.0", &[]), Ok(None));
+        assert_eq!(run("1.0 / 0.0", &[]), Ok(None));
+        assert_eq!(run("kpi(\"none\") * 2.0", &[]), Ok(None));
+        assert_eq!(run("kpi(\"two\") * 2", &[]), Ok(Some(4.0)));
+        assert_eq!(run("()", &[]), Ok(None));
     }
 
     #[test]
     fn an_endless_loop_is_stopped_with_a_clear_error() {
-        let Outcome::Error(e) = run("let x = 0;\nloop { x += 1; }", &[]) else {
+        let Err(e) = run("let x = 0;\nloop { x += 1; }", &[]) else {
             panic!("not stopped")
         };
         assert!(
@@ -362,7 +426,7 @@ mod tests {
 
     #[test]
     fn unknown_fields_fail_with_a_hint_and_position() {
-        let Outcome::Error(e) = run("records(\"deals\")\n  .sum(\"amout\")", &[]) else {
+        let Err(e) = run("records(\"deals\")\n  .sum(\"amout\")", &[]) else {
             panic!()
         };
         assert!(
@@ -377,10 +441,10 @@ mod tests {
         let lib = [("util.rhai", "fn double(x) { x * 2.0 }")];
         assert_eq!(
             run("import \"util\" as u; u::double(21.0)", &lib),
-            Outcome::Value(42.0)
+            Ok(Some(42.0))
         );
         for path in ["../../etc/passwd", "/etc/passwd", "nope"] {
-            let Outcome::Error(e) = run(&format!("import \"{path}\" as u; 1"), &lib) else {
+            let Err(e) = run(&format!("import \"{path}\" as u; 1"), &lib) else {
                 panic!("{path} imported")
             };
             assert!(e.contains("import only reads scripts/"), "{e}");
@@ -389,19 +453,38 @@ mod tests {
 
     #[test]
     fn syntax_errors_and_unknown_variables_fail_at_compile_time() {
-        let Outcome::Error(e) = run("let x = ;", &[]) else {
+        let Err(e) = run("let x = ;", &[]) else {
             panic!()
         };
-        assert!(e.starts_with("compile 10:"), "{e}");
-        let Outcome::Error(e) = run("undefined_thing + 1", &[]) else {
+        assert!(e.starts_with("compile:10:"), "{e}");
+        let Err(e) = run("undefined_thing + 1", &[]) else {
             panic!()
         };
         assert!(e.contains("compile"), "{e}");
     }
 
     #[test]
+    fn mistakes_in_the_formula_are_told_apart_from_runtime_failures() {
+        let kind = |text| match outcome(text, &[]) {
+            Outcome::Error(e) => Some(e.kind),
+            _ => None,
+        };
+        assert_eq!(
+            kind("records(\"deals\").sum(\"amout\")"),
+            Some(FailKind::Mistake)
+        );
+        assert_eq!(kind("records(\"dealz\").count()"), Some(FailKind::Mistake));
+        assert_eq!(
+            kind("records(\"deals\").eq(\"amount\", \"x\").count()"),
+            Some(FailKind::Mistake)
+        );
+        assert_eq!(kind("throw \"boom\""), Some(FailKind::Runtime));
+        assert_eq!(kind("loop {}"), Some(FailKind::Runtime));
+    }
+
+    #[test]
     fn the_result_must_be_a_number() {
-        let Outcome::Error(e) = run("\"text\"", &[]) else {
+        let Err(e) = run("\"text\"", &[]) else {
             panic!()
         };
         assert!(e.contains("must end in a number"), "{e}");

@@ -9,13 +9,16 @@
 //! never averages its children's averages.
 
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use super::QueryError;
 use super::{Agg, AggValue, CmpOp, Filter, Item, Query, Scalar};
 use crate::period::{Calendar, PeriodId, format_utc};
-use crate::store::StoreError;
-use crate::store::columns::{Column, ColumnStore, NULL_INT, TeamTree};
+use crate::store::TeamTree;
+use crate::store::columns::{Column, ColumnStore, NULL_INT};
 use crate::store::schema::FieldType;
+use crate::store::{RecordStore, Schema, StoreError};
 
 /// The answer to one shape: a value per (team, period), plus one per period
 /// for queries not limited to a team.
@@ -39,6 +42,55 @@ impl ShapeResult {
     }
 }
 
+/// The embedded store answers a shape from its columns, in one pass.
+impl RecordStore for ColumnStore {
+    fn schema(&self) -> &Schema {
+        &self.schema
+    }
+
+    fn teams(&self) -> Result<Arc<TeamTree>, StoreError> {
+        ColumnStore::teams(self)
+    }
+
+    fn answer(
+        &self,
+        query: &Query,
+        agg: &Agg,
+        periods: &[PeriodId],
+        cal: &Calendar,
+    ) -> Result<ShapeResult, QueryError> {
+        execute(self, query, agg, periods, cal)
+    }
+
+    fn epoch(&self) -> u64 {
+        ColumnStore::epoch(self)
+    }
+
+    fn warm(
+        &self,
+        fields: &BTreeMap<String, Vec<String>>,
+        entity: Option<&str>,
+    ) -> Result<(), StoreError> {
+        ColumnStore::warm(self, fields, entity)
+    }
+
+    fn derive(
+        &self,
+        schema: Arc<Schema>,
+        fields: &BTreeMap<String, Vec<String>>,
+    ) -> Arc<dyn RecordStore> {
+        Arc::new(ColumnStore::derive(self, schema, fields))
+    }
+
+    fn after_upsert(
+        &self,
+        entity: &str,
+        ids: Option<&[String]>,
+    ) -> Result<Arc<dyn RecordStore>, StoreError> {
+        Ok(Arc::new(ColumnStore::after_upsert(self, entity, ids)?))
+    }
+}
+
 /// Runs `query` + `agg` for every team and every period in `periods`.
 pub fn execute(
     store: &ColumnStore,
@@ -46,7 +98,7 @@ pub fn execute(
     agg: &Agg,
     periods: &[PeriodId],
     cal: &Calendar,
-) -> Result<ShapeResult, StoreError> {
+) -> Result<ShapeResult, QueryError> {
     let started = std::time::Instant::now();
     let (acc, slots, kind) = accumulate(store, query, agg, periods, cal)?;
     let values = acc.finish(agg, &kind);
@@ -66,11 +118,8 @@ fn accumulate(
     agg: &Agg,
     periods: &[PeriodId],
     cal: &Calendar,
-) -> Result<(Accumulators, usize, ItemKind), StoreError> {
-    let entity = store
-        .schema
-        .require(&query.entity)
-        .map_err(StoreError::Other)?;
+) -> Result<(Accumulators, usize, ItemKind), QueryError> {
+    let entity = store.schema.require(&query.entity)?;
     let table = store.table(&entity.name, &query.fields(agg))?;
     let tree = store.teams()?;
     let team_rows = if query.all_teams {
@@ -82,7 +131,7 @@ fn accumulate(
     let col = |f: &str| {
         table
             .column(f)
-            .ok_or_else(|| StoreError::Other(entity.unknown_field(f)))
+            .ok_or_else(|| QueryError::Name(entity.unknown_field(f)))
     };
     let statics = query
         .filters
@@ -148,10 +197,10 @@ impl SemiJoin {
     fn compile(
         store: &ColumnStore,
         f: &Filter,
-        col: &dyn Fn(&str) -> Result<Arc<Column>, StoreError>,
+        col: &dyn Fn(&str) -> Result<Arc<Column>, QueryError>,
         periods: &[PeriodId],
         cal: &Calendar,
-    ) -> Result<Option<SemiJoin>, StoreError> {
+    ) -> Result<Option<SemiJoin>, QueryError> {
         let Filter::InQuery { field, query, of } = f else {
             return Ok(None);
         };
@@ -194,7 +243,7 @@ fn key_translation<'a>(
     inner: &'a ItemKind,
     field: &str,
     of: &str,
-) -> Result<Box<dyn Fn(u64) -> Option<u64> + 'a>, StoreError> {
+) -> Result<Box<dyn Fn(u64) -> Option<u64> + 'a>, QueryError> {
     Ok(match (outer, inner) {
         (Column::Text { dict, .. }, ItemKind::Text(values)) => {
             Box::new(move |k| dict.code(&values[k as usize]).map(u64::from))
@@ -202,9 +251,10 @@ fn key_translation<'a>(
         (Column::Int(_), ItemKind::Int | ItemKind::Bool | ItemKind::Time)
         | (Column::Real(_), ItemKind::Real) => Box::new(Some),
         _ => {
-            return Err(StoreError::Other(format!(
-                "one_of(\"{field}\", query, \"{of}\"): the two fields have different types"
-            )));
+            return Err(QueryError::JoinTypes {
+                field: field.to_string(),
+                of: of.to_string(),
+            });
         }
     })
 }
@@ -234,8 +284,8 @@ enum StaticPred {
 impl StaticPred {
     fn compile(
         f: &Filter,
-        col: &dyn Fn(&str) -> Result<Arc<Column>, StoreError>,
-    ) -> Result<Option<StaticPred>, StoreError> {
+        col: &dyn Fn(&str) -> Result<Arc<Column>, QueryError>,
+    ) -> Result<Option<StaticPred>, QueryError> {
         let pred = match f {
             Filter::Cmp { field, op, value } => {
                 Self::cmp(col(field)?, *op, std::slice::from_ref(value))
@@ -358,10 +408,10 @@ struct TimeBounds {
 impl TimeBounds {
     fn compile(
         filters: &[Filter],
-        col: &dyn Fn(&str) -> Result<Arc<Column>, StoreError>,
+        col: &dyn Fn(&str) -> Result<Arc<Column>, QueryError>,
         periods: &[PeriodId],
         cal: &Calendar,
-    ) -> Result<TimeBounds, StoreError> {
+    ) -> Result<TimeBounds, QueryError> {
         let mut by_field: Vec<(&str, Vec<(i64, i64)>)> = Vec::new();
         for f in filters {
             let (field, bound): (&str, BoundFn<'_>) = match f {
@@ -397,7 +447,7 @@ impl TimeBounds {
         let fields = by_field
             .into_iter()
             .map(|(f, b)| Ok((col(f)?, b)))
-            .collect::<Result<_, StoreError>>()?;
+            .collect::<Result<_, QueryError>>()?;
         Ok(TimeBounds { fields })
     }
 
@@ -430,8 +480,8 @@ enum RowValue {
 impl Input {
     fn compile(
         agg: &Agg,
-        col: &dyn Fn(&str) -> Result<Arc<Column>, StoreError>,
-    ) -> Result<Input, StoreError> {
+        col: &dyn Fn(&str) -> Result<Arc<Column>, QueryError>,
+    ) -> Result<Input, QueryError> {
         Ok(match agg {
             Agg::Count => Input::None,
             Agg::Sum(f) | Agg::Avg(f) | Agg::Min(f) | Agg::Max(f) => Input::Number(col(f)?),
@@ -629,15 +679,15 @@ impl ItemKind {
 fn agg_output_kind(
     agg: &Agg,
     entity: &crate::store::Entity,
-    col: &dyn Fn(&str) -> Result<Arc<Column>, StoreError>,
-) -> Result<ItemKind, StoreError> {
+    col: &dyn Fn(&str) -> Result<Arc<Column>, QueryError>,
+) -> Result<ItemKind, QueryError> {
     let (Agg::Values(f) | Agg::CountBy(f)) = agg else {
         return Ok(ItemKind::Int);
     };
     let ty = entity
         .field(f)
         .map(|x| x.ty)
-        .ok_or_else(|| StoreError::Other(entity.unknown_field(f)))?;
+        .ok_or_else(|| entity.unknown_field(f))?;
     Ok(match ty {
         FieldType::Integer => ItemKind::Int,
         FieldType::Bool => ItemKind::Bool,

@@ -9,10 +9,34 @@
 
 pub mod exec;
 
+pub use exec::ShapeResult;
+
 use std::fmt;
 use std::sync::Arc;
 
 use crate::period::PeriodId;
+use crate::store::{NameError, StoreError};
+
+/// Why a query shape could not be answered.
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    /// The query names an entity or field the schema does not have.
+    #[error(transparent)]
+    Name(#[from] NameError),
+    /// `one_of(field, query, of)` over fields of different types.
+    #[error("one_of(\"{field}\", query, \"{of}\"): the two fields have different types")]
+    JoinTypes { field: String, of: String },
+    /// The records could not be read.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl QueryError {
+    /// True when the query itself is wrong, whatever the records.
+    pub fn is_mistake(&self) -> bool {
+        !matches!(self, QueryError::Store(_))
+    }
+}
 
 /// A constant a field is compared with, already converted to the field's type.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -195,6 +219,23 @@ impl Query {
         let mut q = self.clone();
         q.filters.push(filter);
         q
+    }
+
+    /// The entities an answer to this query depends on: its own, those of its
+    /// semi-joins, and `teams` (the tree it is rolled up by).
+    pub fn entities(&self) -> Vec<String> {
+        let mut out = vec![
+            self.entity.to_string(),
+            crate::store::schema::TEAMS.to_string(),
+        ];
+        for f in &self.filters {
+            if let Filter::InQuery { query, .. } = f {
+                out.extend(query.entities());
+            }
+        }
+        out.sort_unstable();
+        out.dedup();
+        out
     }
 
     /// Every field the query and its aggregate read.

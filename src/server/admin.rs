@@ -11,12 +11,11 @@ use serde_json::{Value, json};
 
 use super::api::Ordered;
 use super::auth::AdminAccess;
-use super::compute;
-use super::edit::{self, TargetSpec};
 use super::error::{ApiError, ApiPath, Body, JsonBody};
-use super::state::{AppState, Applied, Records, blocking};
+use super::state::{AppState, Records, blocking};
+use crate::config::edit::{self, TargetSpec};
 use crate::config::targets::valid_period_key;
-use crate::diag::hint;
+use crate::engine::Applied;
 use crate::store::schema::is_identifier;
 
 type Reply = Result<Json<Value>, ApiError>;
@@ -63,7 +62,7 @@ pub async fn put_weights(
     ApiPath((card, key)): ApiPath<(String, String)>,
     JsonBody(weights): JsonBody<Ordered>,
 ) -> Reply {
-    compute::find_scorecard(&state.served().config, &card)?;
+    state.served().scorecard(&card)?;
     if !valid_period_key(&key) {
         return Err(ApiError::bad_request(format!(
             "bad weight set key '{key}': use default, Q1..Q4, 01..12 or a period id such as 2026-Q4"
@@ -109,21 +108,15 @@ pub async fn put_target(
     JsonBody(body): JsonBody<TargetBody>,
 ) -> Reply {
     let served = state.served();
-    compute::find_kpi(&served.config, &kpi)?;
+    served.kpi(&kpi)?;
     if !valid_period_key(&body.key) {
         return Err(ApiError::bad_request(format!(
             "bad target key '{}': use default, Q1..Q4, 01..12 or a period id such as 2026-Q4",
             body.key
         )));
     }
-    if let Some(team) = &body.team {
-        let ids = blocking(move || compute::team_ids(&served)).await?;
-        if !ids.contains(team) {
-            return Err(ApiError::not_found(format!(
-                "unknown team '{team}'{}",
-                hint(team, ids.iter().map(String::as_str))
-            )));
-        }
+    if let Some(team) = body.team.clone() {
+        blocking(move || Ok(served.team(&team)?)).await?;
     }
     let spec = TargetSpec {
         target: body.target,
@@ -152,7 +145,7 @@ pub async fn post_records(
         .config
         .schema
         .require(&entity)
-        .map_err(ApiError::not_found)?;
+        .map_err(|e| ApiError::not_found(e.to_string()))?;
     let records = match body.iter().find(|b| !b.is_ascii_whitespace()) {
         None => {
             return Err(ApiError::bad_request(

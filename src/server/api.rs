@@ -10,10 +10,11 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::auth::ReadAccess;
-use super::compute::{self, Proposal, num};
+use super::cache::{self, cached_reports, report_key};
 use super::error::{ApiError, ApiPath, ApiQuery, JsonBody};
 use super::state::{AppState, blocking};
 use crate::config::{Body, Kpi, Scorecard};
+use crate::engine::Proposal;
 
 type Reply = Result<Json<Value>, ApiError>;
 
@@ -52,7 +53,7 @@ pub async fn kpi(
 ) -> Reply {
     let served = state.served();
     let cfg = &served.config;
-    let k = &cfg.kpis[compute::find_kpi(cfg, &id)?];
+    let k = &cfg.kpis[served.kpi(&id)?];
     let mut out = kpi_json(k);
     if let Some(t) = cfg.targets.kpis.get(&id) {
         let teams: Map<String, Value> = t
@@ -109,10 +110,7 @@ fn scorecard_json(s: &Scorecard) -> Value {
         .weights
         .iter()
         .map(|(key, set)| {
-            let set: Map<String, Value> = set
-                .iter()
-                .map(|(k, w)| (k.clone(), num(Some(*w))))
-                .collect();
+            let set: Map<String, Value> = set.iter().map(|(k, w)| (k.clone(), json!(w))).collect();
             (key.clone(), Value::Object(set))
         })
         .collect();
@@ -141,19 +139,15 @@ pub async fn scorecard(
     ApiQuery(q): ApiQuery<WhenQuery>,
 ) -> Result<Response, ApiError> {
     let served = state.served();
-    compute::find_scorecard(&served.config, &id)?;
-    let when = compute::when(
-        &served.config.settings.calendar,
-        q.as_of.as_deref(),
-        q.period.as_deref(),
-    )?;
+    served.scorecard(&id)?;
+    let when = cache::when(&served, q.as_of.as_deref(), q.period.as_deref())?;
     // A cached response is sent as it was serialized, without a blocking task.
-    let key = compute::report_key(&served, &id, when, 1);
+    let key = report_key(&served, &id, when, 1);
     let cached = match state.cache.get(&key) {
         Some(hit) => hit,
         None => {
             let st = state.clone();
-            blocking(move || compute::cached_reports(&st, &served, &id, when, 1)).await?
+            blocking(move || cached_reports(&st, &served, &id, when, 1)).await?
         }
     };
     Ok((
@@ -197,14 +191,10 @@ pub async fn values(
             )));
         }
     };
-    compute::find_kpi(&served.config, &kpi)?;
-    let when = compute::when(
-        &served.config.settings.calendar,
-        q.as_of.as_deref(),
-        q.period.as_deref(),
-    )?;
-    let out = blocking(move || compute::value(&served, &kpi, &team, when, explain)).await?;
-    Ok(Json(out))
+    served.kpi(&kpi)?;
+    let when = cache::when(&served, q.as_of.as_deref(), q.period.as_deref())?;
+    let out = blocking(move || Ok(served.value(&kpi, &team, when, explain)?)).await?;
+    Ok(Json(json!(out)))
 }
 
 /// A JSON object whose key order is kept (weights are listed in the order given).
@@ -266,12 +256,8 @@ pub async fn preview(
     JsonBody(body): JsonBody<PreviewBody>,
 ) -> Reply {
     let served = state.served();
-    compute::find_scorecard(&served.config, &body.scorecard)?;
-    let when = compute::when(
-        &served.config.settings.calendar,
-        body.as_of.as_deref(),
-        body.period.as_deref(),
-    )?;
+    served.scorecard(&body.scorecard)?;
+    let when = cache::when(&served, body.as_of.as_deref(), body.period.as_deref())?;
     let weights = body
         .weights
         .as_ref()
@@ -301,8 +287,12 @@ pub async fn preview(
     let proposal = Proposal { weights, targets };
     let st = state.clone();
     let card = body.scorecard;
-    let out = blocking(move || compute::preview(&st, &served, &card, when, &proposal)).await?;
-    Ok(Json(out))
+    let out = blocking(move || {
+        let current = cached_reports(&st, &served, &card, when, 1)?;
+        Ok(served.preview(&card, when, &proposal, &current.reports[0])?)
+    })
+    .await?;
+    Ok(Json(json!(out)))
 }
 
 #[derive(Debug, Deserialize)]
@@ -325,9 +315,9 @@ pub async fn alerts(
             )));
         }
     };
-    let db_path = state.db_path.clone();
+    let engine = state.engine.clone();
     let list = blocking(move || {
-        let conn = crate::store::db::open(&db_path)?;
+        let conn = engine.connection()?;
         crate::alerts::list(&conn, filter.as_deref()).map_err(ApiError::internal)
     })
     .await?;

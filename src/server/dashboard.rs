@@ -17,10 +17,11 @@ use axum::response::{Html, IntoResponse, Response};
 use serde::Deserialize;
 
 use super::auth::TOKEN_COOKIE;
-use super::compute::{self, When};
+use super::cache::{self, cached_reports};
 use super::error::{ApiError, ApiQuery};
-use super::state::{AppState, Health, Served, blocking};
+use super::state::{AppState, Health, blocking};
 use crate::config::{ConfigSnapshot, Direction, Scorecard};
+use crate::engine::{Snapshot as Served, When};
 use crate::eval::report::{Report, TeamLine};
 use crate::eval::scoring::Status;
 use crate::period::{Grain, PeriodId};
@@ -59,24 +60,21 @@ pub async fn page(
     let lang = Lang::from(q.lang.as_deref());
     let cfg = served.config.clone();
     let Some(card) = (match q.scorecard.as_deref().filter(|s| !s.is_empty()) {
-        Some(id) => Some(compute::find_scorecard(&cfg, id)?.clone()),
+        Some(id) => Some(served.scorecard(id)?.clone()),
         None => cfg.scorecards.first().cloned(),
     }) else {
         return Ok(Html(empty_page(&served, &health, lang)).into_response());
     };
-    let when = compute::when(
-        &cfg.settings.calendar,
-        q.as_of.as_deref(),
-        q.period.as_deref(),
-    )?;
+    let when = cache::when(&served, q.as_of.as_deref(), q.period.as_deref())?;
     let st = state.clone();
     let sv = served.clone();
     let id = card.id.clone();
-    let reports = blocking(move || compute::scorecard_reports(&st, &sv, &id, when, TREND)).await?;
-    let db_path = state.db_path.clone();
+    let reports =
+        blocking(move || Ok(cached_reports(&st, &sv, &id, when, TREND)?.reports.clone())).await?;
+    let engine = state.engine.clone();
     // The page still renders if the alert list cannot be read.
     let alerts = blocking(move || {
-        let conn = crate::store::db::open(&db_path)?;
+        let conn = engine.connection()?;
         crate::alerts::list(&conn, Some("firing")).map_err(ApiError::internal)
     })
     .await
@@ -362,7 +360,7 @@ impl View<'_> {
             );
         }
         let cal = &cfg.settings.calendar;
-        let now = cal.containing(Grain::Quarter, super::state::now());
+        let now = cal.containing(Grain::Quarter, crate::engine::now());
         let mut periods: Vec<PeriodId> = (0..12).map(|i| now.shift(-i)).collect();
         if !periods.contains(&self.when.period) {
             periods.push(self.when.period);

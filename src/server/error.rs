@@ -15,7 +15,9 @@ use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
 use serde_json::json;
 
+use crate::config::edit::EditError;
 use crate::diag::Diagnostic;
+use crate::engine::EngineError;
 use crate::store::StoreError;
 
 /// The largest request body accepted (SPEC 12).
@@ -113,6 +115,37 @@ impl From<StoreError> for ApiError {
                 details: refusals,
             },
             other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<EngineError> for ApiError {
+    fn from(e: EngineError) -> ApiError {
+        match e {
+            EngineError::Config(d) => {
+                ApiError::invalid_config("the configuration does not check", &d.0)
+            }
+            EngineError::Rejected {
+                message,
+                diagnostics,
+            } => ApiError::invalid_config(message, &diagnostics),
+            e @ EngineError::Unknown { .. } => ApiError::NotFound(e.to_string()),
+            e @ EngineError::BadInput { .. } => ApiError::BadRequest(e.to_string()),
+            EngineError::Edit(e) => e.into(),
+            EngineError::Store(e) => e.into(),
+            EngineError::Io(m) => ApiError::Internal(m),
+        }
+    }
+}
+
+impl From<EditError> for ApiError {
+    fn from(e: EditError) -> ApiError {
+        match e {
+            EditError::BadRequest(m) => ApiError::BadRequest(m),
+            EditError::NotFound(m) => ApiError::NotFound(m),
+            EditError::Unprocessable { message, details } => {
+                ApiError::Unprocessable { message, details }
+            }
         }
     }
 }

@@ -1,12 +1,12 @@
 //! The admin server, `kpi serve`: the HTTP API and dashboard of SPEC 12 over
 //! a hot-reloaded configuration (SPEC 10).
 //!
-//! - [`state`] owns what is served (a configuration and a column store, swapped
-//!   whole) and the only ways it changes: reload, API edit, ingest.
+//! - [`state`] holds the [`Engine`](crate::engine::Engine) (what is served,
+//!   and the only ways it changes: reload, API edit, ingest), the health of
+//!   the last reload, and the alert scheduler.
 //! - [`reload`] watches kpis/ and scripts/ and reloads after each burst.
-//! - [`edit`] rewrites one KPI, weight set or target in its TOML file.
-//! - [`api`] (reads) and [`admin`] (writes) are the routes; [`compute`] runs
-//!   the evaluations behind them; [`dashboard`] is the page at `/`.
+//! - [`api`] (reads) and [`admin`] (writes) are the routes; [`cache`] keeps
+//!   the scorecard evaluations behind them; [`dashboard`] is the page at `/`.
 //! - [`auth`] and [`error`] are the edges: tokens, and JSON errors for every
 //!   kind of bad input.
 //!
@@ -17,9 +17,8 @@
 pub mod admin;
 pub mod api;
 pub mod auth;
-pub mod compute;
+pub mod cache;
 pub mod dashboard;
-pub mod edit;
 pub mod error;
 pub mod reload;
 pub mod state;
@@ -35,7 +34,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 
 pub use auth::Tokens;
 use error::{ApiError, MAX_BODY_BYTES};
-pub use state::{AppState, ServeOptions, StartError};
+pub use state::{AppState, ServeOptions};
 
 /// The routes of SPEC 12 over `state`.
 pub fn app(state: Arc<AppState>) -> Router {
@@ -73,11 +72,7 @@ async fn method_not_allowed() -> ApiError {
 }
 
 fn panicked(payload: Box<dyn std::any::Any + Send + 'static>) -> Response {
-    let message = payload
-        .downcast_ref::<String>()
-        .cloned()
-        .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
-        .unwrap_or_default();
+    let message = crate::diag::panic_message(&*payload);
     ApiError::internal(format!("a request panicked: {message}")).into_response()
 }
 
@@ -85,7 +80,7 @@ fn panicked(payload: Box<dyn std::any::Any + Send + 'static>) -> Response {
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
     #[error("{0}")]
-    Start(#[from] StartError),
+    Start(#[from] crate::engine::EngineError),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: String,
@@ -119,11 +114,11 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
         let st = state.clone();
         move || {
             let s = st.served();
-            (s.config.clone(), s.store.clone())
+            (s.config.clone(), s.records.clone())
         }
     };
     let _ = state.alerts.set(crate::alerts::Scheduler::spawn(
-        state.db_path.clone(),
+        state.engine.db_path().to_path_buf(),
         served_now,
     ));
     let addr = listener.local_addr()?;

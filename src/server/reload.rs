@@ -36,7 +36,7 @@ struct Dirs {
 
 /// Starts watching; reloads run on the returned task until the server stops.
 pub fn spawn(state: Arc<AppState>) -> notify::Result<tokio::task::JoinHandle<()>> {
-    let root = state.root().to_path_buf();
+    let root = state.engine.root().to_path_buf();
     let dirs = Dirs {
         kpis: root.join("kpis"),
         scripts: root.join("scripts"),

@@ -102,7 +102,7 @@ impl RecordSink for BulkWriter<'_> {
 
     fn write(&mut self, entity: &str, record: &[(&str, Value)]) -> Result<(), StoreError> {
         if !self.plans.contains_key(entity) {
-            let ent = self.schema.require(entity).map_err(StoreError::Other)?;
+            let ent = self.schema.require(entity)?;
             let names: Vec<String> = ent.fields.iter().map(|f| f.name.clone()).collect();
             let cols: Vec<String> = names.iter().map(|n| format!("\"{n}\"")).collect();
             let marks: Vec<String> = (1..=cols.len()).map(|i| format!("?{i}")).collect();
@@ -120,7 +120,7 @@ impl RecordSink for BulkWriter<'_> {
             let i = names
                 .iter()
                 .position(|n| n == name)
-                .ok_or_else(|| StoreError::Other(format!("{entity} has no field '{name}'")))?;
+                .ok_or_else(|| self.schema.entities[entity].unknown_field(name))?;
             self.row[i] = value.clone();
         }
         let mut stmt = self.tx.prepare_cached(sql)?;

@@ -396,7 +396,7 @@ pub fn import(
     label: &str,
     input: Input<'_>,
 ) -> Result<ImportReport, StoreError> {
-    let entity = schema.require(entity).map_err(StoreError::Other)?;
+    let entity = schema.require(entity)?;
     let reader = RowReader { entity, cal };
     // IMMEDIATE: the write lock is taken (waiting on busy_timeout) before the first
     // read, so a write committed meanwhile by another connection (the alert
@@ -615,7 +615,10 @@ fn read_ndjson(
     let mut text = String::new();
     input
         .read_to_string(&mut text)
-        .map_err(|e| StoreError::Other(format!("{label}: cannot read: {e}")))?;
+        .map_err(|e| StoreError::Read {
+            label: label.to_string(),
+            message: e.to_string(),
+        })?;
     for (i, line) in text.lines().enumerate() {
         if line.trim().is_empty() {
             continue;

@@ -1,5 +1,11 @@
 //! The record store: schema, SQLite tables, import, and the in-memory column
-//! snapshot that queries run over.
+//! store that queries run over.
+//!
+//! Evaluation sees a store only through [`RecordStore`]: the team tree and the
+//! answer to one query shape for every team × period. The embedded store
+//! ([`columns::ColumnStore`]) answers from in-memory columns; a store that
+//! pushes shapes down to a database server is another implementation of the
+//! same trait.
 
 pub mod bulk;
 pub mod columns;
@@ -7,10 +13,60 @@ pub mod db;
 pub mod history;
 pub mod import;
 pub mod schema;
+pub mod teams;
 pub mod value;
 
-pub use schema::{Entity, Field, FieldType, Schema};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+pub use schema::{Entity, Field, FieldType, NameError, Schema};
+pub use teams::TeamTree;
 pub use value::Value;
+
+use crate::period::{Calendar, PeriodId};
+use crate::query::{Agg, Query, QueryError, ShapeResult};
+
+/// What evaluation needs of a record store.
+pub trait RecordStore: Send + Sync {
+    /// The schema the store's tables follow.
+    fn schema(&self) -> &Schema;
+    /// The team tree.
+    fn teams(&self) -> Result<Arc<TeamTree>, StoreError>;
+    /// `query` + `agg` for every team and every period of `periods`.
+    fn answer(
+        &self,
+        query: &Query,
+        agg: &Agg,
+        periods: &[PeriodId],
+        cal: &Calendar,
+    ) -> Result<ShapeResult, QueryError>;
+    /// Changes when answers given before may be stale for a reason the engine
+    /// did not cause (another writer changed the rows underneath).
+    fn epoch(&self) -> u64;
+
+    // Keeping the store in step with the changes the engine makes.
+
+    /// Reads ahead what formulas will ask for (`fields` by entity; only
+    /// `entity`'s when given), so that the first request does not pay for it.
+    fn warm(
+        &self,
+        fields: &BTreeMap<String, Vec<String>>,
+        entity: Option<&str>,
+    ) -> Result<(), StoreError>;
+    /// The store for a new schema over the same database, keeping what it can.
+    fn derive(
+        &self,
+        schema: Arc<Schema>,
+        fields: &BTreeMap<String, Vec<String>>,
+    ) -> Arc<dyn RecordStore>;
+    /// The store after records of `entity` (their ids, when few enough to
+    /// list) were upserted into the database.
+    fn after_upsert(
+        &self,
+        entity: &str,
+        ids: Option<&[String]>,
+    ) -> Result<Arc<dyn RecordStore>, StoreError>;
+}
 
 /// Errors of the record store.
 #[derive(Debug, thiserror::Error)]
@@ -23,6 +79,8 @@ pub enum StoreError {
     Schema(Vec<String>),
     #[error("{}", .0.join("\n"))]
     Import(Vec<String>),
-    #[error("{0}")]
-    Other(String),
+    #[error(transparent)]
+    Name(#[from] NameError),
+    #[error("{label}: cannot read: {message}")]
+    Read { label: String, message: String },
 }

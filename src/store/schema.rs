@@ -98,10 +98,26 @@ impl Entity {
     }
 
     /// Error text for an unknown field, with a hint.
-    pub fn unknown_field(&self, name: &str) -> String {
-        let h = hint(name, self.fields.iter().map(|f| f.name.as_str()));
-        format!("{} has no field '{name}'{h}", self.name)
+    pub fn unknown_field(&self, name: &str) -> NameError {
+        NameError::Field {
+            entity: self.name.clone(),
+            name: name.to_string(),
+            hint: hint(name, self.fields.iter().map(|f| f.name.as_str())),
+        }
     }
+}
+
+/// A name that the schema does not know, with a "did you mean" hint.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum NameError {
+    #[error("unknown entity '{name}'{hint}")]
+    Entity { name: String, hint: String },
+    #[error("{entity} has no field '{name}'{hint}")]
+    Field {
+        entity: String,
+        name: String,
+        hint: String,
+    },
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -115,10 +131,10 @@ impl Schema {
     }
 
     /// Looks an entity up, or explains that it does not exist.
-    pub fn require(&self, name: &str) -> Result<&Entity, String> {
-        self.entity(name).ok_or_else(|| {
-            let h = hint(name, self.entities.keys().map(String::as_str));
-            format!("unknown entity '{name}'{h}")
+    pub fn require(&self, name: &str) -> Result<&Entity, NameError> {
+        self.entity(name).ok_or_else(|| NameError::Entity {
+            name: name.to_string(),
+            hint: hint(name, self.entities.keys().map(String::as_str)),
         })
     }
 

@@ -14,16 +14,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use kpi_engine::ConfigSnapshot;
+use kpi_engine::engine::{Engine, EngineOptions};
+use kpi_engine::eval::Records;
 use kpi_engine::period::Millis;
-use kpi_engine::store::columns::ColumnStore;
-use kpi_engine::store::db;
-use kpi_engine::store::import::{Input, import};
+use kpi_engine::store::import::Input;
 use rusqlite::Connection;
 use tempfile::TempDir;
 
-pub fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
+pub use super::repo;
 
 /// An instant from RFC 3339.
 pub fn t(s: &str) -> Millis {
@@ -80,30 +78,31 @@ impl Root {
         kpi_engine::load_checked(self.path()).unwrap_or_else(|d| panic!("config: {d}"))
     }
 
-    /// A connection to crm.db with the schema applied.
-    pub fn open(&self, cfg: &ConfigSnapshot) -> Connection {
-        let mut conn = db::open(&self.db_path()).unwrap();
-        db::migrate(&mut conn, &cfg.schema).unwrap();
-        conn
+    /// The engine over the root as it is on disk now, and crm.db.
+    pub fn engine(&self) -> Engine {
+        Engine::open(&EngineOptions {
+            root: self.path().to_path_buf(),
+            db: self.db_path(),
+            serving: false,
+        })
+        .unwrap_or_else(|e| panic!("open: {e}"))
     }
 
-    /// A fresh column store over crm.db (sees every record written so far).
-    pub fn store(&self, cfg: &ConfigSnapshot) -> Arc<ColumnStore> {
-        Arc::new(ColumnStore::new(self.open(cfg), cfg.schema.clone()))
+    /// A connection to crm.db with the schema applied.
+    pub fn open(&self, _cfg: &ConfigSnapshot) -> Connection {
+        self.engine().connection().unwrap()
+    }
+
+    /// The records of crm.db (every record written so far).
+    pub fn store(&self, _cfg: &ConfigSnapshot) -> Records {
+        self.engine().snapshot().records.clone()
     }
 
     /// Imports NDJSON rows into `entity`.
-    pub fn import(&self, cfg: &ConfigSnapshot, entity: &str, ndjson: &str) {
-        let mut conn = self.open(cfg);
-        import(
-            &mut conn,
-            &cfg.schema,
-            &cfg.settings.calendar,
-            entity,
-            "test",
-            Input::Ndjson(Box::new(ndjson.as_bytes())),
-        )
-        .unwrap_or_else(|e| panic!("import {entity}: {e}"));
+    pub fn import(&self, _cfg: &ConfigSnapshot, entity: &str, ndjson: &str) {
+        self.engine()
+            .ingest(entity, "test", Input::Ndjson(Box::new(ndjson.as_bytes())))
+            .unwrap_or_else(|e| panic!("import {entity}: {e}"));
     }
 
     /// hq with north and south under it; north won 200 and south 2000 in July 2026.

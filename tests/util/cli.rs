@@ -10,26 +10,11 @@ use std::process::{Command, Stdio};
 use tempfile::TempDir;
 
 /// The repository root (where the standard library kpis/ and scripts/ live).
-pub fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
+pub use super::repo;
 
 /// A small data file under tests/fixtures/.
 pub fn fixture(name: &str) -> PathBuf {
     repo().join("tests").join("fixtures").join(name)
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    fs::create_dir_all(to).unwrap();
-    for entry in fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            fs::copy(entry.path(), &target).unwrap();
-        }
-    }
 }
 
 /// What one run of `kpi` gave.
@@ -81,8 +66,7 @@ pub struct Root {
 impl Root {
     pub fn new() -> Root {
         let dir = TempDir::new().unwrap();
-        copy_dir(&repo().join("kpis"), &dir.path().join("kpis"));
-        copy_dir(&repo().join("scripts"), &dir.path().join("scripts"));
+        super::library(dir.path());
         Root { dir }
     }
 

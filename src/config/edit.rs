@@ -4,7 +4,7 @@
 //! keeps its surrounding whitespace and trailing comment.
 //!
 //! These functions only turn text into text; checking the result and writing
-//! it ([`write_atomic`]) is the caller's business.
+//! it ([`write_atomic`]) is the caller's business (`Engine::edit`).
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -13,9 +13,35 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use toml_edit::{DocumentMut, InlineTable, Item, Key, Table, Value};
 
-use super::error::ApiError;
 use crate::config::SPECIAL_FILES;
 use crate::diag::hint;
+
+/// Why an edit cannot be made.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum EditError {
+    /// The edit itself is malformed (the body of a PUT).
+    #[error("{0}")]
+    BadRequest(String),
+    /// The edit names something that does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// The file to edit cannot take the edit; `details` say where.
+    #[error("{message}")]
+    Unprocessable {
+        message: String,
+        details: Vec<String>,
+    },
+}
+
+impl EditError {
+    pub fn bad_request(message: impl Into<String>) -> EditError {
+        EditError::BadRequest(message.into())
+    }
+
+    pub fn not_found(message: impl Into<String>) -> EditError {
+        EditError::NotFound(message.into())
+    }
+}
 
 /// Where new KPIs go when no file defines them yet.
 pub const CUSTOM_KPI_FILE: &str = "kpis/custom.toml";
@@ -41,7 +67,7 @@ fn is_kpi_file(path: &str) -> bool {
 
 /// Replaces (or adds) `[kpi.<id>]` in `text` with the table in `body`, which may
 /// be written with or without its `[kpi.<id>]` header.
-pub fn put_kpi(path: &str, text: &str, id: &str, body: &str) -> Result<String, ApiError> {
+pub fn put_kpi(path: &str, text: &str, id: &str, body: &str) -> Result<String, EditError> {
     let new = kpi_body(id, body)?;
     let mut doc = parse_file(path, text)?;
     let kpi = doc.entry("kpi").or_insert_with(|| Item::Table(implicit()));
@@ -67,19 +93,19 @@ pub fn put_kpi(path: &str, text: &str, id: &str, body: &str) -> Result<String, A
 }
 
 /// The KPI table a PUT body holds.
-fn kpi_body(id: &str, body: &str) -> Result<Table, ApiError> {
+fn kpi_body(id: &str, body: &str) -> Result<Table, EditError> {
     let doc: DocumentMut = body
         .parse()
-        .map_err(|e| ApiError::bad_request(format!("the body is not valid TOML: {e}")))?;
+        .map_err(|e| EditError::bad_request(format!("the body is not valid TOML: {e}")))?;
     let mut root = doc.into_table();
     let table = if root.contains_key("kpi") {
         if root.len() != 1 {
-            return Err(ApiError::bad_request(format!(
+            return Err(EditError::bad_request(format!(
                 "the body may hold only the [kpi.{id}] table"
             )));
         }
         let Some(mut kpi) = root.remove("kpi").and_then(table_of) else {
-            return Err(ApiError::bad_request(format!(
+            return Err(EditError::bad_request(format!(
                 "expected a [kpi.{id}] table in the body"
             )));
         };
@@ -89,19 +115,19 @@ fn kpi_body(id: &str, body: &str) -> Result<Table, ApiError> {
             .filter(|k| k != id)
             .collect();
         if !others.is_empty() {
-            return Err(ApiError::bad_request(format!(
+            return Err(EditError::bad_request(format!(
                 "the body defines kpi.{} but the URL names kpi.{id}",
                 others.join(", kpi.")
             )));
         }
         kpi.remove(id).and_then(table_of).ok_or_else(|| {
-            ApiError::bad_request(format!("expected a [kpi.{id}] table in the body"))
+            EditError::bad_request(format!("expected a [kpi.{id}] table in the body"))
         })?
     } else {
         root
     };
     if table.is_empty() {
-        return Err(ApiError::bad_request(format!(
+        return Err(EditError::bad_request(format!(
             "the body is empty: expected the keys of [kpi.{id}] (name, unit, direction, formula, …)"
         )));
     }
@@ -183,7 +209,7 @@ fn implicit() -> Table {
     t
 }
 
-fn parse_file(path: &str, text: &str) -> Result<DocumentMut, ApiError> {
+fn parse_file(path: &str, text: &str) -> Result<DocumentMut, EditError> {
     text.parse().map_err(|e: toml_edit::TomlError| {
         let at = e
             .span()
@@ -194,7 +220,7 @@ fn parse_file(path: &str, text: &str) -> Result<DocumentMut, ApiError> {
                 format!(":{line}:{col}")
             })
             .unwrap_or_default();
-        ApiError::Unprocessable {
+        EditError::Unprocessable {
             message: format!("{path} is not valid TOML; fix it first"),
             details: vec![format!(
                 "{path}{at}: error: invalid TOML: {}",
@@ -204,8 +230,8 @@ fn parse_file(path: &str, text: &str) -> Result<DocumentMut, ApiError> {
     })
 }
 
-fn not_a_table(path: &str, key: &str) -> ApiError {
-    ApiError::Unprocessable {
+fn not_a_table(path: &str, key: &str) -> EditError {
+    EditError::Unprocessable {
         message: format!("{path}: `{key}` is not a table"),
         details: vec![],
     }
@@ -247,7 +273,7 @@ pub fn put_weights(
     card: &str,
     key: &str,
     weights: &[(String, f64)],
-) -> Result<String, ApiError> {
+) -> Result<String, EditError> {
     let mut doc = parse_file(SCORECARDS_FILE, text)?;
     let known: Vec<String> = doc
         .get("scorecard")
@@ -259,7 +285,7 @@ pub fn put_weights(
         .and_then(|s| s.get_mut(card))
         .and_then(Item::as_table_like_mut)
     else {
-        return Err(ApiError::not_found(format!(
+        return Err(EditError::not_found(format!(
             "unknown scorecard '{card}'{}",
             hint(card, known.iter().map(String::as_str))
         )));
@@ -293,7 +319,7 @@ pub fn put_target(
     team: Option<&str>,
     key: &str,
     t: &TargetSpec,
-) -> Result<String, ApiError> {
+) -> Result<String, EditError> {
     let mut doc = parse_file(TARGETS_FILE, text)?;
     let section = doc.entry(kpi).or_insert_with(|| {
         let mut t = Table::new();
@@ -415,9 +441,9 @@ formula = "1.0"
             "win_rate",
             "[kpi.other]\nname = \"x\"\n",
         );
-        assert_eq!(wrong.unwrap_err().status(), 400);
+        assert!(matches!(wrong.unwrap_err(), EditError::BadRequest(_)));
         let bad = put_kpi("kpis/sales.toml", SALES, "win_rate", "name = ");
-        assert_eq!(bad.unwrap_err().status(), 400);
+        assert!(matches!(bad.unwrap_err(), EditError::BadRequest(_)));
     }
 
     #[test]
@@ -469,7 +495,7 @@ formula = "1.0"
             format!("{CARDS}\"2026-Q1\" = {{ revenue = 50, win_rate = 12.5 }}\n")
         );
         let e = put_weights(CARDS, "sale", "default", &w).unwrap_err();
-        assert_eq!(e.status(), 404);
+        assert!(matches!(e, EditError::NotFound(_)));
         assert!(e.to_string().contains("did you mean 'sales'"), "{e}");
     }
 

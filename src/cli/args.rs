@@ -1,0 +1,199 @@
+//! The command line as types: every command, option, help text and example
+//! of `kpi`. Parsing only; the work is in `commands`.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use kpi_engine::demo;
+
+#[derive(Parser)]
+#[command(
+    name = "kpi",
+    version,
+    about = "A rules-driven KPI engine for CRM data",
+    long_about = "A rules-driven KPI engine for CRM data.\n\n\
+        KPI formulas, targets and scorecard weights live in ROOT/kpis/ (TOML) and \
+        ROOT/scripts/ (Rhai); records live in a SQLite database (ROOT/crm.db by default).",
+    after_help = "Examples:\n  \
+        kpi demo && kpi eval                       # demo data, every scorecard, this quarter\n  \
+        kpi eval --scorecard sales --period 2026-Q3 --lang zh\n  \
+        kpi import deals deals.csv\n  \
+        kpi serve --demo                           # dashboard on http://127.0.0.1:8080\n\n\
+        Exit status: 0 success, 1 a user error (printed to stderr), 2 bad usage."
+)]
+pub struct Cli {
+    /// Deployment root holding kpis/ and scripts/.
+    #[arg(long, global = true, default_value = ".", value_name = "DIR")]
+    pub root: PathBuf,
+    /// SQLite database file [default: ROOT/crm.db].
+    #[arg(long, global = true, env = "KPI_DB", value_name = "PATH")]
+    pub db: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+impl Cli {
+    /// The database path: `--db`, `$KPI_DB`, or ROOT/crm.db.
+    pub fn db_path(&self) -> PathBuf {
+        self.db.clone().unwrap_or_else(|| self.root.join("crm.db"))
+    }
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Validate kpis/ and scripts/ (TOML, schema, Rhai, names, references, cycles, weights).
+    #[command(
+        after_help = "Prints each problem as FILE:LINE:COL: error: MESSAGE and exits 1 \
+        when there is any; a dry run of every formula finds the mistakes a literal scan cannot.\n\n\
+        Example:\n  kpi check --root /srv/kpi"
+    )]
+    Check,
+    /// Import records from CSV or NDJSON (upsert by id, all or nothing).
+    #[command(
+        after_help = "Import `teams` first: every record must name a known team. \
+        A bad row writes nothing and is reported as FILE:LINE: field 'NAME': …\n\n\
+        Examples:\n  kpi import teams teams.csv\n  kpi import deals deals.csv\n  \
+        kpi import tickets tickets.ndjson --format ndjson"
+    )]
+    Import(ImportArgs),
+    /// Write a deterministic demo CRM into the database.
+    #[command(
+        after_help = "Examples:\n  kpi demo\n  kpi demo --scale 200 --until 2026-09-30\n  \
+        kpi demo --db /tmp/demo.db"
+    )]
+    Demo(DemoArgs),
+    /// Evaluate scorecards or KPIs.
+    #[command(after_help = "Examples:\n  \
+        kpi eval                                             # every scorecard, this quarter\n  \
+        kpi eval --scorecard sales --period 2026-Q3 --lang zh\n  \
+        kpi eval --scorecard service --period 2025-Q1..2026-Q4 --format json\n  \
+        kpi eval --kpi revenue,win_rate --team east --explain\n  \
+        kpi eval --as-of 2026-09-30T23:00:00+08:00")]
+    Eval(EvalArgs),
+    /// Evaluate alert conditions, print the alerts, and with --send deliver pending notifications.
+    #[command(after_help = "Examples:\n  kpi alerts\n  kpi alerts --send\n  \
+        kpi alerts --as-of 2026-10-01")]
+    Alerts(AlertsArgs),
+    /// Run the formula tests in kpis/tests/*.toml.
+    #[command(
+        after_help = "Each case runs against a fresh in-memory database holding only \
+        its records. Prints each failure with the value's explanation and `N passed, N failed`.\n\n\
+        Example:\n  kpi test --root ."
+    )]
+    Test,
+    /// Run the admin server: HTTP API, dashboard and hot reload of kpis/ and scripts/.
+    #[command(after_help = "Environment:\n  \
+        KPI_ADMIN_TOKEN   bearer token for writes (PUT, POST); without it every write is refused (403)\n  \
+        KPI_READ_TOKEN    when set, reads need it too (Authorization: Bearer, or /?token= once)\n  \
+        RUST_LOG          log filter (default info), e.g. RUST_LOG=debug\n\n\
+        Examples:\n  kpi serve --demo\n  KPI_ADMIN_TOKEN=change-me kpi serve --addr 0.0.0.0:8080")]
+    Serve(ServeArgs),
+}
+
+#[derive(clap::Args)]
+pub struct ImportArgs {
+    /// The entity to import into (see the list below).
+    pub entity: String,
+    /// The file to read (.csv, .ndjson or .jsonl).
+    pub file: PathBuf,
+    /// The file's format [default: from the extension].
+    #[arg(long, value_enum)]
+    pub format: Option<FormatArg>,
+}
+
+#[derive(clap::Args)]
+pub struct DemoArgs {
+    /// About this many deals per leaf team per quarter.
+    #[arg(long, default_value_t = demo::DEFAULT_SCALE)]
+    pub scale: u32,
+    /// The random seed: the same seed, scale and --until write the same records.
+    #[arg(long, default_value_t = demo::DEFAULT_SEED)]
+    pub seed: u64,
+    /// Last day of data (YYYY-MM-DD, inclusive) [default: today]. Fix it for reproducible data.
+    #[arg(long, value_name = "DATE")]
+    pub until: Option<String>,
+    /// Replace the records of a database that was not made by `kpi demo`.
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(clap::Args)]
+pub struct EvalArgs {
+    /// The scorecard to evaluate [default: every scorecard].
+    #[arg(long)]
+    pub scorecard: Option<String>,
+    /// Comma-separated KPI ids to evaluate instead of a scorecard (no scores or ranks).
+    #[arg(long = "kpi", value_delimiter = ',', value_name = "KPI,…")]
+    pub kpis: Vec<String>,
+    /// A period id (2026-Q3, 2026-07, 2026) or a range (2025-Q1..2026-Q4)
+    /// [default: the quarter containing --as-of].
+    #[arg(long)]
+    pub period: Option<String>,
+    /// Show only this team (its rank stays the one among all teams).
+    #[arg(long)]
+    pub team: Option<String>,
+    /// Evaluate as of this time (RFC 3339 or YYYY-MM-DD[ HH:MM:SS] in the settings'
+    /// time zone) [default: now].
+    #[arg(long = "as-of", value_name = "TIME")]
+    pub as_of: Option<String>,
+    /// Output: an aligned table for people, the JSON of the API, or CSV.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
+    pub format: OutputFormat,
+    /// Show each value's queries and their results.
+    #[arg(long)]
+    pub explain: bool,
+    /// Display language of names, headers and statuses.
+    #[arg(long, value_enum)]
+    pub lang: Option<Lang>,
+}
+
+#[derive(clap::Args)]
+pub struct AlertsArgs {
+    /// Evaluate as of this time (RFC 3339 or YYYY-MM-DD[ HH:MM:SS]) [default: now].
+    #[arg(long = "as-of", value_name = "TIME")]
+    pub as_of: Option<String>,
+    /// Deliver pending notifications to the webhooks (retrying for up to about 30 s).
+    #[arg(long)]
+    pub send: bool,
+}
+
+#[derive(clap::Args)]
+pub struct ServeArgs {
+    /// Address to listen on (port 0 picks a free port; the address is printed).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub addr: String,
+    /// Fill an empty database with the demo CRM first.
+    #[arg(long)]
+    pub demo: bool,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum FormatArg {
+    Csv,
+    Ndjson,
+}
+
+#[derive(Clone, Copy, PartialEq, ValueEnum)]
+pub enum OutputFormat {
+    Table,
+    Json,
+    Csv,
+}
+
+#[derive(Clone, Copy, PartialEq, ValueEnum)]
+pub enum Lang {
+    /// English.
+    En,
+    /// Chinese (中文).
+    Zh,
+}
+
+impl Lang {
+    pub fn code(self) -> &'static str {
+        match self {
+            Lang::En => "en",
+            Lang::Zh => "zh",
+        }
+    }
+}

@@ -1,0 +1,301 @@
+//! The commands of `kpi`: each opens the [`Engine`] (or only checks the
+//! configuration), calls it, and hands the typed result to `output`.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use kpi_engine::demo::DemoOptions;
+use kpi_engine::engine::{Engine, EngineError, EngineOptions, EvalRequest};
+use kpi_engine::eval::tests_runner;
+use kpi_engine::server::{self, ServeOptions};
+use kpi_engine::store::import::{Format, Input};
+
+use super::args::{AlertsArgs, Cli, Command, DemoArgs, EvalArgs, FormatArg, ImportArgs, ServeArgs};
+use super::output::{self, out, outln};
+
+/// A failure to report to the user (exit 1).
+pub struct UserError(pub String);
+
+impl<E: std::fmt::Display> From<E> for UserError {
+    fn from(e: E) -> Self {
+        UserError(e.to_string())
+    }
+}
+
+type Res<T> = Result<T, UserError>;
+
+pub fn run(cli: Cli) -> Res<ExitCode> {
+    let db = cli.db_path();
+    let root = cli.root.as_path();
+    match cli.command {
+        Command::Check => check(root, &db),
+        Command::Import(args) => import(root, &db, &args),
+        Command::Demo(args) => demo(root, &db, &args),
+        Command::Eval(args) => eval(root, &db, &args),
+        Command::Alerts(args) => alerts(root, &db, &args),
+        Command::Test => test(root),
+        Command::Serve(args) => serve(root, &db, args),
+    }
+}
+
+/// Opens the engine for one command.
+fn open(root: &Path, db: &Path) -> Res<Engine> {
+    Engine::open(&EngineOptions {
+        root: root.to_path_buf(),
+        db: db.to_path_buf(),
+        serving: false,
+    })
+    .map_err(|e| config_error(e, "nothing was done"))
+}
+
+/// Opens the engine over an existing database.
+fn open_existing(root: &Path, db: &Path) -> Res<Engine> {
+    if !db.exists() {
+        return Err(UserError(format!(
+            "no database at {}: run `kpi demo` or `kpi import` first (or pass --db)",
+            db.display()
+        )));
+    }
+    open(root, db)
+}
+
+/// A configuration that does not check: every error, a count and `outcome`.
+fn config_error(e: EngineError, outcome: &str) -> UserError {
+    match e {
+        EngineError::Config(d) => UserError(format!("{d}\n{} error(s); {outcome}", d.0.len())),
+        other => UserError(other.to_string()),
+    }
+}
+
+fn check(root: &Path, db: &Path) -> Res<ExitCode> {
+    let summary = Engine::check(root, db).map_err(|e| match e {
+        EngineError::Rejected { diagnostics, .. } => UserError(
+            diagnostics
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("\n"),
+        ),
+        e => config_error(e, "see above"),
+    })?;
+    let cfg = &summary.config;
+    outln!(
+        "ok: {} KPIs, {} scorecards, {} entities, {} scripts",
+        cfg.kpis.len(),
+        cfg.scorecards.len(),
+        cfg.schema.entities.len(),
+        cfg.files
+            .keys()
+            .filter(|f| f.starts_with("scripts/"))
+            .count()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn import(root: &Path, db: &Path, args: &ImportArgs) -> Res<ExitCode> {
+    let engine = open(root, db)?;
+    let label = args.file.display().to_string();
+    let format = match args.format {
+        Some(FormatArg::Csv) => Format::Csv,
+        Some(FormatArg::Ndjson) => Format::Ndjson,
+        None => Format::from_path(&label).ok_or_else(|| {
+            UserError(format!(
+                "{label}: cannot tell the format from the extension; use --format csv or --format ndjson"
+            ))
+        })?,
+    };
+    let file = std::fs::File::open(&args.file).map_err(|e| UserError(format!("{label}: {e}")))?;
+    let reader = Box::new(std::io::BufReader::with_capacity(1 << 20, file));
+    let input = match format {
+        Format::Csv => Input::Csv(reader),
+        Format::Ndjson => Input::Ndjson(reader),
+    };
+    let (report, _) = engine
+        .ingest(&args.entity, &label, input)
+        .map_err(|e| UserError(format!("{e}\nnothing was imported")))?;
+    outln!(
+        "imported {} {} records from {label}",
+        report.written,
+        report.entity
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn demo(root: &Path, db: &Path, args: &DemoArgs) -> Res<ExitCode> {
+    if args.scale == 0 {
+        return Err(UserError("--scale must be at least 1".into()));
+    }
+    let engine = open(root, db)?;
+    let cal = engine.snapshot().config.settings.calendar;
+    let until = match &args.until {
+        Some(d) => {
+            let date = chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d")
+                .map_err(|_| UserError(format!("--until: expected YYYY-MM-DD, got {d:?}")))?;
+            cal.local_midnight(date.succ_opt().unwrap_or(date))
+        }
+        None => kpi_engine::engine::now(),
+    };
+    if !args.force && !engine.made_by_demo()? && engine.has_records()? {
+        return Err(UserError(format!(
+            "{} holds records that `kpi demo` did not write; refusing to replace them (use --db for another file, or --force)",
+            db.display()
+        )));
+    }
+    let counts = engine.write_demo(&DemoOptions {
+        scale: args.scale,
+        seed: args.seed,
+        until,
+    })?;
+    let summary: Vec<String> = counts.iter().map(|(e, n)| format!("{n} {e}")).collect();
+    outln!(
+        "wrote a demo CRM to {}: {}",
+        db.display(),
+        summary.join(", ")
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn eval(root: &Path, db: &Path, args: &EvalArgs) -> Res<ExitCode> {
+    let engine = open_existing(root, db)?;
+    let snapshot = engine.snapshot();
+    let as_of = snapshot
+        .instant(args.as_of.as_deref(), kpi_engine::engine::now())
+        .map_err(option_error)?;
+    let periods = snapshot
+        .periods(args.period.as_deref(), as_of)
+        .map_err(option_error)?;
+    let reports = snapshot
+        .evaluate(&EvalRequest {
+            scorecards: args.scorecard.iter().cloned().collect(),
+            kpis: args.kpis.clone(),
+            periods,
+            as_of,
+            team: args.team.clone(),
+            explain: args.explain,
+        })
+        .map_err(option_error)?;
+    output::reports(&snapshot.config, &reports, args);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// An engine error about an input, named by the option that gave it.
+fn option_error(e: EngineError) -> UserError {
+    use kpi_engine::engine::Kind;
+    let option = match &e {
+        EngineError::BadInput {
+            field: "as_of",
+            message,
+        } => {
+            return UserError(format!("--as-of: {message}"));
+        }
+        EngineError::BadInput {
+            field: "period",
+            message,
+        } => {
+            return UserError(format!("--period: {message}"));
+        }
+        EngineError::BadInput {
+            field: "kpi",
+            message,
+        } => {
+            return UserError(format!("--kpi: {message}"));
+        }
+        EngineError::Unknown { kind, .. } => match kind {
+            Kind::Team => "--team",
+            Kind::Scorecard => "--scorecard",
+            Kind::Kpi => "--kpi",
+            Kind::Entity => "ENTITY",
+        },
+        _ => return UserError(e.to_string()),
+    };
+    UserError(format!("{option}: {e}"))
+}
+
+fn test(root: &Path) -> Res<ExitCode> {
+    let cfg = kpi_engine::load_checked(root)
+        .map_err(|d| UserError(format!("{d}\n{} error(s); no test was run", d.0.len())))?;
+    let cases = tests_runner::read_cases(root)
+        .map_err(|d| UserError(kpi_engine::Diagnostics(d).to_string()))?;
+    let (mut passed, mut failed) = (0, 0);
+    for case in &cases {
+        for check in tests_runner::run_case(&cfg, case) {
+            if check.passed {
+                passed += 1;
+                continue;
+            }
+            failed += 1;
+            let expected = match &check.expected {
+                tests_runner::Expect::NoData => "no data".to_string(),
+                tests_runner::Expect::Value { value, tolerance } => {
+                    format!("{value} (± {tolerance})")
+                }
+            };
+            let got = match &check.got {
+                Ok(Some(v)) => v.to_string(),
+                Ok(None) => "no data".to_string(),
+                Err(e) => format!("error: {e}"),
+            };
+            outln!(
+                "FAIL {}:{}: case '{}': {}: expected {expected}, got {got}",
+                check.file,
+                check.line,
+                check.case,
+                check.kpi
+            );
+            for line in &check.explanation {
+                outln!("    {line}");
+            }
+        }
+    }
+    outln!("{passed} passed, {failed} failed");
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// `kpi alerts`: evaluates as of T (stored in the database), delivers with --send, prints.
+fn alerts(root: &Path, db: &Path, args: &AlertsArgs) -> Res<ExitCode> {
+    use kpi_engine::alerts;
+    let engine = open_existing(root, db)?;
+    let snapshot = engine.snapshot();
+    let cfg = &snapshot.config;
+    let as_of = snapshot
+        .instant(args.as_of.as_deref(), kpi_engine::engine::now())
+        .map_err(option_error)?;
+    let mut conn = engine.connection()?;
+    let transitions = alerts::evaluate(cfg, &mut conn, snapshot.records.clone(), as_of)?;
+    let delivery = if args.send {
+        let opts = alerts::DeliveryOptions::from_settings(&cfg.alerts);
+        let r = alerts::deliver_within(&conn, &opts, std::time::Duration::from_secs(30))?;
+        for e in &r.errors {
+            eprintln!("warning: {e}");
+        }
+        Some(r)
+    } else {
+        None
+    };
+    out!(
+        "{}",
+        alerts::report(cfg, &conn, as_of, &transitions, delivery.as_ref())?
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn serve(root: &Path, db: &Path, args: ServeArgs) -> Res<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let opts = ServeOptions {
+        root: root.to_path_buf(),
+        db: db.to_path_buf(),
+        addr: args.addr,
+        demo: args.demo,
+    };
+    runtime.block_on(server::serve(opts)).map_err(|e| match e {
+        server::ServeError::Start(e) => config_error(e, "the server was not started"),
+        other => UserError(other.to_string()),
+    })?;
+    Ok(ExitCode::SUCCESS)
+}

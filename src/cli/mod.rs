@@ -1,0 +1,6 @@
+//! The parts of the `kpi` binary: argument types, commands, output.
+
+pub mod args;
+pub mod commands;
+pub mod entities;
+pub mod output;

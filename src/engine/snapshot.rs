@@ -1,0 +1,429 @@
+//! What the engine serves at one moment: a checked configuration and one
+//! data state of the records, with their version and generation. A
+//! [`Snapshot`] is immutable; it answers typed requests (scorecards, plain
+//! KPIs, one value, a what-if preview) and resolves ids into one typed error.
+
+use std::collections::BTreeMap;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use super::error::{EngineError, Kind};
+use crate::config::scorecards::DEFAULT_CAP;
+use crate::config::targets::KpiTargets;
+use crate::config::{ConfigSnapshot, Scorecard, Target};
+use crate::eval::report::{self, KpiLine, Report};
+use crate::eval::{Evaluation, Records};
+use crate::period::{Grain, Millis, PeriodId, parse_period_range};
+use crate::store::TeamTree;
+
+/// The longest `--period` range evaluated at once (25 years of quarters).
+pub const MAX_PERIODS: usize = 100;
+
+/// One configuration and one data state, served together.
+pub struct Snapshot {
+    pub config: Arc<ConfigSnapshot>,
+    pub records: Records,
+    /// The config history version of `config` (0 when not recorded).
+    pub version: u64,
+    /// When this configuration was applied (RFC 3339, UTC).
+    pub loaded_at: String,
+    pub content_hash: String,
+    /// Counts the changes of the records since the engine was opened.
+    pub data_generation: u64,
+}
+
+/// The instant and period a request asks about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct When {
+    pub as_of: Millis,
+    pub period: PeriodId,
+}
+
+/// Scorecards, or plain KPIs, over some periods.
+#[derive(Debug, Clone, Default)]
+pub struct EvalRequest {
+    /// Scorecard ids; empty: every scorecard (unless `kpis` are given).
+    pub scorecards: Vec<String>,
+    /// Plain KPIs, without scores (instead of scorecards).
+    pub kpis: Vec<String>,
+    pub periods: Vec<PeriodId>,
+    pub as_of: Millis,
+    /// Show only this team. Ranks stay those among all of a scorecard's teams.
+    pub team: Option<String>,
+    /// Keep each value's queries and results.
+    pub explain: bool,
+}
+
+/// What a preview proposes.
+#[derive(Debug, Clone, Default)]
+pub struct Proposal {
+    /// The weight set to use for the period, whole.
+    pub weights: Option<Vec<(String, f64)>>,
+    /// KPI → a target for every team in the period.
+    pub targets: Vec<(String, f64)>,
+}
+
+/// One value, judged (GET /api/values).
+#[derive(Debug, Clone, Serialize)]
+pub struct ValueReport {
+    pub kpi: String,
+    pub team: String,
+    pub period: String,
+    pub as_of: String,
+    pub value: Option<f64>,
+    pub target: Option<f64>,
+    pub status: &'static str,
+    pub projected: Option<f64>,
+    pub explanation: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// A score and rank.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct Standing {
+    pub score: Option<f64>,
+    pub rank: Option<u32>,
+}
+
+/// One team in a preview.
+#[derive(Debug, Clone, Serialize)]
+pub struct PreviewTeam {
+    pub team: String,
+    pub name: String,
+    pub current: Standing,
+    pub proposed: Standing,
+    /// Current rank minus proposed rank: positive, the team moves up.
+    pub rank_change: Option<i64>,
+}
+
+/// Current and proposed scores side by side (POST /api/preview).
+#[derive(Debug, Clone, Serialize)]
+pub struct PreviewReport {
+    pub scorecard: String,
+    pub period: String,
+    pub as_of: String,
+    pub teams: Vec<PreviewTeam>,
+    pub current: Report,
+    pub proposed: Report,
+}
+
+impl Snapshot {
+    /// Reads an instant (`as_of`, default `now`) and a period (default: the
+    /// quarter that contains the instant).
+    pub fn when(
+        &self,
+        as_of: Option<&str>,
+        period: Option<&str>,
+        now: Millis,
+    ) -> Result<When, EngineError> {
+        let as_of = self.instant(as_of, now)?;
+        let period = match given(period) {
+            Some(p) => p
+                .parse::<PeriodId>()
+                .map_err(|e| EngineError::bad_input("period", e))?,
+            None => self.current_period(as_of)?,
+        };
+        Ok(When { as_of, period })
+    }
+
+    /// Reads an instant, default `now`.
+    pub fn instant(&self, as_of: Option<&str>, now: Millis) -> Result<Millis, EngineError> {
+        match given(as_of) {
+            Some(t) => self
+                .config
+                .settings
+                .calendar
+                .parse_time(t)
+                .map_err(|e| EngineError::bad_input("as_of", e)),
+            None => Ok(now),
+        }
+    }
+
+    /// A period id or a range (`2025-Q1..2026-Q4`), default the quarter of `as_of`.
+    pub fn periods(&self, spec: Option<&str>, as_of: Millis) -> Result<Vec<PeriodId>, EngineError> {
+        let Some(spec) = given(spec) else {
+            return Ok(vec![self.current_period(as_of)?]);
+        };
+        let periods = parse_period_range(spec).map_err(|e| EngineError::bad_input("period", e))?;
+        if periods.len() > MAX_PERIODS {
+            return Err(EngineError::bad_input(
+                "period",
+                format!(
+                    "{spec} has {} periods; at most {MAX_PERIODS} are evaluated at once",
+                    periods.len()
+                ),
+            ));
+        }
+        Ok(periods)
+    }
+
+    /// The quarter that contains `as_of`, when it is one a period id can name.
+    fn current_period(&self, as_of: Millis) -> Result<PeriodId, EngineError> {
+        let p = self
+            .config
+            .settings
+            .calendar
+            .containing(Grain::Quarter, as_of);
+        p.to_string()
+            .parse::<PeriodId>()
+            .map_err(|e| EngineError::bad_input("as_of", format!("{as_of} is out of range: {e}")))
+    }
+
+    pub fn scorecard(&self, id: &str) -> Result<&Scorecard, EngineError> {
+        self.config.scorecard(id).ok_or_else(|| {
+            let ids = self.config.scorecards.iter().map(|s| s.id.as_str());
+            EngineError::unknown(Kind::Scorecard, id, ids)
+        })
+    }
+
+    /// The index of KPI `id`.
+    pub fn kpi(&self, id: &str) -> Result<usize, EngineError> {
+        self.config.kpi_index(id).ok_or_else(|| {
+            let ids = self.config.kpis.iter().map(|k| k.def.id.as_str());
+            EngineError::unknown(Kind::Kpi, id, ids)
+        })
+    }
+
+    pub fn teams(&self) -> Result<Arc<TeamTree>, EngineError> {
+        Ok(self.records.store.teams()?)
+    }
+
+    /// The index of team `id`.
+    pub fn team(&self, id: &str) -> Result<u32, EngineError> {
+        let tree = self.teams()?;
+        tree.index(id).ok_or_else(|| {
+            EngineError::unknown(Kind::Team, id, tree.ids.iter().map(String::as_str))
+        })
+    }
+
+    /// An evaluation of this snapshot as of `as_of`, batched over `periods`.
+    pub fn evaluation(
+        &self,
+        as_of: Millis,
+        periods: &[PeriodId],
+        explain: bool,
+    ) -> Result<Rc<Evaluation>, EngineError> {
+        Ok(Evaluation::new(
+            self.config.clone(),
+            self.records.clone(),
+            as_of,
+            periods,
+            explain,
+        )?)
+    }
+
+    /// Scorecard reports (each period × each scorecard, in that order) or
+    /// plain KPI reports (one per period).
+    pub fn evaluate(&self, req: &EvalRequest) -> Result<Vec<Report>, EngineError> {
+        let only = req.team.as_deref().map(|t| self.team(t)).transpose()?;
+        let eval = self.evaluation(req.as_of, &req.periods, req.explain)?;
+        if !req.kpis.is_empty() {
+            if !req.scorecards.is_empty() {
+                return Err(EngineError::bad_input(
+                    "kpi",
+                    "use a scorecard or KPIs, not both",
+                ));
+            }
+            let ids = req
+                .kpis
+                .iter()
+                .map(|k| self.kpi(k))
+                .collect::<Result<Vec<_>, _>>()?;
+            let teams = only.map_or_else(|| eval.teams.tree_order(), |t| vec![t]);
+            return Ok(req
+                .periods
+                .iter()
+                .map(|p| report::kpis(&eval, &ids, *p, &teams))
+                .collect());
+        }
+        let cards: Vec<&Scorecard> = if req.scorecards.is_empty() {
+            self.config.scorecards.iter().collect()
+        } else {
+            req.scorecards
+                .iter()
+                .map(|id| self.scorecard(id))
+                .collect::<Result<_, _>>()?
+        };
+        let mut out = Vec::with_capacity(req.periods.len() * cards.len());
+        for p in &req.periods {
+            for card in &cards {
+                let mut r = report::scorecard(&eval, card, *p, &members(&eval.teams, card));
+                if let Some(t) = only {
+                    r.teams
+                        .retain(|line| line.team == eval.teams.ids[t as usize]);
+                }
+                out.push(r);
+            }
+        }
+        Ok(out)
+    }
+
+    /// One value of KPI `kpi` for team `team`.
+    pub fn value(
+        &self,
+        kpi: &str,
+        team: &str,
+        when: When,
+        explain: bool,
+    ) -> Result<ValueReport, EngineError> {
+        let idx = self.kpi(kpi)?;
+        let t = self.team(team)?;
+        let eval = self.evaluation(when.as_of, &[when.period], explain)?;
+        let line: KpiLine = report::kpi_line(&eval, idx, t, when.period, None, DEFAULT_CAP);
+        Ok(ValueReport {
+            kpi: kpi.to_string(),
+            team: team.to_string(),
+            period: when.period.to_string(),
+            as_of: crate::period::format_utc(when.as_of),
+            value: line.value,
+            target: line.target,
+            status: line.status.name(),
+            projected: line.projected,
+            explanation: explain.then_some(line.explanation),
+            error: line.error,
+        })
+    }
+
+    /// Scores of `card` for `when` under `proposal`, beside `current` (this
+    /// snapshot's report of the same scorecard and period); nothing is written.
+    pub fn preview(
+        &self,
+        card: &str,
+        when: When,
+        proposal: &Proposal,
+        current: &Report,
+    ) -> Result<PreviewReport, EngineError> {
+        self.scorecard(card)?;
+        let names = proposal
+            .weights
+            .iter()
+            .flatten()
+            .map(|(k, _)| k)
+            .chain(proposal.targets.iter().map(|(k, _)| k));
+        let unknown: Vec<String> = names
+            .filter_map(|k| self.kpi(k).err().map(|e| e.to_string()))
+            .collect();
+        if !unknown.is_empty() {
+            return Err(EngineError::Rejected {
+                message: "the proposal names unknown KPIs".into(),
+                diagnostics: unknown
+                    .into_iter()
+                    .map(|m| crate::diag::Diagnostic::file("proposal", m))
+                    .collect(),
+            });
+        }
+        let candidate = Snapshot {
+            config: Arc::new(self.proposed_config(card, when.period, proposal)?),
+            records: self.records.clone(),
+            version: self.version,
+            loaded_at: self.loaded_at.clone(),
+            content_hash: String::new(),
+            data_generation: self.data_generation,
+        };
+        let eval = candidate.evaluation(when.as_of, &[when.period], false)?;
+        let sc = candidate.scorecard(card)?;
+        let proposed = report::scorecard(&eval, sc, when.period, &members(&eval.teams, sc));
+        let before: BTreeMap<&str, Standing> = current
+            .teams
+            .iter()
+            .map(|t| {
+                let s = Standing {
+                    score: t.score,
+                    rank: t.rank,
+                };
+                (t.team.as_str(), s)
+            })
+            .collect();
+        let teams = proposed
+            .teams
+            .iter()
+            .map(|t| {
+                let current = before.get(t.team.as_str()).copied().unwrap_or_default();
+                PreviewTeam {
+                    team: t.team.clone(),
+                    name: t.name.clone(),
+                    current,
+                    proposed: Standing {
+                        score: t.score,
+                        rank: t.rank,
+                    },
+                    rank_change: match (current.rank, t.rank) {
+                        (Some(a), Some(b)) => Some(i64::from(a) - i64::from(b)),
+                        _ => None,
+                    },
+                }
+            })
+            .collect();
+        Ok(PreviewReport {
+            scorecard: card.to_string(),
+            period: when.period.to_string(),
+            as_of: crate::period::format_utc(when.as_of),
+            teams,
+            current: current.clone(),
+            proposed,
+        })
+    }
+
+    /// A copy of the configuration with the proposal made in memory; the
+    /// served one is never touched.
+    fn proposed_config(
+        &self,
+        card: &str,
+        period: PeriodId,
+        proposal: &Proposal,
+    ) -> Result<ConfigSnapshot, EngineError> {
+        let cfg = &self.config;
+        let mut candidate =
+            crate::config::from_files(&cfg.root, cfg.files.clone()).map_err(EngineError::Config)?;
+        if let Some(w) = &proposal.weights {
+            let sc = candidate
+                .scorecards
+                .iter_mut()
+                .find(|s| s.id == card)
+                .ok_or_else(|| {
+                    EngineError::unknown(Kind::Scorecard, card, std::iter::empty::<&str>())
+                })?;
+            let key = period.to_string();
+            sc.weights.retain(|(k, _)| *k != key);
+            sc.weights.insert(0, (key, w.clone()));
+        }
+        for (kpi, target) in &proposal.targets {
+            let by_key = BTreeMap::from([(
+                "default".to_string(),
+                Target {
+                    target: *target,
+                    threshold: None,
+                    stretch: None,
+                },
+            )]);
+            candidate.targets.kpis.insert(
+                kpi.clone(),
+                KpiTargets {
+                    by_key,
+                    teams: BTreeMap::new(),
+                },
+            );
+        }
+        Ok(candidate)
+    }
+}
+
+/// The teams a scorecard scores, in tree order: its own list, or every team.
+pub fn members(tree: &TeamTree, card: &Scorecard) -> Vec<u32> {
+    let all = tree.tree_order();
+    match &card.teams {
+        None => all,
+        Some(list) => all
+            .into_iter()
+            .filter(|t| list.contains(&tree.ids[*t as usize]))
+            .collect(),
+    }
+}
+
+/// A parameter that was given and is not blank.
+fn given(s: Option<&str>) -> Option<&str> {
+    s.map(str::trim).filter(|s| !s.is_empty())
+}

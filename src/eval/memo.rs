@@ -1,0 +1,85 @@
+//! Shape answers kept across evaluations: the record side of a served
+//! snapshot keeps one [`ShapeMemo`], so every request and the alert scheduler
+//! share the answers, and a change keeps those it did not touch (an ingest of
+//! deals recomputes only the shapes that read deals).
+
+use std::sync::Arc;
+
+use crate::memo::Memo;
+use crate::period::{Calendar, PeriodId};
+use crate::query::{Agg, Query, QueryError, ShapeResult};
+use crate::store::RecordStore;
+
+/// Entries kept before the memo starts over.
+const ENTRIES: usize = 4096;
+
+/// A shape answered over more periods than this is not widened further.
+const MAX_PERIODS: usize = 32;
+
+/// One answer, the entities it read, and the store epoch it was read in.
+pub struct Answer {
+    result: Arc<ShapeResult>,
+    entities: Vec<String>,
+    epoch: u64,
+}
+
+pub struct ShapeMemo {
+    memo: Memo<String, Answer>,
+}
+
+impl Default for ShapeMemo {
+    fn default() -> Self {
+        ShapeMemo {
+            memo: Memo::new(ENTRIES),
+        }
+    }
+}
+
+impl ShapeMemo {
+    /// The answer to `query` + `agg` covering `period`, from the memo when it
+    /// has one of the store's current epoch, else computed over `periods`
+    /// (and the periods the kept answer had, so alternating asks converge).
+    pub fn answer(
+        &self,
+        store: &dyn RecordStore,
+        cal: &Calendar,
+        query: &Query,
+        agg: &Agg,
+        periods: &[PeriodId],
+        period: PeriodId,
+    ) -> Result<Arc<ShapeResult>, QueryError> {
+        let key = format!("{cal:?}|{query:?}|{agg:?}");
+        let epoch = store.epoch();
+        let answer = self.memo.get_or_fill(
+            &key,
+            |a| a.epoch == epoch && a.result.periods().contains(&period),
+            |old| {
+                let mut all = periods.to_vec();
+                if let Some(old) = old
+                    .filter(|o| o.epoch == epoch)
+                    .filter(|o| o.result.periods().len() + all.len() <= MAX_PERIODS)
+                {
+                    all.extend_from_slice(old.result.periods());
+                    all.sort();
+                    all.dedup();
+                }
+                Ok::<_, QueryError>(Answer {
+                    result: Arc::new(store.answer(query, agg, &all, cal)?),
+                    entities: query.entities(),
+                    epoch,
+                })
+            },
+        )?;
+        Ok(answer.result.clone())
+    }
+
+    /// A memo for the records after a change: the answers that read none of
+    /// the entities `changed` picks.
+    pub fn after_change(&self, changed: impl Fn(&str) -> bool) -> ShapeMemo {
+        ShapeMemo {
+            memo: self
+                .memo
+                .filtered(|_, a| !a.entities.iter().any(|e| changed(e))),
+        }
+    }
+}

@@ -1,0 +1,114 @@
+//! Typed in-memory columns and the table of one entity.
+//!
+//! Nulls are sentinels: [`NULL_INT`] for integer, bool and time columns, NaN
+//! for real columns (import refuses NaN and i64::MIN), [`NULL_CODE`] for text.
+
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock, RwLock};
+
+pub const NULL_INT: i64 = i64::MIN;
+pub const NULL_CODE: u32 = u32::MAX;
+
+/// Distinct text values of one column, each with a small integer code.
+#[derive(Debug, Default, Clone)]
+pub struct Dict {
+    pub values: Vec<Arc<str>>,
+    index: rustc_hash::FxHashMap<Arc<str>, u32>,
+}
+
+impl Dict {
+    pub fn code(&self, s: &str) -> Option<u32> {
+        self.index.get(s).copied()
+    }
+
+    pub(super) fn intern(&mut self, s: &str) -> u32 {
+        if let Some(c) = self.index.get(s) {
+            return *c;
+        }
+        let code = self.values.len() as u32;
+        let v: Arc<str> = Arc::from(s);
+        self.values.push(v.clone());
+        self.index.insert(v, code);
+        code
+    }
+}
+
+#[derive(Debug)]
+pub enum Column {
+    /// integer, bool (0/1) and time (ms) fields.
+    Int(Vec<i64>),
+    Real(Vec<f64>),
+    Text {
+        codes: Vec<u32>,
+        /// Shared with the columns patched from this one (copied on the first new value).
+        dict: Arc<Dict>,
+    },
+}
+
+impl Column {
+    pub fn is_null(&self, row: usize) -> bool {
+        match self {
+            Column::Int(v) => v[row] == NULL_INT,
+            Column::Real(v) => v[row].is_nan(),
+            Column::Text { codes, .. } => codes[row] == NULL_CODE,
+        }
+    }
+
+    /// The numeric value of a row, for sums and means.
+    pub fn number(&self, row: usize) -> Option<f64> {
+        match self {
+            Column::Int(v) => (v[row] != NULL_INT).then(|| v[row] as f64),
+            Column::Real(v) => (!v[row].is_nan()).then_some(v[row]),
+            Column::Text { .. } => None,
+        }
+    }
+
+    /// A key that identifies the row's value exactly (for distinct counts).
+    pub fn key(&self, row: usize) -> Option<u64> {
+        match self {
+            Column::Int(v) => (v[row] != NULL_INT).then_some(v[row] as u64),
+            Column::Real(v) => (!v[row].is_nan()).then_some(v[row].to_bits()),
+            Column::Text { codes, .. } => {
+                (codes[row] != NULL_CODE).then_some(u64::from(codes[row]))
+            }
+        }
+    }
+}
+
+/// Rows of one entity in rowid order, with the columns loaded so far.
+#[derive(Debug)]
+pub struct Table {
+    pub entity: String,
+    pub(super) rowids: Vec<i64>,
+    pub(super) columns: RwLock<HashMap<String, Arc<Column>>>,
+    /// Team tree index of each row (u32::MAX: no known team).
+    pub(super) team_rows: OnceLock<Arc<Vec<u32>>>,
+}
+
+impl Table {
+    pub fn len(&self) -> usize {
+        self.rowids.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rowids.is_empty()
+    }
+
+    /// The same rows and columns, with the team index to be computed again.
+    pub(super) fn without_team_rows(&self) -> Table {
+        Table {
+            entity: self.entity.clone(),
+            rowids: self.rowids.clone(),
+            columns: RwLock::new(self.columns.read().expect("columns lock").clone()),
+            team_rows: OnceLock::new(),
+        }
+    }
+
+    pub fn column(&self, field: &str) -> Option<Arc<Column>> {
+        self.columns
+            .read()
+            .expect("columns lock")
+            .get(field)
+            .cloned()
+    }
+}

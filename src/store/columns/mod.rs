@@ -1,0 +1,470 @@
+//! The embedded record store: entities read from SQLite into typed in-memory
+//! columns, and the team tree.
+//!
+//! Queries run over columns, not SQL: one pass over a column set answers a
+//! query shape for every team and every period of an evaluation at once
+//! (`query::exec`), and the same columns serve every shape of the same
+//! entity. Columns are loaded on first use, only the fields a query needs, and
+//! text is dictionary-encoded. After an upsert the ingested table is patched
+//! (`patch`), not read again.
+
+mod column;
+mod load;
+mod patch;
+
+pub use column::{Column, Dict, NULL_CODE, NULL_INT, Table};
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
+
+use rusqlite::Connection;
+
+use super::StoreError;
+use super::schema::{Entity, Schema, TEAMS};
+use super::teams::TeamTree;
+use load::load_columns;
+use patch::patch;
+
+/// Lazily loaded columns of every entity, read from one database.
+pub struct ColumnStore {
+    /// Shared by the stores derived from this one (see [`ColumnStore::after_upsert`]).
+    conn: Arc<Mutex<Connection>>,
+    pub schema: Arc<Schema>,
+    tables: Mutex<HashMap<String, Arc<Table>>>,
+    teams: OnceLock<Arc<TeamTree>>,
+    /// Fields to read along with the first one asked for, by entity: one
+    /// scan of a table instead of one per field.
+    prefetch: HashMap<String, Vec<String>>,
+    /// Counts tables read again because their rows changed underneath (another
+    /// writer): results computed before a change are stale (see [`ColumnStore::epoch`]).
+    epoch: Arc<AtomicU64>,
+}
+
+impl ColumnStore {
+    pub fn new(conn: Connection, schema: Arc<Schema>) -> ColumnStore {
+        ColumnStore {
+            conn: Arc::new(Mutex::new(conn)),
+            schema,
+            tables: Mutex::new(HashMap::new()),
+            teams: OnceLock::new(),
+            prefetch: HashMap::new(),
+            epoch: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    /// A store over a new in-memory database holding only `records`
+    /// (entity, label for errors, rows as JSON objects): the scratch database
+    /// of `kpi test` cases and of the dry run of `kpi check`.
+    pub fn in_memory(
+        schema: Arc<Schema>,
+        cal: &crate::period::Calendar,
+        records: &[(&str, &str, Vec<serde_json::Value>)],
+    ) -> Result<ColumnStore, StoreError> {
+        let mut conn = super::db::open_in_memory()?;
+        super::db::migrate(&mut conn, &schema)?;
+        for (entity, label, rows) in records {
+            let input = super::import::Input::Json(rows.clone());
+            super::import::import(&mut conn, &schema, cal, entity, label, input)?;
+        }
+        Ok(ColumnStore::new(conn, schema))
+    }
+
+    /// Changes each time a loaded table had to be read again because its rows
+    /// changed underneath; results computed under another epoch are stale.
+    pub fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::Acquire)
+    }
+
+    /// Reads these fields of an entity in the same scan as its first use
+    /// (fields the configuration's formulas name; unknown names are skipped).
+    pub fn prefetch(
+        mut self,
+        fields: &std::collections::BTreeMap<String, Vec<String>>,
+    ) -> ColumnStore {
+        self.prefetch = fields.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        self
+    }
+
+    /// The fields of a first load: those asked for, the team column, the prefetch list.
+    fn first_load<'a>(&'a self, ent: &'a Entity, fields: &[&'a str]) -> Vec<&'a str> {
+        let mut all: Vec<&str> = fields.to_vec();
+        all.extend(ent.team_column());
+        all.extend(
+            self.prefetch
+                .get(&ent.name)
+                .into_iter()
+                .flatten()
+                .map(String::as_str)
+                .filter(|f| ent.field(f).is_some()),
+        );
+        all.sort_unstable();
+        all.dedup();
+        all
+    }
+
+    /// The team tree, read once.
+    pub fn teams(&self) -> Result<Arc<TeamTree>, StoreError> {
+        if let Some(t) = self.teams.get() {
+            return Ok(t.clone());
+        }
+        let table = self.table(TEAMS, &["id", "name", "parent"])?;
+        let (ids, names, parents) = (
+            table.column("id"),
+            table.column("name"),
+            table.column("parent"),
+        );
+        let text = |c: &Option<Arc<Column>>, row: usize| -> Option<String> {
+            match c.as_deref() {
+                Some(Column::Text { codes, dict }) if codes[row] != NULL_CODE => {
+                    Some(dict.values[codes[row] as usize].to_string())
+                }
+                _ => None,
+            }
+        };
+        let rows = (0..table.len())
+            .map(|r| {
+                (
+                    text(&ids, r).unwrap_or_default(),
+                    text(&names, r).unwrap_or_default(),
+                    text(&parents, r),
+                )
+            })
+            .collect();
+        let tree = Arc::new(TeamTree::new(rows));
+        Ok(self.teams.get_or_init(|| tree).clone())
+    }
+
+    /// The table of `entity` with at least `fields` loaded.
+    pub fn table(&self, entity: &str, fields: &[&str]) -> Result<Arc<Table>, StoreError> {
+        let ent = self.schema.require(entity)?;
+        let mut tables = self.tables.lock().expect("tables lock");
+        let existing = tables.get(entity).cloned();
+        let missing: Vec<&str> = match &existing {
+            Some(t) => fields
+                .iter()
+                .copied()
+                .filter(|f| t.column(f).is_none())
+                .collect(),
+            None => self.first_load(ent, fields),
+        };
+        if missing.is_empty()
+            && let Some(t) = existing
+        {
+            return Ok(t);
+        }
+        let conn = self.conn.lock().expect("connection lock");
+        let (rowids, loaded) = load_columns(&conn, ent, &missing)?;
+        let table = match existing {
+            Some(t) if t.rowids == rowids => {
+                t.columns.write().expect("columns lock").extend(loaded);
+                t
+            }
+            // First load, or the rows changed underneath: start a fresh table
+            // with every column the old one had.
+            old => {
+                let old_rows_changed = old.is_some();
+                let mut all: Vec<String> = old
+                    .map(|t| {
+                        t.columns
+                            .read()
+                            .expect("columns lock")
+                            .keys()
+                            .cloned()
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                let (rowids, loaded) = if all.is_empty() {
+                    (rowids, loaded)
+                } else {
+                    all.extend(missing.iter().map(|s| s.to_string()));
+                    let names: Vec<&str> = all.iter().map(String::as_str).collect();
+                    load_columns(&conn, ent, &names)?
+                };
+                if old_rows_changed {
+                    self.epoch.fetch_add(1, Ordering::AcqRel);
+                }
+                let t = Arc::new(Table {
+                    entity: entity.to_string(),
+                    rowids,
+                    columns: RwLock::new(loaded),
+                    team_rows: OnceLock::new(),
+                });
+                tables.insert(entity.to_string(), t.clone());
+                t
+            }
+        };
+        Ok(table)
+    }
+
+    /// A store for `schema` over the same database and connection, reading
+    /// `prefetch` with first loads. Every loaded table whose entity is defined
+    /// the same way is kept, and the team tree too: a reload of the
+    /// configuration reads no records again.
+    pub fn derive(
+        &self,
+        schema: Arc<Schema>,
+        prefetch: &std::collections::BTreeMap<String, Vec<String>>,
+    ) -> ColumnStore {
+        let tables: HashMap<String, Arc<Table>> = self
+            .tables
+            .lock()
+            .expect("tables lock")
+            .iter()
+            .filter(|(name, _)| {
+                schema.entity(name).is_some() && schema.entity(name) == self.schema.entity(name)
+            })
+            .map(|(name, t)| (name.clone(), t.clone()))
+            .collect();
+        ColumnStore {
+            conn: self.conn.clone(),
+            schema,
+            tables: Mutex::new(tables),
+            teams: self.teams.clone(),
+            prefetch: HashMap::new(),
+            epoch: self.epoch.clone(),
+        }
+        .prefetch(prefetch)
+    }
+
+    /// The store to serve after records of `entity` were upserted into this
+    /// store's database (their ids in `ids`, or None when there were too many
+    /// to list). Every other entity's loaded table is kept as it is. The
+    /// entity's table is patched rather than read again: the upserted rows are
+    /// read back by id, an update keeps its rowid (its row is replaced in a
+    /// copy of each loaded column) and an insert has a rowid past the last one
+    /// (its row is appended); text dictionaries get codes for new values. If
+    /// the rows do not line up (something else wrote to the table) or `ids`
+    /// is None, the table is dropped and read again on first use. Records of
+    /// `teams` change the tree: it is read again and so is every table's team
+    /// index, while their columns are kept.
+    pub fn after_upsert(
+        &self,
+        entity: &str,
+        ids: Option<&[String]>,
+    ) -> Result<ColumnStore, StoreError> {
+        let ent = self.schema.require(entity)?;
+        let mut tables = self.tables.lock().expect("tables lock").clone();
+        let teams = if entity == TEAMS {
+            tables.remove(TEAMS);
+            for t in tables.values_mut() {
+                *t = Arc::new(t.without_team_rows());
+            }
+            OnceLock::new()
+        } else {
+            if let Some(old) = tables.remove(entity)
+                && let Some(ids) = ids
+            {
+                let started = std::time::Instant::now();
+                let conn = self.conn.lock().expect("connection lock");
+                match patch(&conn, ent, &old, self.teams.get().map(|t| &**t), ids)? {
+                    Some(t) => {
+                        tracing::debug!(
+                            entity,
+                            rows = ids.len(),
+                            ms = started.elapsed().as_millis() as u64,
+                            "patched columns"
+                        );
+                        tables.insert(entity.to_string(), Arc::new(t));
+                    }
+                    None => tracing::info!(
+                        "the rows of {entity} changed underneath; its columns are read again"
+                    ),
+                }
+            }
+            self.teams.clone()
+        };
+        Ok(ColumnStore {
+            conn: self.conn.clone(),
+            schema: self.schema.clone(),
+            tables: Mutex::new(tables),
+            teams,
+            prefetch: self.prefetch.clone(),
+            epoch: self.epoch.clone(),
+        })
+    }
+
+    /// Reads the columns of `fields` (by entity; only `only`'s when given)
+    /// and the team tree. Columns already loaded are not read again.
+    pub fn warm(
+        &self,
+        fields: &std::collections::BTreeMap<String, Vec<String>>,
+        only: Option<&str>,
+    ) -> Result<(), StoreError> {
+        self.teams()?;
+        for (entity, fields) in fields {
+            if only.is_none_or(|e| e == entity) {
+                let fields: Vec<&str> = fields.iter().map(String::as_str).collect();
+                let table = self.table(entity, &fields)?;
+                self.team_rows(&table)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Team index of every row of `table` (u32::MAX when its team is unknown).
+    pub fn team_rows(&self, table: &Table) -> Result<Arc<Vec<u32>>, StoreError> {
+        if let Some(t) = table.team_rows.get() {
+            return Ok(t.clone());
+        }
+        let ent = self.schema.require(&table.entity)?;
+        let tree = self.teams()?;
+        let rows = match ent.team_column() {
+            None => vec![u32::MAX; table.len()],
+            Some(field) => {
+                let t = self.table(&table.entity, &[field])?;
+                match t.column(field).as_deref() {
+                    Some(Column::Text { codes, dict }) => {
+                        let map: Vec<u32> = dict
+                            .values
+                            .iter()
+                            .map(|v| tree.index(v).unwrap_or(u32::MAX))
+                            .collect();
+                        codes
+                            .iter()
+                            .map(|c| {
+                                if *c == NULL_CODE {
+                                    u32::MAX
+                                } else {
+                                    map[*c as usize]
+                                }
+                            })
+                            .collect()
+                    }
+                    _ => vec![u32::MAX; table.len()],
+                }
+            }
+        };
+        Ok(table.team_rows.get_or_init(|| Arc::new(rows)).clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::toml_doc::Source;
+    use crate::period::Calendar;
+    use crate::store::db;
+    use crate::store::import::{Input, import};
+
+    const FIELDS: [&str; 5] = ["team", "stage", "owner", "amount", "closed_at"];
+
+    fn schema() -> Arc<Schema> {
+        let text = "[entity.teams.fields]\nname = \"text\"\nparent = \"text?\"\n\
+            [entity.deals]\nteam_field = \"team\"\n[entity.deals.fields]\nteam = \"text\"\n\
+            stage = { type = \"text\", values = [\"won\", \"lost\"] }\nowner = \"text?\"\n\
+            amount = \"real\"\nclosed_at = \"time?\"\n";
+        Arc::new(Schema::from_source(&Source::new("schema.toml", text)).unwrap())
+    }
+
+    fn csv(path: &std::path::Path, schema: &Schema, entity: &str, text: &str) -> Vec<String> {
+        let mut conn = db::open(path).unwrap();
+        let cal = Calendar::new("UTC", 1).unwrap();
+        let input = Input::Csv(Box::new(std::io::Cursor::new(text.as_bytes().to_vec())));
+        let r = import(&mut conn, schema, &cal, entity, "in.csv", input).unwrap();
+        r.ids.unwrap()
+    }
+
+    /// Every loaded cell of a table as text, plus the team index, row by row.
+    fn dump(store: &ColumnStore, entity: &str, fields: &[&str]) -> Vec<String> {
+        let t = store.table(entity, fields).unwrap();
+        let teams = store.team_rows(&t).unwrap();
+        (0..t.len())
+            .map(|r| {
+                let cells: Vec<String> = fields
+                    .iter()
+                    .map(|f| match &*t.column(f).unwrap() {
+                        Column::Int(v) => v[r].to_string(),
+                        Column::Real(v) => v[r].to_string(),
+                        Column::Text { codes, dict } if codes[r] == NULL_CODE => "∅".into(),
+                        Column::Text { codes, dict } => dict.values[codes[r] as usize].to_string(),
+                    })
+                    .collect();
+                format!("{} {} team#{}", t.rowids[r], cells.join(","), teams[r])
+            })
+            .collect()
+    }
+
+    #[test]
+    fn an_upsert_patches_the_columns_like_a_fresh_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("crm.db");
+        let schema = schema();
+        db::migrate(&mut db::open(&path).unwrap(), &schema).unwrap();
+        csv(
+            &path,
+            &schema,
+            "teams",
+            "id,name,parent\nhq,HQ,\nnorth,North,hq\nsouth,South,hq\n",
+        );
+        csv(
+            &path,
+            &schema,
+            "deals",
+            "id,team,stage,owner,amount,closed_at\nd1,north,won,ann,10,2026-01-02\n\
+             d2,north,lost,,20,\nd3,south,won,bob,30,2026-02-03\n",
+        );
+        let store = ColumnStore::new(db::open(&path).unwrap(), schema.clone());
+        let before = dump(&store, "deals", &FIELDS);
+        let customers_like = store.table("teams", &["id", "name", "parent"]).unwrap();
+
+        // d2 changes team, stage, owner (a new value) and amount; d4 is new.
+        let ids = csv(
+            &path,
+            &schema,
+            "deals",
+            "id,team,stage,owner,amount,closed_at\nd2,south,won,cy,25,2026-03-01\n\
+             d4,hq,lost,,40,\n",
+        );
+        assert_eq!(ids, ["d2", "d4"]);
+        let next = store.after_upsert("deals", Some(&ids)).unwrap();
+        let patched = dump(&next, "deals", &FIELDS);
+        let fresh = dump(
+            &ColumnStore::new(db::open(&path).unwrap(), schema.clone()),
+            "deals",
+            &FIELDS,
+        );
+        assert_eq!(patched, fresh);
+        assert_eq!(patched.len(), 4);
+        assert_ne!(patched, before);
+        // The old store still serves the rows it had; other tables are shared.
+        assert_eq!(dump(&store, "deals", &FIELDS), before);
+        let teams = next.table("teams", &["id", "name", "parent"]).unwrap();
+        assert!(Arc::ptr_eq(&teams, &customers_like));
+        // A column read for the first time after the patch lines up with it.
+        let created = next.table("deals", &["id"]).unwrap();
+        assert_eq!(created.len(), 4);
+    }
+
+    #[test]
+    fn a_teams_upsert_reads_the_tree_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("crm.db");
+        let schema = schema();
+        db::migrate(&mut db::open(&path).unwrap(), &schema).unwrap();
+        csv(
+            &path,
+            &schema,
+            "teams",
+            "id,name,parent\nhq,HQ,\nnorth,North,hq\n",
+        );
+        csv(
+            &path,
+            &schema,
+            "deals",
+            "id,team,stage,amount\nd1,north,won,10\nd2,hq,lost,20\n",
+        );
+        let store = ColumnStore::new(db::open(&path).unwrap(), schema.clone());
+        let before = dump(&store, "deals", &FIELDS);
+        // "east" sorts first: every team index moves.
+        let ids = csv(&path, &schema, "teams", "id,name,parent\neast,East,hq\n");
+        let next = store.after_upsert("teams", Some(&ids)).unwrap();
+        assert_eq!(next.teams().unwrap().len(), 3);
+        let fresh = ColumnStore::new(db::open(&path).unwrap(), schema.clone());
+        assert_eq!(
+            dump(&next, "deals", &FIELDS),
+            dump(&fresh, "deals", &FIELDS)
+        );
+        assert_ne!(dump(&next, "deals", &FIELDS), before);
+    }
+}

@@ -1,0 +1,142 @@
+//! Patching a loaded table after an upsert: the upserted rows are read back
+//! by id and copied into new columns, so an ingest does not read the whole
+//! table again.
+
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock, RwLock};
+
+use rusqlite::Connection;
+use rusqlite::types::ValueRef;
+
+use super::column::{Column, NULL_CODE, NULL_INT, Table};
+use super::load::{int_value, real_value, text_value};
+use crate::store::StoreError;
+use crate::store::schema::Entity;
+use crate::store::teams::TeamTree;
+
+/// Rows read back by [`patch`]: rowid and the cells of the loaded columns.
+type ReadBack = Vec<(i64, Vec<rusqlite::types::Value>)>;
+
+/// At most this many ids in one `IN (…)` list.
+const IDS_PER_QUERY: usize = 500;
+
+/// `old` with the rows of `ids` read again (updates in place, inserts
+/// appended), as a new table; the columns of `old` are not touched. None when
+/// a row's rowid is neither one of the table's nor past its last.
+pub(super) fn patch(
+    conn: &Connection,
+    ent: &Entity,
+    old: &Table,
+    tree: Option<&TeamTree>,
+    ids: &[String],
+) -> Result<Option<Table>, StoreError> {
+    let columns: Vec<(String, Arc<Column>)> = old
+        .columns
+        .read()
+        .expect("columns lock")
+        .iter()
+        .map(|(k, c)| (k.clone(), c.clone()))
+        .collect();
+    let select: String = columns
+        .iter()
+        .map(|(name, _)| format!(", \"{name}\""))
+        .collect();
+    let mut rows: ReadBack = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(IDS_PER_QUERY) {
+        let marks: Vec<String> = (1..=chunk.len()).map(|i| format!("?{i}")).collect();
+        let sql = format!(
+            "SELECT rowid{select} FROM \"{}\" WHERE \"id\" IN ({})",
+            ent.name,
+            marks.join(", ")
+        );
+        let mut stmt = conn.prepare_cached(&sql)?;
+        let mut q = stmt.query(rusqlite::params_from_iter(chunk))?;
+        while let Some(r) = q.next()? {
+            let cells = (1..=columns.len())
+                .map(|i| r.get::<_, rusqlite::types::Value>(i))
+                .collect::<Result<Vec<_>, _>>()?;
+            rows.push((r.get(0)?, cells));
+        }
+    }
+    rows.sort_by_key(|r| r.0);
+    rows.dedup_by_key(|r| r.0);
+    // Where each row goes: its old position, or appended.
+    let mut rowids = Vec::with_capacity(old.rowids.len() + rows.len());
+    rowids.extend_from_slice(&old.rowids);
+    let mut at = Vec::with_capacity(rows.len());
+    for (rowid, _) in &rows {
+        match old.rowids.binary_search(rowid) {
+            Ok(p) => at.push(p),
+            Err(_) if rowids.last().is_none_or(|last| rowid > last) => {
+                at.push(rowids.len());
+                rowids.push(*rowid);
+            }
+            Err(_) => return Ok(None),
+        }
+    }
+    let len = rowids.len();
+    let cell = |i: usize| {
+        at.iter()
+            .zip(&rows)
+            .map(move |(pos, (_, cells))| (*pos, ValueRef::from(&cells[i])))
+    };
+    let mut patched: HashMap<String, Arc<Column>> = HashMap::with_capacity(columns.len());
+    for (i, (name, col)) in columns.iter().enumerate() {
+        let new = match &**col {
+            Column::Int(v) => {
+                let mut v = extended(v, len, NULL_INT);
+                cell(i).for_each(|(p, x)| v[p] = int_value(x));
+                Column::Int(v)
+            }
+            Column::Real(v) => {
+                let mut v = extended(v, len, f64::NAN);
+                cell(i).for_each(|(p, x)| v[p] = real_value(x));
+                Column::Real(v)
+            }
+            Column::Text { codes, dict } => {
+                let mut codes = extended(codes, len, NULL_CODE);
+                let mut dict = dict.clone();
+                for (p, x) in cell(i) {
+                    codes[p] = match text_value(x) {
+                        None => NULL_CODE,
+                        Some(s) => match dict.code(&s) {
+                            Some(c) => c,
+                            None => Arc::make_mut(&mut dict).intern(&s),
+                        },
+                    };
+                }
+                Column::Text { codes, dict }
+            }
+        };
+        patched.insert(name.clone(), Arc::new(new));
+    }
+    // The team index of the patched rows, when the old one was computed.
+    let team_rows = OnceLock::new();
+    if let (Some(old_rows), Some(tree), Some(field)) =
+        (old.team_rows.get(), tree, ent.team_column())
+        && let Some(Column::Text { codes, dict }) = patched.get(field).map(|c| &**c)
+    {
+        let mut t = extended(old_rows, len, u32::MAX);
+        for &p in &at {
+            t[p] = match codes[p] {
+                NULL_CODE => u32::MAX,
+                c => tree.index(&dict.values[c as usize]).unwrap_or(u32::MAX),
+            };
+        }
+        let _ = team_rows.set(Arc::new(t));
+    }
+    Ok(Some(Table {
+        entity: old.entity.clone(),
+        rowids,
+        columns: RwLock::new(patched),
+        team_rows,
+    }))
+}
+
+/// A copy of `v` grown to `len` with `fill`.
+fn extended<T: Copy>(v: &[T], len: usize, fill: T) -> Vec<T> {
+    let mut out = Vec::with_capacity(len);
+    out.extend_from_slice(v);
+    out.resize(len, fill);
+    out
+}

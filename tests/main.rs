@@ -1,0 +1,14 @@
+//! The end-to-end tests, in one test binary: the real `kpi` binary, the real
+//! SQLite file, the real `kpi serve` on 127.0.0.1, and a real browser where
+//! Chromium is installed. Helpers are in `util`.
+
+mod util;
+
+mod alerts_cli;
+mod alerts_delivery;
+mod alerts_state;
+mod cli;
+mod server_alerts;
+mod server_api;
+mod server_dashboard;
+mod server_reload;
