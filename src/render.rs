@@ -27,8 +27,34 @@ impl Style {
 
 /// A value in its unit: 27.0% for ratios, ¥1,234,567 for currency, 12.5 d for days.
 pub fn format_value(v: f64, unit: Unit, currency: &str) -> String {
+    format_digits(v, unit, currency, 0)
+}
+
+/// A value and its target, with as many more digits than usual as it takes
+/// to show that they differ (a value of 69.96% against 70.0% must not print
+/// as "70.0%  70.0%  missed").
+pub fn format_pair(
+    value: Option<f64>,
+    target: Option<f64>,
+    unit: Unit,
+    currency: &str,
+) -> (String, String) {
+    let fmt = |v: Option<f64>, extra| {
+        v.map_or("–".to_string(), |x| {
+            format_digits(x, unit, currency, extra)
+        })
+    };
+    let differ = matches!((value, target), (Some(a), Some(b)) if a != b);
+    let extra = (0..=6)
+        .find(|&e| !differ || fmt(value, e) != fmt(target, e))
+        .unwrap_or(6);
+    (fmt(value, extra), fmt(target, extra))
+}
+
+/// [`format_value`] with `extra` more decimals.
+fn format_digits(v: f64, unit: Unit, currency: &str, extra: usize) -> String {
     match unit {
-        Unit::Ratio => format!("{:.1}%", v * 100.0),
+        Unit::Ratio => format!("{:.*}%", 1 + extra, v * 100.0),
         Unit::Currency => {
             let symbol = match currency {
                 "CNY" | "RMB" | "JPY" => "¥",
@@ -43,14 +69,14 @@ pub fn format_value(v: f64, unit: Unit, currency: &str) -> String {
             } else {
                 ""
             };
-            let digits = if v.abs() >= 1000.0 { 0 } else { 2 };
+            let digits = extra + if v.abs() >= 1000.0 { 0 } else { 2 };
             let sign = if v < 0.0 { "-" } else { "" };
             format!("{sign}{symbol}{sep}{}", group(v.abs(), digits))
         }
-        Unit::Count => group(v, if v.fract() == 0.0 { 0 } else { 1 }),
-        Unit::Days => format!("{v:.1} d"),
-        Unit::Hours => format!("{v:.1} h"),
-        Unit::Score => format!("{v:.2}"),
+        Unit::Count => group(v, extra + usize::from(v.fract() != 0.0)),
+        Unit::Days => format!("{:.*} d", 1 + extra, v),
+        Unit::Hours => format!("{:.*} h", 1 + extra, v),
+        Unit::Score => format!("{:.*}", 2 + extra, v),
     }
 }
 
@@ -218,10 +244,11 @@ fn team_rows(
                 format_value(x, d.unit, &cfg.settings.currency)
             })
         };
+        let (value, target) = format_pair(k.value, k.target, d.unit, &cfg.settings.currency);
         let mut row = vec![
             format!("{} {} {}", d.id, direction_mark(d.direction), d.label(lang)),
-            fmt(k.value),
-            fmt(k.target),
+            value,
+            target,
         ];
         if scored {
             row.push(k.weight.map_or(String::new(), |w| format!("{w}")));
@@ -299,6 +326,20 @@ pub fn report_csv(reports: &[Report]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_value_and_a_target_that_differ_never_print_the_same() {
+        let pair = |v, t| format_pair(Some(v), Some(t), Unit::Ratio, "CNY");
+        assert_eq!(pair(0.27, 0.25), ("27.0%".into(), "25.0%".into()));
+        assert_eq!(pair(0.6996, 0.7), ("69.96%".into(), "70.00%".into()));
+        assert_eq!(pair(0.7, 0.7), ("70.0%".into(), "70.0%".into()));
+        let cur = format_pair(Some(99_999.6), Some(100_000.0), Unit::Currency, "CNY");
+        assert_eq!(cur, ("¥99,999.6".into(), "¥100,000.0".into()));
+        assert_eq!(
+            format_pair(None, Some(3.0), Unit::Days, ""),
+            ("–".into(), "3.0 d".into())
+        );
+    }
 
     #[test]
     fn formats_units_for_people() {

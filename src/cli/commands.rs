@@ -59,9 +59,13 @@ fn open_existing(root: &Path, db: &Path) -> Res<Engine> {
     open(root, db)
 }
 
-/// A configuration that does not check: every error, a count and `outcome`.
+/// A configuration that does not check: every error, a count and what did
+/// not happen because of them (`outcome`, empty for `kpi check`).
 fn config_error(e: EngineError, outcome: &str) -> UserError {
     match e {
+        EngineError::Config(d) if outcome.is_empty() => {
+            UserError(format!("{d}\n{} error(s)", d.0.len()))
+        }
         EngineError::Config(d) => UserError(format!("{d}\n{} error(s); {outcome}", d.0.len())),
         other => UserError(other.to_string()),
     }
@@ -76,7 +80,7 @@ fn check(root: &Path, db: &Path) -> Res<ExitCode> {
                 .collect::<Vec<_>>()
                 .join("\n"),
         ),
-        e => config_error(e, "see above"),
+        e => config_error(e, ""),
     })?;
     let cfg = &summary.config;
     outln!(

@@ -214,14 +214,23 @@ pub fn from_files(
             .collect(),
     );
     let engine = FormulaEngine::new(scripts.clone());
-    let defs = read_kpi_files(&files, &mut errors);
+    let (defs, unreadable) = read_kpi_files(&files, &mut errors);
     let kpis = compile_kpis(&engine, &scripts, defs, &mut errors);
     let index: HashMap<String, usize> = kpis
         .iter()
         .enumerate()
         .map(|(i, k)| (k.def.id.clone(), i))
         .collect();
-    let ids: Vec<&str> = kpis.iter().map(|k| k.def.id.as_str()).collect();
+    let ids = KpiIds {
+        ids: kpis.iter().map(|k| k.def.id.as_str()).collect(),
+        complete: unreadable.is_empty(),
+    };
+    for file in &unreadable {
+        errors.push(Diagnostic::file(
+            file,
+            "its KPIs could not be read (see the error above), so references to KPIs are not checked until it parses",
+        ));
+    }
     if let Some(schema) = &schema {
         check_literals(schema, &kpis, &ids, &mut errors);
     }
@@ -284,8 +293,13 @@ fn fields_used(schema: &Schema, kpis: &[Kpi]) -> BTreeMap<String, Vec<String>> {
     out
 }
 
-fn read_kpi_files(files: &BTreeMap<String, String>, errors: &mut Vec<Diagnostic>) -> Vec<KpiDef> {
+/// The KPI definitions of every KPI file, and the files that are not valid TOML.
+fn read_kpi_files(
+    files: &BTreeMap<String, String>,
+    errors: &mut Vec<Diagnostic>,
+) -> (Vec<KpiDef>, Vec<String>) {
     let mut defs: Vec<KpiDef> = Vec::new();
+    let mut unreadable = Vec::new();
     for (path, text) in files {
         let Some(name) = path.strip_prefix("kpis/") else {
             continue;
@@ -294,6 +308,9 @@ fn read_kpi_files(files: &BTreeMap<String, String>, errors: &mut Vec<Diagnostic>
             continue;
         }
         let src = Source::new(path.clone(), text.clone());
+        if src.parse().is_err() {
+            unreadable.push(path.clone());
+        }
         let mut r = Reader::new(&src);
         for def in kpi::read_file(&src, &mut r) {
             match defs.iter().find(|d| d.id == def.id) {
@@ -311,7 +328,27 @@ fn read_kpi_files(files: &BTreeMap<String, String>, errors: &mut Vec<Diagnostic>
         }
         errors.extend(r.errors);
     }
-    defs
+    (defs, unreadable)
+}
+
+/// The ids of the KPIs that were read, and whether every KPI file could be
+/// read. While one cannot, an id not among them may well be defined there, so
+/// it is not reported (one syntax error, not a page of knock-on hints).
+pub struct KpiIds<'a> {
+    pub ids: Vec<&'a str>,
+    pub complete: bool,
+}
+
+impl KpiIds<'_> {
+    /// "unknown KPI 'x'; did you mean 'y'?" when `name` is surely unknown.
+    pub fn unknown(&self, name: &str) -> Option<String> {
+        (self.complete && !self.ids.contains(&name)).then(|| {
+            format!(
+                "unknown KPI '{name}'{}",
+                hint(name, self.ids.iter().copied())
+            )
+        })
+    }
 }
 
 fn compile_kpis(
@@ -377,7 +414,7 @@ fn params_map(params: &BTreeMap<String, serde_json::Value>) -> rhai::Map {
 }
 
 /// Entity, field and KPI names written as literals must exist.
-fn check_literals(schema: &Schema, kpis: &[Kpi], ids: &[&str], errors: &mut Vec<Diagnostic>) {
+fn check_literals(schema: &Schema, kpis: &[Kpi], ids: &KpiIds, errors: &mut Vec<Diagnostic>) {
     let mut seen = std::collections::HashSet::new();
     for k in kpis {
         let lits = literals(&k.text);
@@ -389,13 +426,7 @@ fn check_literals(schema: &Schema, kpis: &[Kpi], ids: &[&str], errors: &mut Vec<
         for l in &lits {
             let message = match l.kind {
                 LiteralKind::Entity => schema.require(&l.name).err().map(|e| e.to_string()),
-                LiteralKind::Kpi => (!ids.contains(&l.name.as_str())).then(|| {
-                    format!(
-                        "unknown KPI '{}'{}",
-                        l.name,
-                        hint(&l.name, ids.iter().copied())
-                    )
-                }),
+                LiteralKind::Kpi => ids.unknown(&l.name),
                 LiteralKind::Field => {
                     let in_any = used
                         .iter()

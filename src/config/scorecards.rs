@@ -1,5 +1,6 @@
 //! `kpis/scorecards.toml`: scorecards, their teams, cap and weight sets.
 
+use super::KpiIds;
 use super::kpi::read_labels;
 use super::targets::{period_keys, valid_period_key};
 use super::toml_doc::{Node, Reader, Source};
@@ -49,7 +50,7 @@ impl Scorecard {
     }
 }
 
-pub fn from_source(src: &Source, kpi_ids: &[&str]) -> Result<Vec<Scorecard>, Vec<Diagnostic>> {
+pub fn from_source(src: &Source, kpi_ids: &KpiIds) -> Result<Vec<Scorecard>, Vec<Diagnostic>> {
     let doc = src.parse().map_err(|e| vec![e])?;
     let mut r = Reader::new(src);
     r.deny_unknown(&doc, "scorecards.toml", &["scorecard"]);
@@ -82,7 +83,7 @@ fn read_scorecard(
     id: &str,
     span: &std::ops::Range<usize>,
     node: &Node,
-    kpi_ids: &[&str],
+    kpi_ids: &KpiIds,
 ) -> Option<Scorecard> {
     r.deny_unknown(
         node,
@@ -146,13 +147,12 @@ fn read_weight_set(
     r: &mut Reader<'_>,
     key: &str,
     set: &Node,
-    kpi_ids: &[&str],
+    kpi_ids: &KpiIds,
 ) -> Vec<(String, f64)> {
     let mut out = Vec::new();
     for (k, v) in r.table(set, &format!("weights.{key}")).unwrap_or_default() {
-        if !kpi_ids.contains(&k.name.as_str()) {
-            let h = crate::diag::hint(&k.name, kpi_ids.iter().copied());
-            r.error(&k.span, format!("weight for unknown KPI '{}'{h}", k.name));
+        if let Some(m) = kpi_ids.unknown(&k.name) {
+            r.error(&k.span, format!("weight for {m}"));
             continue;
         }
         match r.number(v, &format!("weight of {}", k.name)) {
@@ -174,10 +174,18 @@ fn read_weight_set(
 mod tests {
     use super::*;
 
+    fn ids<'a>(ids: &[&'a str]) -> KpiIds<'a> {
+        KpiIds {
+            ids: ids.to_vec(),
+            complete: true,
+        }
+    }
+
     #[test]
     fn picks_the_most_specific_weight_set_whole() {
         let text = "[scorecard.sales]\nname = \"Sales\"\n[scorecard.sales.weights]\ndefault = { win_rate = 15, revenue = 25 }\n\"Q4\" = { revenue = 40 }\n";
-        let cards = from_source(&Source::new("s.toml", text), &["win_rate", "revenue"]).unwrap();
+        let cards =
+            from_source(&Source::new("s.toml", text), &ids(&["win_rate", "revenue"])).unwrap();
         let q4 = cards[0].weights_for("2026-Q4".parse().unwrap()).unwrap();
         assert_eq!(q4, &[("revenue".to_string(), 40.0)]);
         assert_eq!(
@@ -193,7 +201,7 @@ mod tests {
     #[test]
     fn reports_unknown_kpis_and_bad_keys() {
         let text = "[scorecard.sales.weights]\ndefault = { win_rat = 15 }\nQ7 = { win_rate = 1 }\n";
-        let errs = from_source(&Source::new("s.toml", text), &["win_rate"]).unwrap_err();
+        let errs = from_source(&Source::new("s.toml", text), &ids(&["win_rate"])).unwrap_err();
         assert!(errs[0].message.contains("did you mean 'win_rate'"));
         assert_eq!(errs[1].line, 3);
     }

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use super::KpiIds;
 use super::kpi::Direction;
 use super::toml_doc::{Node, Reader, Source};
 use crate::diag::Diagnostic;
@@ -61,15 +62,16 @@ impl Targets {
     pub fn from_source(
         src: &Source,
         direction: &dyn Fn(&str) -> Option<Direction>,
-        kpi_ids: &[&str],
+        kpi_ids: &KpiIds,
     ) -> Result<Targets, Vec<Diagnostic>> {
         let doc = src.parse().map_err(|e| vec![e])?;
         let mut r = Reader::new(src);
         let mut targets = Targets::default();
         for (k, node) in doc.as_table().unwrap_or_default() {
             let Some(dir) = direction(&k.name) else {
-                let h = crate::diag::hint(&k.name, kpi_ids.iter().copied());
-                r.error(&k.span, format!("targets for unknown KPI '{}'{h}", k.name));
+                if let Some(m) = kpi_ids.unknown(&k.name) {
+                    r.error(&k.span, format!("targets for {m}"));
+                }
                 continue;
             };
             if r.table(node, &format!("[{}]", k.name)).is_none() {
@@ -215,7 +217,10 @@ mod tests {
         Targets::from_source(
             &Source::new("kpis/targets.toml", text),
             &dir,
-            &["win_rate", "cac"],
+            &KpiIds {
+                ids: vec!["win_rate", "cac"],
+                complete: true,
+            },
         )
     }
 

@@ -1,0 +1,103 @@
+//! The rough edges a new user hits on the command line: help texts, usage
+//! errors, a team filter that keeps ranks, one error for one broken file.
+
+use serde_json::Value;
+
+use crate::util::cli::Root;
+
+const AS_OF: &str = "2026-06-30T00:00:00+08:00";
+
+fn sales_json(root: &Root, extra: &[&str]) -> Value {
+    let mut args = vec![
+        "eval",
+        "--scorecard",
+        "sales",
+        "--period",
+        "2026-Q1",
+        "--as-of",
+        AS_OF,
+        "--format",
+        "json",
+    ];
+    args.extend_from_slice(extra);
+    root.kpi(&args).json()
+}
+
+#[test]
+fn a_team_filter_shows_the_teams_rank_among_all_teams() {
+    let root = Root::demo();
+    let all = sales_json(&root, &[]);
+    let teams = all["teams"].as_array().unwrap();
+    let last = teams.last().unwrap();
+    let id = last["team"].as_str().unwrap();
+    assert!(last["rank"].as_u64().unwrap() > 1, "{all:#}");
+    let one = sales_json(&root, &["--team", id]);
+    let shown = one["teams"].as_array().unwrap();
+    assert_eq!(shown.len(), 1, "{one:#}");
+    assert_eq!(shown[0]["rank"], last["rank"], "{one:#}");
+    assert_eq!(shown[0]["score"], last["score"]);
+}
+
+#[test]
+fn an_unknown_language_is_a_usage_error() {
+    let root = Root::demo();
+    let err = root.kpi(&["eval", "--lang", "fr"]).fails(2);
+    assert!(err.contains("possible values: en, zh"), "{err}");
+}
+
+#[test]
+fn a_period_range_is_capped_with_a_clear_error() {
+    let root = Root::demo();
+    let err = root.kpi(&["eval", "--period", "0001-Q1..9999-Q4"]).fails(1);
+    assert!(
+        err.contains("--period:") && err.contains("at most 100"),
+        "{err}"
+    );
+}
+
+#[test]
+fn import_help_lists_the_entities_of_the_schema() {
+    let root = Root::new();
+    let help = root.kpi(&["import", "--help"]).ok();
+    for entity in ["teams", "deals", "owners", "web_traffic"] {
+        assert!(help.contains(&format!("\n  {entity} ")), "{entity}: {help}");
+    }
+    assert!(
+        help.contains("closed_at?"),
+        "optional fields are marked: {help}"
+    );
+}
+
+#[test]
+fn serve_help_names_the_tokens_and_every_command_has_examples() {
+    let root = Root::new();
+    let help = root.kpi(&["serve", "--help"]).ok();
+    assert!(
+        help.contains("KPI_ADMIN_TOKEN") && help.contains("KPI_READ_TOKEN"),
+        "{help}"
+    );
+    for cmd in ["check", "import", "demo", "eval", "alerts", "test", "serve"] {
+        let help = root.kpi(&[cmd, "--help"]).ok();
+        assert!(
+            help.contains("Example"),
+            "kpi {cmd} --help has no example:\n{help}"
+        );
+    }
+}
+
+#[test]
+fn one_broken_kpi_file_is_one_error_without_knock_on_hints() {
+    let root = Root::new();
+    let text = root.read("kpis/service.toml");
+    let broken = text.replacen("name = \"", "name = ", 1);
+    root.write("kpis/service.toml", &broken);
+    let err = root.kpi(&["check"]).fails(1);
+    assert!(err.contains("kpis/service.toml:"), "{err}");
+    assert!(
+        !err.contains("unknown KPI") && !err.contains("did you mean"),
+        "no knock-on errors for the KPIs of the broken file:\n{err}"
+    );
+    assert!(err.contains("could not be read"), "{err}");
+    assert!(!err.contains("nothing was done"), "{err}");
+    assert!(err.lines().count() <= 4, "{err}");
+}
