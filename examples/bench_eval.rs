@@ -35,6 +35,7 @@ use std::time::{Duration, Instant};
 
 use kpi_engine::ConfigSnapshot;
 use kpi_engine::demo::{self, DemoOptions};
+use kpi_engine::engine::snapshot::members;
 use kpi_engine::engine::{Engine, EngineOptions};
 use kpi_engine::eval::Records;
 use kpi_engine::eval::{Evaluation, report};
@@ -473,18 +474,10 @@ fn engine(
     // A memo of its own: every run computes its shapes from the loaded columns.
     let records = Records::new(store.clone());
     let eval = Evaluation::new(cfg.clone(), records, as_of, periods, false)?;
-    let teams = eval.teams.tree_order();
     let mut lines = 0;
     for p in periods {
         for card in &cfg.scorecards {
-            let members: Vec<u32> = match &card.teams {
-                None => teams.clone(),
-                Some(list) => teams
-                    .iter()
-                    .copied()
-                    .filter(|t| list.contains(&eval.teams.ids[*t as usize]))
-                    .collect(),
-            };
+            let members = members(&eval.teams, card);
             let r = report::scorecard(&eval, card, *p, &members);
             lines += r.teams.iter().map(|t| t.kpis.len()).sum::<usize>();
             std::hint::black_box(&r);
