@@ -41,7 +41,7 @@ impl World<'_> {
             &[
                 ("id", self.id("a", ti, number)),
                 ("team", self.team(ti)),
-                ("owner", self.owner(rng, ti)),
+                ("owner", self.owner(rng, ti, at)),
                 ("customer", self.customer_ref(ti, customer)),
                 ("channel", text(pick(rng, &CHANNELS))),
                 ("occurred_at", Value::Time(at)),

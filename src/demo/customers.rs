@@ -130,7 +130,7 @@ impl World<'_> {
         let name = company_name(rng);
         let source = maybe_pick(rng, 0.9, &SOURCES);
         let segment = maybe_pick(rng, 0.95, &SEGMENTS);
-        let owner = self.owner(rng, ti);
+        let owner = self.owner(rng, ti, created);
         let life = -(1.0 - rng.random::<f64>()).ln() / hazard;
         let churned = created.saturating_add(seconds(life / 1000.0).max(DAY));
         let churned = if churned < self.until() {

@@ -196,7 +196,7 @@ impl World<'_> {
             &[
                 ("id", self.id("d", ti, number)),
                 ("team", self.team(ti)),
-                ("owner", self.owner(rng, ti)),
+                ("owner", self.deal_owner(rng, ti, d.created)),
                 ("customer", self.customer_ref(ti, d.customer)),
                 ("stage", text(d.stage())),
                 ("amount", Value::Real(d.amount)),

@@ -1,9 +1,11 @@
 //! The demo CRM: a deterministic generator of every entity of the default schema.
 //!
 //! `kpi demo` and `kpi serve --demo` fill a database with it, and the benchmark uses it at large
-//! scale. It writes a small team tree (headquarters, three regions, six leaf teams) and eight
+//! scale. It writes a small team tree (headquarters, three regions, six leaf teams), the people
+//! of every team (owners with Chinese names; some join or leave during the demo), and eight
 //! quarters of customers, deals with their stage history, activities, tickets, surveys, campaigns,
-//! expenses, subscriptions, forecasts and web traffic, ending just before `until`.
+//! expenses, subscriptions, forecasts and web traffic, ending just before `until`. Customers,
+//! deals, activities and tickets name the person of their team who owned them at their time.
 //!
 //! Each leaf team has a fixed quality profile ([`PROFILES`]): Shanghai and Shenzhen are strong,
 //! Beijing solid, Hangzhou average, Guangzhou below average and Tianjin weak. The profile drives
@@ -23,9 +25,10 @@
 //! campaign windows, per-quarter revenue) are kept; deals are planned per team and quarter into a
 //! reused buffer, and planned again for the passes that need them (deals, then stage events).
 //!
-//! The files: `teams` (the tree and the profiles), `clock` (the eight quarters, their months and
-//! local days, random instants), `random` (the streams and distributions), `world` (the state the
-//! entities share), then one file per entity or family of entities, in the order they are written.
+//! The files: `teams` (the tree and the profiles), `people` (who works in which team, and when),
+//! `clock` (the eight quarters, their months and local days, random instants), `random` (the
+//! streams and distributions), `world` (the state the entities share), then one file per entity
+//! or family of entities.
 
 mod activities;
 mod campaigns;
@@ -34,6 +37,7 @@ mod customers;
 mod deals;
 mod expenses;
 mod forecasts;
+mod people;
 mod random;
 mod subscriptions;
 mod surveys;
@@ -80,8 +84,9 @@ pub fn generate<S: RecordSink>(
     sink: &mut S,
 ) -> Result<Vec<(&'static str, u64)>, S::Error> {
     let mut world = World::new(opts, cal);
-    let mut counts = Vec::with_capacity(12);
+    let mut counts = Vec::with_capacity(13);
     counts.push(("teams", teams::write_teams(sink)?));
+    counts.push(("owners", people::write_owners(&world.clock, sink)?));
     counts.push(("customers", world.customers(sink)?));
     world.plan_campaigns();
     world.tally_deals();

@@ -25,8 +25,6 @@ pub const TEAMS: [(&str, &str, Option<&str>); 10] = [
 #[derive(Debug, Clone, Copy)]
 pub struct Profile {
     pub team: &'static str,
-    /// Sales reps (owners `u-<team>-01` …).
-    pub reps: u32,
     /// Volume relative to the scale (deals, customers, activities, tickets, surveys).
     pub size: f64,
     /// Volume growth per quarter.
@@ -82,7 +80,6 @@ impl Profile {
 pub const PROFILES: [Profile; 6] = [
     Profile {
         team: "shanghai",
-        reps: 8,
         size: 1.08,
         growth: 0.03,
         win: 0.42,
@@ -107,7 +104,6 @@ pub const PROFILES: [Profile; 6] = [
     },
     Profile {
         team: "shenzhen",
-        reps: 7,
         size: 1.04,
         growth: 0.03,
         win: 0.39,
@@ -132,7 +128,6 @@ pub const PROFILES: [Profile; 6] = [
     },
     Profile {
         team: "beijing",
-        reps: 7,
         size: 1.00,
         growth: 0.02,
         win: 0.33,
@@ -157,7 +152,6 @@ pub const PROFILES: [Profile; 6] = [
     },
     Profile {
         team: "hangzhou",
-        reps: 5,
         size: 0.96,
         growth: 0.02,
         win: 0.29,
@@ -182,7 +176,6 @@ pub const PROFILES: [Profile; 6] = [
     },
     Profile {
         team: "guangzhou",
-        reps: 6,
         size: 0.94,
         growth: 0.01,
         win: 0.25,
@@ -207,7 +200,6 @@ pub const PROFILES: [Profile; 6] = [
     },
     Profile {
         team: "tianjin",
-        reps: 5,
         size: 0.90,
         growth: -0.01,
         win: 0.18,

@@ -1,8 +1,9 @@
 //! Tests of the demo generator: determinism, the pinned data, uniform records, no time after
 //! `until`, consistent deals and stage events, volumes, references and the teams' story.
 
-use super::clock::DAY;
-use super::{DemoOptions, PROFILES, RecordSink, generate};
+use super::clock::{Clock, DAY};
+use super::people;
+use super::{DemoOptions, PROFILES, RecordSink, TEAMS, generate};
 use crate::period::{Calendar, Grain, Millis};
 use crate::store::Value;
 
@@ -105,13 +106,105 @@ fn generated_data_is_pinned() {
     let counts: Vec<String> = counts.iter().map(|(e, n)| format!("{e}={n}")).collect();
     assert_eq!(
         counts.join(" "),
-        "teams=10 customers=222 campaigns=89 deals=441 stage_events=1832 activities=880 tickets=221 \
-         surveys=433 expenses=1675 subscriptions=106 forecasts=48 web_traffic=4104"
+        "teams=10 owners=51 customers=222 campaigns=89 deals=441 stage_events=1832 activities=880 \
+         tickets=221 surveys=433 expenses=1675 subscriptions=106 forecasts=48 web_traffic=4104"
     );
     assert_eq!(
         format!("{:016x}", digest(sink.0.iter())),
-        "7020dd7dc934e60f"
+        "6eea89b977f846cc"
     );
+    // Everything but the people: the same as before the demo had people (owners varied only).
+    let without_people: Vec<(String, Record)> = sink
+        .0
+        .iter()
+        .filter(|(e, _)| e != "owners")
+        .map(|(e, r)| {
+            (
+                e.clone(),
+                r.iter().filter(|(f, _)| f != "owner").cloned().collect(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        format!("{:016x}", digest(without_people.iter())),
+        "f06750625fbb7ebe"
+    );
+}
+
+/// Every customer, activity and ticket names a person of its team who was there at the record's
+/// time; so does every deal but a few that have no owner.
+#[test]
+fn records_name_people_of_their_team_while_they_were_there() {
+    let cal = calendar();
+    let (sink, _) = run(10, 3);
+    let clock = Clock::new(&cal, until(&cal));
+    let members = people::members(&clock);
+    let people: std::collections::BTreeMap<&str, &people::Member> =
+        members.iter().map(|m| (m.id.as_str(), m)).collect();
+    let owners: Vec<&str> = of(&sink, "owners").map(|r| text_of(r, "id")).collect();
+    assert_eq!(
+        owners,
+        members.iter().map(|m| m.id.as_str()).collect::<Vec<_>>()
+    );
+    for (entity, at) in [
+        ("customers", "created_at"),
+        ("deals", "created_at"),
+        ("activities", "occurred_at"),
+        ("tickets", "opened_at"),
+    ] {
+        let (mut records, mut unowned) = (0, 0);
+        for r in of(&sink, entity) {
+            records += 1;
+            let Value::Text(owner) = get(r, "owner") else {
+                unowned += 1;
+                continue;
+            };
+            let m = people[owner.as_str()];
+            assert_eq!(m.team, text_of(r, "team"), "{entity} {owner}");
+            let t = time(r, at).unwrap();
+            let (joined, left) = m.tenure;
+            assert!(
+                joined.is_none_or(|j| j <= t),
+                "{entity} of {owner} before they joined"
+            );
+            assert!(
+                left.is_none_or(|l| t < l),
+                "{entity} of {owner} after they left"
+            );
+        }
+        let share = f64::from(unowned) / f64::from(records);
+        match entity {
+            "deals" => assert!((0.02..0.09).contains(&share), "{share} of deals unowned"),
+            _ => assert_eq!(unowned, 0, "{entity} without owner"),
+        }
+    }
+}
+
+/// Two to eight people per leaf team, a lead for headquarters and each region, Chinese names,
+/// and some who joined late or left.
+#[test]
+fn every_team_has_people_some_joined_or_left() {
+    let (sink, _) = run(4, 9);
+    for (id, _, _) in TEAMS {
+        let people: Vec<&Record> = of(&sink, "owners")
+            .filter(|r| text_of(r, "team") == id)
+            .collect();
+        let leaf = PROFILES.iter().any(|p| p.team == id);
+        let range = if leaf { 2..=8 } else { 1..=1 };
+        assert!(range.contains(&people.len()), "{id}: {}", people.len());
+        for r in people {
+            let name = text_of(r, "name");
+            assert!(
+                name.chars().all(|c| ('\u{4e00}'..='\u{9fff}').contains(&c)),
+                "{name}"
+            );
+            assert!(text_of(r, "email").ends_with("@example.com"));
+        }
+    }
+    let left = of(&sink, "owners")
+        .filter(|r| get(r, "active") == &Value::Bool(false))
+        .count();
+    assert!((5..=12).contains(&left), "{left} people left");
 }
 
 #[test]

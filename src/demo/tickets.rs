@@ -52,7 +52,7 @@ impl World<'_> {
             &[
                 ("id", self.id("t", ti, number)),
                 ("team", self.team(ti)),
-                ("owner", self.owner(rng, ti)),
+                ("owner", self.owner(rng, ti, opened)),
                 ("customer", self.customer_ref(ti, customer)),
                 ("opened_at", Value::Time(opened)),
                 ("first_response_at", first_response),

@@ -8,6 +8,7 @@ use rand_chacha::ChaCha8Rng;
 use super::campaigns::CampaignPlan;
 use super::clock::{Clock, QUARTERS};
 use super::customers::Customers;
+use super::people::People;
 use super::random::{Stream, stream};
 use super::teams::PROFILES;
 use super::{DemoOptions, RecordSink};
@@ -21,7 +22,8 @@ pub(super) struct World<'a> {
     seed: u64,
     /// Leaf team ids, as in PROFILES.
     team_ids: Vec<String>,
-    owners: Vec<Vec<String>>,
+    /// Who held which seat of each team when.
+    people: People,
     /// Volume factor per team and quarter.
     pub(super) volume: Vec<[f64; QUARTERS]>,
     /// Set by `customers`.
@@ -37,19 +39,13 @@ pub(super) struct World<'a> {
 
 impl<'a> World<'a> {
     pub(super) fn new(opts: &DemoOptions, cal: &'a Calendar) -> World<'a> {
+        let clock = Clock::new(cal, opts.until);
         let mut world = World {
-            clock: Clock::new(cal, opts.until),
+            people: People::new(&clock),
+            clock,
             scale: f64::from(opts.scale),
             seed: opts.seed,
             team_ids: PROFILES.iter().map(|p| p.team.to_owned()).collect(),
-            owners: PROFILES
-                .iter()
-                .map(|p| {
-                    (1..=p.reps)
-                        .map(|r| format!("u-{}-{r:02}", p.team))
-                        .collect()
-                })
-                .collect(),
             volume: Vec::new(),
             customers: Vec::new(),
             campaigns: Vec::new(),
@@ -120,14 +116,30 @@ impl<'a> World<'a> {
         Ok(written)
     }
 
-    /// A rep of the team, or (one time in twenty) nobody.
-    pub(super) fn owner(&self, rng: &mut ChaCha8Rng, team: usize) -> Value {
+    /// The owner of a record of the team made at `at`: one of the people holding a seat then.
+    /// The one record in twenty that no rep is drawn for falls to the team lead (seat 1).
+    pub(super) fn owner(&self, rng: &mut ChaCha8Rng, team: usize, at: Millis) -> Value {
         if rng.random_bool(0.95) {
-            let owners = &self.owners[team];
-            Value::Text(owners[rng.random_range(0..owners.len())].clone())
+            self.rep(rng, team, at)
+        } else {
+            self.people.holder(team, 0, at)
+        }
+    }
+
+    /// The owner of a deal the team made at `at`: as [`World::owner`], but the one deal in
+    /// twenty that no rep is drawn for has no owner, as in CRM exports.
+    pub(super) fn deal_owner(&self, rng: &mut ChaCha8Rng, team: usize, at: Millis) -> Value {
+        if rng.random_bool(0.95) {
+            self.rep(rng, team, at)
         } else {
             Value::Null
         }
+    }
+
+    /// Whoever held a random seat of the team at `at`.
+    fn rep(&self, rng: &mut ChaCha8Rng, team: usize, at: Millis) -> Value {
+        let seat = rng.random_range(0..self.people.seats(team));
+        self.people.holder(team, seat, at)
     }
 
     /// The team's id, as a field value.
