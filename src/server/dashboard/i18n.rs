@@ -1,5 +1,5 @@
 //! The dashboard's languages: English and Chinese words of the page itself (KPI and scorecard
-//! labels come from the configuration), and the status names in both.
+//! labels come from the configuration; status names are the command line's, from `render`).
 
 use crate::eval::scoring::Status;
 
@@ -36,9 +36,9 @@ impl Lang {
 }
 
 impl Text {
-    /// The name of a status in this language.
+    /// The name of a status in this language (the words of the command line's tables).
     pub(super) fn status(&self, s: Status) -> &'static str {
-        self.statuses[status_index(s)]
+        crate::render::status_word(s, self.code)
     }
 }
 
@@ -78,7 +78,8 @@ pub(super) struct Text {
     pub(super) config: &'static str,
     pub(super) data: &'static str,
     pub(super) no_scorecards: &'static str,
-    pub(super) statuses: [&'static str; 7],
+    /// The language code the status words are looked up with.
+    code: Option<&'static str>,
 }
 
 static EN: Text = Text {
@@ -116,15 +117,7 @@ static EN: Text = Text {
     config: "config",
     data: "data",
     no_scorecards: "No scorecards are configured (kpis/scorecards.toml).",
-    statuses: [
-        "met",
-        "missed",
-        "on track",
-        "at risk",
-        "no target",
-        "no data",
-        "error",
-    ],
+    code: None,
 };
 
 static ZH: Text = Text {
@@ -162,26 +155,5 @@ static ZH: Text = Text {
     config: "配置",
     data: "数据",
     no_scorecards: "尚未配置考核表（kpis/scorecards.toml）。",
-    statuses: [
-        "达成",
-        "未达成",
-        "进展正常",
-        "有风险",
-        "无目标",
-        "无数据",
-        "错误",
-    ],
+    code: Some("zh"),
 };
-
-/// The index of a status in [`Text::statuses`].
-fn status_index(s: Status) -> usize {
-    match s {
-        Status::Met => 0,
-        Status::Missed => 1,
-        Status::OnTrack => 2,
-        Status::AtRisk => 3,
-        Status::NoTarget => 4,
-        Status::NoData => 5,
-        Status::Error => 6,
-    }
-}
