@@ -1,5 +1,9 @@
 //! Showing reports to people: aligned tables with formatted units and marked
-//! statuses, and CSV for spreadsheets.
+//! statuses, in English or Chinese (`--lang zh`), and CSV for spreadsheets.
+//!
+//! The language picks the tables' own words (headers, statuses, the title line); KPI and
+//! scorecard names come from their `labels` in the configuration. CSV is for machines and stays
+//! in English.
 
 use std::fmt::Write as _;
 
@@ -23,6 +27,113 @@ impl Style {
             text.to_string()
         }
     }
+}
+
+/// The languages of the tables (`--lang`): anything else is a usage error.
+pub const LANGS: [&str; 2] = ["en", "zh"];
+
+/// The tables' own words in one language.
+struct Words {
+    /// `{p}`: the share of the period elapsed.
+    open: &'static str,
+    closed: &'static str,
+    as_of: &'static str,
+    /// The title of a report without a scorecard.
+    kpis: &'static str,
+    rank: &'static str,
+    team: &'static str,
+    score: &'static str,
+    /// `{s}`: the team's score, `{r}`: its rank.
+    scored: &'static str,
+    no_score: &'static str,
+    kpi: &'static str,
+    value: &'static str,
+    target: &'static str,
+    weight: &'static str,
+    status: &'static str,
+    /// `{v}`: the projected value.
+    pace: &'static str,
+    /// In the order of [`STATUS_ORDER`].
+    statuses: [&'static str; 7],
+}
+
+static EN: Words = Words {
+    open: "open, {p}% elapsed",
+    closed: "closed",
+    as_of: "as of",
+    kpis: "KPIs",
+    rank: "#",
+    team: "team",
+    score: "score",
+    scored: "score {s}, rank {r}",
+    no_score: "no score",
+    kpi: "KPI",
+    value: "value",
+    target: "target",
+    weight: "weight",
+    status: "status",
+    pace: "pace {v}",
+    statuses: [
+        "met",
+        "missed",
+        "at risk",
+        "on track",
+        "no data",
+        "no target",
+        "error",
+    ],
+};
+
+static ZH: Words = Words {
+    open: "进行中，已过 {p}%",
+    closed: "已结束",
+    as_of: "截至",
+    kpis: "指标",
+    rank: "名次",
+    team: "团队",
+    score: "得分",
+    scored: "得分 {s}，第 {r} 名",
+    no_score: "无得分",
+    kpi: "指标",
+    value: "数值",
+    target: "目标",
+    weight: "权重",
+    status: "状态",
+    pace: "按进度 {v}",
+    statuses: [
+        "达成",
+        "未达成",
+        "有风险",
+        "进展正常",
+        "无数据",
+        "无目标",
+        "错误",
+    ],
+};
+
+/// The statuses in the order of [`Words::statuses`].
+const STATUS_ORDER: [Status; 7] = [
+    Status::Met,
+    Status::Missed,
+    Status::AtRisk,
+    Status::OnTrack,
+    Status::NoData,
+    Status::NoTarget,
+    Status::Error,
+];
+
+/// The words of a language code: Chinese for `zh…`, else English.
+fn words(lang: Option<&str>) -> &'static Words {
+    match lang {
+        Some(l) if l.starts_with("zh") => &ZH,
+        _ => &EN,
+    }
+}
+
+/// A status in words (`met`, `达成`), for a language code as [`report_table`] takes it.
+pub fn status_word(s: Status, lang: Option<&str>) -> &'static str {
+    let i = STATUS_ORDER.iter().position(|x| *x == s).unwrap_or(0);
+    words(lang).statuses[i]
 }
 
 /// A value in its unit: 27.0% for ratios, ¥1,234,567 for currency, 12.5 d for days.
@@ -99,16 +210,18 @@ fn group(v: f64, digits: usize) -> String {
     }
 }
 
-fn status_text(s: Status, style: Style) -> String {
-    match s {
-        Status::Met => style.paint("32", "✔ met"),
-        Status::Missed => style.paint("31;1", "✘ missed"),
-        Status::AtRisk => style.paint("33", "▲ at risk"),
-        Status::OnTrack => style.paint("36", "• on track"),
-        Status::NoData => style.paint("2", "– no data"),
-        Status::NoTarget => style.paint("2", "· no target"),
-        Status::Error => style.paint("31", "! error"),
-    }
+/// A status with its mark, coloured on a terminal: `✔ met`.
+fn status_text(s: Status, lang: Option<&str>, style: Style) -> String {
+    let (code, mark) = match s {
+        Status::Met => ("32", "✔"),
+        Status::Missed => ("31;1", "✘"),
+        Status::AtRisk => ("33", "▲"),
+        Status::OnTrack => ("36", "•"),
+        Status::NoData => ("2", "–"),
+        Status::NoTarget => ("2", "·"),
+        Status::Error => ("31", "!"),
+    };
+    style.paint(code, &format!("{mark} {}", status_word(s, lang)))
 }
 
 /// Pads to a display width (Chinese characters take two columns).
@@ -168,25 +281,28 @@ pub fn report_table(
     explain: bool,
     style: Style,
 ) -> String {
+    let w = words(lang);
     let cal = &cfg.settings.calendar;
     let period = cal.period(r.period);
     let state = if period.is_open(r.as_of) {
-        format!("open, {:.0}% elapsed", period.elapsed(r.as_of) * 100.0)
+        let elapsed = format!("{:.0}", period.elapsed(r.as_of) * 100.0);
+        w.open.replace("{p}", &elapsed)
     } else {
-        "closed".into()
+        w.closed.into()
     };
     let title = match r.scorecard.as_deref().and_then(|s| cfg.scorecard(s)) {
         Some(card) => format!("{} ({})", card.label(lang), card.id),
-        None => "KPIs".to_string(),
+        None => w.kpis.to_string(),
     };
     let mut out = format!(
-        "{} · {} ({state}) · as of {}\n\n",
+        "{} · {} ({state}) · {} {}\n\n",
         style.paint("1", &title),
         r.period,
+        w.as_of,
         cal.format_local(r.as_of)
     );
     if r.scorecard.is_some() {
-        let mut rows = vec![vec!["#".into(), "team".into(), "score".into()]];
+        let mut rows = vec![vec![w.rank.into(), w.team.into(), w.score.into()]];
         for t in &r.teams {
             rows.push(vec![
                 t.rank.map_or("-".into(), |x| x.to_string()),
@@ -200,9 +316,13 @@ pub fn report_table(
     for t in &r.teams {
         let head = match (t.rank, t.score) {
             (Some(rank), Some(score)) => {
-                format!("{} {} — score {score:.1}, rank {rank}", t.team, t.name)
+                let scored = w
+                    .scored
+                    .replace("{s}", &format!("{score:.1}"))
+                    .replace("{r}", &rank.to_string());
+                format!("{} {} — {scored}", t.team, t.name)
             }
-            _ if r.scorecard.is_some() => format!("{} {} — no score", t.team, t.name),
+            _ if r.scorecard.is_some() => format!("{} {} — {}", t.team, t.name, w.no_score),
             _ => format!("{} {}", t.team, t.name),
         };
         out.push_str(&style.paint("1", &head));
@@ -228,11 +348,12 @@ fn team_rows(
     explain: bool,
     style: Style,
 ) -> String {
-    let mut header = vec!["KPI".to_string(), "value".into(), "target".into()];
+    let w = words(lang);
+    let mut header = vec![w.kpi.to_string(), w.value.into(), w.target.into()];
     if scored {
-        header.extend(["weight".into(), "score".into()]);
+        header.extend([w.weight.into(), w.score.into()]);
     }
-    header.push("status".into());
+    header.push(w.status.into());
     let mut rows = vec![header];
     // Lines printed under a KPI's row: its error, and its explanation.
     let mut extras: Vec<Vec<String>> = vec![vec![]];
@@ -254,12 +375,12 @@ fn team_rows(
             row.push(k.weight.map_or(String::new(), |w| format!("{w}")));
             row.push(k.score.map_or("–".into(), |s| format!("{s:.1}")));
         }
-        let mut status = status_text(k.status, style);
+        let mut status = status_text(k.status, lang, style);
         if let Some(p) = k
             .projected
             .filter(|_| matches!(k.status, Status::AtRisk | Status::OnTrack))
         {
-            let _ = write!(status, " (pace {})", fmt(Some(p)));
+            let _ = write!(status, " ({})", w.pace.replace("{v}", &fmt(Some(p))));
         }
         row.push(status);
         rows.push(row);
@@ -349,6 +470,18 @@ mod tests {
         assert_eq!(format_value(12.0, Unit::Count, ""), "12");
         assert_eq!(format_value(27.25, Unit::Days, ""), "27.2 d");
         assert_eq!(format_value(1500.0, Unit::Currency, "SEK"), "SEK 1,500");
+    }
+
+    #[test]
+    fn statuses_in_both_languages() {
+        let plain = Style { color: false };
+        assert_eq!(status_text(Status::Met, None, plain), "✔ met");
+        assert_eq!(status_text(Status::AtRisk, Some("en"), plain), "▲ at risk");
+        assert_eq!(status_text(Status::Missed, Some("zh"), plain), "✘ 未达成");
+        assert_eq!(status_word(Status::NoTarget, Some("zh")), "无目标");
+        for s in STATUS_ORDER {
+            assert_ne!(status_word(s, None), status_word(s, Some("zh")));
+        }
     }
 
     #[test]
