@@ -477,7 +477,7 @@ fn engine(
     let mut lines = 0;
     for p in periods {
         for card in &cfg.scorecards {
-            let members = members(&eval.teams, card);
+            let members = members(&eval, card);
             let r = report::scorecard(&eval, card, *p, &members);
             lines += r.teams.iter().map(|t| t.kpis.len()).sum::<usize>();
             std::hint::black_box(&r);

@@ -6,7 +6,7 @@
 
 use std::path::Path;
 
-use kpi_engine::engine::{Engine, EngineOptions};
+use kpi_engine::engine::{Engine, EngineOptions, Who};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -22,7 +22,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let when = snapshot.when(None, args.get(2).map(String::as_str), now)?;
     for team in snapshot.teams()?.tree_order() {
         let id = &snapshot.teams()?.ids[team as usize];
-        let v = snapshot.value(kpi, id, when, false)?;
+        let v = snapshot.value(kpi, Who::Team(id), when, false)?;
         let shown = match (v.value, v.error) {
             (Some(x), _) => format!("{x:.4}"),
             (None, Some(e)) => format!("error: {e}"),

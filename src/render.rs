@@ -10,7 +10,7 @@ use std::fmt::Write as _;
 use unicode_width::UnicodeWidthStr;
 
 use crate::config::{ConfigSnapshot, Unit};
-use crate::eval::report::{Report, direction_mark};
+use crate::eval::report::{Report, TeamLine, direction_mark};
 use crate::eval::scoring::Status;
 
 /// Colors are used only on a terminal, and never with NO_COLOR set.
@@ -306,7 +306,7 @@ pub fn report_table(
         for t in &r.teams {
             rows.push(vec![
                 t.rank.map_or("-".into(), |x| x.to_string()),
-                format!("{} {}", t.team, t.name),
+                who(t),
                 t.score.map_or("–".into(), |s| format!("{s:.1}")),
             ]);
         }
@@ -320,10 +320,10 @@ pub fn report_table(
                     .scored
                     .replace("{s}", &format!("{score:.1}"))
                     .replace("{r}", &rank.to_string());
-                format!("{} {} — {scored}", t.team, t.name)
+                format!("{} — {scored}", who(t))
             }
-            _ if r.scorecard.is_some() => format!("{} {} — {}", t.team, t.name, w.no_score),
-            _ => format!("{} {}", t.team, t.name),
+            _ if r.scorecard.is_some() => format!("{} — {}", who(t), w.no_score),
+            _ => who(t),
         };
         out.push_str(&style.paint("1", &head));
         out.push('\n');
@@ -342,7 +342,7 @@ pub fn report_table(
 
 fn team_rows(
     cfg: &ConfigSnapshot,
-    t: &crate::eval::report::TeamLine,
+    t: &TeamLine,
     scored: bool,
     lang: Option<&str>,
     explain: bool,
@@ -403,6 +403,14 @@ fn team_rows(
     out
 }
 
+/// A line's subject for people: "north North", or "u-north-01 王磊 (north)".
+fn who(t: &TeamLine) -> String {
+    match &t.owner {
+        Some(o) => format!("{o} {} ({})", t.name, t.team),
+        None => format!("{} {}", t.team, t.name),
+    }
+}
+
 /// CSV: one row per (team, KPI).
 pub fn report_csv(reports: &[Report]) -> String {
     let mut w = csv::Writer::from_writer(Vec::new());
@@ -419,6 +427,8 @@ pub fn report_csv(reports: &[Report]) -> String {
         "weight",
         "score",
         "status",
+        "owner",
+        "rank_in_team",
     ]);
     let opt = |x: Option<f64>| x.map_or(String::new(), |v| v.to_string());
     for r in reports {
@@ -437,6 +447,8 @@ pub fn report_csv(reports: &[Report]) -> String {
                     opt(k.weight),
                     opt(k.score),
                     k.status.name().to_string(),
+                    t.owner.clone().unwrap_or_default(),
+                    t.rank_in_team.map_or(String::new(), |x| x.to_string()),
                 ]);
             }
         }

@@ -69,6 +69,8 @@ pub enum Command {
         kpi eval --scorecard sales --period 2026-Q3 --lang zh\n  \
         kpi eval --scorecard service --period 2025-Q1..2026-Q4 --format json\n  \
         kpi eval --kpi revenue,win_rate --team east --explain\n  \
+        kpi eval --scorecard sales_reps --team east            # the people of east, ranked\n  \
+        kpi eval --kpi revenue,win_rate --owners --period 2026-Q3\n  \
         kpi eval --as-of 2026-09-30T23:00:00+08:00")]
     Eval(EvalArgs),
     /// Evaluate alert conditions, print the alerts, and with --send deliver pending notifications.
@@ -130,9 +132,16 @@ pub struct EvalArgs {
     /// [default: the quarter containing --as-of].
     #[arg(long)]
     pub period: Option<String>,
-    /// Show only this team (its rank stays the one among all teams).
+    /// Show only this team (its rank stays the one among all teams); with an
+    /// owner scorecard, the people of its subtree.
     #[arg(long)]
     pub team: Option<String>,
+    /// Show only this person (an owner scorecard, or --kpi for one person).
+    #[arg(long)]
+    pub owner: Option<String>,
+    /// With --kpi: evaluate the KPIs for every person instead of every team.
+    #[arg(long)]
+    pub owners: bool,
     /// Evaluate as of this time (RFC 3339 or YYYY-MM-DD[ HH:MM:SS] in the settings'
     /// time zone) [default: now].
     #[arg(long = "as-of", value_name = "TIME")]

@@ -175,6 +175,8 @@ fn eval(root: &Path, db: &Path, args: &EvalArgs) -> Res<ExitCode> {
             periods,
             as_of,
             team: args.team.clone(),
+            owner: args.owner.clone(),
+            owners: args.owners,
             explain: args.explain,
         })
         .map_err(option_error)?;
@@ -209,6 +211,7 @@ fn option_error(e: EngineError) -> UserError {
             Kind::Scorecard => "--scorecard",
             Kind::Kpi => "--kpi",
             Kind::Entity => "ENTITY",
+            Kind::Owner => "--owner",
         },
         _ => return UserError(e.to_string()),
     };

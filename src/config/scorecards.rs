@@ -10,12 +10,31 @@ use std::collections::BTreeMap;
 
 pub const DEFAULT_CAP: f64 = 1.2;
 
+/// Who a scorecard scores (`subjects = "teams" | "owners"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Subjects {
+    #[default]
+    Teams,
+    Owners,
+}
+
+impl Subjects {
+    pub fn name(self) -> &'static str {
+        match self {
+            Subjects::Teams => "teams",
+            Subjects::Owners => "owners",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Scorecard {
     pub id: String,
     pub name: String,
     pub labels: BTreeMap<String, String>,
-    /// None: every team.
+    /// Who is scored and ranked: teams, or people.
+    pub subjects: Subjects,
+    /// None: every team. For people: those whose team is in one of these subtrees.
     pub teams: Option<Vec<String>>,
     pub cap: f64,
     /// Weight sets by key (default, Q4, 2026-Q4, …), each KPI → weight, in file order.
@@ -88,8 +107,22 @@ fn read_scorecard(
     r.deny_unknown(
         node,
         &format!("scorecard.{id}"),
-        &["name", "labels", "teams", "cap", "weights"],
+        &["name", "labels", "subjects", "teams", "cap", "weights"],
     );
+    let subjects = match node.get("subjects") {
+        None => Subjects::Teams,
+        Some(n) => match r.string(n, "subjects").as_deref() {
+            Some("teams") | None => Subjects::Teams,
+            Some("owners") => Subjects::Owners,
+            Some(other) => {
+                r.error(
+                    &n.span,
+                    format!("subjects must be \"teams\" or \"owners\", got \"{other}\""),
+                );
+                Subjects::Teams
+            }
+        },
+    };
     let name = node
         .get("name")
         .and_then(|n| r.string(n, "name"))
@@ -137,6 +170,7 @@ fn read_scorecard(
         id: id.to_string(),
         name,
         labels,
+        subjects,
         teams,
         cap,
         weights,

@@ -24,6 +24,10 @@ pub struct Target {
 pub struct KpiTargets {
     pub by_key: BTreeMap<String, Target>,
     pub teams: BTreeMap<String, BTreeMap<String, Target>>,
+    /// `[KPI.owners.ID]`: one person's targets by period key.
+    pub owners: BTreeMap<String, BTreeMap<String, Target>>,
+    /// `[KPI.per_owner]`: every person's default targets by period key.
+    pub per_owner: BTreeMap<String, Target>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -55,6 +59,30 @@ impl Targets {
         keys.iter()
             .find_map(|k| team_map.and_then(|m| m.get(k)))
             .or_else(|| keys.iter().find_map(|k| t.by_key.get(k)))
+            .copied()
+    }
+
+    /// A person's target: the person's own keys, then `per_owner`, then (only
+    /// for a KPI that does not accumulate) the KPI's keys without team. A
+    /// team's total never becomes one person's target.
+    pub fn resolve_owner(
+        &self,
+        kpi: &str,
+        owner: &str,
+        period: PeriodId,
+        cumulative: bool,
+    ) -> Option<Target> {
+        let t = self.kpis.get(kpi)?;
+        let keys = period_keys(period);
+        let own = t.owners.get(owner);
+        keys.iter()
+            .find_map(|k| own.and_then(|m| m.get(k)))
+            .or_else(|| keys.iter().find_map(|k| t.per_owner.get(k)))
+            .or_else(|| {
+                (!cumulative)
+                    .then(|| keys.iter().find_map(|k| t.by_key.get(k)))
+                    .flatten()
+            })
             .copied()
     }
 
@@ -92,24 +120,39 @@ impl Targets {
 fn read_kpi_targets(r: &mut Reader<'_>, kpi: &str, dir: Direction, node: &Node) -> KpiTargets {
     let mut out = KpiTargets::default();
     for (k, v) in node.as_table().unwrap_or_default() {
-        if k.name == "teams" {
-            for (team, tnode) in r.table(v, &format!("{kpi}.teams")).unwrap_or_default() {
-                let mut m = BTreeMap::new();
-                for (pk, pv) in r
-                    .table(tnode, &format!("{kpi}.teams.{}", team.name))
-                    .unwrap_or_default()
-                {
-                    if let Some(t) = read_entry(r, kpi, dir, &pk.name, &pk.span, pv) {
-                        m.insert(pk.name.clone(), t);
-                    }
-                }
-                out.teams.insert(team.name.clone(), m);
+        if k.name == "teams" || k.name == "owners" {
+            for (id, tnode) in r.table(v, &format!("{kpi}.{}", k.name)).unwrap_or_default() {
+                let what = format!("{kpi}.{}.{}", k.name, id.name);
+                let m = read_keys(r, kpi, dir, &what, tnode);
+                match k.name.as_str() {
+                    "teams" => out.teams.insert(id.name.clone(), m),
+                    _ => out.owners.insert(id.name.clone(), m),
+                };
             }
+        } else if k.name == "per_owner" {
+            out.per_owner = read_keys(r, kpi, dir, &format!("{kpi}.per_owner"), v);
         } else if let Some(t) = read_entry(r, kpi, dir, &k.name, &k.span, v) {
             out.by_key.insert(k.name.clone(), t);
         }
     }
     out
+}
+
+/// A table of period key → target (`[KPI.teams.ID]`, `[KPI.per_owner]`).
+fn read_keys(
+    r: &mut Reader<'_>,
+    kpi: &str,
+    dir: Direction,
+    what: &str,
+    node: &Node,
+) -> BTreeMap<String, Target> {
+    let mut m = BTreeMap::new();
+    for (pk, pv) in r.table(node, what).unwrap_or_default() {
+        if let Some(t) = read_entry(r, kpi, dir, &pk.name, &pk.span, pv) {
+            m.insert(pk.name.clone(), t);
+        }
+    }
+    m
 }
 
 fn read_entry(
@@ -121,7 +164,7 @@ fn read_entry(
     v: &Node,
 ) -> Option<Target> {
     if !valid_period_key(key) {
-        r.error(span, format!("bad key '{key}' in targets of {kpi}: use default, Q1..Q4, 01..12, a period id such as 2026-Q4, or teams"));
+        r.error(span, format!("bad key '{key}' in targets of {kpi}: use default, Q1..Q4, 01..12, a period id such as 2026-Q4, teams, owners or per_owner"));
         return None;
     }
     let t = if v.as_table().is_some() {

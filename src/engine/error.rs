@@ -13,6 +13,7 @@ pub enum Kind {
     Scorecard,
     Kpi,
     Entity,
+    Owner,
 }
 
 impl Kind {
@@ -22,6 +23,7 @@ impl Kind {
             Kind::Scorecard => "scorecard",
             Kind::Kpi => "KPI",
             Kind::Entity => "entity",
+            Kind::Owner => "owner",
         }
     }
 }

@@ -25,7 +25,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use rusqlite::Connection;
 
 pub use error::{EngineError, Kind};
-pub use snapshot::{EvalRequest, PreviewReport, Proposal, Snapshot, ValueReport, When};
+pub use snapshot::{EvalRequest, PreviewReport, Proposal, Snapshot, ValueReport, When, Who};
 
 use crate::config::{self, ConfigSnapshot};
 use crate::demo::DemoOptions;

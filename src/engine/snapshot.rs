@@ -11,11 +11,13 @@ use serde::Serialize;
 
 use super::error::{EngineError, Kind};
 use crate::config::scorecards::DEFAULT_CAP;
+use crate::config::scorecards::Subjects;
 use crate::config::targets::KpiTargets;
 use crate::config::{ConfigSnapshot, Scorecard, Target};
 use crate::eval::report::{self, KpiLine, Report};
-use crate::eval::{Evaluation, Records};
+use crate::eval::{Evaluation, Records, Subject};
 use crate::period::{Grain, Millis, PeriodId, parse_period_range};
+use crate::store::Owners;
 use crate::store::TeamTree;
 
 /// The longest `--period` range evaluated at once (25 years of quarters).
@@ -50,8 +52,13 @@ pub struct EvalRequest {
     pub kpis: Vec<String>,
     pub periods: Vec<PeriodId>,
     pub as_of: Millis,
-    /// Show only this team. Ranks stay those among all of a scorecard's teams.
+    /// Show only this team (for people: the people of its subtree). Ranks stay
+    /// those among all of a scorecard's subjects.
     pub team: Option<String>,
+    /// Show only this person.
+    pub owner: Option<String>,
+    /// Plain KPIs for people instead of teams.
+    pub owners: bool,
     /// Keep each value's queries and results.
     pub explain: bool,
 }
@@ -69,6 +76,8 @@ pub struct Proposal {
 #[derive(Debug, Clone, Serialize)]
 pub struct ValueReport {
     pub kpi: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
     pub team: String,
     pub period: String,
     pub as_of: String,
@@ -191,6 +200,14 @@ impl Snapshot {
         Ok(self.records.store.teams()?)
     }
 
+    /// The index of person `id`.
+    pub fn owner(&self, id: &str) -> Result<u32, EngineError> {
+        let owners = self.records.store.owners()?;
+        owners.index(id).ok_or_else(|| {
+            EngineError::unknown(Kind::Owner, id, owners.ids.iter().map(String::as_str))
+        })
+    }
+
     /// The index of team `id`.
     pub fn team(&self, id: &str) -> Result<u32, EngineError> {
         let tree = self.teams()?;
@@ -218,8 +235,24 @@ impl Snapshot {
     /// Scorecard reports (each period × each scorecard, in that order) or
     /// plain KPI reports (one per period).
     pub fn evaluate(&self, req: &EvalRequest) -> Result<Vec<Report>, EngineError> {
-        let only = req.team.as_deref().map(|t| self.team(t)).transpose()?;
+        let team = req.team.as_deref().map(|t| self.team(t)).transpose()?;
+        let owner = req.owner.as_deref().map(|o| self.owner(o)).transpose()?;
         let eval = self.evaluation(req.as_of, &req.periods, req.explain)?;
+        // What is shown of the ranked lines (ranks stay those among all).
+        let shown = |l: &report::TeamLine| {
+            let in_team = team.is_none_or(|t| match &l.owner {
+                None => l.team == eval.teams.ids[t as usize],
+                Some(_) => eval
+                    .teams
+                    .index(&l.team)
+                    .is_some_and(|lt| eval.teams.up[lt as usize].contains(&t)),
+            });
+            let is_owner = req
+                .owner
+                .as_deref()
+                .is_none_or(|o| l.owner.as_deref() == Some(o));
+            in_team && is_owner
+        };
         if !req.kpis.is_empty() {
             if !req.scorecards.is_empty() {
                 return Err(EngineError::bad_input(
@@ -232,11 +265,20 @@ impl Snapshot {
                 .iter()
                 .map(|k| self.kpi(k))
                 .collect::<Result<Vec<_>, _>>()?;
-            let teams = only.map_or_else(|| eval.teams.tree_order(), |t| vec![t]);
+            let subjects: Vec<Subject> = match (owner, req.owners, team) {
+                (Some(o), _, _) => vec![Subject::Owner(o)],
+                (None, true, _) => people(&eval.teams, &eval.owners, None, false),
+                (None, false, Some(t)) => vec![Subject::Team(t)],
+                (None, false, None) => teams(&eval.teams, None),
+            };
             return Ok(req
                 .periods
                 .iter()
-                .map(|p| report::kpis(&eval, &ids, *p, &teams))
+                .map(|p| {
+                    let mut r = report::kpis(&eval, &ids, *p, &subjects);
+                    r.teams.retain(|l| shown(l));
+                    r
+                })
                 .collect());
         }
         let cards: Vec<&Scorecard> = if req.scorecards.is_empty() {
@@ -250,32 +292,44 @@ impl Snapshot {
         let mut out = Vec::with_capacity(req.periods.len() * cards.len());
         for p in &req.periods {
             for card in &cards {
-                let mut r = report::scorecard(&eval, card, *p, &members(&eval.teams, card));
-                if let Some(t) = only {
-                    r.teams
-                        .retain(|line| line.team == eval.teams.ids[t as usize]);
-                }
+                let mut r = report::scorecard(&eval, card, *p, &members(&eval, card));
+                r.teams.retain(|l| shown(l));
                 out.push(r);
             }
         }
         Ok(out)
     }
 
-    /// One value of KPI `kpi` for team `team`.
+    /// One value of KPI `kpi` for a team or a person.
     pub fn value(
         &self,
         kpi: &str,
-        team: &str,
+        who: Who<'_>,
         when: When,
         explain: bool,
     ) -> Result<ValueReport, EngineError> {
         let idx = self.kpi(kpi)?;
-        let t = self.team(team)?;
+        let subject = match who {
+            Who::Team(t) => Subject::Team(self.team(t)?),
+            Who::Owner(o) => Subject::Owner(self.owner(o)?),
+        };
         let eval = self.evaluation(when.as_of, &[when.period], explain)?;
-        let line: KpiLine = report::kpi_line(&eval, idx, t, when.period, None, DEFAULT_CAP);
+        let line: KpiLine =
+            report::subject_line(&eval, idx, subject, when.period, None, DEFAULT_CAP);
+        let (owner, team) = match subject {
+            Subject::Team(t) => (None, eval.teams.ids[t as usize].clone()),
+            Subject::Owner(o) => (
+                Some(eval.owners.ids[o as usize].clone()),
+                eval.owners
+                    .team_id(o, &eval.teams)
+                    .unwrap_or_default()
+                    .to_string(),
+            ),
+        };
         Ok(ValueReport {
             kpi: kpi.to_string(),
-            team: team.to_string(),
+            owner,
+            team,
             period: when.period.to_string(),
             as_of: crate::period::format_utc(when.as_of),
             value: line.value,
@@ -325,7 +379,7 @@ impl Snapshot {
         };
         let eval = candidate.evaluation(when.as_of, &[when.period], false)?;
         let sc = candidate.scorecard(card)?;
-        let proposed = report::scorecard(&eval, sc, when.period, &members(&eval.teams, sc));
+        let proposed = report::scorecard(&eval, sc, when.period, &members(&eval, sc));
         let before: BTreeMap<&str, Standing> = current
             .teams
             .iter()
@@ -334,14 +388,14 @@ impl Snapshot {
                     score: t.score,
                     rank: t.rank,
                 };
-                (t.team.as_str(), s)
+                (t.key(), s)
             })
             .collect();
         let teams = proposed
             .teams
             .iter()
             .map(|t| {
-                let current = before.get(t.team.as_str()).copied().unwrap_or_default();
+                let current = before.get(t.key()).copied().unwrap_or_default();
                 PreviewTeam {
                     team: t.team.clone(),
                     name: t.name.clone(),
@@ -403,7 +457,7 @@ impl Snapshot {
                 kpi.clone(),
                 KpiTargets {
                     by_key,
-                    teams: BTreeMap::new(),
+                    ..KpiTargets::default()
                 },
             );
         }
@@ -411,16 +465,61 @@ impl Snapshot {
     }
 }
 
-/// The teams a scorecard scores, in tree order: its own list, or every team.
-pub fn members(tree: &TeamTree, card: &Scorecard) -> Vec<u32> {
-    let all = tree.tree_order();
-    match &card.teams {
-        None => all,
-        Some(list) => all
-            .into_iter()
-            .filter(|t| list.contains(&tree.ids[*t as usize]))
-            .collect(),
+/// A team or a person, by id.
+#[derive(Debug, Clone, Copy)]
+pub enum Who<'a> {
+    Team(&'a str),
+    Owner(&'a str),
+}
+
+/// Who a scorecard scores: its teams in tree order, or its people.
+pub fn members(eval: &Evaluation, card: &Scorecard) -> Vec<Subject> {
+    match card.subjects {
+        Subjects::Teams => teams(&eval.teams, card.teams.as_deref()),
+        Subjects::Owners => people(&eval.teams, &eval.owners, card.teams.as_deref(), true),
     }
+}
+
+/// Teams in tree order: those listed, or every team.
+fn teams(tree: &TeamTree, listed: Option<&[String]>) -> Vec<Subject> {
+    tree.tree_order()
+        .into_iter()
+        .filter(|t| listed.is_none_or(|l| l.contains(&tree.ids[*t as usize])))
+        .map(Subject::Team)
+        .collect()
+}
+
+/// People by team (in tree order), then id: those whose team lies in the
+/// subtree of a listed team (every person when none is), active ones only
+/// when asked.
+fn people(
+    tree: &TeamTree,
+    owners: &Owners,
+    listed: Option<&[String]>,
+    active_only: bool,
+) -> Vec<Subject> {
+    let position: std::collections::HashMap<u32, usize> = tree
+        .tree_order()
+        .into_iter()
+        .enumerate()
+        .map(|(i, t)| (t, i))
+        .collect();
+    let in_listed = |o: usize| match (listed, owners.team[o]) {
+        (None, _) => true,
+        (Some(_), None) => false,
+        (Some(l), Some(t)) => tree.up[t as usize]
+            .iter()
+            .any(|a| l.contains(&tree.ids[*a as usize])),
+    };
+    let mut out: Vec<u32> = (0..owners.len())
+        .filter(|&o| in_listed(o) && (!active_only || owners.active[o]))
+        .map(|o| o as u32)
+        .collect();
+    out.sort_by_key(|&o| {
+        let team = owners.team[o as usize].and_then(|t| position.get(&t).copied());
+        (team.unwrap_or(usize::MAX), o)
+    });
+    out.into_iter().map(Subject::Owner).collect()
 }
 
 /// A parameter that was given and is not blank.

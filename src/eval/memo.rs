@@ -65,7 +65,7 @@ impl ShapeMemo {
                 }
                 Ok::<_, QueryError>(Answer {
                     result: Arc::new(store.answer(query, agg, &all, cal)?),
-                    entities: query.entities(),
+                    entities: query.entities(store.schema()),
                     epoch,
                 })
             },

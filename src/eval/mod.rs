@@ -19,10 +19,10 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use crate::config::{ConfigSnapshot, Kpi};
-use crate::formula::{FormulaError, Host, HostError, Outcome};
+use crate::formula::{FormulaError, Host, HostError, Names, Outcome};
 use crate::period::{Calendar, Millis, PeriodId};
 use crate::query::{Agg, AggValue, Query, QueryError, ShapeResult};
-use crate::store::{RecordStore, Schema, StoreError, TeamTree};
+use crate::store::{Owners, RecordStore, Schema, StoreError, TeamTree};
 
 pub use memo::ShapeMemo;
 
@@ -62,17 +62,25 @@ pub struct KpiValue {
     pub explanation: Vec<String>,
 }
 
+/// Who a value is for: a team (its whole subtree) or one person.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Subject {
+    Team(u32),
+    Owner(u32),
+}
+
 /// The state of one evaluation request.
 pub struct Evaluation {
     pub config: Arc<ConfigSnapshot>,
     pub records: Records,
     pub teams: Arc<TeamTree>,
+    pub owners: Arc<Owners>,
     pub as_of: Millis,
     explain: bool,
     periods: RefCell<Vec<PeriodId>>,
     shapes: RefCell<HashMap<(Query, Agg), Arc<ShapeResult>>>,
-    values: RefCell<HashMap<(usize, u32, PeriodId), KpiValue>>,
-    stack: RefCell<Vec<(usize, u32, PeriodId)>>,
+    values: RefCell<HashMap<(usize, Subject, PeriodId), KpiValue>>,
+    stack: RefCell<Vec<(usize, Subject, PeriodId)>>,
     traces: RefCell<Vec<Vec<String>>>,
 }
 
@@ -87,6 +95,7 @@ impl Evaluation {
         explain: bool,
     ) -> Result<Rc<Evaluation>, StoreError> {
         let teams = records.store.teams()?;
+        let owners = records.store.owners()?;
         let mut universe: Vec<PeriodId> = periods.iter().flat_map(|p| [p.prev(), *p]).collect();
         universe.sort();
         universe.dedup();
@@ -94,6 +103,7 @@ impl Evaluation {
             config,
             records,
             teams,
+            owners,
             as_of,
             explain,
             periods: RefCell::new(universe),
@@ -110,7 +120,12 @@ impl Evaluation {
 
     /// The value of KPI `kpi` (an index into the snapshot's KPIs) for `team` and `period`.
     pub fn value(self: &Rc<Self>, kpi: usize, team: u32, period: PeriodId) -> KpiValue {
-        let key = (kpi, team, period);
+        self.value_of(kpi, Subject::Team(team), period)
+    }
+
+    /// The value of KPI `kpi` for a team or a person in `period`.
+    pub fn value_of(self: &Rc<Self>, kpi: usize, subject: Subject, period: PeriodId) -> KpiValue {
+        let key = (kpi, subject, period);
         if let Some(v) = self.values.borrow().get(&key) {
             return v.clone();
         }
@@ -131,24 +146,43 @@ impl Evaluation {
                 explanation: vec![],
             };
         }
-        let result = self.run(kpi, team, period);
+        let result = self.run(kpi, subject, period);
         self.values.borrow_mut().insert(key, result.clone());
         result
     }
 
-    fn run(self: &Rc<Self>, kpi: usize, team: u32, period: PeriodId) -> KpiValue {
+    fn run(self: &Rc<Self>, kpi: usize, subject: Subject, period: PeriodId) -> KpiValue {
         let k: &Kpi = &self.config.kpis[kpi];
-        self.stack.borrow_mut().push((kpi, team, period));
+        self.stack.borrow_mut().push((kpi, subject, period));
         self.traces.borrow_mut().push(Vec::new());
         let host: Rc<dyn Host> = Rc::new(Frame {
             eval: self.clone(),
-            team,
+            subject,
             period,
         });
-        let names = (
-            self.teams.ids[team as usize].as_str(),
-            self.teams.names[team as usize].as_str(),
-        );
+        let team_of = |t: u32| {
+            (
+                self.teams.ids[t as usize].as_str(),
+                self.teams.names[t as usize].as_str(),
+            )
+        };
+        let names = match subject {
+            Subject::Team(t) => Names {
+                team: team_of(t),
+                owner: None,
+            },
+            Subject::Owner(o) => {
+                let team = self.owners.team[o as usize].map_or(("", ""), team_of);
+                Names {
+                    team,
+                    owner: Some((
+                        self.owners.ids[o as usize].as_str(),
+                        self.owners.names[o as usize].as_str(),
+                        team.0,
+                    )),
+                }
+            }
+        };
         let outcome = self
             .config
             .engine
@@ -229,11 +263,38 @@ impl Evaluation {
     }
 }
 
-/// "This team, this period" inside an evaluation: what a running formula sees.
+/// "This team (or person), this period" inside an evaluation: what a running formula sees.
 struct Frame {
     eval: Rc<Evaluation>,
-    team: u32,
+    subject: Subject,
     period: PeriodId,
+}
+
+impl Frame {
+    /// The query as this subject asks it, and its slot in a shape's answer;
+    /// None when it has no answer for a person (an entity whose records name
+    /// no person).
+    fn subject_query(&self, query: &Query) -> Option<(Query, u32)> {
+        match self.subject {
+            Subject::Team(t) => Some((query.clone(), t)),
+            Subject::Owner(_) if query.all_teams => Some((query.clone(), 0)),
+            Subject::Owner(o) => {
+                let schema = &self.eval.config.schema;
+                let linked = query
+                    .read_entities()
+                    .iter()
+                    .all(|e| schema.entity(e).is_some_and(|e| e.owner.is_some()));
+                linked.then(|| (query.per_owner(), o))
+            }
+        }
+    }
+
+    fn subject_id(&self) -> &str {
+        match self.subject {
+            Subject::Team(t) => &self.eval.teams.ids[t as usize],
+            Subject::Owner(o) => &self.eval.owners.ids[o as usize],
+        }
+    }
 }
 
 impl Host for Frame {
@@ -254,6 +315,12 @@ impl Host for Frame {
     }
 
     fn aggregate(&self, query: &Query, agg: &Agg) -> Result<AggValue, HostError> {
+        let Some((query, slot)) = self.subject_query(query) else {
+            self.eval
+                .trace(|| format!("{query}{agg} [{}]: no person's records", self.subject_id()));
+            return Err(HostError::NoData);
+        };
+        let query = &query;
         let shape = self
             .eval
             .shape(query, agg, self.period)
@@ -262,14 +329,14 @@ impl Host for Frame {
                 false => HostError::Failed(e.to_string()),
             })?;
         let value = shape
-            .get(self.team, self.period)
+            .get(slot, self.period)
             .cloned()
             .unwrap_or(AggValue::NoRows);
         self.eval.trace(|| {
             let scope = if query.all_teams {
                 "all teams".to_string()
             } else {
-                self.eval.teams.ids[self.team as usize].clone()
+                self.subject_id().to_string()
             };
             format!("{query}{agg} [{scope}, {}] = {value}", self.period)
         });
@@ -282,7 +349,7 @@ impl Host for Frame {
             .config
             .kpi_index(id)
             .ok_or_else(|| HostError::Mistake(self.eval.config.unknown_kpi(id)))?;
-        let v = self.eval.value(idx, self.team, period);
+        let v = self.eval.value_of(idx, self.subject, period);
         if let Some(e) = v.error {
             return Err(HostError::Failed(e.to_string()));
         }

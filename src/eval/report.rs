@@ -6,8 +6,9 @@ use std::rc::Rc;
 use serde::Serialize;
 use serde::ser::{SerializeMap, Serializer};
 
-use super::Evaluation;
 use super::scoring::{Status, StatusInput, judge, score};
+use super::{Evaluation, Subject};
+use crate::config::scorecards::{DEFAULT_CAP, Subjects};
 use crate::config::{Direction, Scorecard};
 use crate::period::{PeriodId, format_utc};
 
@@ -25,6 +26,8 @@ pub struct KpiLine {
     pub explanation: Vec<String>,
 }
 
+/// One scored subject: a team, or a person (then `owner` is set and `team`
+/// is the person's team).
 #[derive(Debug, Clone)]
 pub struct TeamLine {
     pub team: String,
@@ -32,6 +35,10 @@ pub struct TeamLine {
     pub score: Option<f64>,
     pub rank: Option<u32>,
     pub kpis: Vec<KpiLine>,
+    /// The person's id, for a person.
+    pub owner: Option<String>,
+    /// A person's rank among the people of the same team.
+    pub rank_in_team: Option<u32>,
 }
 
 /// A scorecard (or a plain list of KPIs) for one period.
@@ -41,6 +48,8 @@ pub struct Report {
     pub scorecard: Option<String>,
     pub period: PeriodId,
     pub as_of: i64,
+    /// Who the lines are: teams or people.
+    pub subjects: Subjects,
     pub teams: Vec<TeamLine>,
     /// Whether each KPI line carries its explanation (and error) when serialized.
     pub explain: bool,
@@ -55,12 +64,33 @@ pub fn kpi_line(
     weight: Option<f64>,
     cap: f64,
 ) -> KpiLine {
+    subject_line(eval, kpi, Subject::Team(team), period, weight, cap)
+}
+
+/// Evaluates one KPI for a team or a person and judges it against the
+/// subject's target.
+pub fn subject_line(
+    eval: &Rc<Evaluation>,
+    kpi: usize,
+    subject: Subject,
+    period: PeriodId,
+    weight: Option<f64>,
+    cap: f64,
+) -> KpiLine {
     let cfg = &eval.config;
     let def = &cfg.kpis[kpi].def;
-    let v = eval.value(kpi, team, period);
-    let target = cfg
-        .targets
-        .resolve(&def.id, &eval.teams.ids[team as usize], period);
+    let v = eval.value_of(kpi, subject, period);
+    let target = match subject {
+        Subject::Team(t) => cfg
+            .targets
+            .resolve(&def.id, &eval.teams.ids[t as usize], period),
+        Subject::Owner(o) => cfg.targets.resolve_owner(
+            &def.id,
+            &eval.owners.ids[o as usize],
+            period,
+            def.cumulative,
+        ),
+    };
     let p = eval.calendar().period(period);
     let j = judge(&StatusInput {
         value: v.value,
@@ -89,76 +119,124 @@ pub fn kpi_line(
     }
 }
 
-/// Scores every team of a scorecard for one period and ranks them.
+/// Scores every subject of a scorecard (teams or people) for one period and ranks them.
 pub fn scorecard(
     eval: &Rc<Evaluation>,
     card: &Scorecard,
     period: PeriodId,
-    teams: &[u32],
+    subjects: &[Subject],
 ) -> Report {
     let weights = card.weights_for(period).unwrap_or_default();
-    let mut lines: Vec<TeamLine> = teams
+    let mut lines: Vec<TeamLine> = subjects
         .iter()
-        .map(|&t| {
+        .map(|&s| {
             let kpis: Vec<KpiLine> = weights
                 .iter()
                 .filter_map(|(k, w)| {
                     eval.config
                         .kpi_index(k)
-                        .map(|i| kpi_line(eval, i, t, period, Some(*w), card.cap))
+                        .map(|i| subject_line(eval, i, s, period, Some(*w), card.cap))
                 })
                 .collect();
-            TeamLine {
-                team: eval.teams.ids[t as usize].clone(),
-                name: eval.teams.names[t as usize].clone(),
-                score: team_score(&kpis),
-                rank: None,
-                kpis,
-            }
+            let score = team_score(&kpis);
+            line(eval, s, kpis, score)
         })
         .collect();
     rank(&mut lines);
+    rank_in_team(&mut lines);
     Report {
         scorecard: Some(card.id.clone()),
         period,
         as_of: eval.as_of,
+        subjects: card.subjects,
         teams: lines,
         explain: eval.explains(),
     }
 }
 
-/// KPIs without a scorecard.
-pub fn kpis(eval: &Rc<Evaluation>, kpis: &[usize], period: PeriodId, teams: &[u32]) -> Report {
-    let lines = teams
+/// KPIs without a scorecard, for teams or people.
+pub fn kpis(
+    eval: &Rc<Evaluation>,
+    kpis: &[usize],
+    period: PeriodId,
+    subjects: &[Subject],
+) -> Report {
+    let lines = subjects
         .iter()
-        .map(|&t| TeamLine {
-            team: eval.teams.ids[t as usize].clone(),
-            name: eval.teams.names[t as usize].clone(),
-            score: None,
-            rank: None,
-            kpis: kpis
+        .map(|&s| {
+            let kpis = kpis
                 .iter()
                 // Without a scorecard there is no cap and no score.
                 .map(|&k| KpiLine {
                     score: None,
-                    ..kpi_line(
-                        eval,
-                        k,
-                        t,
-                        period,
-                        None,
-                        crate::config::scorecards::DEFAULT_CAP,
-                    )
+                    ..subject_line(eval, k, s, period, None, DEFAULT_CAP)
                 })
-                .collect(),
+                .collect();
+            line(eval, s, kpis, None)
         })
         .collect();
+    let people = subjects.iter().any(|s| matches!(s, Subject::Owner(_)));
     Report {
         scorecard: None,
         period,
         as_of: eval.as_of,
+        subjects: if people {
+            Subjects::Owners
+        } else {
+            Subjects::Teams
+        },
         teams: lines,
         explain: eval.explains(),
+    }
+}
+
+/// The line of one subject, unranked.
+fn line(eval: &Evaluation, s: Subject, kpis: Vec<KpiLine>, score: Option<f64>) -> TeamLine {
+    let (team, name, owner) = match s {
+        Subject::Team(t) => (
+            eval.teams.ids[t as usize].clone(),
+            eval.teams.names[t as usize].clone(),
+            None,
+        ),
+        Subject::Owner(o) => (
+            eval.owners
+                .team_id(o, &eval.teams)
+                .unwrap_or_default()
+                .to_string(),
+            eval.owners.names[o as usize].clone(),
+            Some(eval.owners.ids[o as usize].clone()),
+        ),
+    };
+    TeamLine {
+        team,
+        name,
+        score,
+        rank: None,
+        kpis,
+        owner,
+        rank_in_team: None,
+    }
+}
+
+/// A person's rank among the people of the same team (only for people).
+fn rank_in_team(lines: &mut [TeamLine]) {
+    let mut by_team: std::collections::BTreeMap<String, Vec<(u32, usize)>> = Default::default();
+    for (i, l) in lines.iter().enumerate() {
+        if let (Some(_), Some(r)) = (&l.owner, l.rank) {
+            by_team.entry(l.team.clone()).or_default().push((r, i));
+        }
+    }
+    for members in by_team.values_mut() {
+        members.sort();
+        let mut prev: Option<(u32, u32)> = None;
+        for (pos, &(r, i)) in members.iter().enumerate() {
+            let within = match prev {
+                Some((pr, pw)) if pr == r => pw,
+                _ => pos as u32 + 1,
+            };
+            lines[i].rank_in_team = Some(within);
+            prev = Some((r, within));
+        }
     }
 }
 
@@ -172,13 +250,20 @@ fn team_score(kpis: &[KpiLine]) -> Option<f64> {
     (total > 0.0).then(|| round(scored.iter().map(|(w, s)| w * s).sum::<f64>() / total, 4))
 }
 
+impl TeamLine {
+    /// The subject's id: the person's, or the team's.
+    pub fn key(&self) -> &str {
+        self.owner.as_deref().unwrap_or(&self.team)
+    }
+}
+
 /// Best score first; equal scores share a rank; teams without a score come last, unranked.
 fn rank(lines: &mut [TeamLine]) {
     lines.sort_by(|a, b| match (a.score, b.score) {
-        (Some(x), Some(y)) => y.total_cmp(&x).then_with(|| a.team.cmp(&b.team)),
+        (Some(x), Some(y)) => y.total_cmp(&x).then_with(|| a.key().cmp(b.key())),
         (Some(_), None) => std::cmp::Ordering::Less,
         (None, Some(_)) => std::cmp::Ordering::Greater,
-        (None, None) => a.team.cmp(&b.team),
+        (None, None) => a.key().cmp(b.key()),
     });
     let mut prev: Option<(f64, u32)> = None;
     for (i, line) in lines.iter_mut().enumerate() {
@@ -197,7 +282,7 @@ pub fn round(x: f64, digits: i32) -> f64 {
     (x * f).round() / f
 }
 
-/// The JSON shape of SPEC 11: `{"scorecard", "period", "as_of", "teams":
+/// The JSON shape of SPEC 11 and 14: `{"scorecard", "period", "as_of", "subjects", "teams":
 /// [{"team", "score", "rank", "kpis": [{"kpi", "value", "target", "weight",
 /// "score", "status"}]}]}`; without a scorecard no score, rank or weight; with
 /// `explain` each KPI also has its `explanation` (and `error`).
@@ -207,8 +292,9 @@ impl Serialize for Report {
         m.serialize_entry("scorecard", &self.scorecard)?;
         m.serialize_entry("period", &self.period.to_string())?;
         m.serialize_entry("as_of", &format_utc(self.as_of))?;
+        m.serialize_entry("subjects", self.subjects.name())?;
         let teams: Vec<TeamJson> = self.teams.iter().map(|t| TeamJson(self, t)).collect();
-        m.serialize_entry("teams", &teams)?;
+        m.serialize_entry(self.subjects.name(), &teams)?;
         m.end()
     }
 }
@@ -219,10 +305,17 @@ impl Serialize for TeamJson<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let (r, t) = (self.0, self.1);
         let mut m = s.serialize_map(None)?;
+        if let Some(owner) = &t.owner {
+            m.serialize_entry("owner", owner)?;
+            m.serialize_entry("name", &t.name)?;
+        }
         m.serialize_entry("team", &t.team)?;
         if r.scorecard.is_some() {
             m.serialize_entry("score", &t.score)?;
             m.serialize_entry("rank", &t.rank)?;
+            if t.owner.is_some() {
+                m.serialize_entry("rank_in_team", &t.rank_in_team)?;
+            }
         }
         let kpis: Vec<KpiJson> = t.kpis.iter().map(|k| KpiJson(r, k)).collect();
         m.serialize_entry("kpis", &kpis)?;
@@ -274,6 +367,8 @@ mod tests {
             score,
             rank: None,
             kpis: vec![],
+            owner: None,
+            rank_in_team: None,
         }
     }
 

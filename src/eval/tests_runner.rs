@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use super::{Evaluation, Records};
+use super::{Evaluation, Records, Subject};
 use crate::config::ConfigSnapshot;
 use crate::config::kpi::node_json;
 use crate::config::toml_doc::{Node, Reader, Source};
@@ -27,6 +27,8 @@ pub struct Case {
     pub name: String,
     pub period: PeriodId,
     pub team: String,
+    /// A person to evaluate instead of the team (SPEC 14).
+    pub owner: Option<String>,
     pub as_of: Option<String>,
     /// Entity → records as JSON objects, in file order.
     pub records: Vec<(String, Vec<serde_json::Value>)>,
@@ -106,7 +108,9 @@ fn parse_case(r: &mut Reader<'_>, node: &Node) -> Option<Case> {
     r.deny_unknown(
         node,
         "[[case]]",
-        &["name", "period", "team", "as_of", "records", "expect"],
+        &[
+            "name", "period", "team", "owner", "as_of", "records", "expect",
+        ],
     );
     let (line, _) = r.src.line_col(node.span.start);
     let need = |r: &mut Reader<'_>, k: &str| match node.get(k) {
@@ -118,7 +122,11 @@ fn parse_case(r: &mut Reader<'_>, node: &Node) -> Option<Case> {
     };
     let name = need(r, "name")?;
     let period_text = need(r, "period")?;
-    let team = need(r, "team")?;
+    let owner = node.get("owner").and_then(|n| r.string(n, "owner"));
+    let team = match (&owner, node.get("team")) {
+        (Some(_), None) => String::new(),
+        _ => need(r, "team")?,
+    };
     let period = match period_text.parse::<PeriodId>() {
         Ok(p) => p,
         Err(e) => {
@@ -187,6 +195,7 @@ fn parse_case(r: &mut Reader<'_>, node: &Node) -> Option<Case> {
         name,
         period,
         team,
+        owner,
         as_of,
         records,
         expect,
@@ -217,11 +226,24 @@ pub fn run_case(config: &Arc<ConfigSnapshot>, case: &Case) -> Vec<Check> {
         Ok(e) => e,
         Err(e) => return fail_all(e.to_string()),
     };
-    let Some(team) = eval.teams.index(&case.team) else {
-        return fail_all(format!(
-            "team '{}' is not among the case's teams records",
-            case.team
-        ));
+    let subject = match &case.owner {
+        Some(o) => match eval.owners.index(o) {
+            Some(i) => Subject::Owner(i),
+            None => {
+                return fail_all(format!(
+                    "owner '{o}' is not among the case's owners records"
+                ));
+            }
+        },
+        None => match eval.teams.index(&case.team) {
+            Some(t) => Subject::Team(t),
+            None => {
+                return fail_all(format!(
+                    "team '{}' is not among the case's teams records",
+                    case.team
+                ));
+            }
+        },
     };
     case.expect
         .iter()
@@ -235,7 +257,7 @@ pub fn run_case(config: &Arc<ConfigSnapshot>, case: &Case) -> Vec<Check> {
                 vec![],
             ),
             Some(i) => {
-                let v = eval.value(i, team, case.period);
+                let v = eval.value_of(i, subject, case.period);
                 judge(
                     case,
                     kpi,

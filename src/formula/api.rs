@@ -31,6 +31,9 @@ pub(crate) fn mistake(message: impl Into<String>) -> Box<EvalAltResult> {
 /// A host error as a formula error.
 fn host_error(e: HostError) -> Box<EvalAltResult> {
     match e {
+        HostError::NoData => {
+            EvalAltResult::ErrorRuntime(Dynamic::from(NoData), rhai::Position::NONE).into()
+        }
         HostError::Mistake(m) => mistake(m),
         HostError::Failed(m) => m.into(),
     }

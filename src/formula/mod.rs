@@ -40,9 +40,22 @@ pub trait Host {
     fn kpi(&self, id: &str, period: PeriodId) -> Result<Option<f64>, HostError>;
 }
 
+/// Who a formula is evaluated for, as its `team` and `owner` variables show it.
+#[derive(Debug, Clone, Copy)]
+pub struct Names<'a> {
+    /// The team's id and name (a person's own team when a person is evaluated).
+    pub team: (&'a str, &'a str),
+    /// The person's id, name and team id; None when a team is evaluated.
+    pub owner: Option<(&'a str, &'a str, &'a str)>,
+}
+
 /// Why the host could not answer a formula.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum HostError {
+    /// The question has no answer for this subject (a person, and an entity
+    /// whose records name no person): the value is no data.
+    #[error("no data")]
+    NoData,
     /// The formula asked for something that cannot exist (an unknown KPI).
     #[error("{0}")]
     Mistake(String),
@@ -160,10 +173,16 @@ impl FormulaEngine {
     /// The scope every formula sees: `period`, `team`, `params`. They are
     /// variables, not constants: the optimizer would otherwise fold the
     /// compile-time placeholders into the AST.
-    fn scope(period: api::PeriodVal, team: rhai::Map, params: rhai::Map) -> Scope<'static> {
+    fn scope(
+        period: api::PeriodVal,
+        team: rhai::Map,
+        owner: Dynamic,
+        params: rhai::Map,
+    ) -> Scope<'static> {
         let mut scope = Scope::new();
         scope.push("period", period);
         scope.push("team", team);
+        scope.push("owner", owner);
         scope.push("params", params);
         scope
     }
@@ -173,6 +192,7 @@ impl FormulaEngine {
         let scope = Self::scope(
             api::PeriodVal::current(PeriodId::year(2000)),
             rhai::Map::new(),
+            Dynamic::UNIT,
             rhai::Map::new(),
         );
         self.engine.compile_with_scope(&scope, text).map_err(|e| {
@@ -187,14 +207,24 @@ impl FormulaEngine {
         ast: &AST,
         origin: &Origin,
         host: Rc<dyn Host>,
-        team: (&str, &str),
+        names: Names<'_>,
         params: &rhai::Map,
     ) -> Outcome {
         let period = api::PeriodVal::current(host.period());
         let mut team_map = rhai::Map::new();
-        team_map.insert("id".into(), team.0.into());
-        team_map.insert("name".into(), team.1.into());
-        let mut scope = Self::scope(period, team_map, params.clone());
+        team_map.insert("id".into(), names.team.0.into());
+        team_map.insert("name".into(), names.team.1.into());
+        let owner = match names.owner {
+            None => Dynamic::UNIT,
+            Some((id, name, team)) => {
+                let mut m = rhai::Map::new();
+                m.insert("id".into(), id.into());
+                m.insert("name".into(), name.into());
+                m.insert("team".into(), team.into());
+                m.into()
+            }
+        };
+        let mut scope = Self::scope(period, team_map, owner, params.clone());
         let _guard = HostGuard::push(host);
         match self.engine.eval_ast_with_scope::<Dynamic>(&mut scope, ast) {
             Ok(v) => outcome_of(v, origin),
@@ -391,7 +421,10 @@ mod tests {
             &ast,
             &origin,
             Rc::new(Fixed(schema, Calendar::utc())),
-            ("t", "T"),
+            Names {
+                team: ("t", "T"),
+                owner: None,
+            },
             &rhai::Map::new(),
         )
     }

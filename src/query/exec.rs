@@ -15,9 +15,9 @@ use std::sync::Arc;
 use super::QueryError;
 use super::{Agg, AggValue, CmpOp, Filter, Item, Query, Scalar};
 use crate::period::{Calendar, PeriodId, format_utc};
-use crate::store::TeamTree;
 use crate::store::columns::{Column, ColumnStore, NULL_INT};
 use crate::store::schema::FieldType;
+use crate::store::{Owners, TeamTree};
 use crate::store::{RecordStore, Schema, StoreError};
 
 /// The answer to one shape: a value per (team, period), plus one per period
@@ -50,6 +50,10 @@ impl RecordStore for ColumnStore {
 
     fn teams(&self) -> Result<Arc<TeamTree>, StoreError> {
         ColumnStore::teams(self)
+    }
+
+    fn owners(&self) -> Result<Arc<Owners>, StoreError> {
+        ColumnStore::owners(self)
     }
 
     fn answer(
@@ -122,12 +126,20 @@ fn accumulate(
     let entity = store.schema.require(&query.entity)?;
     let table = store.table(&entity.name, &query.fields(agg))?;
     let tree = store.teams()?;
+    // Each row's slot: its team (rolled up the tree afterwards), its person, or one for all.
+    let by_owner = query.by_owner && !query.all_teams;
     let team_rows = if query.all_teams {
         None
+    } else if by_owner {
+        Some(store.owner_rows(&table)?)
     } else {
         Some(store.team_rows(&table)?)
     };
-    let slots = if query.all_teams { 1 } else { tree.len() };
+    let slots = match (query.all_teams, by_owner) {
+        (true, _) => 1,
+        (false, true) => store.owners()?.len(),
+        (false, false) => tree.len(),
+    };
     let col = |f: &str| {
         table
             .column(f)
@@ -166,8 +178,11 @@ fn accumulate(
                 continue;
             }
             // A semi-join's set differs per team, so each ancestor is decided here.
+            let own = [team];
             let targets = if query.all_teams {
                 &all_slot[..]
+            } else if by_owner {
+                &own[..]
             } else {
                 &tree.up[team as usize][..]
             };
@@ -178,7 +193,7 @@ fn accumulate(
             }
         }
     }
-    if !query.all_teams && semis.is_empty() {
+    if !query.all_teams && !by_owner && semis.is_empty() {
         acc.roll_up(&tree, periods.len());
     }
     let kind = agg_output_kind(agg, entity, &col)?;
@@ -733,6 +748,7 @@ mod tests {
             entity: Arc::from("deals"),
             filters,
             all_teams: false,
+            by_owner: false,
         }
     }
 

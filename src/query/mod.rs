@@ -204,6 +204,8 @@ pub struct Query {
     pub filters: Vec<Filter>,
     /// `.all_teams()`: not limited to the evaluated team's subtree.
     pub all_teams: bool,
+    /// Answered per person (each owner's own records) instead of per team subtree.
+    pub by_owner: bool,
 }
 
 impl Query {
@@ -212,7 +214,31 @@ impl Query {
             entity: Arc::from(entity),
             filters: Vec::new(),
             all_teams: false,
+            by_owner: false,
         }
+    }
+
+    /// The same query answered per person, semi-joins included.
+    pub fn per_owner(&self) -> Query {
+        let mut q = self.clone();
+        q.by_owner = true;
+        for f in &mut q.filters {
+            if let Filter::InQuery { query, .. } = f {
+                **query = query.per_owner();
+            }
+        }
+        q
+    }
+
+    /// Every entity this query reads, semi-joins included.
+    pub fn read_entities(&self) -> Vec<&str> {
+        let mut out = vec![&*self.entity];
+        for f in &self.filters {
+            if let Filter::InQuery { query, .. } = f {
+                out.extend(query.read_entities());
+            }
+        }
+        out
     }
 
     pub fn with(&self, filter: Filter) -> Query {
@@ -221,16 +247,20 @@ impl Query {
         q
     }
 
-    /// The entities an answer to this query depends on: its own, those of its
-    /// semi-joins, and `teams` (the tree it is rolled up by).
-    pub fn entities(&self) -> Vec<String> {
-        let mut out = vec![
-            self.entity.to_string(),
-            crate::store::schema::TEAMS.to_string(),
-        ];
-        for f in &self.filters {
-            if let Filter::InQuery { query, .. } = f {
-                out.extend(query.entities());
+    /// The entities an answer to this query depends on: those it reads,
+    /// `teams` (the tree it is rolled up by), and for a per-person answer
+    /// `owners` and the entities that records reach their owner through.
+    pub fn entities(&self, schema: &crate::store::Schema) -> Vec<String> {
+        use crate::store::schema::{OWNERS, OwnerLink, TEAMS};
+        let read = self.read_entities();
+        let mut out: Vec<String> = read.iter().map(|e| e.to_string()).collect();
+        out.push(TEAMS.to_string());
+        if self.by_owner {
+            out.push(OWNERS.to_string());
+            for e in read.iter().filter_map(|e| schema.entity(e)) {
+                if let Some(OwnerLink::Via { entity, .. }) = &e.owner {
+                    out.push(entity.clone());
+                }
             }
         }
         out.sort_unstable();

@@ -14,7 +14,7 @@ use super::cache::{self, cached_reports, report_key};
 use super::error::{ApiError, ApiPath, ApiQuery, JsonBody};
 use super::state::{AppState, blocking};
 use crate::config::{Body, Kpi, Scorecard};
-use crate::engine::Proposal;
+use crate::engine::{Proposal, Who};
 
 type Reply = Result<Json<Value>, ApiError>;
 
@@ -164,6 +164,7 @@ pub async fn scorecard(
 pub struct ValueQuery {
     pub kpi: Option<String>,
     pub team: Option<String>,
+    pub owner: Option<String>,
     pub period: Option<String>,
     pub as_of: Option<String>,
     pub explain: Option<String>,
@@ -181,7 +182,11 @@ pub async fn values(
             .ok_or_else(|| ApiError::bad_request(format!("missing query parameter `{name}`")))
     };
     let kpi = required(q.kpi, "kpi")?;
-    let team = required(q.team, "team")?;
+    let owner = q.owner.filter(|s| !s.trim().is_empty());
+    let team = match owner {
+        Some(_) => String::new(),
+        None => required(q.team, "team")?,
+    };
     let explain = match q.explain.as_deref().map(str::trim) {
         None | Some("" | "false" | "0") => false,
         Some("true" | "1") => true,
@@ -193,7 +198,14 @@ pub async fn values(
     };
     served.kpi(&kpi)?;
     let when = cache::when(&served, q.as_of.as_deref(), q.period.as_deref())?;
-    let out = blocking(move || Ok(served.value(&kpi, &team, when, explain)?)).await?;
+    let out = blocking(move || {
+        let who = match &owner {
+            Some(o) => Who::Owner(o),
+            None => Who::Team(&team),
+        };
+        Ok(served.value(&kpi, who, when, explain)?)
+    })
+    .await?;
     Ok(Json(json!(out)))
 }
 

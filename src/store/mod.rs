@@ -12,6 +12,7 @@ pub mod columns;
 pub mod db;
 pub mod history;
 pub mod import;
+pub mod owners;
 pub mod schema;
 pub mod teams;
 pub mod value;
@@ -19,6 +20,7 @@ pub mod value;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+pub use owners::Owners;
 pub use schema::{Entity, Field, FieldType, NameError, Schema};
 pub use teams::TeamTree;
 pub use value::Value;
@@ -32,6 +34,8 @@ pub trait RecordStore: Send + Sync {
     fn schema(&self) -> &Schema;
     /// The team tree.
     fn teams(&self) -> Result<Arc<TeamTree>, StoreError>;
+    /// The people records belong to (none when the schema has no `owners`).
+    fn owners(&self) -> Result<Arc<Owners>, StoreError>;
     /// `query` + `agg` for every team and every period of `periods`.
     fn answer(
         &self,

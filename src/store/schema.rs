@@ -13,6 +13,19 @@ use crate::diag::{Diagnostic, hint};
 /// The entity that holds the team tree.
 pub const TEAMS: &str = "teams";
 
+/// The entity of the people records belong to (SPEC 14).
+pub const OWNERS: &str = "owners";
+
+/// How a record names its person.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OwnerLink {
+    /// `owner_field = "owner"`: the field holds the owner's id.
+    Field(String),
+    /// `owner_via = { field = "deal", entity = "deals" }`: the record belongs to
+    /// the owner of the `entity` record whose id is in `field`.
+    Via { field: String, entity: String },
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum FieldType {
     Text,
@@ -74,6 +87,8 @@ pub struct Entity {
     pub name: String,
     /// The field holding the owning team's id; `None` only for `teams`.
     pub team_field: Option<String>,
+    /// How a record names its owner (a person), if it does.
+    pub owner: Option<OwnerLink>,
     /// `id` first, then the fields in file order.
     pub fields: Vec<Field>,
 }
@@ -151,6 +166,7 @@ impl Schema {
                 }
             }
         }
+        check_owner_links(&mut r, &schema, &doc);
         match schema.entities.get(TEAMS) {
             None => r.error(
                 &(0..0),
@@ -165,6 +181,44 @@ impl Schema {
             Ok(schema)
         } else {
             Err(r.errors)
+        }
+    }
+}
+
+/// Owner links name text fields, and `owner_via` an entity that has an owner field.
+fn check_owner_links(r: &mut Reader<'_>, schema: &Schema, doc: &Node) {
+    for e in schema.entities.values() {
+        let Some(link) = &e.owner else { continue };
+        let node = doc.get("entity").and_then(|n| n.get(&e.name));
+        let span = node.map_or(0..0, |n| n.span.clone());
+        let text_field = |ent: &Entity, f: &str| -> Result<(), String> {
+            match ent.field(f) {
+                None => Err(ent.unknown_field(f).to_string()),
+                Some(x) if x.ty != FieldType::Text => {
+                    Err(format!("{}.{f} must be a text field", ent.name))
+                }
+                Some(_) => Ok(()),
+            }
+        };
+        let problem = match link {
+            OwnerLink::Field(f) => text_field(e, f).err(),
+            OwnerLink::Via { field, entity } => match schema.entity(entity) {
+                None => Some(format!(
+                    "owner_via: {}",
+                    schema
+                        .require(entity)
+                        .err()
+                        .map(|x| x.to_string())
+                        .unwrap_or_default()
+                )),
+                Some(linked) if !matches!(linked.owner, Some(OwnerLink::Field(_))) => {
+                    Some(format!("owner_via: entity '{entity}' has no owner_field"))
+                }
+                Some(_) => text_field(e, field).err(),
+            },
+        };
+        if let Some(m) = problem {
+            r.error(&span, format!("entity '{}': {m}", e.name));
         }
     }
 }
@@ -193,7 +247,11 @@ fn read_entity(
         return None;
     }
     r.table(node, &format!("entity.{name}"))?;
-    r.deny_unknown(node, &format!("entity.{name}"), &["team_field", "fields"]);
+    r.deny_unknown(
+        node,
+        &format!("entity.{name}"),
+        &["team_field", "owner_field", "owner_via", "fields"],
+    );
     let team_field = node
         .get("team_field")
         .and_then(|n| r.string(n, "team_field"));
@@ -228,13 +286,46 @@ fn read_entity(
             fields.push(f);
         }
     }
+    let owner = read_owner_link(r, name, node);
     let entity = Entity {
         name: name.to_string(),
         team_field,
+        owner,
         fields,
     };
     check_team_field(r, &entity, node);
     Some(entity)
+}
+
+/// `owner_field = "owner"` or `owner_via = { field, entity }`.
+fn read_owner_link(r: &mut Reader<'_>, name: &str, node: &Node) -> Option<OwnerLink> {
+    let field = node.get("owner_field");
+    let via = node.get("owner_via");
+    if let (Some(_), Some(v)) = (field, via) {
+        r.error(
+            &v.span,
+            format!("entity '{name}': set owner_field or owner_via, not both"),
+        );
+        return None;
+    }
+    if let Some(f) = field {
+        return r.string(f, "owner_field").map(OwnerLink::Field);
+    }
+    let v = via?;
+    r.table(v, "owner_via")?;
+    r.deny_unknown(v, "owner_via", &["field", "entity"]);
+    let get = |r: &mut Reader<'_>, key: &str| match v.get(key) {
+        Some(n) => r.string(n, &format!("owner_via.{key}")),
+        None => {
+            r.error(&v.span, format!("owner_via needs `{key}`"));
+            None
+        }
+    };
+    let (field, entity) = (get(r, "field"), get(r, "entity"));
+    Some(OwnerLink::Via {
+        field: field?,
+        entity: entity?,
+    })
 }
 
 fn check_team_field(r: &mut Reader<'_>, entity: &Entity, node: &Node) {

@@ -83,6 +83,8 @@ pub struct Table {
     pub(super) columns: RwLock<HashMap<String, Arc<Column>>>,
     /// Team tree index of each row (u32::MAX: no known team).
     pub(super) team_rows: OnceLock<Arc<Vec<u32>>>,
+    /// Owner index of each row (u32::MAX: no known owner).
+    pub(super) owner_rows: OnceLock<Arc<Vec<u32>>>,
 }
 
 impl Table {
@@ -101,6 +103,18 @@ impl Table {
             rowids: self.rowids.clone(),
             columns: RwLock::new(self.columns.read().expect("columns lock").clone()),
             team_rows: OnceLock::new(),
+            owner_rows: OnceLock::new(),
+        }
+    }
+
+    /// The same rows and columns, with the owner index to be computed again.
+    pub(super) fn without_owner_rows(&self) -> Table {
+        Table {
+            entity: self.entity.clone(),
+            rowids: self.rowids.clone(),
+            columns: RwLock::new(self.columns.read().expect("columns lock").clone()),
+            team_rows: self.team_rows.clone(),
+            owner_rows: OnceLock::new(),
         }
     }
 

@@ -21,7 +21,8 @@ use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use rusqlite::Connection;
 
 use super::StoreError;
-use super::schema::{Entity, Schema, TEAMS};
+use super::owners::Owners;
+use super::schema::{Entity, OWNERS, OwnerLink, Schema, TEAMS};
 use super::teams::TeamTree;
 use load::load_columns;
 use patch::patch;
@@ -33,6 +34,7 @@ pub struct ColumnStore {
     pub schema: Arc<Schema>,
     tables: Mutex<HashMap<String, Arc<Table>>>,
     teams: OnceLock<Arc<TeamTree>>,
+    owners: OnceLock<Arc<Owners>>,
     /// Fields to read along with the first one asked for, by entity: one
     /// scan of a table instead of one per field.
     prefetch: HashMap<String, Vec<String>>,
@@ -48,6 +50,7 @@ impl ColumnStore {
             schema,
             tables: Mutex::new(HashMap::new()),
             teams: OnceLock::new(),
+            owners: OnceLock::new(),
             prefetch: HashMap::new(),
             epoch: Arc::new(AtomicU64::new(0)),
         }
@@ -114,14 +117,6 @@ impl ColumnStore {
             table.column("name"),
             table.column("parent"),
         );
-        let text = |c: &Option<Arc<Column>>, row: usize| -> Option<String> {
-            match c.as_deref() {
-                Some(Column::Text { codes, dict }) if codes[row] != NULL_CODE => {
-                    Some(dict.values[codes[row] as usize].to_string())
-                }
-                _ => None,
-            }
-        };
         let rows = (0..table.len())
             .map(|r| {
                 (
@@ -189,6 +184,7 @@ impl ColumnStore {
                     rowids,
                     columns: RwLock::new(loaded),
                     team_rows: OnceLock::new(),
+                    owner_rows: OnceLock::new(),
                 });
                 tables.insert(entity.to_string(), t.clone());
                 t
@@ -221,6 +217,7 @@ impl ColumnStore {
             schema,
             tables: Mutex::new(tables),
             teams: self.teams.clone(),
+            owners: self.owners.clone(),
             prefetch: HashMap::new(),
             epoch: self.epoch.clone(),
         }
@@ -245,6 +242,22 @@ impl ColumnStore {
     ) -> Result<ColumnStore, StoreError> {
         let ent = self.schema.require(entity)?;
         let mut tables = self.tables.lock().expect("tables lock").clone();
+        // Who owns a row depends on `owners` (and, through owner_via, on the
+        // linked entity); those indexes are computed again.
+        let owners = if entity == TEAMS || entity == OWNERS {
+            OnceLock::new()
+        } else {
+            self.owners.clone()
+        };
+        for (name, t) in tables.iter_mut() {
+            let via_this = matches!(
+                self.schema.entity(name).and_then(|e| e.owner.as_ref()),
+                Some(OwnerLink::Via { entity: linked, .. }) if linked == entity
+            );
+            if entity == OWNERS || via_this {
+                *t = Arc::new(t.without_owner_rows());
+            }
+        }
         let teams = if entity == TEAMS {
             tables.remove(TEAMS);
             for t in tables.values_mut() {
@@ -279,6 +292,7 @@ impl ColumnStore {
             schema: self.schema.clone(),
             tables: Mutex::new(tables),
             teams,
+            owners,
             prefetch: self.prefetch.clone(),
             epoch: self.epoch.clone(),
         })
@@ -311,31 +325,115 @@ impl ColumnStore {
         let tree = self.teams()?;
         let rows = match ent.team_column() {
             None => vec![u32::MAX; table.len()],
-            Some(field) => {
-                let t = self.table(&table.entity, &[field])?;
-                match t.column(field).as_deref() {
-                    Some(Column::Text { codes, dict }) => {
-                        let map: Vec<u32> = dict
-                            .values
-                            .iter()
-                            .map(|v| tree.index(v).unwrap_or(u32::MAX))
-                            .collect();
-                        codes
-                            .iter()
-                            .map(|c| {
-                                if *c == NULL_CODE {
-                                    u32::MAX
-                                } else {
-                                    map[*c as usize]
-                                }
-                            })
-                            .collect()
-                    }
-                    _ => vec![u32::MAX; table.len()],
-                }
-            }
+            Some(field) => self.indexes(table, field, |v| tree.index(v))?,
         };
         Ok(table.team_rows.get_or_init(|| Arc::new(rows)).clone())
+    }
+
+    /// The people of the `owners` entity, read once.
+    pub fn owners(&self) -> Result<Arc<Owners>, StoreError> {
+        if let Some(o) = self.owners.get() {
+            return Ok(o.clone());
+        }
+        let tree = self.teams()?;
+        let rows = match self.schema.entity(OWNERS) {
+            None => Vec::new(),
+            Some(ent) => {
+                let fields: Vec<&str> = ["id", "name", "team", "active"]
+                    .into_iter()
+                    .filter(|f| ent.field(f).is_some())
+                    .collect();
+                let t = self.table(OWNERS, &fields)?;
+                let (ids, names, teams, active) = (
+                    t.column("id"),
+                    t.column("name"),
+                    t.column("team"),
+                    t.column("active"),
+                );
+                (0..t.len())
+                    .map(|r| {
+                        let active = active
+                            .as_deref()
+                            .and_then(|c| c.number(r))
+                            .map(|x| x != 0.0);
+                        (
+                            text(&ids, r).unwrap_or_default(),
+                            text(&names, r).unwrap_or_default(),
+                            text(&teams, r),
+                            active,
+                        )
+                    })
+                    .collect()
+            }
+        };
+        let owners = Arc::new(Owners::new(rows, &tree));
+        Ok(self.owners.get_or_init(|| owners).clone())
+    }
+
+    /// Owner index of every row of `table` (u32::MAX when it names no known
+    /// person, or its entity has no owner link).
+    pub fn owner_rows(&self, table: &Table) -> Result<Arc<Vec<u32>>, StoreError> {
+        if let Some(t) = table.owner_rows.get() {
+            return Ok(t.clone());
+        }
+        let ent = self.schema.require(&table.entity)?;
+        let owners = self.owners()?;
+        let rows = match &ent.owner {
+            None => vec![u32::MAX; table.len()],
+            Some(OwnerLink::Field(f)) => self.indexes(table, f, |v| owners.index(v))?,
+            Some(OwnerLink::Via { field, entity }) => {
+                let linked = self.table(entity, &["id"])?;
+                let linked_owner = self.owner_rows(&linked)?;
+                let ids = linked.column("id");
+                let by_id: HashMap<String, u32> = (0..linked.len())
+                    .filter(|r| linked_owner[*r] != u32::MAX)
+                    .filter_map(|r| Some((text(&ids, r)?, linked_owner[r])))
+                    .collect();
+                self.indexes(table, field, |v| by_id.get(v).copied())?
+            }
+        };
+        Ok(table.owner_rows.get_or_init(|| Arc::new(rows)).clone())
+    }
+
+    /// `index(value)` of the text column `field` of every row of `table`
+    /// (u32::MAX for NULL and for values `index` does not know).
+    fn indexes(
+        &self,
+        table: &Table,
+        field: &str,
+        index: impl Fn(&str) -> Option<u32>,
+    ) -> Result<Vec<u32>, StoreError> {
+        let t = self.table(&table.entity, &[field])?;
+        Ok(match t.column(field).as_deref() {
+            Some(Column::Text { codes, dict }) => {
+                let map: Vec<u32> = dict
+                    .values
+                    .iter()
+                    .map(|v| index(v).unwrap_or(u32::MAX))
+                    .collect();
+                codes
+                    .iter()
+                    .map(|c| {
+                        if *c == NULL_CODE {
+                            u32::MAX
+                        } else {
+                            map[*c as usize]
+                        }
+                    })
+                    .collect()
+            }
+            _ => vec![u32::MAX; t.len()],
+        })
+    }
+}
+
+/// The text of row `row` of a text column, if it has one.
+fn text(c: &Option<Arc<Column>>, row: usize) -> Option<String> {
+    match c.as_deref() {
+        Some(Column::Text { codes, dict }) if codes[row] != NULL_CODE => {
+            Some(dict.values[codes[row] as usize].to_string())
+        }
+        _ => None,
     }
 }
 

@@ -130,6 +130,7 @@ pub(super) fn patch(
         rowids,
         columns: RwLock::new(patched),
         team_rows,
+        owner_rows: OnceLock::new(),
     }))
 }
 
