@@ -183,7 +183,11 @@ fn import_then_eval_gives_hand_computed_values() {
     assert!(out.contains('8'), "{out}");
 
     let r = eval_kpis(&root, "revenue,win_rate,deals_won", "2026-Q1");
-    assert_eq!(keys(&r), ["as_of", "period", "scorecard", "teams"], "{r:#}");
+    assert_eq!(
+        keys(&r),
+        ["as_of", "period", "scorecard", "subjects", "teams"],
+        "{r:#}"
+    );
     assert!(r["scorecard"].is_null(), "{r:#}");
     assert_eq!(r["period"], "2026-Q1");
     assert_eq!(r["as_of"], Q1_AS_OF);
@@ -375,7 +379,10 @@ fn import_format_flag_overrides_the_extension() {
 fn scorecard_json_scores_and_ranks_every_team() {
     let root = Root::demo();
     let r = eval_sales(&root, "2026-Q1", "json", &[]).json();
-    assert_eq!(keys(&r), ["as_of", "period", "scorecard", "teams"]);
+    assert_eq!(
+        keys(&r),
+        ["as_of", "period", "scorecard", "subjects", "teams"]
+    );
     assert_eq!(r["scorecard"], "sales");
     assert_eq!(r["period"], "2026-Q1");
     assert_eq!(r["as_of"], "2026-06-29T16:00:00Z");

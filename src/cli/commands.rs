@@ -83,6 +83,9 @@ fn check(root: &Path, db: &Path) -> Res<ExitCode> {
         e => config_error(e, ""),
     })?;
     let cfg = &summary.config;
+    for w in cfg.warnings() {
+        eprintln!("{w}");
+    }
     outln!(
         "ok: {} KPIs, {} scorecards, {} entities, {} scripts",
         cfg.kpis.len(),

@@ -313,13 +313,29 @@ pub struct TargetSpec {
 }
 
 /// Sets the target of `kpi` for `key` (and `team`, when given) in targets.toml.
+/// Whose target a `PUT /api/targets` sets.
+#[derive(Debug, Clone, Copy)]
+pub enum TargetOf<'a> {
+    /// Every team (the KPI's own keys).
+    All,
+    /// One team: `[KPI.teams.ID]`.
+    Team(&'a str),
+    /// One person: `[KPI.owners.ID]`.
+    Owner(&'a str),
+}
+
 pub fn put_target(
     text: &str,
     kpi: &str,
-    team: Option<&str>,
+    of: TargetOf<'_>,
     key: &str,
     t: &TargetSpec,
 ) -> Result<String, EditError> {
+    let scoped = match of {
+        TargetOf::All => None,
+        TargetOf::Team(id) => Some(("teams", id)),
+        TargetOf::Owner(id) => Some(("owners", id)),
+    };
     let mut doc = parse_file(TARGETS_FILE, text)?;
     let section = doc.entry(kpi).or_insert_with(|| {
         let mut t = Table::new();
@@ -329,19 +345,17 @@ pub fn put_target(
     let mut table = section
         .as_table_like_mut()
         .ok_or_else(|| not_a_table(TARGETS_FILE, kpi))?;
-    if let Some(team) = team {
-        let teams = table
-            .entry("teams")
+    if let Some((group, id)) = scoped {
+        let all = table
+            .entry(group)
             .or_insert_with(|| Item::Table(implicit()));
-        let teams = teams
+        let all = all
             .as_table_like_mut()
-            .ok_or_else(|| not_a_table(TARGETS_FILE, &format!("{kpi}.teams")))?;
-        let own = teams
-            .entry(team)
-            .or_insert_with(|| Item::Table(Table::new()));
+            .ok_or_else(|| not_a_table(TARGETS_FILE, &format!("{kpi}.{group}")))?;
+        let own = all.entry(id).or_insert_with(|| Item::Table(Table::new()));
         table = own
             .as_table_like_mut()
-            .ok_or_else(|| not_a_table(TARGETS_FILE, &format!("{kpi}.teams.{team}")))?;
+            .ok_or_else(|| not_a_table(TARGETS_FILE, &format!("{kpi}.{group}.{id}")))?;
     }
     let value = if t.threshold.is_none() && t.stretch.is_none() {
         number(t.target)
@@ -508,26 +522,33 @@ formula = "1.0"
             threshold: None,
             stretch: None,
         };
-        let out = put_target(TARGETS, "revenue", None, "default", &t).unwrap();
+        let out = put_target(TARGETS, "revenue", TargetOf::All, "default", &t).unwrap();
         assert_eq!(out, TARGETS.replace("100.0   #", "110.5   #"));
         let full = TargetSpec {
             target: 0.3,
             threshold: Some(0.2),
             stretch: Some(0.4),
         };
-        let out = put_target(TARGETS, "win_rate", Some("south"), "2026-Q4", &full).unwrap();
+        let out = put_target(
+            TARGETS,
+            "win_rate",
+            TargetOf::Team("south"),
+            "2026-Q4",
+            &full,
+        )
+        .unwrap();
         assert_eq!(
             out,
             format!(
                 "{TARGETS}\n[win_rate.teams.south]\n\"2026-Q4\" = {{ target = 0.3, threshold = 0.2, stretch = 0.4 }}\n"
             )
         );
-        let north = put_target(TARGETS, "revenue", Some("north"), "Q1", &t).unwrap();
+        let north = put_target(TARGETS, "revenue", TargetOf::Team("north"), "Q1", &t).unwrap();
         assert_eq!(
             north,
             TARGETS.replace("default = 90.0\n", "default = 90.0\n\"Q1\" = 110.5\n")
         );
-        let fresh = put_target(TARGETS, "nps", None, "default", &t).unwrap();
+        let fresh = put_target(TARGETS, "nps", TargetOf::All, "default", &t).unwrap();
         assert_eq!(fresh, format!("{TARGETS}\n[nps]\ndefault = 110.5\n"));
     }
 

@@ -15,7 +15,7 @@ pub mod settings;
 pub mod targets;
 pub mod toml_doc;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -25,7 +25,7 @@ use crate::formula::scan::{LiteralKind, literals};
 use crate::store::Schema;
 pub use alerts::AlertSettings;
 pub use kpi::{Body, Direction, KpiDef, Unit};
-pub use scorecards::Scorecard;
+pub use scorecards::{Scorecard, Subjects};
 pub use settings::Settings;
 pub use targets::{Target, Targets};
 use toml_doc::{Reader, Source};
@@ -78,6 +78,59 @@ impl ConfigSnapshot {
 
     pub fn scorecard(&self, id: &str) -> Option<&Scorecard> {
         self.scorecards.iter().find(|s| s.id == id)
+    }
+
+    /// The entities KPI `id` reads by name, through the KPIs it references too.
+    pub fn entities_read(&self, id: &str) -> BTreeSet<String> {
+        let mut out = BTreeSet::new();
+        let mut todo = vec![id.to_string()];
+        let mut seen = BTreeSet::new();
+        while let Some(k) = todo.pop() {
+            let Some(kpi) = self.kpi(&k).filter(|_| seen.insert(k.clone())) else {
+                continue;
+            };
+            for l in literals(&kpi.text) {
+                if l.kind == LiteralKind::Entity {
+                    out.insert(l.name);
+                }
+            }
+            todo.extend(kpi.depends_on.iter().cloned());
+        }
+        out
+    }
+
+    /// `kpi check`'s notes on an owner scorecard: each KPI it weighs that reads
+    /// only entities whose records name no person, so it never has a value
+    /// for a person (`file:line:col: warning: …`).
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for card in self
+            .scorecards
+            .iter()
+            .filter(|c| c.subjects == Subjects::Owners)
+        {
+            let mut kpis: Vec<&str> = card.all_kpis();
+            kpis.sort_unstable();
+            kpis.dedup();
+            for id in kpis {
+                let read = self.entities_read(id);
+                let blind = !read.is_empty()
+                    && read
+                        .iter()
+                        .all(|e| self.schema.entity(e).is_none_or(|e| e.owner.is_none()));
+                if blind {
+                    let at = self.kpi(id).map_or(String::new(), |k| {
+                        format!("{}:{}:{}: ", k.def.file, k.def.line, k.def.col)
+                    });
+                    out.push(format!(
+                        "{at}warning: scorecard {}: KPI '{id}' reads only {} (no owner_field or owner_via), so it never has a value for a person",
+                        card.id,
+                        read.into_iter().collect::<Vec<_>>().join(", ")
+                    ));
+                }
+            }
+        }
+        out
     }
 
     /// Message for an unknown KPI id, with a hint.

@@ -456,6 +456,8 @@ impl Snapshot {
             candidate.targets.kpis.insert(
                 kpi.clone(),
                 KpiTargets {
+                    // The proposal is every subject's target: teams' and people's.
+                    per_owner: by_key.clone(),
                     by_key,
                     ..KpiTargets::default()
                 },

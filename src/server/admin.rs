@@ -13,7 +13,7 @@ use super::api::Ordered;
 use super::auth::AdminAccess;
 use super::error::{ApiError, ApiPath, Body, JsonBody};
 use super::state::{AppState, Records, blocking};
-use crate::config::edit::{self, TargetSpec};
+use crate::config::edit::{self, TargetOf, TargetSpec};
 use crate::config::targets::valid_period_key;
 use crate::engine::Applied;
 use crate::store::schema::is_identifier;
@@ -92,6 +92,9 @@ pub async fn put_weights(
 pub struct TargetBody {
     #[serde(default)]
     pub team: Option<String>,
+    /// A person's target instead of a team's (SPEC 14).
+    #[serde(default)]
+    pub owner: Option<String>,
     pub key: String,
     pub target: f64,
     #[serde(default)]
@@ -115,9 +118,22 @@ pub async fn put_target(
             body.key
         )));
     }
-    if let Some(team) = body.team.clone() {
-        blocking(move || Ok(served.team(&team)?)).await?;
+    if body.team.is_some() && body.owner.is_some() {
+        return Err(ApiError::bad_request(
+            "give \"team\" or \"owner\", not both",
+        ));
     }
+    let (team, owner) = (body.team.clone(), body.owner.clone());
+    blocking(move || {
+        if let Some(t) = &team {
+            served.team(t)?;
+        }
+        if let Some(o) = &owner {
+            served.owner(o)?;
+        }
+        Ok(())
+    })
+    .await?;
     let spec = TargetSpec {
         target: body.target,
         threshold: body.threshold,
@@ -126,7 +142,12 @@ pub async fn put_target(
     let (path, applied) = state
         .edit_config(move |files| {
             let text = files.get(edit::TARGETS_FILE).cloned().unwrap_or_default();
-            let out = edit::put_target(&text, &kpi, body.team.as_deref(), &body.key, &spec)?;
+            let of = match (&body.team, &body.owner) {
+                (Some(t), _) => TargetOf::Team(t),
+                (None, Some(o)) => TargetOf::Owner(o),
+                (None, None) => TargetOf::All,
+            };
+            let out = edit::put_target(&text, &kpi, of, &body.key, &spec)?;
             Ok((edit::TARGETS_FILE.to_string(), out))
         })
         .await?;

@@ -61,7 +61,17 @@ pub async fn kpi(
             .iter()
             .map(|(team, m)| (team.clone(), json!(m)))
             .collect();
-        out["targets"] = json!({ "keys": t.by_key, "teams": teams });
+        let owners: Map<String, Value> = t
+            .owners
+            .iter()
+            .map(|(owner, m)| (owner.clone(), json!(m)))
+            .collect();
+        out["targets"] = json!({
+            "keys": t.by_key,
+            "teams": teams,
+            "owners": owners,
+            "per_owner": t.per_owner,
+        });
     } else {
         out["targets"] = Value::Null;
     }
