@@ -13,6 +13,8 @@ pub mod demo;
 pub mod diag;
 pub mod eval;
 pub mod formula;
+pub mod init;
+pub mod mapping;
 pub mod period;
 pub mod query;
 pub mod render;

@@ -64,6 +64,20 @@ enum Command {
         file: PathBuf,
         #[arg(long, value_enum)]
         format: Option<FormatArg>,
+        /// The CSV delimiter: one character, or "\t" for a tab (default ",").
+        #[arg(long)]
+        delimiter: Option<String>,
+        /// Read FILE through kpis/mappings/NAME.toml (a CRM's own export).
+        #[arg(long)]
+        mapping: Option<String>,
+        /// With --mapping: print the first mapped records and every error; write nothing.
+        #[arg(long = "dry-run", requires = "mapping")]
+        dry_run: bool,
+    },
+    /// Write a clean deployment into DIR: the standard library, targets without demo teams, an empty database.
+    Init {
+        #[arg(default_value = ".")]
+        dir: PathBuf,
     },
     /// Write a deterministic demo CRM into the database.
     Demo {
@@ -158,7 +172,41 @@ fn run(cli: Cli) -> Res<ExitCode> {
             entity,
             file,
             format,
-        } => import_file(&cli.root, &db_path, &entity, &file, format),
+            delimiter,
+            mapping: Some(mapping),
+            dry_run,
+        } => {
+            if format.is_some() || delimiter.is_some() {
+                return Err(UserError(
+                    "--format and --delimiter come from the mapping file with --mapping".into(),
+                ));
+            }
+            import_mapped(&cli.root, &db_path, &entity, &file, &mapping, dry_run)
+        }
+        Command::Import {
+            entity,
+            file,
+            format,
+            delimiter,
+            ..
+        } => import_file(
+            &cli.root,
+            &db_path,
+            &entity,
+            &file,
+            format,
+            delimiter.as_deref(),
+        ),
+        Command::Init { dir } => {
+            let written = kpi_engine::init::write_deployment(&dir)?;
+            outln!(
+                "wrote a clean deployment in {} ({} files and an empty crm.db); next: kpi --root {} import teams FILE",
+                dir.display(),
+                written.len() - 1,
+                dir.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Demo {
             scale,
             seed,
@@ -223,19 +271,32 @@ fn import_file(
     entity: &str,
     file: &Path,
     format: Option<FormatArg>,
+    delimiter: Option<&str>,
 ) -> Res<ExitCode> {
     let cfg = load(root)?;
     let label = file.display().to_string();
     let format = match format {
         Some(FormatArg::Csv) => Format::Csv,
         Some(FormatArg::Ndjson) => Format::Ndjson,
+        None if delimiter.is_some() => Format::Csv,
         None => Format::from_path(&label)
             .ok_or_else(|| UserError(format!("{label}: cannot tell the format from the extension; use --format csv or --format ndjson")))?,
     };
-    let reader = std::fs::File::open(file).map_err(|e| UserError(format!("{label}: {e}")))?;
-    let reader = Box::new(std::io::BufReader::with_capacity(1 << 20, reader));
+    let delimiter = match delimiter {
+        None if label.to_ascii_lowercase().ends_with(".tsv") => b'\t',
+        None | Some(",") => b',',
+        Some("\\t" | "\t" | "tab") => b'\t',
+        Some(d) if d.len() == 1 && d.is_ascii() => d.as_bytes()[0],
+        Some(d) => {
+            return Err(UserError(format!(
+                "--delimiter must be one character (or \\t for a tab), got {d:?}"
+            )));
+        }
+    };
+    let reader = open_input(file)?;
     let input = match format {
-        Format::Csv => Input::Csv(reader),
+        Format::Csv if delimiter == b',' => Input::Csv(reader),
+        Format::Csv => Input::Delimited(reader, delimiter),
         Format::Ndjson => Input::Ndjson(reader),
     };
     let mut conn = open_db(&cfg, db_path)?;
@@ -248,11 +309,52 @@ fn import_file(
         input,
     )
     .map_err(|e| UserError(format!("{e}\nnothing was imported")))?;
-    outln!(
-        "imported {} {} records from {label}",
-        report.written,
-        report.entity
-    );
+    outln!("imported {} from {label}", report.summary());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A file to import, buffered, with a progress bar on a terminal.
+fn open_input(file: &Path) -> Res<Box<dyn std::io::Read>> {
+    let label = file.display().to_string();
+    let f = std::fs::File::open(file).map_err(|e| UserError(format!("{label}: {e}")))?;
+    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+    let reader = Box::new(std::io::BufReader::with_capacity(1 << 20, f));
+    Ok(kpi_engine::store::import::progress::on_terminal(
+        reader, len,
+    ))
+}
+
+fn import_mapped(
+    root: &Path,
+    db_path: &Path,
+    entity: &str,
+    file: &Path,
+    mapping: &str,
+    dry_run: bool,
+) -> Res<ExitCode> {
+    let cfg = load(root)?;
+    let label = file.display().to_string();
+    let request = kpi_engine::mapping::Request {
+        entity: entity.to_string(),
+        mapping: mapping.to_string(),
+        label: label.clone(),
+        input: open_input(file)?,
+        dir: file.parent().map(Path::to_path_buf),
+        dry_run,
+    };
+    let mut conn = open_db(&cfg, db_path)?;
+    let done = kpi_engine::mapping::import_with_mapping(&mut conn, &cfg, request)
+        .map_err(|e| UserError(format!("{e}\nnothing was imported")))?;
+    for line in &done.preview {
+        outln!("{line}");
+    }
+    let verb = if dry_run { "would import" } else { "imported" };
+    for r in &done.reports {
+        outln!("{verb} {} from {label}", r.summary());
+    }
+    if done.skipped > 0 {
+        outln!("skipped {} of {} rows (skip_if)", done.skipped, done.rows);
+    }
     Ok(ExitCode::SUCCESS)
 }
 

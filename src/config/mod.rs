@@ -64,6 +64,8 @@ pub struct ConfigSnapshot {
     pub files: BTreeMap<String, String>,
     /// Per entity, the fields some formula names: what to read in one scan.
     pub fields_used: BTreeMap<String, Vec<String>>,
+    /// kpis/mappings/*.toml by name (SPEC 15).
+    pub mappings: BTreeMap<String, Arc<crate::mapping::Mapping>>,
 }
 
 impl ConfigSnapshot {
@@ -116,6 +118,10 @@ pub fn read_files(root: &Path) -> Result<BTreeMap<String, String>, Vec<Diagnosti
         )]);
     }
     collect(root, &kpis, "toml", false, &mut files, &mut errors);
+    let mappings = kpis.join("mappings");
+    if mappings.is_dir() {
+        collect(root, &mappings, "toml", false, &mut files, &mut errors);
+    }
     let scripts = root.join("scripts");
     if scripts.is_dir() {
         collect(root, &scripts, "rhai", true, &mut files, &mut errors);
@@ -240,8 +246,17 @@ pub fn from_files(
         Some(s) => take(AlertSettings::from_source(&s), &mut errors).unwrap_or_default(),
         None => AlertSettings::default(),
     };
+    let mappings = match &schema {
+        Some(schema) => {
+            let (m, e) = crate::mapping::load_all(&files, schema);
+            errors.extend(e);
+            m
+        }
+        None => BTreeMap::new(),
+    };
     match schema {
         Some(schema) if errors.is_empty() => Ok(ConfigSnapshot {
+            mappings,
             fields_used: fields_used(&schema, &kpis),
             root: root.to_path_buf(),
             settings,

@@ -82,9 +82,14 @@ pub struct Applied {
 /// The records of one ingest, as the body brought them.
 pub enum Records {
     /// A JSON array of objects.
-    Json(Vec<serde_json::Value>),
+    Json(crate::store::import::JsonRows),
     /// One JSON object a line.
     Ndjson(axum::body::Bytes),
+    /// A foreign file read through kpis/mappings/NAME.toml (SPEC 15).
+    Mapped {
+        mapping: String,
+        body: axum::body::Bytes,
+    },
 }
 
 /// The server's shared state.
@@ -345,17 +350,25 @@ impl AppState {
         self: &Arc<Self>,
         entity: String,
         records: Records,
-    ) -> Result<(ImportReport, u64), ApiError> {
+    ) -> Result<(Vec<ImportReport>, u64), ApiError> {
         let _writer = self.writer.lock().await;
         let state = self.clone();
         blocking(move || {
             let served = state.served();
             let cfg = &served.config;
-            let input = match records {
-                Records::Json(rows) => Input::Json(rows),
-                Records::Ndjson(bytes) => Input::Ndjson(Box::new(std::io::Cursor::new(bytes))),
-            };
             let mut conn = db::open(&state.db_path)?;
+            let input = match records {
+                Records::Json(rows) => Input::JsonArray(rows),
+                Records::Ndjson(bytes) => Input::Ndjson(Box::new(std::io::Cursor::new(bytes))),
+                Records::Mapped { mapping, body } => {
+                    let done = crate::mapping::import_with_mapping(
+                        &mut conn,
+                        cfg,
+                        crate::mapping::Request::body(&entity, &mapping, body.to_vec()),
+                    )?;
+                    return state.after_ingest(&served, done.reports);
+                }
+            };
             let report = import(
                 &mut conn,
                 &cfg.schema,
@@ -364,16 +377,29 @@ impl AppState {
                 "body",
                 input,
             )?;
-            // Only what the import touched is read again: the ingested rows, patched
-            // into a copy of the entity's columns; every other table is kept.
-            let store = Arc::new(
-                served
-                    .store
-                    .after_upsert(&report.entity, report.ids.as_deref())?,
-            );
-            warm(&store, cfg, Some(&report.entity))?;
+            state.after_ingest(&served, vec![report])
+        })
+        .await
+    }
+
+    /// Serves a fresh column store after an import: only what the import
+    /// touched is read again.
+    fn after_ingest(
+        &self,
+        served: &Served,
+        reports: Vec<ImportReport>,
+    ) -> Result<(Vec<ImportReport>, u64), ApiError> {
+        {
+            let cfg = &served.config;
+            let mut store = served.store.clone();
+            for report in &reports {
+                // The ingested rows, patched into a copy of the entity's columns;
+                // every other table is kept.
+                store = Arc::new(store.after_upsert(&report.entity, report.ids.as_deref())?);
+                warm(&store, cfg, Some(&report.entity))?;
+            }
             let generation = served.data_generation + 1;
-            state.swap(Served {
+            self.swap(Served {
                 config: cfg.clone(),
                 version: served.version,
                 loaded_at: served.loaded_at.clone(),
@@ -381,14 +407,14 @@ impl AppState {
                 store,
                 data_generation: generation,
             });
-            tracing::info!(
-                "imported {} {} records (data generation {generation})",
-                report.written,
-                report.entity
-            );
-            Ok((report, generation))
-        })
-        .await
+            for report in &reports {
+                tracing::info!(
+                    "imported {} (data generation {generation})",
+                    report.summary()
+                );
+            }
+            Ok((reports, generation))
+        }
     }
 
     /// The config history, oldest first (at most `limit` of the newest).

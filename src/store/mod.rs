@@ -21,8 +21,12 @@ pub enum StoreError {
     Sqlite(#[from] rusqlite::Error),
     #[error("schema change refused: {}", .0.join("; "))]
     Schema(Vec<String>),
-    #[error("{}", .0.join("\n"))]
-    Import(Vec<String>),
+    /// Bad rows: the first messages (at most 100 rows' worth) and the true count.
+    #[error("{}\n{bad_rows} bad row(s)", messages.join("\n"))]
+    Import {
+        bad_rows: usize,
+        messages: Vec<String>,
+    },
     #[error("{0}")]
     Other(String),
 }
