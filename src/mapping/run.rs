@@ -465,6 +465,11 @@ impl<'c> Run<'c> {
                 }
             }
             let line = rec.position().map_or(0, |p| p.line());
+            // A short row (a report's footer line) reads as if its last cells
+            // were empty; a long one is an error.
+            while rec.len() < header.len() {
+                rec.push_field("");
+            }
             if rec.len() != header.len() {
                 ing.bad_row(
                     &format!("{label}:{line}"),
