@@ -69,3 +69,30 @@ fn salesforce_exports_import_and_give_the_hand_computed_kpis() {
     assert!(near(value(&r, "shanghai", "resolution_hours"), 14.0), "{r}");
     assert_eq!(value(&r, "hangzhou", "resolution_hours"), None, "{r}");
 }
+
+#[test]
+fn hubspot_exports_import_with_stage_events_from_date_entered_columns() {
+    let root = root_with("hubspot");
+    root.kpi(&["import", "owners", "owners.csv"]).ok();
+    let out = import(&root, "deals", "deals.csv", "hubspot_deals");
+    assert!(out.contains("imported 4 deals records"), "{out}");
+    // 101: lead, quote, won; 102: lead, lost; 103: lead, quote; 104: lead, won.
+    assert!(out.contains("imported 9 stage_events records"), "{out}");
+    import(&root, "customers", "companies.csv", "hubspot_companies");
+    import(&root, "tickets", "tickets.csv", "hubspot_tickets");
+    let r = eval(
+        &root,
+        "revenue,win_rate,lead_to_won,new_customers,first_response_hours,resolution_hours",
+    );
+    assert!(near(value(&r, "shanghai", "revenue"), 50_000.0), "{r}");
+    assert!(near(value(&r, "west", "revenue"), 1_200.75), "{r}");
+    assert!(near(value(&r, "shanghai", "win_rate"), 0.5), "{r}");
+    assert!(near(value(&r, "west", "win_rate"), 1.0), "{r}");
+    assert!(near(value(&r, "shanghai", "lead_to_won"), 0.5), "{r}");
+    assert!(near(value(&r, "west", "lead_to_won"), 0.5), "{r}");
+    assert!(near(value(&r, "shanghai", "new_customers"), 1.0), "{r}");
+    assert!(near(value(&r, "west", "new_customers"), 1.0), "{r}");
+    // Tickets: replies after 2 h and 4 h (milliseconds durations); one resolved after 8 h.
+    assert!(near(value(&r, "shanghai", "first_response_hours"), 3.0), "{r}");
+    assert!(near(value(&r, "shanghai", "resolution_hours"), 8.0), "{r}");
+}
