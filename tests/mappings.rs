@@ -96,3 +96,24 @@ fn hubspot_exports_import_with_stage_events_from_date_entered_columns() {
     assert!(near(value(&r, "shanghai", "first_response_hours"), 3.0), "{r}");
     assert!(near(value(&r, "shanghai", "resolution_hours"), 8.0), "{r}");
 }
+
+#[test]
+fn odoo_exports_import_with_utc_times_and_archived_leads_lost() {
+    let root = root_with("odoo");
+    let out = import(&root, "deals", "crm.lead.csv", "odoo_crm_lead");
+    assert!(out.contains("imported 4 deals records"), "{out}");
+    let out = import(&root, "customers", "res.partner.csv", "odoo_res_partner");
+    assert!(out.contains("imported 2 customers records") && out.contains("skipped 1 of 3 rows"), "{out}");
+    import(&root, "tickets", "helpdesk.ticket.csv", "odoo_helpdesk_ticket");
+    let r = eval(&root, "revenue,deals_won,win_rate,new_customers,resolution_hours,service_rating");
+    // Lead 1 won (Feb); lead 3 archived = lost (Mar); lead 4 closed 2026-03-31 17:00 UTC, which
+    // is 2026-04-01 01:00 in Shanghai: Q2, not Q1.
+    assert!(near(value(&r, "shanghai", "revenue"), 30_000.0), "{r}");
+    assert!(near(value(&r, "hangzhou", "deals_won"), 0.0), "{r}");
+    assert!(near(value(&r, "hangzhou", "win_rate"), 0.0), "{r}");
+    assert!(near(value(&r, "east", "win_rate"), 0.5), "{r}");
+    assert!(near(value(&r, "shanghai", "new_customers"), 1.0), "{r}");
+    // Tickets resolved after 6 h and 24 h; one rated 5, one not rated (0.0).
+    assert!(near(value(&r, "shanghai", "resolution_hours"), 15.0), "{r}");
+    assert!(near(value(&r, "shanghai", "service_rating"), 5.0), "{r}");
+}
