@@ -117,3 +117,186 @@ fn odoo_exports_import_with_utc_times_and_archived_leads_lost() {
     assert!(near(value(&r, "shanghai", "resolution_hours"), 15.0), "{r}");
     assert!(near(value(&r, "shanghai", "service_rating"), 5.0), "{r}");
 }
+
+/// A mapping written into the root's kpis/mappings/.
+fn mapping(root: &Root, name: &str, text: &str) {
+    root.write(&format!("kpis/mappings/{name}.toml"), text);
+}
+
+const FOLD: &str = r#"
+[mapping]
+entity = "tickets"
+time_formats = ["%d/%m/%Y %H:%M"]
+decimal = ","
+delimiter = ";"
+encoding = "gb18030"
+null_values = ["N/A"]
+
+[mapping.fields]
+id                = "编号"
+team              = { column = "组", lookup = "groups" }
+opened_at         = { column = "时间", keep = "first" }
+first_response_at = { column = "时间", keep = "first", when = 'row["状态"] != "新建"' }
+resolved_at       = { column = "时间", when = 'row["状态"] == "已解决"' }
+rating            = { column = "评分", when = 'row["评分"] != ""' }
+
+[mapping.lookup.groups]
+file = "groups.csv"
+key = "name"
+value = "team"
+delimiter = ","
+encoding = "utf-8"
+"#;
+
+#[test]
+fn an_event_log_in_gb18030_folds_into_one_ticket_per_id() {
+    let root = root_with("salesforce");
+    mapping(&root, "incident_log", FOLD);
+    root.write("groups.csv", "name,team\n上海组,shanghai\n");
+    // Three rows of one incident: opened, answered, resolved (unpadded day/month/hour).
+    let log = "编号;组;状态;时间;评分\nINC1;上海组;新建;1/2/2026 9:00;\nINC1;上海组;处理中;1/2/2026 11:30;N/A\nINC1;上海组;已解决;2/2/2026 9:00;4\n";
+    let (bytes, _, _) = encoding_rs::GB18030.encode(log);
+    std::fs::write(root.path().join("log.csv"), &bytes).unwrap();
+    let out = import(&root, "tickets", "log.csv", "incident_log");
+    assert!(out.contains("imported 1 tickets records"), "{out}");
+    let r = eval(&root, "first_response_hours,resolution_hours,service_rating");
+    assert!(near(value(&r, "shanghai", "first_response_hours"), 2.5), "{r}");
+    assert!(near(value(&r, "shanghai", "resolution_hours"), 24.0), "{r}");
+    assert!(near(value(&r, "shanghai", "service_rating"), 4.0), "{r}");
+}
+
+#[test]
+fn errors_name_the_file_line_and_source_column_and_nothing_is_written() {
+    let root = root_with("salesforce");
+    import(&root, "owners", "User.csv", "salesforce_user");
+    let bad = "\"Opportunity ID\",\"Account ID\",\"Opportunity Owner\",\"Stage\",\"Amount\",\"Close Date\",\"Created Date\"\n\
+        0061,0011,Ann Lee,Closed Won,\"125,000.00\",2/14/2026,1/5/2026\n\
+        0062,0011,Ann Lee,Closed Won,1,31/02/2026,1/5/2026\n\
+        0063,0011,Nobody,Closed Won,1,2/14/2026,1/5/2026\n";
+    root.write("Opportunities.csv", bad);
+    let err = root
+        .kpi(&["import", "deals", "Opportunities.csv", "--mapping", "salesforce_opportunity"])
+        .fails(1);
+    assert!(
+        err.contains("Opportunities.csv:3: field 'closed_at' (expr): \"31/02/2026\" matches none of the time formats (%m/%d/%Y, %m/%d/%Y %I:%M %p, RFC 3339"),
+        "{err}"
+    );
+    assert!(
+        err.contains("Opportunities.csv:4: column 'Opportunity Owner': \"Nobody\" is not a key of lookup 'owner_team'"),
+        "{err}"
+    );
+    assert!(err.contains("2 bad row(s)") && err.contains("nothing was imported"), "{err}");
+    // --dry-run: the same errors, exit 1; on a good file the first records, nothing written.
+    let err = root
+        .kpi(&["import", "deals", "Opportunities.csv", "--mapping", "salesforce_opportunity", "--dry-run"])
+        .fails(1);
+    assert!(err.contains("Opportunities.csv:3:"), "{err}");
+    let good: String = bad.lines().take(2).map(|l| format!("{l}\n")).collect();
+    root.write("good.csv", &good);
+    let out = root
+        .kpi(&["import", "deals", "good.csv", "--mapping", "salesforce_opportunity", "--dry-run"])
+        .ok();
+    assert!(out.starts_with("deals {"), "{out}");
+    for part in [r#""id":"0061""#, r#""team":"shanghai""#, r#""owner":"005A1""#, r#""stage":"won""#] {
+        assert!(out.contains(part), "{part} in {out}");
+    }
+    assert!(out.contains(r#""amount":125000.0"#), "{out}");
+    assert!(out.contains("would import 1 deals records from good.csv"), "{out}");
+    let r = eval(&root, "deals_won");
+    assert!(near(value(&r, "shanghai", "deals_won"), 0.0), "dry run wrote nothing: {r}");
+}
+
+#[test]
+fn one_import_of_two_entities_is_one_transaction() {
+    let root = root_with("hubspot");
+    root.kpi(&["import", "owners", "owners.csv"]).ok();
+    // Deal 102's closedlost date is not a time: neither its deal nor any stage event is written.
+    let text = std::fs::read_to_string(root.path().join("deals.csv"))
+        .unwrap()
+        .replace("2026-02-15T02:00:00.000Z\n", "yesterday\n");
+    root.write("deals.csv", &text);
+    let err = root
+        .kpi(&["import", "deals", "deals.csv", "--mapping", "hubspot_deals"])
+        .fails(1);
+    assert!(err.contains("deals.csv:3: field 'entered_at' (expr): ") && err.contains("yesterday"), "{err}");
+    let r = eval(&root, "deals_won,lead_to_won");
+    assert!(near(value(&r, "shanghai", "deals_won"), 0.0), "{r}");
+    assert_eq!(value(&r, "shanghai", "lead_to_won"), None, "no stage event written: {r}");
+}
+
+#[test]
+fn an_endless_expr_fails_the_import_and_writes_nothing() {
+    let root = root_with("salesforce");
+    mapping(
+        &root,
+        "endless",
+        "[mapping]\nentity = \"owners\"\n[mapping.fields]\nid = \"Id\"\nname = { expr = 'loop { }' }\nteam = { expr = 'slug(row[\"Department\"])' }\n",
+    );
+    let err = root.kpi(&["import", "owners", "User.csv", "--mapping", "endless"]).fails(1);
+    assert!(err.contains("User.csv:2: field 'name' (expr)") && err.contains("operations"), "{err}");
+    assert!(err.contains("nothing was imported"), "{err}");
+}
+
+#[test]
+fn check_reports_mapping_errors_with_line_and_column() {
+    let root = Root::new();
+    mapping(
+        &root,
+        "broken",
+        "[mapping]\nentity = \"deals\"\ndelimiter = \";;\"\n[mapping.fields]\nid = \"Id\"\nstagee = \"Stage\"\namount = { expr = 'row[\"A\"] +' }\n",
+    );
+    let err = root.kpi(&["check"]).fails(1);
+    assert!(err.contains("kpis/mappings/broken.toml:3:13: error: delimiter must be one ASCII character"), "{err}");
+    assert!(err.contains("kpis/mappings/broken.toml:6:1: error: deals has no field 'stagee'; did you mean 'stage'?"), "{err}");
+    assert!(err.contains("kpis/mappings/broken.toml:7:"), "{err}");
+    assert!(err.contains("field 'team' is required by deals but not mapped"), "{err}");
+    // An unknown mapping names the ones there are.
+    let root = root_with("salesforce");
+    let err = root.kpi(&["import", "owners", "User.csv", "--mapping", "salesforce_users"]).fails(1);
+    assert!(err.contains("unknown mapping 'salesforce_users'; did you mean 'salesforce_user'?"), "{err}");
+}
+
+#[test]
+fn init_writes_a_clean_deployment_whose_kpis_have_no_data() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let target = dir.path().join("acme");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kpi"))
+        .arg("init")
+        .arg(&target)
+        .env_remove("KPI_DB")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let targets = std::fs::read_to_string(target.join("kpis/targets.toml")).unwrap();
+    assert!(
+        !targets.lines().any(|l| l.starts_with('[') && l.contains(".teams.")),
+        "no demo team targets: {targets}"
+    );
+    assert!(target.join("crm.db").is_file());
+    assert!(target.join("kpis/mappings/salesforce_opportunity.toml").is_file());
+    let again = std::process::Command::new(env!("CARGO_BIN_EXE_kpi"))
+        .arg("init")
+        .arg(&target)
+        .output()
+        .unwrap();
+    assert_eq!(again.status.code(), Some(1), "a second init refuses");
+    let kpi = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_kpi"))
+            .arg("--root")
+            .arg(&target)
+            .args(args)
+            .env_remove("KPI_DB")
+            .output()
+            .unwrap()
+    };
+    assert!(kpi(&["check"]).status.success());
+    let teams = "id,name\nnorth,North\n";
+    std::fs::write(target.join("teams.csv"), teams).unwrap();
+    assert!(kpi(&["import", "teams", target.join("teams.csv").to_str().unwrap()]).status.success());
+    let out = kpi(&["eval", "--kpi", "revenue,nps", "--period", "2026-Q1", "--as-of", AS_OF, "--format", "json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    // No deal and no survey at all: the CRM does not track them yet, so no data (not 0).
+    assert_eq!(value(&r, "north", "revenue"), None, "{r}");
+    assert_eq!(value(&r, "north", "nps"), None, "{r}");
+}
