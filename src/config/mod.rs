@@ -47,6 +47,9 @@ pub struct Kpi {
     pub text: String,
     /// KPIs named literally by `kpi("…")`.
     pub depends_on: Vec<String>,
+    /// Entities named literally by `records("…")` (SPEC 15: a KPI reading only
+    /// entities that hold no records has no data).
+    pub reads: Vec<String>,
 }
 
 /// Everything loaded from one root, checked, never changed after loading.
@@ -354,17 +357,25 @@ fn compile_kpis(
         };
         match engine.compile(&text, &def.origin) {
             Ok(ast) => {
-                let depends_on = literals(&text)
-                    .into_iter()
-                    .filter(|l| l.kind == LiteralKind::Kpi)
-                    .map(|l| l.name)
-                    .collect();
+                let lits = literals(&text);
+                let names = |kind: LiteralKind| {
+                    let mut v: Vec<String> = lits
+                        .iter()
+                        .filter(|l| l.kind == kind)
+                        .map(|l| l.name.clone())
+                        .collect();
+                    v.dedup();
+                    v
+                };
+                let depends_on = names(LiteralKind::Kpi);
+                let reads = names(LiteralKind::Entity);
                 out.push(Kpi {
                     def,
                     ast,
                     params,
                     text,
                     depends_on,
+                    reads,
                 });
             }
             Err((message, line, col)) => errors.push(Diagnostic::new(
