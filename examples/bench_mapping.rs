@@ -86,7 +86,11 @@ fn run(root: &Path, args: &[&str]) -> f64 {
         .output()
         .expect("run target/release/kpi (cargo build --release --bins first)");
     let secs = started.elapsed().as_secs_f64();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     secs
 }
 
@@ -106,10 +110,16 @@ fn main() {
     }
     fs::write(mapped_root.join("teams_by_name.csv"), by_name).unwrap();
 
-    let mut plain = std::io::BufWriter::new(fs::File::create(plain_root.join("deals.csv")).unwrap());
-    let mut export = std::io::BufWriter::new(fs::File::create(mapped_root.join("export.csv")).unwrap());
+    let mut plain =
+        std::io::BufWriter::new(fs::File::create(plain_root.join("deals.csv")).unwrap());
+    let mut export =
+        std::io::BufWriter::new(fs::File::create(mapped_root.join("export.csv")).unwrap());
     writeln!(plain, "id,team,stage,amount,created_at,closed_at").unwrap();
-    writeln!(export, "Opportunity ID,Team,Stage,Amount,Created Date,Close Date").unwrap();
+    writeln!(
+        export,
+        "Opportunity ID,Team,Stage,Amount,Created Date,Close Date"
+    )
+    .unwrap();
     let mut x: u64 = 0x2545_f491_4f6c_dd1d;
     for i in 0..rows {
         x ^= x << 13;
@@ -125,17 +135,37 @@ fn main() {
         } else {
             (String::new(), String::new())
         };
-        writeln!(plain, "d{i},{team},{stage},{amount}.5,2025-{m:02}-{d:02},{pc}").unwrap();
-        writeln!(export, "d{i},{team_name},{label},{amount}.5,{m}/{d}/2025,{ec}").unwrap();
+        writeln!(
+            plain,
+            "d{i},{team},{stage},{amount}.5,2025-{m:02}-{d:02},{pc}"
+        )
+        .unwrap();
+        writeln!(
+            export,
+            "d{i},{team_name},{label},{amount}.5,{m}/{d}/2025,{ec}"
+        )
+        .unwrap();
     }
     plain.flush().unwrap();
     export.flush().unwrap();
     drop((plain, export));
 
     let t_plain = run(&plain_root, &["import", "deals", "deals.csv"]);
-    let t_mapped = run(&mapped_root, &["import", "deals", "export.csv", "--mapping", "bench"]);
+    let t_mapped = run(
+        &mapped_root,
+        &["import", "deals", "export.csv", "--mapping", "bench"],
+    );
     let rate = |t: f64| rows as f64 / t;
-    println!("plain  kpi import deals deals.csv:                  {t_plain:6.2} s  {:>9.0} rows/s", rate(t_plain));
-    println!("mapped kpi import deals export.csv --mapping bench: {t_mapped:6.2} s  {:>9.0} rows/s", rate(t_mapped));
-    println!("mapped / plain rate: {:.2}x (goal >= 0.7x)", rate(t_mapped) / rate(t_plain));
+    println!(
+        "plain  kpi import deals deals.csv:                  {t_plain:6.2} s  {:>9.0} rows/s",
+        rate(t_plain)
+    );
+    println!(
+        "mapped kpi import deals export.csv --mapping bench: {t_mapped:6.2} s  {:>9.0} rows/s",
+        rate(t_mapped)
+    );
+    println!(
+        "mapped / plain rate: {:.2}x (goal >= 0.7x)",
+        rate(t_mapped) / rate(t_plain)
+    );
 }

@@ -27,7 +27,8 @@ fn root_with(vendor: &str) -> Root {
 }
 
 fn import(root: &Root, entity: &str, file: &str, mapping: &str) -> String {
-    root.kpi(&["import", entity, file, "--mapping", mapping]).ok()
+    root.kpi(&["import", entity, file, "--mapping", mapping])
+        .ok()
 }
 
 fn eval(root: &Root, kpis: &str) -> Value {
@@ -47,12 +48,25 @@ fn salesforce_exports_import_and_give_the_hand_computed_kpis() {
     let out = import(&root, "owners", "User.csv", "salesforce_user");
     assert!(out.contains("imported 2 owners records"), "{out}");
     import(&root, "customers", "Account.csv", "salesforce_account");
-    let out = import(&root, "deals", "Opportunities.csv", "salesforce_opportunity");
+    let out = import(
+        &root,
+        "deals",
+        "Opportunities.csv",
+        "salesforce_opportunity",
+    );
     assert!(out.contains("imported 4 deals records"), "{out}");
     assert!(out.contains("skipped 4 of 8 rows"), "{out}");
-    import(&root, "stage_events", "OpportunityHistory.csv", "salesforce_opportunity_history");
+    import(
+        &root,
+        "stage_events",
+        "OpportunityHistory.csv",
+        "salesforce_opportunity_history",
+    );
     import(&root, "tickets", "Case.csv", "salesforce_case");
-    let r = eval(&root, "revenue,deals_won,win_rate,lead_to_won,new_customers,resolution_hours");
+    let r = eval(
+        &root,
+        "revenue,deals_won,win_rate,lead_to_won,new_customers,resolution_hours",
+    );
     // shanghai: 0061 won 125,000.00 (2/14), 0062 lost; hangzhou: 0064 won 2,500.50 (3/31,
     // local midnight: in Q1); 0063 is open: its planned close date 11/14/2026 is not kept.
     assert!(near(value(&r, "shanghai", "revenue"), 125_000.0), "{r}");
@@ -93,7 +107,10 @@ fn hubspot_exports_import_with_stage_events_from_date_entered_columns() {
     assert!(near(value(&r, "shanghai", "new_customers"), 1.0), "{r}");
     assert!(near(value(&r, "west", "new_customers"), 1.0), "{r}");
     // Tickets: replies after 2 h and 4 h (milliseconds durations); one resolved after 8 h.
-    assert!(near(value(&r, "shanghai", "first_response_hours"), 3.0), "{r}");
+    assert!(
+        near(value(&r, "shanghai", "first_response_hours"), 3.0),
+        "{r}"
+    );
     assert!(near(value(&r, "shanghai", "resolution_hours"), 8.0), "{r}");
 }
 
@@ -103,9 +120,20 @@ fn odoo_exports_import_with_utc_times_and_archived_leads_lost() {
     let out = import(&root, "deals", "crm.lead.csv", "odoo_crm_lead");
     assert!(out.contains("imported 4 deals records"), "{out}");
     let out = import(&root, "customers", "res.partner.csv", "odoo_res_partner");
-    assert!(out.contains("imported 2 customers records") && out.contains("skipped 1 of 3 rows"), "{out}");
-    import(&root, "tickets", "helpdesk.ticket.csv", "odoo_helpdesk_ticket");
-    let r = eval(&root, "revenue,deals_won,win_rate,new_customers,resolution_hours,service_rating");
+    assert!(
+        out.contains("imported 2 customers records") && out.contains("skipped 1 of 3 rows"),
+        "{out}"
+    );
+    import(
+        &root,
+        "tickets",
+        "helpdesk.ticket.csv",
+        "odoo_helpdesk_ticket",
+    );
+    let r = eval(
+        &root,
+        "revenue,deals_won,win_rate,new_customers,resolution_hours,service_rating",
+    );
     // Lead 1 won (Feb); lead 3 archived = lost (Mar); lead 4 closed 2026-03-31 17:00 UTC, which
     // is 2026-04-01 01:00 in Shanghai: Q2, not Q1.
     assert!(near(value(&r, "shanghai", "revenue"), 30_000.0), "{r}");
@@ -159,8 +187,14 @@ fn an_event_log_in_gb18030_folds_into_one_ticket_per_id() {
     std::fs::write(root.path().join("log.csv"), &bytes).unwrap();
     let out = import(&root, "tickets", "log.csv", "incident_log");
     assert!(out.contains("imported 1 tickets records"), "{out}");
-    let r = eval(&root, "first_response_hours,resolution_hours,service_rating");
-    assert!(near(value(&r, "shanghai", "first_response_hours"), 2.5), "{r}");
+    let r = eval(
+        &root,
+        "first_response_hours,resolution_hours,service_rating",
+    );
+    assert!(
+        near(value(&r, "shanghai", "first_response_hours"), 2.5),
+        "{r}"
+    );
     assert!(near(value(&r, "shanghai", "resolution_hours"), 24.0), "{r}");
     assert!(near(value(&r, "shanghai", "service_rating"), 4.0), "{r}");
 }
@@ -175,7 +209,13 @@ fn errors_name_the_file_line_and_source_column_and_nothing_is_written() {
         0063,0011,Nobody,Closed Won,1,2/14/2026,1/5/2026\n";
     root.write("Opportunities.csv", bad);
     let err = root
-        .kpi(&["import", "deals", "Opportunities.csv", "--mapping", "salesforce_opportunity"])
+        .kpi(&[
+            "import",
+            "deals",
+            "Opportunities.csv",
+            "--mapping",
+            "salesforce_opportunity",
+        ])
         .fails(1);
     assert!(
         err.contains("Opportunities.csv:3: field 'closed_at' (expr): \"31/02/2026\" matches none of the time formats (%m/%d/%Y, %m/%d/%Y %I:%M %p, RFC 3339"),
@@ -185,23 +225,48 @@ fn errors_name_the_file_line_and_source_column_and_nothing_is_written() {
         err.contains("Opportunities.csv:4: column 'Opportunity Owner': \"Nobody\" is not a key of lookup 'owner_team'"),
         "{err}"
     );
-    assert!(err.contains("2 bad row(s)") && err.contains("nothing was imported"), "{err}");
+    assert!(
+        err.contains("2 bad row(s)") && err.contains("nothing was imported"),
+        "{err}"
+    );
     // --dry-run: the same errors, exit 1; on a good file the first records, nothing written.
     let err = root
-        .kpi(&["import", "deals", "Opportunities.csv", "--mapping", "salesforce_opportunity", "--dry-run"])
+        .kpi(&[
+            "import",
+            "deals",
+            "Opportunities.csv",
+            "--mapping",
+            "salesforce_opportunity",
+            "--dry-run",
+        ])
         .fails(1);
     assert!(err.contains("Opportunities.csv:3:"), "{err}");
     let good: String = bad.lines().take(2).map(|l| format!("{l}\n")).collect();
     root.write("good.csv", &good);
     let out = root
-        .kpi(&["import", "deals", "good.csv", "--mapping", "salesforce_opportunity", "--dry-run"])
+        .kpi(&[
+            "import",
+            "deals",
+            "good.csv",
+            "--mapping",
+            "salesforce_opportunity",
+            "--dry-run",
+        ])
         .ok();
     assert!(out.starts_with("deals {"), "{out}");
-    for part in [r#""id":"0061""#, r#""team":"shanghai""#, r#""owner":"005A1""#, r#""stage":"won""#] {
+    for part in [
+        r#""id":"0061""#,
+        r#""team":"shanghai""#,
+        r#""owner":"005A1""#,
+        r#""stage":"won""#,
+    ] {
         assert!(out.contains(part), "{part} in {out}");
     }
     assert!(out.contains(r#""amount":125000.0"#), "{out}");
-    assert!(out.contains("would import 1 deals records from good.csv"), "{out}");
+    assert!(
+        out.contains("would import 1 deals records from good.csv"),
+        "{out}"
+    );
     let r = eval(&root, "deals_won");
     // The dry run wrote nothing: no deal at all, so no data.
     assert_eq!(value(&r, "shanghai", "deals_won"), None, "{r}");
@@ -219,10 +284,21 @@ fn one_import_of_two_entities_is_one_transaction() {
     let err = root
         .kpi(&["import", "deals", "deals.csv", "--mapping", "hubspot_deals"])
         .fails(1);
-    assert!(err.contains("deals.csv:3: field 'entered_at' (expr): ") && err.contains("yesterday"), "{err}");
+    assert!(
+        err.contains("deals.csv:3: field 'entered_at' (expr): ") && err.contains("yesterday"),
+        "{err}"
+    );
     let r = eval(&root, "deals_won,lead_to_won");
-    assert_eq!(value(&r, "shanghai", "deals_won"), None, "no deal written: {r}");
-    assert_eq!(value(&r, "shanghai", "lead_to_won"), None, "no stage event written: {r}");
+    assert_eq!(
+        value(&r, "shanghai", "deals_won"),
+        None,
+        "no deal written: {r}"
+    );
+    assert_eq!(
+        value(&r, "shanghai", "lead_to_won"),
+        None,
+        "no stage event written: {r}"
+    );
 }
 
 #[test]
@@ -233,8 +309,13 @@ fn an_endless_expr_fails_the_import_and_writes_nothing() {
         "endless",
         "[mapping]\nentity = \"owners\"\n[mapping.fields]\nid = \"Id\"\nname = { expr = 'loop { }' }\nteam = { expr = 'slug(row[\"Department\"])' }\n",
     );
-    let err = root.kpi(&["import", "owners", "User.csv", "--mapping", "endless"]).fails(1);
-    assert!(err.contains("User.csv:2: field 'name' (expr)") && err.contains("operations"), "{err}");
+    let err = root
+        .kpi(&["import", "owners", "User.csv", "--mapping", "endless"])
+        .fails(1);
+    assert!(
+        err.contains("User.csv:2: field 'name' (expr)") && err.contains("operations"),
+        "{err}"
+    );
     assert!(err.contains("nothing was imported"), "{err}");
 }
 
@@ -247,14 +328,33 @@ fn check_reports_mapping_errors_with_line_and_column() {
         "[mapping]\nentity = \"deals\"\ndelimiter = \";;\"\n[mapping.fields]\nid = \"Id\"\nstagee = \"Stage\"\namount = { expr = 'row[\"A\"] +' }\n",
     );
     let err = root.kpi(&["check"]).fails(1);
-    assert!(err.contains("kpis/mappings/broken.toml:3:13: error: delimiter must be one ASCII character"), "{err}");
+    assert!(
+        err.contains(
+            "kpis/mappings/broken.toml:3:13: error: delimiter must be one ASCII character"
+        ),
+        "{err}"
+    );
     assert!(err.contains("kpis/mappings/broken.toml:6:1: error: deals has no field 'stagee'; did you mean 'stage'?"), "{err}");
     assert!(err.contains("kpis/mappings/broken.toml:7:"), "{err}");
-    assert!(err.contains("field 'team' is required by deals but not mapped"), "{err}");
+    assert!(
+        err.contains("field 'team' is required by deals but not mapped"),
+        "{err}"
+    );
     // An unknown mapping names the ones there are.
     let root = root_with("salesforce");
-    let err = root.kpi(&["import", "owners", "User.csv", "--mapping", "salesforce_users"]).fails(1);
-    assert!(err.contains("unknown mapping 'salesforce_users'; did you mean 'salesforce_user'?"), "{err}");
+    let err = root
+        .kpi(&[
+            "import",
+            "owners",
+            "User.csv",
+            "--mapping",
+            "salesforce_users",
+        ])
+        .fails(1);
+    assert!(
+        err.contains("unknown mapping 'salesforce_users'; did you mean 'salesforce_user'?"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -267,14 +367,24 @@ fn init_writes_a_clean_deployment_whose_kpis_have_no_data() {
         .env_remove("KPI_DB")
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let targets = std::fs::read_to_string(target.join("kpis/targets.toml")).unwrap();
     assert!(
-        !targets.lines().any(|l| l.starts_with('[') && l.contains(".teams.")),
+        !targets
+            .lines()
+            .any(|l| l.starts_with('[') && l.contains(".teams.")),
         "no demo team targets: {targets}"
     );
     assert!(target.join("crm.db").is_file());
-    assert!(target.join("kpis/mappings/salesforce_opportunity.toml").is_file());
+    assert!(
+        target
+            .join("kpis/mappings/salesforce_opportunity.toml")
+            .is_file()
+    );
     let again = std::process::Command::new(env!("CARGO_BIN_EXE_kpi"))
         .arg("init")
         .arg(&target)
@@ -293,9 +403,31 @@ fn init_writes_a_clean_deployment_whose_kpis_have_no_data() {
     assert!(kpi(&["check"]).status.success());
     let teams = "id,name\nnorth,North\n";
     std::fs::write(target.join("teams.csv"), teams).unwrap();
-    assert!(kpi(&["import", "teams", target.join("teams.csv").to_str().unwrap()]).status.success());
-    let out = kpi(&["eval", "--kpi", "revenue,nps", "--period", "2026-Q1", "--as-of", AS_OF, "--format", "json"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        kpi(&[
+            "import",
+            "teams",
+            target.join("teams.csv").to_str().unwrap()
+        ])
+        .status
+        .success()
+    );
+    let out = kpi(&[
+        "eval",
+        "--kpi",
+        "revenue,nps",
+        "--period",
+        "2026-Q1",
+        "--as-of",
+        AS_OF,
+        "--format",
+        "json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let r: Value = serde_json::from_slice(&out.stdout).unwrap();
     // No deal and no survey at all: the CRM does not track them yet, so no data (not 0).
     assert_eq!(value(&r, "north", "revenue"), None, "{r}");
@@ -312,16 +444,24 @@ fn plain_import_reads_other_delimiters_and_counts_repeated_ids() {
         "deals.csv",
         "id;team;stage;amount;created_at;closed_at\nd1;north;won;1;2026-01-05;2026-02-01\nd1;north;won;2;2026-01-05;2026-02-01\nd2;north;lost;3;2026-01-05;2026-02-01\n",
     );
-    let out = root.kpi(&["import", "deals", "deals.csv", "--delimiter", ";"]).ok();
+    let out = root
+        .kpi(&["import", "deals", "deals.csv", "--delimiter", ";"])
+        .ok();
     assert_eq!(
         out.trim(),
         "imported 2 deals records (1 row(s) repeated an id: the last of each was kept) from deals.csv"
     );
     let r = eval(&root, "revenue");
-    assert!(near(value(&r, "north", "revenue"), 2.0), "the last row of d1 won: {r}");
+    assert!(
+        near(value(&r, "north", "revenue"), 2.0),
+        "the last row of d1 won: {r}"
+    );
     root.write("twice.csv", "id,name,name\nsouth,South,Süd\n");
     let err = root.kpi(&["import", "teams", "twice.csv"]).fails(1);
-    assert!(err.contains("twice.csv:1: column 'name' appears twice (columns 2 and 3)"), "{err}");
+    assert!(
+        err.contains("twice.csv:1: column 'name' appears twice (columns 2 and 3)"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -350,7 +490,10 @@ value = "team"
 key_expr = 'upper(row["department"])'
 "#,
     );
-    root.write("depts.csv", "department,team\nshanghai,shanghai\nHangzhou,hangzhou\n");
+    root.write(
+        "depts.csv",
+        "department,team\nshanghai,shanghai\nHangzhou,hangzhou\n",
+    );
     let text = "Id\tName\tName\tDept\n1\t李\t雷\tSHANGHAI\n2\tBob\tWu\tHANGZHOU\n";
     let mut bytes = vec![0xFF, 0xFE];
     bytes.extend(text.encode_utf16().flat_map(u16::to_le_bytes));
@@ -358,8 +501,13 @@ key_expr = 'upper(row["department"])'
     let out = import(&root, "owners", "people.txt", "people");
     assert!(out.contains("imported 2 owners records"), "{out}");
     // A lookup key repeated with another value is an error naming both lines.
-    root.write("depts.csv", "department,team\nshanghai,shanghai\nSHANGHAI,hangzhou\n");
-    let err = root.kpi(&["import", "owners", "people.txt", "--mapping", "people"]).fails(1);
+    root.write(
+        "depts.csv",
+        "department,team\nshanghai,shanghai\nSHANGHAI,hangzhou\n",
+    );
+    let err = root
+        .kpi(&["import", "owners", "people.txt", "--mapping", "people"])
+        .fails(1);
     assert!(
         err.contains("depts.csv:3: lookup 'dept': key \"SHANGHAI\" is \"hangzhou\" here but \"shanghai\" at line 2"),
         "{err}"

@@ -12,7 +12,12 @@ use serde_json::{Value, json};
 use server_common::{Options, Server, root};
 
 fn fixture(rel: &str) -> Vec<u8> {
-    std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(rel)).unwrap()
+    std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures")
+            .join(rel),
+    )
+    .unwrap()
 }
 
 #[test]
@@ -22,7 +27,13 @@ fn a_mapped_body_is_imported_and_a_new_mapping_is_hot_reloaded() {
     std::fs::write(dir.path().join("User.csv"), fixture("salesforce/User.csv")).unwrap();
     for args in [
         vec!["import", "teams", "teams.csv"],
-        vec!["import", "owners", "User.csv", "--mapping", "salesforce_user"],
+        vec![
+            "import",
+            "owners",
+            "User.csv",
+            "--mapping",
+            "salesforce_user",
+        ],
     ] {
         let out = Command::new(env!("CARGO_BIN_EXE_kpi"))
             .arg("--root")
@@ -32,7 +43,11 @@ fn a_mapped_body_is_imported_and_a_new_mapping_is_hot_reloaded() {
             .env_remove("KPI_DB")
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     let s = Server::start_in(dir, Options::default());
     let body = fixture("salesforce/Opportunities.csv");
@@ -82,11 +97,23 @@ fn a_mapped_body_is_imported_and_a_new_mapping_is_hot_reloaded() {
 fn a_json_body_with_a_bom_is_accepted() {
     let s = Server::start();
     let body = "\u{feff}[{\"id\": \"north\", \"name\": \"North\"}]";
-    let r = s.request("POST", "/api/records/teams", Some(server_common::ADMIN), &[], Some(body.as_bytes()));
+    let r = s.request(
+        "POST",
+        "/api/records/teams",
+        Some(server_common::ADMIN),
+        &[],
+        Some(body.as_bytes()),
+    );
     r.expect(200);
     assert_eq!(r.json["written"], 1, "{}", r.text);
     let ndjson = "\u{feff}{\"id\": \"south\", \"name\": \"South\"}\n";
-    let r = s.request("POST", "/api/records/teams", Some(server_common::ADMIN), &[], Some(ndjson.as_bytes()));
+    let r = s.request(
+        "POST",
+        "/api/records/teams",
+        Some(server_common::ADMIN),
+        &[],
+        Some(ndjson.as_bytes()),
+    );
     r.expect(200);
     let _: Value = r.json.clone();
 }

@@ -304,7 +304,7 @@ fn time_rule(cfg: &ConfigSnapshot, part: &Part) -> super::script::TimeRule {
 
 fn rules(cfg: &ConfigSnapshot, part: &Part) -> Rules {
     Rules {
-        cal: cfg.settings.calendar.clone(),
+        cal: cfg.settings.calendar,
         time_formats: part.time_formats.clone(),
         decimal: part.decimal,
     }
@@ -711,10 +711,11 @@ impl<'c> Run<'c> {
             }
             FieldSource::Expr(s) => {
                 let d = self.runtime.eval(s, row, item)?;
-                if rule.values.is_none() && rule.lookup.is_none() {
-                    if let Some(v) = typed(field, &d) {
-                        return Ok(v);
-                    }
+                if rule.values.is_none()
+                    && rule.lookup.is_none()
+                    && let Some(v) = typed(field, &d)
+                {
+                    return Ok(v);
                 }
                 Cow::Owned(dynamic_text(&d))
             }
