@@ -541,3 +541,30 @@ resolved_at = { column = "sys_updated_on", when = 'row["state"] == "Resolved"' }
     let r = eval(&root, "resolution_hours");
     assert!(near(value(&r, "shanghai", "resolution_hours"), 24.0), "{r}");
 }
+
+#[test]
+fn an_ndjson_export_is_mapped_too() {
+    let root = root_with("salesforce");
+    mapping(
+        &root,
+        "api_users",
+        "[mapping]\nentity = \"owners\"\nformat = \"ndjson\"\n[mapping.fields]\nid = \"Id\"\nname = \"Name\"\nactive = \"IsActive\"\nteam = { expr = 'slug(row[\"Department\"])' }\n",
+    );
+    root.write(
+        "users.ndjson",
+        "{\"Id\": \"005X\", \"Name\": \"Li Lei\", \"IsActive\": true, \"Department\": \"Shanghai\"}\n\n{\"Id\": \"005Y\", \"Name\": \"Han Mei\", \"IsActive\": false, \"Department\": \"West\", \"Extra\": 1}\n",
+    );
+    let out = import(&root, "owners", "users.ndjson", "api_users");
+    assert!(out.contains("imported 2 owners records"), "{out}");
+    root.write(
+        "bad.ndjson",
+        "{\"Id\": \"005Z\", \"Name\": \"X\", \"Department\": \"Nowhere\"}\n",
+    );
+    let err = root
+        .kpi(&["import", "owners", "bad.ndjson", "--mapping", "api_users"])
+        .fails(1);
+    assert!(
+        err.contains("bad.ndjson:1: field 'team': unknown team \"nowhere\""),
+        "{err}"
+    );
+}
