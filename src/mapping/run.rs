@@ -202,7 +202,7 @@ fn read_lookup_file(
         Box::new(file),
         &label,
     )?;
-    let mut csv =
+    let (mut csv, blanks) =
         import::readers::csv_reader(input, spec.delimiter.unwrap_or(mapping.parts[0].delimiter));
     let header = csv
         .headers()
@@ -225,7 +225,7 @@ fn read_lookup_file(
     let mut errors = Vec::new();
     for rec in csv.records() {
         let rec = rec.map_err(|e| problem(format!("{label}: cannot read a row: {e}")))?;
-        let line = rec.position().map_or(0, |p| p.line());
+        let line = rec.position().map_or(0, |p| blanks.line(p));
         let key = match &spec.key_expr {
             Some(s) => {
                 let row = row_map(&names, &rec);
@@ -441,7 +441,7 @@ impl<'c> Run<'c> {
         input: Box<dyn Read + '_>,
         ing: &mut Ingest<'_>,
     ) -> Result<(), StoreError> {
-        let mut csv = import::readers::csv_reader(input, self.mapping.parts[0].delimiter);
+        let (mut csv, blanks) = import::readers::csv_reader(input, self.mapping.parts[0].delimiter);
         let header = match csv.headers() {
             Ok(h) => h.clone(),
             Err(e) => {
@@ -464,7 +464,7 @@ impl<'c> Run<'c> {
                     return Ok(());
                 }
             }
-            let line = rec.position().map_or(0, |p| p.line());
+            let line = rec.position().map_or(0, |p| blanks.line(p));
             // A short row (a report's footer line) reads as if its last cells
             // were empty; a long one is an error.
             while rec.len() < header.len() {

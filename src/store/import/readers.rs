@@ -1,7 +1,10 @@
 //! Readers: CSV (any one-byte delimiter), NDJSON and JSON arrays into rows of
 //! typed values for one entity, each with the line (or element) it came from.
 
+use std::cell::RefCell;
+use std::collections::VecDeque;
 use std::io::Read;
+use std::rc::Rc;
 
 use super::super::schema::Entity;
 use super::super::{StoreError, Value};
@@ -49,13 +52,81 @@ pub fn read(
     }
 }
 
-/// A CSV reader over `input` with a header row and `delimiter`.
-pub fn csv_reader<'a>(input: Box<dyn Read + 'a>, delimiter: u8) -> csv::Reader<Box<dyn Read + 'a>> {
-    csv::ReaderBuilder::new()
+/// A CSV reader over `input` with a header row and `delimiter`, and what it
+/// needs to name a record's physical line ([`BlankLines::line`]).
+pub fn csv_reader<'a>(
+    input: Box<dyn Read + 'a>,
+    delimiter: u8,
+) -> (csv::Reader<Box<dyn Read + 'a>>, BlankLines) {
+    let blanks = BlankLines::default();
+    let tracking = Tracking {
+        inner: input,
+        offset: 0,
+        prev: [b'\n', b'\n'],
+        blanks: blanks.clone(),
+    };
+    let reader = csv::ReaderBuilder::new()
         .has_headers(true)
         .flexible(true)
         .delimiter(delimiter)
-        .from_reader(input)
+        .from_reader(Box::new(tracking) as Box<dyn Read + 'a>);
+    (reader, blanks)
+}
+
+/// The newlines of blank lines read so far (offset, preceded by `\r`), of
+/// which only those at or after the current record are kept.
+///
+/// Why: the csv crate skips blank lines but gives the record after them the
+/// position where the blank run began, while messages must name the physical
+/// line where the row starts.
+#[derive(Clone, Default)]
+pub struct BlankLines(Rc<RefCell<VecDeque<(u64, bool)>>>);
+
+impl BlankLines {
+    /// The physical line where the record at `pos` starts.
+    pub fn line(&self, pos: &csv::Position) -> u64 {
+        let mut q = self.0.borrow_mut();
+        while q.front().is_some_and(|(n, _)| *n < pos.byte()) {
+            q.pop_front();
+        }
+        let (mut at, mut skipped) = (pos.byte(), 0);
+        for &(n, cr) in q.iter() {
+            if n == at || (cr && n == at + 1) {
+                skipped += 1;
+                at = n + 1;
+            } else {
+                break;
+            }
+        }
+        pos.line() + skipped
+    }
+}
+
+/// Passes bytes on, noting where blank lines end.
+struct Tracking<R> {
+    inner: R,
+    offset: u64,
+    /// The last two bytes read (the one before last first).
+    prev: [u8; 2],
+    blanks: BlankLines,
+}
+
+impl<R: Read> Read for Tracking<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        let mut q = self.blanks.0.borrow_mut();
+        for (i, &b) in buf[..n].iter().enumerate() {
+            if b == b'\n' {
+                let cr = self.prev[1] == b'\r';
+                if self.prev[1] == b'\n' || (cr && self.prev[0] == b'\n') {
+                    q.push_back((self.offset + i as u64, cr));
+                }
+            }
+            self.prev = [self.prev[1], b];
+        }
+        self.offset += n as u64;
+        Ok(n)
+    }
 }
 
 fn read_csv(
@@ -65,7 +136,7 @@ fn read_csv(
     delimiter: u8,
     out: &mut dyn FnMut(Parsed) -> Result<(), StoreError>,
 ) -> Result<(), StoreError> {
-    let mut csv = csv_reader(input, delimiter);
+    let (mut csv, blanks) = csv_reader(input, delimiter);
     let header = match csv.byte_headers() {
         Ok(h) => h.clone(),
         Err(e) => {
@@ -95,7 +166,7 @@ fn read_csv(
                 )));
             }
         }
-        let line = record.position().map_or(0, |p| p.line());
+        let line = record.position().map_or(0, |p| blanks.line(p));
         let row = if record.len() != header.len() {
             Err(vec![format!(
                 "expected {} cells, got {}",
@@ -308,6 +379,18 @@ fn short(v: &serde_json::Value) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_record_after_blank_lines_is_named_by_its_own_line() {
+        let text = "id,name\na,A\n\n\r\nb,B\n\"c\n\nx\",C\n\nd,D\n";
+        let (mut csv, blanks) = super::csv_reader(Box::new(text.as_bytes()), b',');
+        let mut rec = csv::ByteRecord::new();
+        let mut lines = Vec::new();
+        while csv.read_byte_record(&mut rec).unwrap() {
+            lines.push(blanks.line(rec.position().unwrap()));
+        }
+        assert_eq!(lines, [2, 5, 6, 10]);
+    }
+
     #[test]
     fn finds_the_line_of_each_array_element() {
         let text = "\u{feff}[\n  {\"a\": \"x,]\\\"\"},\n\n  {\"b\": [1, 2]}, 3\n]";
