@@ -31,3 +31,6 @@ done
 echo "=== bench_server"
 # shellcheck disable=SC2086
 cargo run --release --example bench_server -- ${BENCH_SERVER_ARGS:-}
+
+echo "=== bench_mapping"
+cargo run --release --example bench_mapping

@@ -34,8 +34,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use kpi_engine::ConfigSnapshot;
-use kpi_engine::demo::{self, DemoOptions};
 use kpi_engine::config::Subjects;
+use kpi_engine::demo::{self, DemoOptions};
 use kpi_engine::engine::snapshot::members;
 use kpi_engine::engine::{Engine, EngineOptions};
 use kpi_engine::eval::Records;
@@ -480,7 +480,13 @@ fn people(
         let mut subjects = 0;
         for _ in 0..3 {
             let started = Instant::now();
-            let eval = Evaluation::new(cfg.clone(), Records::new(store.clone()), as_of, periods, false)?;
+            let eval = Evaluation::new(
+                cfg.clone(),
+                Records::new(store.clone()),
+                as_of,
+                periods,
+                false,
+            )?;
             let members = members(&eval, card);
             for p in periods {
                 report::scorecard(&eval, card, *p, &members);
@@ -516,7 +522,11 @@ fn engine(
     let mut lines = 0;
     for p in periods {
         // Team scorecards: what the SQL baseline computes too (people are timed apart).
-        for card in cfg.scorecards.iter().filter(|c| c.subjects == Subjects::Teams) {
+        for card in cfg
+            .scorecards
+            .iter()
+            .filter(|c| c.subjects == Subjects::Teams)
+        {
             let members = members(&eval, card);
             let r = report::scorecard(&eval, card, *p, &members);
             lines += r.teams.iter().map(|t| t.kpis.len()).sum::<usize>();

@@ -14,6 +14,8 @@ pub mod diag;
 pub mod engine;
 pub mod eval;
 pub mod formula;
+pub mod init;
+pub mod mapping;
 pub mod memo;
 pub mod period;
 pub mod query;

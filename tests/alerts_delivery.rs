@@ -284,6 +284,13 @@ fn the_scheduler_evaluates_at_start_and_when_poked_and_wakes_delivery() {
         "teams",
         "{\"id\":\"north\",\"name\":\"North\"}\n{\"id\":\"south\",\"name\":\"South\"}\n",
     );
+    // One open deal of 2000: deals are tracked (an entity with no record at all would give no
+    // data, SPEC 15), and revenue now is 0.
+    root.import(
+        &cfg,
+        "deals",
+        "{\"id\":\"d0\",\"team\":\"north\",\"stage\":\"lead\",\"amount\":1,\"created_at\":\"2000-01-03\"}\n",
+    );
     let (c, store) = (cfg.clone(), root.store(&cfg));
     let scheduler = alerts::Scheduler::spawn(root.db_path(), move || (c.clone(), store.clone()));
     let deadline = Instant::now() + Duration::from_secs(20);

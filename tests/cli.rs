@@ -283,11 +283,12 @@ fn import_with_bad_rows_reports_each_and_writes_nothing() {
     assert!(team_line.contains("nowhere"), "{team_line}");
     assert!(!err.contains("deals_bad.csv:2:"), "row 2 is good: {err}");
 
-    // Row 2 (x1, won 100 in shanghai) was good but nothing of the import was written.
+    // Row 2 (x1, won 100 in shanghai) was good but nothing of the import was written: deals
+    // hold no record at all, so the deal KPIs have no data (SPEC 15), not 0.
     let r = eval_kpis(&root, "revenue,deals_won", "2026-Q1");
-    assert_eq!(value(&r, "shanghai", "revenue"), Some(0.0));
-    assert_eq!(value(&r, "shanghai", "deals_won"), Some(0.0));
-    assert_eq!(value(&r, "east", "deals_won"), Some(0.0));
+    assert_eq!(value(&r, "shanghai", "revenue"), None);
+    assert_eq!(value(&r, "shanghai", "deals_won"), None);
+    assert_eq!(value(&r, "east", "deals_won"), None);
 
     // And the database is still usable.
     root.fixture("deals.csv");
@@ -345,8 +346,9 @@ fn import_refuses_an_unknown_column_with_a_hint() {
     assert!(err.contains("typo.csv:"), "{err}");
     assert!(err.contains("'amout'"), "{err}");
     assert!(err.contains("did you mean 'amount'"), "{err}");
+    // Nothing written: no deal at all, so no data (SPEC 15).
     let r = eval_kpis(&root, "deals_won", "2026-Q1");
-    assert_eq!(value(&r, "east", "deals_won"), Some(0.0));
+    assert_eq!(value(&r, "east", "deals_won"), None);
 }
 
 #[test]
@@ -700,6 +702,9 @@ fn removing_a_field_that_holds_data_is_refused() {
         .collect();
     assert_ne!(schema, without, "schema.toml has a segment field");
     root.remove("kpis/segmented.toml");
+    // The shipped Salesforce Account mapping names segment too (a mapping of a field that is
+    // gone is an error of its own).
+    root.remove("kpis/mappings/salesforce_account.toml");
     root.write("kpis/schema.toml", &without);
 
     let err = root.kpi(&["check"]).fails(1);

@@ -629,13 +629,13 @@ fn ingested_records_are_served_at_once() {
     assert!(
         details
             .iter()
-            .any(|d| d.starts_with("body:1: field 'amount'")),
+            .any(|d| d.starts_with("body:1: element 1: field 'amount'")),
         "{details:?}"
     );
     assert!(
         details
             .iter()
-            .any(|d| d.starts_with("body:2:") && d.contains("atlantis")),
+            .any(|d| d.starts_with("body:1: element 2:") && d.contains("atlantis")),
         "{details:?}"
     );
     assert_eq!(details.len(), 2);

@@ -54,9 +54,21 @@ pub enum Command {
         after_help = "Import `teams` first: every record must name a known team. \
         A bad row writes nothing and is reported as FILE:LINE: field 'NAME': …\n\n\
         Examples:\n  kpi import teams teams.csv\n  kpi import deals deals.csv\n  \
-        kpi import tickets tickets.ndjson --format ndjson"
+        kpi import tickets tickets.ndjson --format ndjson\n  \
+        kpi import deals export.csv --delimiter ';'\n  \
+        kpi import deals Opportunities.csv --mapping salesforce_opportunity --dry-run"
     )]
     Import(ImportArgs),
+    /// Write a clean deployment into DIR: the standard library, targets without demo teams, an
+    /// empty database.
+    #[command(
+        after_help = "Example:\n  kpi init /srv/kpi && kpi --root /srv/kpi import teams teams.csv"
+    )]
+    Init {
+        /// The folder to write (created when missing).
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+    },
     /// Write a deterministic demo CRM into the database.
     #[command(
         after_help = "Examples:\n  kpi demo\n  kpi demo --scale 200 --until 2026-09-30\n  \
@@ -102,6 +114,15 @@ pub struct ImportArgs {
     /// The file's format [default: from the extension].
     #[arg(long, value_enum)]
     pub format: Option<FormatArg>,
+    /// The CSV delimiter: one character, or "\t" for a tab [default: ",", tab for .tsv].
+    #[arg(long)]
+    pub delimiter: Option<String>,
+    /// Read FILE through kpis/mappings/NAME.toml (a CRM's own export).
+    #[arg(long, value_name = "NAME")]
+    pub mapping: Option<String>,
+    /// With --mapping: print the first mapped records and every error; write nothing.
+    #[arg(long = "dry-run", requires = "mapping")]
+    pub dry_run: bool,
 }
 
 #[derive(clap::Args)]

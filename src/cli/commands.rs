@@ -29,7 +29,9 @@ pub fn run(cli: Cli) -> Res<ExitCode> {
     let root = cli.root.as_path();
     match cli.command {
         Command::Check => check(root, &db),
+        Command::Import(args) if args.mapping.is_some() => import_mapped(root, &db, &args),
         Command::Import(args) => import(root, &db, &args),
+        Command::Init { dir } => init(&dir),
         Command::Demo(args) => demo(root, &db, &args),
         Command::Eval(args) => eval(root, &db, &args),
         Command::Alerts(args) => alerts(root, &db, &args),
@@ -100,30 +102,98 @@ fn check(root: &Path, db: &Path) -> Res<ExitCode> {
 }
 
 fn import(root: &Path, db: &Path, args: &ImportArgs) -> Res<ExitCode> {
-    let engine = open(root, db)?;
     let label = args.file.display().to_string();
+    let delimiter = args.delimiter.as_deref();
     let format = match args.format {
         Some(FormatArg::Csv) => Format::Csv,
         Some(FormatArg::Ndjson) => Format::Ndjson,
+        None if delimiter.is_some() => Format::Csv,
         None => Format::from_path(&label).ok_or_else(|| {
             UserError(format!(
                 "{label}: cannot tell the format from the extension; use --format csv or --format ndjson"
             ))
         })?,
     };
-    let file = std::fs::File::open(&args.file).map_err(|e| UserError(format!("{label}: {e}")))?;
-    let reader = Box::new(std::io::BufReader::with_capacity(1 << 20, file));
+    let delimiter = match delimiter {
+        None if label.to_ascii_lowercase().ends_with(".tsv") => b'\t',
+        None | Some(",") => b',',
+        Some("\\t" | "\t" | "tab") => b'\t',
+        Some(d) if d.len() == 1 && d.is_ascii() => d.as_bytes()[0],
+        Some(d) => {
+            return Err(UserError(format!(
+                "--delimiter must be one character (or \\t for a tab), got {d:?}"
+            )));
+        }
+    };
+    let engine = open(root, db)?;
+    let reader = open_input(&args.file)?;
     let input = match format {
-        Format::Csv => Input::Csv(reader),
+        Format::Csv if delimiter == b',' => Input::Csv(reader),
+        Format::Csv => Input::Delimited(reader, delimiter),
         Format::Ndjson => Input::Ndjson(reader),
     };
     let (report, _) = engine
         .ingest(&args.entity, &label, input)
         .map_err(|e| UserError(format!("{e}\nnothing was imported")))?;
+    outln!("imported {} from {label}", report.summary());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A file to import, buffered, with a progress bar on a terminal.
+fn open_input(file: &Path) -> Res<Box<dyn std::io::Read>> {
+    let label = file.display().to_string();
+    let f = std::fs::File::open(file).map_err(|e| UserError(format!("{label}: {e}")))?;
+    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+    let reader = Box::new(std::io::BufReader::with_capacity(1 << 20, f));
+    Ok(kpi_engine::store::import::progress::on_terminal(
+        reader, len,
+    ))
+}
+
+/// `kpi import ENTITY FILE --mapping NAME [--dry-run]`.
+fn import_mapped(root: &Path, db: &Path, args: &ImportArgs) -> Res<ExitCode> {
+    if args.format.is_some() || args.delimiter.is_some() {
+        return Err(UserError(
+            "--format and --delimiter come from the mapping file with --mapping".into(),
+        ));
+    }
+    let engine = open(root, db)?;
+    let label = args.file.display().to_string();
+    let request = kpi_engine::mapping::Request {
+        entity: args.entity.clone(),
+        mapping: args.mapping.clone().unwrap_or_default(),
+        label: label.clone(),
+        input: open_input(&args.file)?,
+        dir: args.file.parent().map(Path::to_path_buf),
+        dry_run: args.dry_run,
+    };
+    let (done, _) = engine
+        .ingest_mapped(request)
+        .map_err(|e| UserError(format!("{e}\nnothing was imported")))?;
+    for line in &done.preview {
+        outln!("{line}");
+    }
+    let verb = if args.dry_run {
+        "would import"
+    } else {
+        "imported"
+    };
+    for r in &done.reports {
+        outln!("{verb} {} from {label}", r.summary());
+    }
+    if done.skipped > 0 {
+        outln!("skipped {} of {} rows (skip_if)", done.skipped, done.rows);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn init(dir: &Path) -> Res<ExitCode> {
+    let written = kpi_engine::init::write_deployment(dir)?;
     outln!(
-        "imported {} {} records from {label}",
-        report.written,
-        report.entity
+        "wrote a clean deployment in {} ({} files and an empty crm.db); next: kpi --root {} import teams FILE",
+        dir.display(),
+        written.len() - 1,
+        dir.display()
     );
     Ok(ExitCode::SUCCESS)
 }

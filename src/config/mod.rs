@@ -48,6 +48,9 @@ pub struct Kpi {
     pub text: String,
     /// KPIs named literally by `kpi("…")`.
     pub depends_on: Vec<String>,
+    /// Entities named literally by `records("…")` (SPEC 15: a KPI reading only
+    /// entities that hold no records has no data).
+    pub reads: Vec<String>,
 }
 
 /// Everything loaded from one root, checked, never changed after loading.
@@ -65,6 +68,8 @@ pub struct ConfigSnapshot {
     pub files: BTreeMap<String, String>,
     /// Per entity, the fields some formula names: what to read in one scan.
     pub fields_used: BTreeMap<String, Vec<String>>,
+    /// kpis/mappings/*.toml by name (SPEC 15).
+    pub mappings: BTreeMap<String, Arc<crate::mapping::Mapping>>,
 }
 
 impl ConfigSnapshot {
@@ -89,11 +94,7 @@ impl ConfigSnapshot {
             let Some(kpi) = self.kpi(&k).filter(|_| seen.insert(k.clone())) else {
                 continue;
             };
-            for l in literals(&kpi.text) {
-                if l.kind == LiteralKind::Entity {
-                    out.insert(l.name);
-                }
-            }
+            out.extend(kpi.reads.iter().cloned());
             todo.extend(kpi.depends_on.iter().cloned());
         }
         out
@@ -170,6 +171,10 @@ pub fn read_files(root: &Path) -> Result<BTreeMap<String, String>, Vec<Diagnosti
         )]);
     }
     collect(root, &kpis, "toml", false, &mut files, &mut errors);
+    let mappings = kpis.join("mappings");
+    if mappings.is_dir() {
+        collect(root, &mappings, "toml", false, &mut files, &mut errors);
+    }
     let scripts = root.join("scripts");
     if scripts.is_dir() {
         collect(root, &scripts, "rhai", true, &mut files, &mut errors);
@@ -303,8 +308,17 @@ pub fn from_files(
         Some(s) => take(AlertSettings::from_source(&s), &mut errors).unwrap_or_default(),
         None => AlertSettings::default(),
     };
+    let mappings = match &schema {
+        Some(schema) => {
+            let (m, e) = crate::mapping::load_all(&files, schema);
+            errors.extend(e);
+            m
+        }
+        None => BTreeMap::new(),
+    };
     match schema {
         Some(schema) if errors.is_empty() => Ok(ConfigSnapshot {
+            mappings,
             fields_used: fields_used(&schema, &kpis),
             root: root.to_path_buf(),
             settings,
@@ -430,17 +444,25 @@ fn compile_kpis(
         };
         match engine.compile(&text, &def.origin) {
             Ok(ast) => {
-                let depends_on = literals(&text)
-                    .into_iter()
-                    .filter(|l| l.kind == LiteralKind::Kpi)
-                    .map(|l| l.name)
-                    .collect();
+                let lits = literals(&text);
+                let names = |kind: LiteralKind| {
+                    let mut v: Vec<String> = lits
+                        .iter()
+                        .filter(|l| l.kind == kind)
+                        .map(|l| l.name.clone())
+                        .collect();
+                    v.dedup();
+                    v
+                };
+                let depends_on = names(LiteralKind::Kpi);
+                let reads = names(LiteralKind::Entity);
                 out.push(Kpi {
                     def,
                     ast,
                     params,
                     text,
                     depends_on,
+                    reads,
                 });
             }
             Err((message, line, col)) => errors.push(Diagnostic::new(

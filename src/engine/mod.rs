@@ -298,15 +298,48 @@ impl Engine {
             label,
             input,
         )?;
-        let store = served
-            .records
-            .store
-            .after_upsert(&report.entity, report.ids.as_deref())?;
-        if self.serving {
-            store.warm(&cfg.fields_used, Some(&report.entity))?;
+        let generation = self.serve_ingested(&served, std::slice::from_ref(&report))?;
+        Ok((report, generation))
+    }
+
+    /// Imports a foreign file through a mapping (SPEC 15), every entity it
+    /// writes in one transaction, then serves the records; with `dry_run`
+    /// nothing is written and the generation stays.
+    pub fn ingest_mapped(
+        &self,
+        request: crate::mapping::Request<'_>,
+    ) -> Result<(crate::mapping::MappedImport, u64), EngineError> {
+        let _writer = self.write_lock();
+        let served = self.snapshot();
+        let dry_run = request.dry_run;
+        let mut conn = db::open(&self.db_path)?;
+        let done = crate::mapping::import_with_mapping(&mut conn, &served.config, request)?;
+        let generation = if dry_run {
+            served.data_generation
+        } else {
+            self.serve_ingested(&served, &done.reports)?
+        };
+        Ok((done, generation))
+    }
+
+    /// Serves the records after imports into `served`'s store: each ingested
+    /// table is patched, and the shape answers that read one are dropped.
+    /// The caller holds the writer lock.
+    fn serve_ingested(
+        &self,
+        served: &Snapshot,
+        reports: &[ImportReport],
+    ) -> Result<u64, EngineError> {
+        let cfg = &served.config;
+        let mut store = served.records.store.clone();
+        for report in reports {
+            store = store.after_upsert(&report.entity, report.ids.as_deref())?;
+            if self.serving {
+                store.warm(&cfg.fields_used, Some(&report.entity))?;
+            }
         }
-        let changed = report.entity.clone();
-        let memo = served.records.memo.after_change(|e| e == changed);
+        let changed: Vec<&str> = reports.iter().map(|r| r.entity.as_str()).collect();
+        let memo = served.records.memo.after_change(|e| changed.contains(&e));
         let generation = served.data_generation + 1;
         self.swap(Snapshot {
             config: cfg.clone(),
@@ -319,7 +352,7 @@ impl Engine {
             content_hash: served.content_hash.clone(),
             data_generation: generation,
         });
-        Ok((report, generation))
+        Ok(generation)
     }
 
     /// Whether the database holds records (of any entity).

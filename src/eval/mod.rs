@@ -9,6 +9,7 @@
 
 pub mod check;
 pub mod memo;
+pub mod no_records;
 pub mod report;
 pub mod scoring;
 pub mod tests_runner;
@@ -190,6 +191,18 @@ impl Evaluation {
         let explanation = self.traces.borrow_mut().pop().unwrap_or_default();
         self.stack.borrow_mut().pop();
         match outcome {
+            // The formula still runs (so `kpi check` sees its errors); only its value is dropped.
+            Outcome::Value(_)
+                if no_records::reads_only_empty(&self.config, &*self.records.store, kpi) =>
+            {
+                let mut explanation = explanation;
+                explanation.push("every entity it reads holds no records: no data".into());
+                KpiValue {
+                    value: None,
+                    error: None,
+                    explanation,
+                }
+            }
             Outcome::Value(v) => KpiValue {
                 value: Some(v),
                 error: None,

@@ -140,6 +140,21 @@ impl Origin {
     }
 }
 
+/// The limits of every user-written Rhai script (formulas, and the `expr`s
+/// of mappings): operations, call depth, sizes, strict variables, no `eval`.
+pub fn sandbox(engine: &mut Engine) {
+    engine
+        .set_max_operations(MAX_OPERATIONS)
+        .set_max_call_levels(48)
+        .set_max_expr_depths(64, 48)
+        .set_max_string_size(64 << 20)
+        .set_max_array_size(4_000_000)
+        .set_max_map_size(4_000_000)
+        .set_max_modules(32)
+        .set_strict_variables(true)
+        .disable_symbol("eval");
+}
+
 /// A sandboxed Rhai engine with the formula API registered.
 pub struct FormulaEngine {
     engine: Engine,
@@ -150,16 +165,8 @@ impl FormulaEngine {
     /// are what `import` may load.
     pub fn new(scripts: Arc<BTreeMap<String, String>>) -> FormulaEngine {
         let mut engine = Engine::new();
+        sandbox(&mut engine);
         engine
-            .set_max_operations(MAX_OPERATIONS)
-            .set_max_call_levels(48)
-            .set_max_expr_depths(64, 48)
-            .set_max_string_size(64 << 20)
-            .set_max_array_size(4_000_000)
-            .set_max_map_size(4_000_000)
-            .set_max_modules(32)
-            .set_strict_variables(true)
-            .disable_symbol("eval")
             .on_print(|s| tracing::debug!(target: "formula", "{s}"))
             .on_debug(|s, _, _| tracing::debug!(target: "formula", "{s}"));
         engine.set_module_resolver(ScriptResolver {

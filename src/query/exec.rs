@@ -66,6 +66,10 @@ impl RecordStore for ColumnStore {
         execute(self, query, agg, periods, cal)
     }
 
+    fn holds_records(&self, entity: &str) -> Result<bool, StoreError> {
+        Ok(!self.table(entity, &[])?.is_empty())
+    }
+
     fn epoch(&self) -> u64 {
         ColumnStore::epoch(self)
     }

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use super::api::Ordered;
 use super::auth::AdminAccess;
-use super::error::{ApiError, ApiPath, Body, JsonBody};
+use super::error::{ApiError, ApiPath, ApiQuery, Body, JsonBody};
 use super::state::{AppState, Records, blocking};
 use crate::config::edit::{self, TargetOf, TargetSpec};
 use crate::config::targets::valid_period_key;
@@ -154,11 +154,20 @@ pub async fn put_target(
     Ok(Json(applied_json(&path, &applied)))
 }
 
-/// `POST /api/records/{entity}`: a JSON array or NDJSON; all rows or none.
+/// `?mapping=NAME` of `POST /api/records/{entity}`.
+#[derive(Deserialize)]
+pub struct RecordsQuery {
+    mapping: Option<String>,
+}
+
+/// `POST /api/records/{entity}`: a JSON array or NDJSON (a UTF-8 BOM is
+/// accepted), or with `?mapping=NAME` a foreign export read through
+/// kpis/mappings/NAME.toml; all rows or none.
 pub async fn post_records(
     State(state): State<Arc<AppState>>,
     _: AdminAccess,
     ApiPath(entity): ApiPath<String>,
+    ApiQuery(query): ApiQuery<RecordsQuery>,
     Body(body): Body,
 ) -> Reply {
     state
@@ -167,25 +176,44 @@ pub async fn post_records(
         .schema
         .require(&entity)
         .map_err(|e| ApiError::not_found(e.to_string()))?;
-    let records = match body.iter().find(|b| !b.is_ascii_whitespace()) {
-        None => {
+    let unmarked = body.slice(
+        if body.starts_with(crate::store::import::readers::BOM) {
+            3
+        } else {
+            0
+        }..,
+    );
+    let records = match (
+        query.mapping,
+        unmarked.iter().find(|b| !b.is_ascii_whitespace()),
+    ) {
+        (_, None) => {
             return Err(ApiError::bad_request(
                 "empty body: expected a JSON array or NDJSON",
             ));
         }
-        Some(b'[') => Records::Json(
-            serde_json::from_slice(&body)
-                .map_err(|e| ApiError::bad_request(format!("invalid JSON array: {e}")))?,
+        (Some(mapping), Some(_)) => Records::Mapped { mapping, body },
+        (None, Some(b'[')) => Records::Json(
+            crate::store::import::json_array(&unmarked).map_err(ApiError::bad_request)?,
         ),
-        Some(_) => Records::Ndjson(body),
+        (None, Some(_)) => Records::Ndjson(unmarked),
     };
-    let (report, generation) = state.ingest(entity, records).await?;
-    Ok(Json(json!({
+    let (reports, generation) = state.ingest(entity, records).await?;
+    let main = &reports[0];
+    let mut reply = json!({
         "status": "ok",
-        "entity": report.entity,
-        "written": report.written,
+        "entity": main.entity,
+        "written": main.written,
+        "duplicates": main.duplicates,
         "data_generation": generation,
-    })))
+    });
+    if reports.len() > 1 {
+        reply["entities"] = reports
+            .iter()
+            .map(|r| json!({"entity": r.entity, "written": r.written, "duplicates": r.duplicates}))
+            .collect();
+    }
+    Ok(Json(reply))
 }
 
 /// `POST /api/reload`: reload kpis/ and scripts/ now.

@@ -103,12 +103,9 @@ impl From<StoreError> for ApiError {
             {
                 ApiError::Busy("the database is locked by another process; try again".into())
             }
-            StoreError::Import(rows) => ApiError::Unprocessable {
-                message: format!(
-                    "{} bad row(s); nothing was imported",
-                    rows.iter().filter(|r| !r.starts_with("...")).count()
-                ),
-                details: rows,
+            StoreError::Import { bad_rows, messages } => ApiError::Unprocessable {
+                message: format!("{bad_rows} bad row(s); nothing was imported"),
+                details: messages,
             },
             StoreError::Schema(refusals) => ApiError::Unprocessable {
                 message: "schema change refused; nothing was changed".into(),
@@ -262,7 +259,10 @@ mod tests {
         assert_eq!(ApiError::Forbidden("x".into()).status(), 403);
         assert_eq!(ApiError::not_found("x").status(), 404);
         assert_eq!(ApiError::PayloadTooLarge.status(), 413);
-        let bad = ApiError::from(StoreError::Import(vec!["body:1: field 'x': bad".into()]));
+        let bad = ApiError::from(StoreError::Import {
+            bad_rows: 1,
+            messages: vec!["body:1: field 'x': bad".into()],
+        });
         assert_eq!(bad.status(), 422);
     }
 }

@@ -31,6 +31,8 @@ pub const MAX_BURST: Duration = Duration::from_secs(1);
 struct Dirs {
     root: PathBuf,
     kpis: PathBuf,
+    /// kpis/mappings/ (SPEC 15), watched flat like kpis/.
+    mappings: PathBuf,
     scripts: PathBuf,
 }
 
@@ -39,6 +41,7 @@ pub fn spawn(state: Arc<AppState>) -> notify::Result<tokio::task::JoinHandle<()>
     let root = state.engine.root().to_path_buf();
     let dirs = Dirs {
         kpis: root.join("kpis"),
+        mappings: root.join("kpis").join("mappings"),
         scripts: root.join("scripts"),
         root,
     };
@@ -83,6 +86,7 @@ fn watch(w: &mut notify::RecommendedWatcher, dirs: &Dirs) {
     let targets = [
         (&dirs.root, RecursiveMode::NonRecursive),
         (&dirs.kpis, RecursiveMode::NonRecursive),
+        (&dirs.mappings, RecursiveMode::NonRecursive),
         (&dirs.scripts, RecursiveMode::Recursive),
     ];
     for (dir, mode) in targets {
@@ -123,6 +127,12 @@ fn relevant_path(p: &Path, dirs: &Dirs) -> bool {
     if ignored_name(&name) {
         return false;
     }
+    if p == dirs.mappings {
+        return true;
+    }
+    if let Ok(rest) = p.strip_prefix(&dirs.mappings) {
+        return rest.components().count() == 1 && name.ends_with(".toml");
+    }
     if let Ok(rest) = p.strip_prefix(&dirs.kpis) {
         // Only kpis/*.toml: not kpis/tests/, not other files.
         return rest.components().count() == 1 && name.ends_with(".toml");
@@ -157,6 +167,7 @@ mod tests {
         Dirs {
             root: "/r".into(),
             kpis: "/r/kpis".into(),
+            mappings: "/r/kpis/mappings".into(),
             scripts: "/r/scripts".into(),
         }
     }
@@ -166,6 +177,7 @@ mod tests {
         let d = dirs();
         let yes = [
             "/r/kpis/sales.toml",
+            "/r/kpis/mappings/salesforce_opportunity.toml",
             "/r/kpis",
             "/r/scripts",
             "/r/scripts/x.rhai",

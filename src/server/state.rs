@@ -42,9 +42,14 @@ pub struct Health {
 /// The records of one ingest, as the body brought them.
 pub enum Records {
     /// A JSON array of objects.
-    Json(Vec<serde_json::Value>),
+    Json(crate::store::import::JsonRows),
     /// One JSON object a line.
     Ndjson(axum::body::Bytes),
+    /// A foreign file read through kpis/mappings/NAME.toml (SPEC 15).
+    Mapped {
+        mapping: String,
+        body: axum::body::Bytes,
+    },
 }
 
 /// The server's shared state.
@@ -181,23 +186,30 @@ impl AppState {
         self: &Arc<Self>,
         entity: String,
         records: Records,
-    ) -> Result<(ImportReport, u64), ApiError> {
+    ) -> Result<(Vec<ImportReport>, u64), ApiError> {
         let engine = self.engine.clone();
-        let (report, generation) = blocking(move || {
+        let (reports, generation) = blocking(move || {
             let input = match records {
-                Records::Json(rows) => Input::Json(rows),
+                Records::Json(rows) => Input::JsonArray(rows),
                 Records::Ndjson(bytes) => Input::Ndjson(Box::new(std::io::Cursor::new(bytes))),
+                Records::Mapped { mapping, body } => {
+                    let request = crate::mapping::Request::body(&entity, &mapping, body.to_vec());
+                    let (done, generation) = engine.ingest_mapped(request)?;
+                    return Ok((done.reports, generation));
+                }
             };
-            Ok(engine.ingest(&entity, "body", input)?)
+            let (report, generation) = engine.ingest(&entity, "body", input)?;
+            Ok((vec![report], generation))
         })
         .await?;
-        tracing::info!(
-            "imported {} {} records (data generation {generation})",
-            report.written,
-            report.entity
-        );
+        for report in &reports {
+            tracing::info!(
+                "imported {} (data generation {generation})",
+                report.summary()
+            );
+        }
         self.changed();
-        Ok((report, generation))
+        Ok((reports, generation))
     }
 
     /// The config history, oldest first (at most `limit` of the newest).

@@ -44,6 +44,8 @@ pub trait RecordStore: Send + Sync {
         periods: &[PeriodId],
         cal: &Calendar,
     ) -> Result<ShapeResult, QueryError>;
+    /// Whether `entity` holds any record at all.
+    fn holds_records(&self, entity: &str) -> Result<bool, StoreError>;
     /// Changes when answers given before may be stale for a reason the engine
     /// did not cause (another writer changed the rows underneath).
     fn epoch(&self) -> u64;
@@ -81,8 +83,12 @@ pub enum StoreError {
     Sqlite(#[from] rusqlite::Error),
     #[error("schema change refused: {}", .0.join("; "))]
     Schema(Vec<String>),
-    #[error("{}", .0.join("\n"))]
-    Import(Vec<String>),
+    /// Bad rows: the first messages (at most 100 rows' worth) and the true count.
+    #[error("{}\n{bad_rows} bad row(s)", messages.join("\n"))]
+    Import {
+        bad_rows: usize,
+        messages: Vec<String>,
+    },
     #[error(transparent)]
     Name(#[from] NameError),
     #[error("{label}: cannot read: {message}")]
