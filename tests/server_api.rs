@@ -51,7 +51,7 @@ fn health_and_definitions() {
         .iter()
         .map(|c| c["id"].as_str().unwrap())
         .collect();
-    assert_eq!(ids, ["sales", "service", "marketing"]);
+    assert_eq!(ids, ["sales", "service", "marketing", "sales_reps"]);
     assert!(cards[0]["weights"]["default"]["revenue"].is_number());
 
     assert_eq!(s.json("/api/alerts"), json!([]));
