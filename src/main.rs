@@ -82,14 +82,7 @@ enum Command {
     /// Evaluate scorecards or KPIs.
     Eval(EvalArgs),
     /// Evaluate alert conditions, print the alerts, and with --send deliver pending notifications.
-    Alerts {
-        /// Evaluate as of this time (RFC 3339 or YYYY-MM-DD[ HH:MM:SS]); default now.
-        #[arg(long = "as-of")]
-        as_of: Option<String>,
-        /// Deliver pending notifications to the webhooks (retrying for up to about 30 s).
-        #[arg(long)]
-        send: bool,
-    },
+    Alerts(kpi_engine::alerts::cli::AlertsArgs),
     /// Run the formula tests in kpis/tests/*.toml.
     Test,
     /// Run the admin server: HTTP API, dashboard and hot reload of kpis/ and scripts/.
@@ -166,7 +159,7 @@ fn run(cli: Cli) -> Res<ExitCode> {
             force,
         } => run_demo(&cli.root, &db_path, scale, seed, until, force),
         Command::Eval(args) => eval(&cli.root, &db_path, &args),
-        Command::Alerts { as_of, send } => run_alerts(&cli.root, &db_path, as_of.as_deref(), send),
+        Command::Alerts(args) => run_alerts(&cli.root, &db_path, &args),
         Command::Test => run_tests(&cli.root),
         Command::Serve { addr, demo } => serve(ServeOptions {
             root: cli.root.clone(),
@@ -540,9 +533,12 @@ fn run_tests(root: &Path) -> Res<ExitCode> {
     })
 }
 
-/// `kpi alerts`: evaluates as of T (stored in the database), delivers with --send, prints.
-fn run_alerts(root: &Path, db_path: &Path, as_of: Option<&str>, send: bool) -> Res<ExitCode> {
-    use kpi_engine::alerts;
+/// `kpi alerts`: evaluates, prints, and with --send delivers (see `alerts::cli`).
+fn run_alerts(
+    root: &Path,
+    db_path: &Path,
+    args: &kpi_engine::alerts::cli::AlertsArgs,
+) -> Res<ExitCode> {
     let cfg = load(root)?;
     if !db_path.exists() {
         return Err(UserError(format!(
@@ -550,33 +546,15 @@ fn run_alerts(root: &Path, db_path: &Path, as_of: Option<&str>, send: bool) -> R
             db_path.display()
         )));
     }
-    let as_of = match as_of {
-        Some(t) => cfg
-            .settings
-            .calendar
-            .parse_time(t)
-            .map_err(|e| UserError(format!("--as-of: {e}")))?,
-        None => chrono::Utc::now().timestamp_millis(),
-    };
     let store = Arc::new(ColumnStore::new(
         open_db(&cfg, db_path)?,
         cfg.schema.clone(),
     ));
     let mut conn = db::open(db_path)?;
-    let transitions = alerts::evaluate(&cfg, &mut conn, store, as_of)?;
-    let delivery = if send {
-        let opts = alerts::DeliveryOptions::from_settings(&cfg.alerts);
-        let r = alerts::deliver_within(&conn, &opts, std::time::Duration::from_secs(30))?;
-        for e in &r.errors {
-            eprintln!("warning: {e}");
-        }
-        Some(r)
-    } else {
-        None
-    };
-    out!(
-        "{}",
-        alerts::report(&cfg, &conn, as_of, &transitions, delivery.as_ref())?
-    );
+    let out = kpi_engine::alerts::cli::run(&cfg, &mut conn, store, args)?;
+    for w in &out.warnings {
+        eprintln!("warning: {w}");
+    }
+    out!("{}", out.text);
     Ok(ExitCode::SUCCESS)
 }

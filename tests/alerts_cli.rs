@@ -43,8 +43,25 @@ fn evaluates_prints_and_sends_once() {
     let cfg = root.load();
     root.seed(&cfg);
 
-    // Without --send: the alert is stored and printed, the notification waits.
-    let out = ok(kpi(&root, &["alerts", "--as-of", "2026-08-15T00:00:00Z"]));
+    // --as-of without --send or --record is a dry run: printed, nothing written.
+    for _ in 0..2 {
+        let out = ok(kpi(&root, &["alerts", "--as-of", "2026-08-15T00:00:00Z"]));
+        assert!(out.starts_with("dry run: nothing is written"), "{out}");
+        assert!(out.contains("1 transition(s)"), "{out}");
+        assert!(
+            out.contains("at_risk:revenue:north:2026-Q3 -> firing"),
+            "{out}"
+        );
+    }
+    let conn = kpi_engine::store::db::open(&root.db_path()).unwrap();
+    assert!(kpi_engine::alerts::list(&conn, None).unwrap().is_empty());
+    drop(conn);
+
+    // With --record: the alert is stored and printed, the notification waits.
+    let out = ok(kpi(
+        &root,
+        &["alerts", "--as-of", "2026-08-15T00:00:00Z", "--record"],
+    ));
     assert!(
         out.contains("2026-Q3 open (at_risk), 2026-Q2 closed last (missed); 1 transition(s)"),
         "{out}"
