@@ -109,6 +109,11 @@ pub fn deliver_due(
     deliver_due_until(conn, now, opts, &|| false)
 }
 
+/// How long a claim outlasts the request's timeout: a deliverer that dies
+/// in the middle of a POST leaves the message to others after
+/// timeout + this.
+const LEASE_MARGIN: Millis = 5_000;
+
 type Stop<'a> = &'a (dyn Fn() -> bool + Sync);
 
 fn deliver_due_until(
@@ -182,7 +187,7 @@ fn deliver_lane(
             break;
         }
         // The lease outlasts the POST, so nobody else sends it meanwhile.
-        let lease = clock() + opts.timeout.as_millis() as Millis + 60_000;
+        let lease = clock() + opts.timeout.as_millis() as Millis + LEASE_MARGIN;
         if !outbox::claim(conn, n.id, clock(), lease)? {
             break;
         }
