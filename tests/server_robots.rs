@@ -223,3 +223,42 @@ fn a_kill_9_in_the_middle_of_a_post_still_delivers_every_message() {
         ours(&server).iter().all(|a| a["delivery"] == "delivered")
     });
 }
+
+#[test]
+fn a_template_edit_is_hot_reloaded_and_a_bad_one_is_refused() {
+    let robot = Robot::start(Vendor::Slack, None, vec![]);
+    let dir = probe_root(&hook(
+        "slack",
+        "slack",
+        &robot.url,
+        "template = \"templates/mine.md\"",
+    ));
+    std::fs::create_dir_all(dir.path().join("kpis/templates")).unwrap();
+    std::fs::write(
+        dir.path().join("kpis/templates/mine.md"),
+        "{{team_name}}: {{kpi_name}} {{value}}\n",
+    )
+    .unwrap();
+    let server = Server::start_in(dir, Options::default());
+    let got = robot.wait_accepted(2, Duration::from_secs(30));
+    assert!(
+        got[0]["text"].as_str().unwrap().contains(": Probe 0"),
+        "{got:?}"
+    );
+    let version = server.health()["config_version"].clone();
+    std::fs::write(server.path("kpis/templates/mine.md"), "{{team_nam}}\n").unwrap();
+    server.wait_for(
+        "the bad template in /health",
+        Duration::from_secs(10),
+        || {
+            server.health()["errors"]
+                .to_string()
+                .contains("kpis/templates/mine.md:1:3")
+        },
+    );
+    std::fs::write(server.path("kpis/templates/mine.md"), "{{team_name}} ok\n").unwrap();
+    server.wait_for("a new version", Duration::from_secs(10), || {
+        let h = server.health();
+        h["config_version"] != version && h["status"] == "ok"
+    });
+}

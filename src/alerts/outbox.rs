@@ -131,7 +131,7 @@ pub(crate) fn has_column(conn: &Connection, table: &str, column: &str) -> Result
     Ok(n > 0)
 }
 
-fn has_table(conn: &Connection, table: &str) -> Result<bool, AlertError> {
+pub(crate) fn has_table(conn: &Connection, table: &str) -> Result<bool, AlertError> {
     let n: i64 = conn.query_row(
         "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?1",
         params![table],

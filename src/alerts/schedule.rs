@@ -197,13 +197,16 @@ fn sentence(names: &Names<'_>, t: &super::Transition) -> String {
         (Kind::AtRisk, AlertState::Resolved) => "is no longer at risk",
         (Kind::Missed, AlertState::Resolved) => "no longer misses its target",
     };
+    let value = match p.value {
+        Some(v) => names.value(&p.kpi, Some(v)),
+        None => "no data".to_string(),
+    };
     let mut s = format!(
-        "{} of {} ({}) in {} {what}: {}",
+        "{} of {} ({}) in {} {what}: {value}",
         p.kpi,
         names.team(&p.team),
         p.team,
         p.period,
-        names.value(&p.kpi, p.value)
     );
     if let Some(target) = p.target {
         s.push_str(&format!(

@@ -279,7 +279,9 @@ pub(crate) fn settling_periods(
     periods: &WatchedPeriods,
     as_of: Millis,
 ) -> Result<Vec<PeriodId>, AlertError> {
-    ensure_tables(conn)?;
+    if !outbox::has_table(conn, "_kpi_alerts")? {
+        return Ok(Vec::new());
+    }
     let mut stmt = conn.prepare(
         "SELECT DISTINCT period FROM _kpi_alerts WHERE kind = 'at_risk' AND state = 'firing'",
     )?;

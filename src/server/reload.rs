@@ -5,7 +5,8 @@
 //! place, by truncating then writing, by writing a temporary file and renaming
 //! it over, or by deleting and re-creating, and a watch on the file itself
 //! would be lost with its inode. kpis/ is watched flat (kpis/tests/ holds
-//! formula tests, not configuration), scripts/ recursively, and the root flat
+//! formula tests, not configuration), kpis/templates/ (alert message
+//! templates) and scripts/ recursively, and the root flat
 //! so that a kpis/ or scripts/ folder replaced as a whole is noticed. After
 //! every burst the watches are added again. No event is trusted to name what
 //! changed: a burst only means "read everything again". Events of editor
@@ -31,6 +32,7 @@ pub const MAX_BURST: Duration = Duration::from_secs(1);
 struct Dirs {
     root: PathBuf,
     kpis: PathBuf,
+    templates: PathBuf,
     scripts: PathBuf,
 }
 
@@ -39,6 +41,7 @@ pub fn spawn(state: Arc<AppState>) -> notify::Result<tokio::task::JoinHandle<()>
     let root = state.root().to_path_buf();
     let dirs = Dirs {
         kpis: root.join("kpis"),
+        templates: root.join("kpis").join("templates"),
         scripts: root.join("scripts"),
         root,
     };
@@ -83,6 +86,7 @@ fn watch(w: &mut notify::RecommendedWatcher, dirs: &Dirs) {
     let targets = [
         (&dirs.root, RecursiveMode::NonRecursive),
         (&dirs.kpis, RecursiveMode::NonRecursive),
+        (&dirs.templates, RecursiveMode::Recursive),
         (&dirs.scripts, RecursiveMode::Recursive),
     ];
     for (dir, mode) in targets {
@@ -122,6 +126,9 @@ fn relevant_path(p: &Path, dirs: &Dirs) -> bool {
         .unwrap_or_default();
     if ignored_name(&name) {
         return false;
+    }
+    if p.starts_with(&dirs.templates) {
+        return p == dirs.templates || name.ends_with(".md") || name.ends_with(".txt");
     }
     if let Ok(rest) = p.strip_prefix(&dirs.kpis) {
         // Only kpis/*.toml: not kpis/tests/, not other files.
