@@ -164,6 +164,7 @@ mod tests {
         Dirs {
             root: "/r".into(),
             kpis: "/r/kpis".into(),
+            templates: "/r/kpis/templates".into(),
             scripts: "/r/scripts".into(),
         }
     }
@@ -178,6 +179,7 @@ mod tests {
             "/r/scripts/x.rhai",
             "/r/scripts/lib/y.rhai",
             "/r/scripts/lib",
+            "/r/kpis/templates/alert_zh.md",
         ];
         for p in yes {
             assert!(relevant_path(Path::new(p), &d), "{p}");
@@ -195,6 +197,7 @@ mod tests {
             "/r/crm.db-wal",
             "/r/scripts/.x.rhai.swp",
             "/r/scripts/notes.md",
+            "/r/kpis/templates/.alert_zh.md.swp",
         ];
         for p in no {
             assert!(!relevant_path(Path::new(p), &d), "{p}");
