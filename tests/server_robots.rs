@@ -123,8 +123,15 @@ fn the_server_sends_each_robot_its_format_and_lists_their_errors() {
     std::thread::sleep(Duration::from_millis(1500));
     assert_eq!(ding.accepted().len(), 1);
     assert_eq!(feishu.accepted().len(), 2);
+    // The demo fires hundreds of alerts at start: one summary line, not one per alert.
     let log = server.log();
     assert!(!log.contains("Some("), "logs are sentences:\n{log}");
+    let summaries = log.lines().filter(|l| l.contains("at risk and")).count();
+    assert_eq!(summaries, 1, "{log}");
+    assert!(
+        log.lines().filter(|l| l.contains(" INFO ")).count() < 20,
+        "{log}"
+    );
 }
 
 #[test]
