@@ -226,28 +226,26 @@ impl AlertSettings {
     }
 }
 
-fn read_settings(doc: &Node, r: &mut Reader<'_>, a: &mut AlertSettings) {
-    if let Some(n) = doc.get("evaluate_every")
-        && let Some(s) = r.string(n, "evaluate_every")
-    {
-        match parse_duration(&s) {
-            Some(d) => a.evaluate_every = d,
-            None => r.error(
-                &n.span,
-                format!("evaluate_every must look like \"30s\", \"5m\" or \"1h\", got \"{s}\""),
-            ),
-        }
+/// A duration key ("30s", "5m", "1h", "30d"), when present and valid.
+fn read_duration(doc: &Node, r: &mut Reader<'_>, key: &str, examples: &str) -> Option<Duration> {
+    let n = doc.get(key)?;
+    let s = r.string(n, key)?;
+    let d = parse_duration(&s);
+    if d.is_none() {
+        r.error(
+            &n.span,
+            format!("{key} must look like {examples}, got \"{s}\""),
+        );
     }
-    if let Some(n) = doc.get("keep_delivered")
-        && let Some(s) = r.string(n, "keep_delivered")
-    {
-        match parse_duration(&s) {
-            Some(d) => a.keep_delivered = d,
-            None => r.error(
-                &n.span,
-                format!("keep_delivered must look like \"30d\" or \"12h\", got \"{s}\""),
-            ),
-        }
+    d
+}
+
+fn read_settings(doc: &Node, r: &mut Reader<'_>, a: &mut AlertSettings) {
+    if let Some(d) = read_duration(doc, r, "evaluate_every", "\"30s\", \"5m\" or \"1h\"") {
+        a.evaluate_every = d;
+    }
+    if let Some(d) = read_duration(doc, r, "keep_delivered", "\"30d\" or \"12h\"") {
+        a.keep_delivered = d;
     }
     if let Some(n) = doc.get("at_risk_after") {
         match r.number(n, "at_risk_after") {
@@ -470,5 +468,46 @@ mod tests {
         )
         .unwrap_err();
         assert!(e[0].message.contains("evaluate_every"));
+    }
+
+    #[test]
+    fn reads_robots_silences_and_reports_bad_keys_where_they_are() {
+        let mut files = BTreeMap::new();
+        files.insert(
+            "kpis/templates/t.md".to_string(),
+            "{{team_name}}\n".to_string(),
+        );
+        let cal = Calendar::utc();
+        let text = "inhibit_children = true\nkeep_delivered = \"7d\"\n\
+            [[webhook]]\nname = \"群\"\nkind = \"feishu\"\nurl = \"http://h/x\"\nsecret = \"S\"\n\
+            template = \"templates/t.md\"\ngroup_by = [\"team\", \"kind\"]\nmention = [\"all\"]\n\
+            [[silence]]\nteams = [\"north\"]\nuntil = \"2027-01-01\"\n";
+        let a = AlertSettings::from_source(&Source::new("kpis/alerts.toml", text), &cal, &files)
+            .unwrap();
+        assert!(a.inhibit_children);
+        assert_eq!(a.keep_delivered, Duration::from_secs(7 * 86400));
+        let w = &a.webhooks[0];
+        assert_eq!(w.kind, WebhookKind::Feishu);
+        assert_eq!(w.secret.as_deref(), Some("S"));
+        assert_eq!(w.group_by, [GroupKey::Team, GroupKey::Kind]);
+        assert_eq!(w.template.as_ref().unwrap().path, "templates/t.md");
+        assert_eq!(a.silences[0].teams.as_deref().unwrap(), ["north"]);
+
+        let bad = "[[webhook]]\nurl = \"http://h/x\"\nkind = \"dingding\"\n\
+            [[webhook]]\nurl = \"http://h/y\"\nkind = \"slack\"\nsecret = \"S\"\ngroup_by = [\"owner\"]\n\
+            [[silence]]\ncomment = \"never ends\"\n";
+        let e = AlertSettings::from_source(&Source::new("kpis/alerts.toml", bad), &cal, &files)
+            .unwrap_err();
+        let text: Vec<String> = e.iter().map(|d| d.to_string()).collect();
+        assert!(
+            text[0].contains("kpis/alerts.toml:3:8: error: kind must be json, dingtalk"),
+            "{text:?}"
+        );
+        assert!(
+            text[1].contains("secret signs dingtalk and feishu"),
+            "{text:?}"
+        );
+        assert!(text[2].contains("group_by takes team"), "{text:?}");
+        assert!(text[3].contains("it would never end"), "{text:?}");
     }
 }
