@@ -291,12 +291,15 @@ pub fn report_filtered(
     );
     const LISTED: usize = 10;
     for t in transitions.iter().take(LISTED) {
+        let sent = match &t.muted {
+            Some(why) => format!("not sent: {why}"),
+            None => format!("{} notification(s) queued", t.notifications),
+        };
         let _ = writeln!(
             out,
-            "  {} -> {} ({} notification(s) queued)",
+            "  {} -> {} ({sent})",
             t.payload.id,
-            t.payload.state.as_str(),
-            t.notifications
+            t.payload.state.as_str()
         );
     }
     if transitions.len() > LISTED {
