@@ -415,7 +415,8 @@ fn delivered_notifications_older_than_keep_delivered_are_pruned() {
 
 /// Issue 15 item 3: deliveries used to be sequential, so every POST to a
 /// hanging receiver (interleaved with a healthy one's) cost the healthy one
-/// a whole timeout. Now each webhook is a lane of its own.
+/// a whole timeout (run against e7bc073, before the fix, this test failed:
+/// "the healthy webhook waited 12.3 s"). Now each webhook is a lane of its own.
 #[test]
 fn a_hanging_webhook_never_delays_another() {
     let slow = Receiver::start(&[Answer::Hang; 8]);
