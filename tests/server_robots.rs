@@ -112,6 +112,7 @@ fn the_server_sends_each_robot_its_format_and_lists_their_errors() {
         assert_eq!(a["delivery"], "pending", "{a}");
         for n in a["notifications"].as_array().unwrap() {
             assert!(n.get("secret").is_none(), "secrets are never listed: {n}");
+            assert!(n["kind"].is_string(), "{n}");
             if n["webhook"] != "错误的密钥" {
                 assert_eq!(n["status"], "delivered", "{n}");
             }

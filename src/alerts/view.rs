@@ -73,6 +73,8 @@ pub struct NotificationView {
     /// The transition it tells: the alert state it went to.
     pub state: String,
     pub webhook: String,
+    /// The webhook's kind: json, dingtalk, wecom, feishu or slack.
+    pub kind: &'static str,
     pub url: String,
     pub status: DeliveryStatus,
     pub attempts: u32,
@@ -91,6 +93,7 @@ impl NotificationView {
             id: n.id,
             state: t.state,
             webhook: n.webhook,
+            kind: n.kind.as_str(),
             url: n.url,
             status: n.status,
             attempts: n.attempts,
