@@ -43,8 +43,25 @@ fn evaluates_prints_and_sends_once() {
     let cfg = root.load();
     root.seed(&cfg);
 
-    // Without --send: the alert is stored and printed, the notification waits.
-    let out = ok(kpi(&root, &["alerts", "--as-of", "2026-08-15T00:00:00Z"]));
+    // --as-of without --send or --record is a dry run: printed, nothing written.
+    for _ in 0..2 {
+        let out = ok(kpi(&root, &["alerts", "--as-of", "2026-08-15T00:00:00Z"]));
+        assert!(out.starts_with("dry run: nothing is written"), "{out}");
+        assert!(out.contains("1 transition(s)"), "{out}");
+        assert!(
+            out.contains("at_risk:revenue:north:2026-Q3 -> firing"),
+            "{out}"
+        );
+    }
+    let conn = kpi_engine::store::db::open(&root.db_path()).unwrap();
+    assert!(kpi_engine::alerts::list(&conn, None).unwrap().is_empty());
+    drop(conn);
+
+    // With --record: the alert is stored and printed, the notification waits.
+    let out = ok(kpi(
+        &root,
+        &["alerts", "--as-of", "2026-08-15T00:00:00Z", "--record"],
+    ));
     assert!(
         out.contains("2026-Q3 open (at_risk), 2026-Q2 closed last (missed); 1 transition(s)"),
         "{out}"
@@ -143,4 +160,105 @@ fn user_errors_exit_1() {
     let r = kpi(&root, &["alerts"]);
     assert_eq!(r.code, 1);
     assert!(r.stderr.contains("kpis/alerts.toml:1"), "{}", r.stderr);
+}
+
+#[test]
+fn kpi_check_finds_unknown_template_variables_with_file_line_col() {
+    let root = Root::new(
+        TARGETS,
+        "[[webhook]]\nname = \"群\"\nkind = \"dingtalk\"\nurl = \"http://127.0.0.1:9/robot/send\"\ntemplate = \"templates/mine.md\"\n",
+    );
+    std::fs::create_dir_all(root.path().join("kpis/templates")).unwrap();
+    root.write(
+        "kpis/templates/mine.md",
+        "{{#each alerts}}\n- {{team_name}}: {{valeu}}\n{{/each}}\n",
+    );
+    let r = kpi(&root, &["check"]);
+    assert_eq!(r.code, 1, "{}", r.stdout);
+    assert!(
+        r.stderr
+            .contains("kpis/templates/mine.md:2:20: error: unknown template variable `valeu`"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("did you mean 'value'"), "{}", r.stderr);
+
+    root.write(
+        "kpis/templates/mine.md",
+        "{{#each alerts}}\n- {{team_name}}: {{value}}\n{{/each}}\n",
+    );
+    ok(kpi(&root, &["check"]));
+    root.write(
+        "kpis/alerts.toml",
+        "[[webhook]]\nurl = \"http://127.0.0.1:9/\"\nkind = \"dingtalk\"\ntemplate = \"templates/none.md\"\n",
+    );
+    let r = kpi(&root, &["check"]);
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("kpis/alerts.toml:4:12"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("kpis/templates/none.md not found"),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn filters_and_summary() {
+    let root = Root::new(
+        "[revenue]\n\"2026-Q3\" = 1000.0\n[deals_won]\n\"2026-Q3\" = 5.0\n",
+        "",
+    );
+    let cfg = root.load();
+    root.seed(&cfg);
+    let at = "2026-08-15T00:00:00Z";
+    let out = ok(kpi(&root, &["alerts", "--as-of", at, "--summary"]));
+    assert!(out.contains("4 transition(s)"), "{out}");
+    let row = |out: &str, team: &str| -> Vec<String> {
+        out.lines()
+            .find(|l| l.starts_with(team))
+            .unwrap_or_else(|| panic!("no {team} row:\n{out}"))
+            .split_whitespace()
+            .map(str::to_string)
+            .collect()
+    };
+    assert_eq!(row(&out, "north"), ["north", "2", "0", "2"]);
+    assert_eq!(row(&out, "all teams")[2..], ["4", "0", "4"]);
+
+    // --team takes the subtree; --kpi, --kind and --state narrow the list.
+    let out = ok(kpi(
+        &root,
+        &["alerts", "--as-of", at, "--team", "hq", "--summary"],
+    ));
+    assert_eq!(row(&out, "all teams")[2..], ["4", "0", "4"]);
+    let out = ok(kpi(
+        &root,
+        &["alerts", "--as-of", at, "--team", "south", "--summary"],
+    ));
+    assert_eq!(row(&out, "all teams")[2..], ["1", "0", "1"]);
+    let out = ok(kpi(&root, &["alerts", "--as-of", at, "--kpi", "revenue"]));
+    let rows: Vec<&str> = out.lines().filter(|l| l.starts_with("at_risk")).collect();
+    assert_eq!(rows.len(), 1, "{out}");
+    assert!(rows[0].contains("north"), "{out}");
+    let out = ok(kpi(&root, &["alerts", "--as-of", at, "--kind", "missed"]));
+    assert!(out.contains("no alerts in these periods"), "{out}");
+    let out = ok(kpi(
+        &root,
+        &["alerts", "--as-of", at, "--state", "resolved"],
+    ));
+    assert!(out.contains("no alerts in these periods"), "{out}");
+
+    let r = kpi(&root, &["alerts", "--team", "nrth"]);
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stderr.contains("--team: unknown team 'nrth'"),
+        "{}",
+        r.stderr
+    );
+    let r = kpi(&root, &["alerts", "--kind", "late"]);
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stderr.contains("kind: expected missed or at_risk"),
+        "{}",
+        r.stderr
+    );
 }

@@ -6,6 +6,7 @@ mod util;
 
 mod alerts_cli;
 mod alerts_delivery;
+mod alerts_robots;
 mod alerts_state;
 mod cli;
 mod cli_usage;
@@ -16,4 +17,5 @@ mod server_api;
 mod server_dashboard;
 mod server_mappings;
 mod server_reload;
+mod server_robots;
 mod tidy;

@@ -273,9 +273,11 @@ fn a_refused_schema_change_keeps_serving_the_old_configuration() {
     let text = fs::read_to_string(&schema).unwrap();
     // customers.owner holds data and no formula reads it: removing it (and the owner link
     // through it) is refused by the database (the TOML alone checks).
-    let edited = text
-        .replacen("owner_field = \"owner\"\n", "", 1)
-        .replacen("owner      = \"text?\"\n", "", 1);
+    let edited = text.replacen("owner_field = \"owner\"\n", "", 1).replacen(
+        "owner      = \"text?\"\n",
+        "",
+        1,
+    );
     assert_ne!(edited, text, "schema.toml lists customers.owner");
     fs::write(&schema, edited).unwrap();
     s.wait_for("degraded", Duration::from_secs(5), || {

@@ -87,10 +87,11 @@ pub struct Condition {
     pub verdict: Verdict,
 }
 
-/// Judges every condition. Each (KPI, team, period) with a target yields two
-/// entries, one per kind, so an `at_risk` alert of a period that has just
-/// closed is found clear (and resolved) with its final numbers.
-pub fn judge_all(eval: &Rc<Evaluation>, periods: WatchedPeriods) -> BTreeMap<AlertKey, Condition> {
+/// Judges every condition over `periods`. Each (KPI, team, period) with a
+/// target yields two entries, one per kind, so an `at_risk` alert of a
+/// period that has just closed is found clear (and resolved) with its final
+/// numbers.
+pub fn judge_all(eval: &Rc<Evaluation>, periods: &[PeriodId]) -> BTreeMap<AlertKey, Condition> {
     let cfg = &eval.config;
     let mut out = BTreeMap::new();
     for kpi_id in cfg.targets.kpis.keys() {
@@ -100,7 +101,7 @@ pub fn judge_all(eval: &Rc<Evaluation>, periods: WatchedPeriods) -> BTreeMap<Ale
         let def = &cfg.kpis[idx].def;
         for team in 0..eval.teams.len() as u32 {
             let team_id = &eval.teams.ids[team as usize];
-            for period in [periods.closed, periods.open] {
+            for &period in periods {
                 if cfg.targets.resolve(kpi_id, team_id, period).is_none() {
                     continue;
                 }

@@ -1,14 +1,20 @@
-//! Webhook delivery: POSTing due notifications of the outbox, retrying with
+//! Webhook delivery: POSTing due messages of the outbox, retrying with
 //! exponential backoff, and the background [`Worker`] that does it for
 //! `kpi serve`.
 //!
-//! Delivery is at least once: a notification stays `pending` in the database
-//! until a POST of it is answered 2xx, so a crash at any point only delays it.
+//! Delivery is at least once: a message stays `pending` in the database
+//! until the receiver takes it (2xx, and for DingTalk, WeCom and Feishu an
+//! error code 0 in the answer), so a crash at any point only delays it.
 //! Each POST carries `X-KPI-Notification: <outbox id>`, the same on every
-//! retry, for receivers that want to drop the rare duplicate (a 2xx that was
-//! lost on the way back).
+//! retry, for receivers that want to drop the rare duplicate (an answer
+//! that was lost on the way back).
+//!
+//! Every lane (webhook and URL) is delivered on a thread of its own, in
+//! order: a receiver that hangs costs its own lane a timeout per try and
+//! never delays another lane.
 
-use std::path::PathBuf;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
@@ -18,8 +24,8 @@ use std::time::{Duration, Instant};
 use rusqlite::Connection;
 use serde::Serialize;
 
-use super::AlertError;
-use super::outbox::{self, Notification};
+use super::outbox::{self, LaneHead, Notification};
+use super::{AlertError, robots};
 use crate::config::AlertSettings;
 use crate::period::Millis;
 use crate::store::db;
@@ -86,13 +92,15 @@ impl DeliveryReport {
     }
 }
 
-/// POSTs every pending notification due at `now` (UTC millis) once, and
-/// records the outcome: 2xx is delivered; anything else (another status, a
-/// refused connection, a timeout) is retried after a backoff, or marked
-/// failed when it was the last of `max_attempts`.
+/// POSTs the pending messages due at `now` (UTC millis), each lane in
+/// order on a thread of its own, and records the outcomes: a message the
+/// receiver takes is delivered; anything else (another status, a robot's
+/// error code, a refused connection, a timeout) is retried after a backoff,
+/// or marked failed when it was the last of `max_attempts`. A lane stops at
+/// its first failure: its later messages wait behind the retry, in order.
 ///
-/// Blocking: each POST may take up to `opts.timeout`. No transaction is held
-/// while a POST is in flight.
+/// Blocking: a POST may take up to `opts.timeout`; lanes run side by side.
+/// No transaction is held while a POST is in flight.
 pub fn deliver_due(
     conn: &Connection,
     now: Millis,
@@ -101,30 +109,87 @@ pub fn deliver_due(
     deliver_due_until(conn, now, opts, &|| false)
 }
 
+/// How long a claim outlasts the request's timeout: a deliverer that dies
+/// in the middle of a POST leaves the message to others after
+/// timeout + this.
+const LEASE_MARGIN: Millis = 5_000;
+
+type Stop<'a> = &'a (dyn Fn() -> bool + Sync);
+
 fn deliver_due_until(
     conn: &Connection,
     now: Millis,
     opts: &DeliveryOptions,
-    stop: &dyn Fn() -> bool,
+    stop: Stop<'_>,
 ) -> Result<DeliveryReport, AlertError> {
-    let started = Instant::now();
-    let clock = || now + started.elapsed().as_millis() as Millis;
-    let agent: ureq::Agent = ureq::Agent::config_builder()
+    let heads: Vec<LaneHead> = outbox::lane_heads(conn)?
+        .into_iter()
+        .filter(|h| h.next_attempt_at <= now)
+        .collect();
+    let path = conn.path().filter(|p| !p.is_empty()).map(PathBuf::from);
+    let mut report = DeliveryReport::default();
+    match path {
+        Some(path) if heads.len() > 1 => {
+            let reports: Vec<Result<DeliveryReport, AlertError>> = std::thread::scope(|s| {
+                let handles: Vec<_> = heads
+                    .iter()
+                    .map(|h| {
+                        let path = &path;
+                        s.spawn(move || {
+                            let c = db::open(path)?;
+                            deliver_lane(&c, h, now, opts, stop)
+                        })
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| h.join().expect("a delivery lane panicked"))
+                    .collect()
+            });
+            for r in reports {
+                report.add(r?);
+            }
+        }
+        _ => {
+            for h in &heads {
+                report.add(deliver_lane(conn, h, now, opts, stop)?);
+            }
+        }
+    }
+    report.pending = outbox::pending_count(conn)?;
+    Ok(report)
+}
+
+fn agent(opts: &DeliveryOptions) -> ureq::Agent {
+    ureq::Agent::config_builder()
         .timeout_global(Some(opts.timeout))
         .http_status_as_error(false)
         .max_redirects(0)
         .user_agent(concat!("kpi-engine/", env!("CARGO_PKG_VERSION")))
         .build()
-        .into();
+        .into()
+}
+
+/// Delivers one lane's due messages in order, up to its first failure.
+fn deliver_lane(
+    conn: &Connection,
+    head: &LaneHead,
+    now: Millis,
+    opts: &DeliveryOptions,
+    stop: Stop<'_>,
+) -> Result<DeliveryReport, AlertError> {
+    let started = Instant::now();
+    let clock = || now + started.elapsed().as_millis() as Millis;
+    let agent = agent(opts);
     let mut report = DeliveryReport::default();
-    for n in outbox::due(conn, now)? {
-        if stop() {
+    for n in outbox::lane(conn, &head.webhook, &head.url)? {
+        if stop() || n.next_attempt_at > clock() {
             break;
         }
         // The lease outlasts the POST, so nobody else sends it meanwhile.
-        let lease = clock() + opts.timeout.as_millis() as Millis + 60_000;
+        let lease = clock() + opts.timeout.as_millis() as Millis + LEASE_MARGIN;
         if !outbox::claim(conn, n.id, clock(), lease)? {
-            continue;
+            break;
         }
         report.attempts += 1;
         let attempts = n.attempts + 1;
@@ -142,18 +207,17 @@ fn deliver_due_until(
                 outbox::mark_attempt_failed(conn, n.id, attempts, &e, retry_at, at)?;
                 if retry_at.is_some() {
                     report.retrying += 1;
-                } else {
-                    tracing::warn!(
-                        "alert notification {} to {} failed after {attempts} tries: {e}",
-                        n.alert_id,
-                        name(&n)
-                    );
-                    report.failed += 1;
+                    break;
                 }
+                tracing::warn!(
+                    "the notification of alert {} to {} failed after {attempts} tries: {e}",
+                    n.alert_id,
+                    name(&n)
+                );
+                report.failed += 1;
             }
         }
     }
-    report.pending = outbox::pending_count(conn)?;
     Ok(report)
 }
 
@@ -165,33 +229,32 @@ fn name(n: &Notification) -> &str {
     }
 }
 
-/// One POST; Err is the message kept in `last_error`.
+/// One POST, signed now when the robot has a secret; Err is the message
+/// kept in `last_error`.
 fn post(agent: &ureq::Agent, n: &Notification, timeout: Duration) -> Result<(), String> {
+    let (url, body) = robots::signed(
+        n.kind,
+        &n.url,
+        &n.payload,
+        n.secret.as_deref(),
+        wall_clock(),
+    );
     let result = agent
-        .post(&n.url)
+        .post(&url)
         .header("Content-Type", "application/json")
         .header("X-KPI-Notification", n.id.to_string())
-        .send(n.payload.as_str());
+        .send(body.as_str());
     match result {
-        Ok(mut resp) if resp.status().is_success() => {
-            // Drain a little of the body so the connection closes cleanly.
-            let _ = resp.body_mut().with_config().limit(64 * 1024).read_to_vec();
-            Ok(())
-        }
         Ok(mut resp) => {
-            let status = resp.status();
-            let body = resp
+            let status = resp.status().as_u16();
+            let text = resp
                 .body_mut()
                 .with_config()
-                .limit(4096)
-                .read_to_string()
+                .limit(64 * 1024)
+                .read_to_vec()
+                .map(|b| String::from_utf8_lossy(&b).into_owned())
                 .unwrap_or_default();
-            let body: String = body.trim().chars().take(200).collect();
-            Err(if body.is_empty() {
-                format!("HTTP {status}")
-            } else {
-                format!("HTTP {status}: {body}")
-            })
+            robots::judge(n.kind, status, &text)
         }
         Err(ureq::Error::Timeout(_)) => Err(format!(
             "no answer within {} s (timeout)",
@@ -244,34 +307,42 @@ enum Msg {
     Options(DeliveryOptions),
 }
 
-/// Delivers notifications on a background thread with its own connection:
-/// at start (what a previous run left pending), when woken, when a retry
-/// falls due, and every 30 s.
+/// Delivers in the background: a coordinating thread watches the outbox
+/// (at start, when woken, when a lane's retry falls due, and every 30 s)
+/// and runs every lane that is due on a thread of its own, each with its
+/// own connection.
 pub struct Worker {
     tx: Mutex<Sender<Msg>>,
     stop: Arc<AtomicBool>,
     handle: Mutex<Option<JoinHandle<()>>>,
 }
 
+/// A running lane, by (webhook, url).
+type Lanes = HashMap<(String, String), JoinHandle<()>>;
+
 impl Worker {
     pub fn spawn(db_path: PathBuf, opts: DeliveryOptions) -> Worker {
         let (tx, rx) = mpsc::channel();
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
+        let wake = tx.clone();
         let handle = std::thread::Builder::new()
             .name("kpi-alert-delivery".into())
             .spawn(move || {
                 let mut opts = opts;
                 let mut conn: Option<Connection> = None;
+                let mut lanes = Lanes::new();
                 while !flag.load(Ordering::SeqCst) {
-                    let wait = match pass(&db_path, &mut conn, &opts, &flag) {
-                        Ok(wait) => wait,
-                        Err(e) => {
-                            tracing::warn!("alert delivery: {e}");
-                            conn = None;
-                            Duration::from_secs(5)
-                        }
-                    };
+                    lanes.retain(|_, h| !h.is_finished());
+                    let wait =
+                        match coordinate(&db_path, &mut conn, &opts, &flag, &mut lanes, &wake) {
+                            Ok(wait) => wait,
+                            Err(e) => {
+                                tracing::warn!("alert delivery: {e}");
+                                conn = None;
+                                Duration::from_secs(5)
+                            }
+                        };
                     match rx.recv_timeout(wait) {
                         Ok(Msg::Wake) | Err(RecvTimeoutError::Timeout) => {}
                         Ok(Msg::Options(o)) => opts = o,
@@ -282,6 +353,9 @@ impl Worker {
                             opts = o;
                         }
                     }
+                }
+                for (_, h) in lanes {
+                    let _ = h.join();
                 }
             })
             .expect("spawn the alert delivery thread");
@@ -306,7 +380,7 @@ impl Worker {
             .send(Msg::Options(opts));
     }
 
-    /// Stops the thread after the POST in flight, if any, and waits for it.
+    /// Stops the threads after the POSTs in flight, if any, and waits for them.
     pub fn stop(&self) {
         self.stop.store(true, Ordering::SeqCst);
         self.wake();
@@ -318,30 +392,62 @@ impl Worker {
 
 impl Drop for Worker {
     fn drop(&mut self) {
-        // Do not wait for a POST in flight: the thread ends right after it.
+        // Do not wait for a POST in flight: the threads end right after it.
         self.stop.store(true, Ordering::SeqCst);
         self.wake();
     }
 }
 
-/// One delivery pass; returns how long to sleep before the next one.
-fn pass(
-    db_path: &std::path::Path,
+/// Starts every due lane that is not running; returns how long to sleep
+/// before looking again.
+fn coordinate(
+    db_path: &Path,
     conn: &mut Option<Connection>,
     opts: &DeliveryOptions,
-    stop: &AtomicBool,
+    stop: &Arc<AtomicBool>,
+    lanes: &mut Lanes,
+    wake: &Sender<Msg>,
 ) -> Result<Duration, AlertError> {
     if conn.is_none() {
         *conn = Some(db::open(db_path)?);
     }
     let c = conn.as_ref().expect("just opened");
-    deliver_due_until(c, wall_clock(), opts, &|| stop.load(Ordering::SeqCst))?;
-    Ok(match outbox::next_due(c)? {
-        Some(next) => {
-            Duration::from_millis((next - wall_clock()).clamp(0, POLL.as_millis() as i64) as u64)
+    let now = wall_clock();
+    let mut wait = POLL;
+    for head in outbox::lane_heads(c)? {
+        let key = (head.webhook.clone(), head.url.clone());
+        if lanes.contains_key(&key) {
+            continue;
         }
-        None => POLL,
-    })
+        if head.next_attempt_at > now {
+            let until = Duration::from_millis((head.next_attempt_at - now) as u64);
+            wait = wait.min(until);
+            continue;
+        }
+        let (path, opts, stop, wake) = (
+            db_path.to_path_buf(),
+            opts.clone(),
+            stop.clone(),
+            wake.clone(),
+        );
+        let lane = std::thread::Builder::new()
+            .name("kpi-alert-lane".into())
+            .spawn(move || {
+                let run = || -> Result<DeliveryReport, AlertError> {
+                    let c = db::open(&path)?;
+                    deliver_lane(&c, &head, wall_clock(), &opts, &|| {
+                        stop.load(Ordering::SeqCst)
+                    })
+                };
+                if let Err(e) = run() {
+                    tracing::warn!("alert delivery to {}: {e}", head.webhook);
+                }
+                let _ = wake.send(Msg::Wake);
+            })
+            .expect("spawn an alert delivery lane");
+        lanes.insert(key, lane);
+    }
+    Ok(wait)
 }
 
 #[cfg(test)]

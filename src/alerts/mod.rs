@@ -1,18 +1,26 @@
-//! Alerts (SPEC 9): conditions, their state in the database, the outbox of
-//! notifications and webhook delivery.
+//! Alerts (SPEC 9 and 18): conditions, their state in the database, the
+//! outbox of notifications and delivery to webhooks and chat robots.
 //!
 //! - [`conditions`] judges every (KPI, team) that has a target over the two
 //!   periods of the alert grain: the open one (`at_risk`) and the one that
 //!   closed last (`missed`). Pure: it only reads an [`Evaluation`].
 //! - [`state`] keeps one row per alert in `_kpi_alerts` and applies the
 //!   transitions (fired, resolved, fired again) in one transaction that also
-//!   writes their notifications to the outbox.
-//! - [`outbox`] is `_kpi_outbox`: one row per notification and webhook,
-//!   pending until delivered or failed.
-//! - [`deliver`] POSTs due notifications with a timeout and retries with
-//!   backoff; [`Worker`] does it on a background thread.
-//! - [`schedule`] re-evaluates every `evaluate_every` and when poked.
-//! - [`view`] lists alerts with their delivery status (GET /api/alerts, `kpi alerts`).
+//!   writes their notifications to the outbox; it also settles the alerts of
+//!   periods that closed while nothing evaluated.
+//! - [`notify`] turns the transitions of one evaluation into messages:
+//!   [`silence`]s hold them back, `inhibit_children` folds children into
+//!   their parent, `group_by` makes digests; [`message`] renders them
+//!   ([`template`]) and [`robots`] knows each vendor's body, signature and
+//!   error answers.
+//! - [`outbox`] is `_kpi_outbox`: one row per message and webhook, pending
+//!   until delivered or failed; each webhook is a lane of its own.
+//! - [`deliver`] POSTs due messages with a timeout and retries with
+//!   backoff, every lane independently; [`Worker`] does it in the background.
+//! - [`schedule`] re-evaluates every `evaluate_every` and when poked, and
+//!   prunes old delivered messages.
+//! - [`view`] lists alerts with their delivery status (GET /api/alerts,
+//!   `kpi alerts`); [`cli`] is `kpi alerts` with its filters and dry run.
 //!
 //! Architecture Invariant: the state of an alert lives only in the database.
 //! Evaluating an unchanged condition again (after a reload, a restart, or
@@ -21,16 +29,22 @@
 //! the same transaction, so a notification is never lost nor made twice; the
 //! network is never touched while a transaction is open.
 
+pub mod cli;
 pub mod conditions;
 pub mod deliver;
+pub mod message;
+pub mod notify;
 pub mod outbox;
+pub mod robots;
 pub mod schedule;
+pub mod silence;
 pub mod state;
+pub mod template;
 pub mod view;
 
 use std::sync::Arc;
 
-use rusqlite::Connection;
+use rusqlite::{Connection, TransactionBehavior};
 use serde::Serialize;
 
 use crate::config::ConfigSnapshot;
@@ -40,7 +54,7 @@ use crate::store::StoreError;
 
 pub use deliver::{DeliveryOptions, DeliveryReport, Worker, deliver_due, deliver_within};
 pub use schedule::Scheduler;
-pub use state::{Payload, Transition};
+pub use state::{Applied, Judged, Payload, Transition};
 pub use view::{AlertView, NotificationView, StateFilter, list, report, table};
 
 /// Errors of the alerts layer.
@@ -52,6 +66,10 @@ pub enum AlertError {
     Sqlite(#[from] rusqlite::Error),
     #[error("state: expected firing, resolved or all, got {0:?}")]
     BadState(String),
+    #[error("kind: expected missed or at_risk, got {0:?}")]
+    BadKind(String),
+    #[error("{0}")]
+    Silence(#[from] silence::SilenceError),
 }
 
 /// The two kinds of alert.
@@ -120,14 +138,54 @@ pub fn evaluate(
     records: Records,
     as_of: Millis,
 ) -> Result<Vec<Transition>, AlertError> {
+    Ok(evaluate_applied(config, conn, records, as_of)?.transitions)
+}
+
+/// [`evaluate`], telling also how many messages were queued and which
+/// closed periods were settled.
+pub fn evaluate_applied(
+    config: &Arc<ConfigSnapshot>,
+    conn: &mut Connection,
+    records: Records,
+    as_of: Millis,
+) -> Result<Applied, AlertError> {
+    let judged = judge(config, conn, records, as_of)?;
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let applied = state::apply(&tx, config, &judged, as_of)?;
+    tx.commit()?;
+    Ok(applied)
+}
+
+/// Judges every condition as of `as_of` (the watched periods, and closed
+/// periods that still have firing `at_risk` alerts). Reads only; no
+/// transaction is held while formulas run.
+pub fn judge(
+    config: &Arc<ConfigSnapshot>,
+    conn: &Connection,
+    records: Records,
+    as_of: Millis,
+) -> Result<Judged, AlertError> {
     let periods = conditions::watched_periods(config, as_of);
-    let eval = Evaluation::new(
-        config.clone(),
-        records,
-        as_of,
-        &[periods.closed, periods.open],
-        false,
-    )?;
-    let found = conditions::judge_all(&eval, periods);
-    state::apply(conn, config, &periods, &found, as_of)
+    let settling = state::settling_periods(conn, config, &periods, as_of)?;
+    let mut all = settling.clone();
+    all.extend([periods.closed, periods.open]);
+    let eval = Evaluation::new(config.clone(), records, as_of, &all, false)?;
+    let found = conditions::judge_all(&eval, &all);
+    Ok(Judged {
+        periods,
+        settling,
+        found,
+        teams: eval.teams.clone(),
+    })
+}
+
+/// Applies what [`judge`] found inside a transaction the caller owns (and
+/// commits, or rolls back for a dry run).
+pub fn apply_in(
+    config: &Arc<ConfigSnapshot>,
+    tx: &rusqlite::Transaction<'_>,
+    judged: &Judged,
+    as_of: Millis,
+) -> Result<Applied, AlertError> {
+    state::apply(tx, config, judged, as_of)
 }

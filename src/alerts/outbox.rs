@@ -1,24 +1,27 @@
-//! The outbox, `_kpi_outbox`: one row per notification (a transition of an
-//! alert) and matching webhook, written in the transaction that changes the
-//! alert's state.
+//! The outbox, `_kpi_outbox`: one row per message to one webhook (one
+//! transition of an alert, or a `group_by` digest of several), written in
+//! the transaction that changes the alerts' state. `_kpi_outbox_alerts`
+//! names the alert transitions each message tells.
 //!
-//! A row is `pending` until a POST of it is answered 2xx (`delivered`) or
-//! its last attempt fails (`failed`). The row keeps the URL and the exact
-//! payload it was queued with, so what is sent does not depend on later
-//! configuration. (alert_id, transition, webhook, url) is unique: a
-//! transition is queued at most once per webhook.
+//! A row is `pending` until a POST of it is taken by the receiver
+//! (`delivered`) or its last attempt fails (`failed`). The row keeps the
+//! URL, kind and body it was queued with, so what is sent does not depend on
+//! later configuration.
 //!
 //! A deliverer claims a due row before POSTing it by moving its
 //! `next_attempt_at` past the request's timeout (a lease), so two deliverers
 //! (the server and `kpi alerts --send`) never send it at the same time, and a
 //! deliverer that dies mid-request leaves it to be retried when the lease ends.
+//!
+//! Each (webhook, url) is a **lane**: its messages are sent in order, and a
+//! lane waits while its oldest pending message waits for a retry. Lanes never
+//! wait for each other.
 
 use rusqlite::{Connection, params};
 use serde::Serialize;
 
 use super::AlertError;
-use super::state::Payload;
-use crate::config::alerts::Webhook;
+use crate::config::alerts::{Webhook, WebhookKind};
 use crate::period::Millis;
 
 /// Where a notification stands.
@@ -48,20 +51,23 @@ impl DeliveryStatus {
     }
 }
 
-/// One row of the outbox.
+/// One row of the outbox: one message to one webhook.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Notification {
     pub id: i64,
-    /// The alert's id ("missed:win_rate:north:2026-Q3").
+    /// The (first) alert it tells ("missed:win_rate:north:2026-Q3").
     pub alert_id: String,
-    /// Which transition of the alert (1 = it first fired).
+    /// Which transition of that alert (1 = it first fired).
     pub transition: i64,
     /// The alert state the transition went to: "firing" or "resolved".
     pub state: String,
     pub webhook: String,
     pub url: String,
-    /// The JSON body, exactly as it is POSTed.
+    /// The JSON body, as it is POSTed (a signature is added when sent).
     pub payload: String,
+    pub kind: WebhookKind,
+    /// DingTalk and Feishu signing; never shown by the API.
+    pub secret: Option<String>,
     pub attempts: u32,
     pub next_attempt_at: Millis,
     pub status: DeliveryStatus,
@@ -90,7 +96,48 @@ pub(crate) fn ensure_table(conn: &Connection) -> Result<(), AlertError> {
         CREATE INDEX IF NOT EXISTS _kpi_outbox_due ON _kpi_outbox (status, next_attempt_at);
         CREATE INDEX IF NOT EXISTS _kpi_outbox_alert ON _kpi_outbox (alert_id);",
     )?;
+    // Databases made before SPEC 18 lack `kind`, `secret` and the list of
+    // alerts per message (each older message told exactly its own alert).
+    if !has_column(conn, "_kpi_outbox", "kind")? {
+        conn.execute_batch(
+            "ALTER TABLE _kpi_outbox ADD COLUMN kind TEXT NOT NULL DEFAULT 'json';
+             ALTER TABLE _kpi_outbox ADD COLUMN secret TEXT;
+             CREATE INDEX IF NOT EXISTS _kpi_outbox_lane ON _kpi_outbox (status, webhook, url, id);",
+        )?;
+    }
+    if !has_table(conn, "_kpi_outbox_alerts")? {
+        conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS _kpi_outbox_alerts (
+                outbox_id INTEGER NOT NULL,
+                alert_id TEXT NOT NULL,
+                transition INTEGER NOT NULL,
+                state TEXT NOT NULL,
+                PRIMARY KEY (outbox_id, alert_id));
+             CREATE INDEX IF NOT EXISTS _kpi_outbox_alerts_alert ON _kpi_outbox_alerts (alert_id);
+             INSERT OR IGNORE INTO _kpi_outbox_alerts (outbox_id, alert_id, transition, state)
+                SELECT id, alert_id, transition, state FROM _kpi_outbox;",
+        )?;
+    }
     Ok(())
+}
+
+/// Does `table` have `column`? (Both are the engine's own names.)
+pub(crate) fn has_column(conn: &Connection, table: &str, column: &str) -> Result<bool, AlertError> {
+    let n: i64 = conn.query_row(
+        "SELECT count(*) FROM pragma_table_info(?1) WHERE name = ?2",
+        params![table, column],
+        |r| r.get(0),
+    )?;
+    Ok(n > 0)
+}
+
+pub(crate) fn has_table(conn: &Connection, table: &str) -> Result<bool, AlertError> {
+    let n: i64 = conn.query_row(
+        "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?1",
+        params![table],
+        |r| r.get(0),
+    )?;
+    Ok(n > 0)
 }
 
 /// Does a webhook take notifications of this KPI and team? (Its lists, when
@@ -102,40 +149,69 @@ pub fn matches(w: &Webhook, kpi: &str, team: &str) -> bool {
     allows(&w.kpis, kpi) && allows(&w.teams, team)
 }
 
-/// Queues one transition for every matching webhook; returns how many rows were written.
-pub(crate) fn enqueue(
-    conn: &Connection,
-    payload: &Payload,
-    transition: i64,
-    webhooks: &[Webhook],
-    now: Millis,
-) -> Result<usize, AlertError> {
-    let body = serde_json::to_string(payload).expect("a payload always serialises");
-    let mut n = 0;
-    for w in webhooks
-        .iter()
-        .filter(|w| matches(w, &payload.kpi, &payload.team))
-    {
-        n += conn.execute(
-            "INSERT OR IGNORE INTO _kpi_outbox
-                (alert_id, transition, state, webhook, url, payload, attempts, next_attempt_at, status, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, ?7, 'pending', ?7)",
-            params![
-                payload.id,
-                transition,
-                payload.state.as_str(),
-                w.name,
-                w.url,
-                body,
-                now
-            ],
+/// One alert transition a message tells.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Told {
+    pub alert_id: String,
+    pub transition: i64,
+    /// "firing" or "resolved".
+    pub state: String,
+}
+
+/// A message to queue.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outgoing {
+    pub webhook: String,
+    pub url: String,
+    pub kind: WebhookKind,
+    pub secret: Option<String>,
+    pub body: String,
+    /// At least one.
+    pub tells: Vec<Told>,
+}
+
+/// Queues one message; false when it was queued before (the same first
+/// transition to the same webhook and URL).
+pub(crate) fn enqueue(conn: &Connection, m: &Outgoing, now: Millis) -> Result<bool, AlertError> {
+    let first = &m.tells[0];
+    let n = conn.execute(
+        "INSERT OR IGNORE INTO _kpi_outbox
+            (alert_id, transition, state, webhook, url, payload, attempts, next_attempt_at, status,
+             created_at, kind, secret)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, ?7, 'pending', ?7, ?8, ?9)",
+        params![
+            first.alert_id,
+            first.transition,
+            first.state,
+            m.webhook,
+            m.url,
+            m.body,
+            now,
+            m.kind.as_str(),
+            m.secret
+        ],
+    )?;
+    if n == 0 {
+        return Ok(false);
+    }
+    let id = conn.last_insert_rowid();
+    for t in &m.tells {
+        conn.execute(
+            "INSERT OR IGNORE INTO _kpi_outbox_alerts (outbox_id, alert_id, transition, state)
+             VALUES (?1, ?2, ?3, ?4)",
+            params![id, t.alert_id, t.transition, t.state],
         )?;
     }
-    Ok(n)
+    Ok(true)
 }
 
 const COLUMNS: &str = "id, alert_id, transition, state, webhook, url, payload, attempts, \
-     next_attempt_at, status, last_error, created_at, delivered_at";
+     next_attempt_at, status, last_error, created_at, delivered_at, kind, secret";
+
+/// The same columns of `_kpi_outbox o`, for joins.
+const O_COLUMNS: &str = "o.id, o.alert_id, o.transition, o.state, o.webhook, o.url, o.payload, \
+     o.attempts, o.next_attempt_at, o.status, o.last_error, o.created_at, o.delivered_at, o.kind, \
+     o.secret";
 
 fn read(r: &rusqlite::Row<'_>) -> rusqlite::Result<Notification> {
     Ok(Notification {
@@ -152,6 +228,8 @@ fn read(r: &rusqlite::Row<'_>) -> rusqlite::Result<Notification> {
         last_error: r.get(10)?,
         created_at: r.get(11)?,
         delivered_at: r.get(12)?,
+        kind: WebhookKind::parse(&r.get::<_, String>(13)?).unwrap_or(WebhookKind::Json),
+        secret: r.get(14)?,
     })
 }
 
@@ -168,33 +246,107 @@ fn select(
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
-/// Every notification, oldest first.
+/// Every message, oldest first.
 pub fn all(conn: &Connection) -> Result<Vec<Notification>, AlertError> {
     select(conn, "", [])
 }
 
-/// The notifications of one alert, oldest first.
-pub fn of_alert(conn: &Connection, alert_id: &str) -> Result<Vec<Notification>, AlertError> {
-    select(conn, "WHERE alert_id = ?1", params![alert_id])
+/// Every (alert transition, message that tells it), oldest message first.
+pub fn told(conn: &Connection) -> Result<Vec<(Told, Notification)>, AlertError> {
+    ensure_table(conn)?;
+    let mut stmt = conn.prepare(&format!(
+        "SELECT {O_COLUMNS}, a.alert_id, a.transition, a.state
+         FROM _kpi_outbox_alerts a JOIN _kpi_outbox o ON o.id = a.outbox_id
+         ORDER BY o.id, a.alert_id"
+    ))?;
+    let rows = stmt.query_map([], |r| {
+        Ok((
+            Told {
+                alert_id: r.get(15)?,
+                transition: r.get(16)?,
+                state: r.get(17)?,
+            },
+            read(r)?,
+        ))
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
 }
 
-/// Pending notifications due at `now`, oldest first.
-pub(crate) fn due(conn: &Connection, now: Millis) -> Result<Vec<Notification>, AlertError> {
+/// The messages that tell one alert, oldest first, each with the
+/// transition of that alert it tells.
+pub fn of_alert(conn: &Connection, alert_id: &str) -> Result<Vec<Notification>, AlertError> {
+    Ok(told(conn)?
+        .into_iter()
+        .filter(|(t, _)| t.alert_id == alert_id)
+        .map(|(t, n)| Notification {
+            alert_id: t.alert_id,
+            transition: t.transition,
+            state: t.state,
+            ..n
+        })
+        .collect())
+}
+
+/// The head of a lane: its oldest pending message.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LaneHead {
+    pub webhook: String,
+    pub url: String,
+    pub next_attempt_at: Millis,
+}
+
+/// The oldest pending message of every lane, oldest lane first.
+pub fn lane_heads(conn: &Connection) -> Result<Vec<LaneHead>, AlertError> {
+    ensure_table(conn)?;
+    let mut stmt = conn.prepare(
+        "SELECT o.webhook, o.url, o.next_attempt_at FROM _kpi_outbox o
+         JOIN (SELECT min(id) AS id FROM _kpi_outbox WHERE status = 'pending'
+               GROUP BY webhook, url) h ON o.id = h.id
+         ORDER BY o.id",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok(LaneHead {
+            webhook: r.get(0)?,
+            url: r.get(1)?,
+            next_attempt_at: r.get(2)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// The pending messages of one lane, oldest first.
+pub(crate) fn lane(
+    conn: &Connection,
+    webhook: &str,
+    url: &str,
+) -> Result<Vec<Notification>, AlertError> {
     select(
         conn,
-        "WHERE status = 'pending' AND next_attempt_at <= ?1",
-        params![now],
+        "WHERE status = 'pending' AND webhook = ?1 AND url = ?2",
+        params![webhook, url],
     )
 }
 
-/// When the next pending notification falls due, if any is pending.
+/// When the next lane's head falls due, if anything is pending.
 pub fn next_due(conn: &Connection) -> Result<Option<Millis>, AlertError> {
+    Ok(lane_heads(conn)?.iter().map(|h| h.next_attempt_at).min())
+}
+
+/// Deletes messages delivered before `before`; returns how many.
+pub fn prune(conn: &Connection, before: Millis) -> Result<usize, AlertError> {
     ensure_table(conn)?;
-    Ok(conn.query_row(
-        "SELECT min(next_attempt_at) FROM _kpi_outbox WHERE status = 'pending'",
-        [],
-        |r| r.get(0),
-    )?)
+    let n = conn.execute(
+        "DELETE FROM _kpi_outbox WHERE status = 'delivered' AND delivered_at < ?1",
+        params![before],
+    )?;
+    if n > 0 {
+        conn.execute(
+            "DELETE FROM _kpi_outbox_alerts
+             WHERE outbox_id NOT IN (SELECT id FROM _kpi_outbox)",
+            [],
+        )?;
+    }
+    Ok(n)
 }
 
 /// How many notifications are pending.
@@ -261,14 +413,14 @@ pub(crate) fn mark_attempt_failed(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::alerts::Webhook;
 
     #[test]
     fn webhook_lists_are_filters() {
         let w = |kpis: Option<&[&str]>, teams: Option<&[&str]>| Webhook {
-            name: "w".into(),
-            url: "http://x".into(),
             kpis: kpis.map(|l| l.iter().map(|s| s.to_string()).collect()),
             teams: teams.map(|l| l.iter().map(|s| s.to_string()).collect()),
+            ..Webhook::json("w", "http://x")
         };
         assert!(matches(&w(None, None), "revenue", "north"));
         assert!(matches(&w(Some(&["revenue"]), None), "revenue", "south"));

@@ -1,7 +1,9 @@
 //! The alert scheduler of `kpi serve`: evaluates the conditions on its own
 //! thread at start, every `evaluate_every` and whenever poked (after a reload
-//! or an ingest), and wakes the delivery [`Worker`] when a transition queued
-//! notifications.
+//! or an ingest), wakes the delivery [`Worker`] when a transition queued
+//! notifications, and prunes delivered notifications older than
+//! `keep_delivered`. It logs readable sentences: each transition when there
+//! are a few, one summary line when there are many (a first start).
 //!
 //! It asks for the configuration and store to use at each evaluation, so it
 //! always judges what the server serves; it keeps nothing between runs but a
@@ -17,7 +19,9 @@ use std::time::Duration;
 use rusqlite::Connection;
 
 use super::deliver::{DeliveryOptions, Worker};
-use super::{AlertError, evaluate};
+use super::message::Names;
+use super::state::Applied;
+use super::{AlertError, AlertState, Kind, evaluate_applied, outbox};
 use crate::config::ConfigSnapshot;
 use crate::eval::Records;
 use crate::store::db;
@@ -120,19 +124,105 @@ fn tick(
     }
     let c = conn.as_mut().expect("just opened");
     let now = chrono::Utc::now().timestamp_millis();
-    let transitions = evaluate(cfg, c, store, now)?;
-    for t in &transitions {
-        tracing::info!(
-            "alert {} {} (value {:?}, target {:?}); {} notification(s) queued",
-            t.payload.id,
-            t.payload.state.as_str(),
-            t.payload.value,
-            t.payload.target,
-            t.notifications
-        );
+    let teams = store.store.teams()?;
+    let applied = evaluate_applied(cfg, c, store, now)?;
+    for line in log_lines(&Names { cfg, teams: &teams }, &applied) {
+        tracing::info!("{line}");
     }
-    if transitions.iter().any(|t| t.notifications > 0) {
+    if applied.messages > 0 {
         worker.wake();
     }
+    let keep = cfg.alerts.keep_delivered.as_millis() as i64;
+    let pruned = outbox::prune(c, now - keep)?;
+    if pruned > 0 {
+        tracing::info!("pruned {pruned} delivered notification(s) older than keep_delivered");
+    }
     Ok(())
+}
+
+/// At most this many transitions are logged one by one.
+const LOGGED_ONE_BY_ONE: usize = 5;
+
+/// What an evaluation logs: a sentence per transition when there are a
+/// few, else one summary.
+pub fn log_lines(names: &Names<'_>, applied: &Applied) -> Vec<String> {
+    let mut lines = Vec::new();
+    if !applied.settled.is_empty() {
+        let periods: Vec<String> = applied.settled.iter().map(|p| p.to_string()).collect();
+        lines.push(format!(
+            "settled the alerts of {}, which closed while no evaluation ran",
+            periods.join(", ")
+        ));
+    }
+    let ts = &applied.transitions;
+    if ts.is_empty() {
+        return lines;
+    }
+    if ts.len() <= LOGGED_ONE_BY_ONE {
+        for t in ts {
+            lines.push(sentence(names, t));
+        }
+        return lines;
+    }
+    let count = |kind: Kind, state: AlertState| {
+        ts.iter()
+            .filter(|t| t.payload.kind == kind && t.payload.state == state)
+            .count()
+    };
+    let muted = ts.iter().filter(|t| t.muted.is_some()).count();
+    lines.push(format!(
+        "alerts: {} at risk and {} missed fired, {} resolved; {} notification(s) queued{}",
+        count(Kind::AtRisk, AlertState::Firing),
+        count(Kind::Missed, AlertState::Firing),
+        ts.iter()
+            .filter(|t| t.payload.state == AlertState::Resolved)
+            .count(),
+        applied.messages,
+        if muted > 0 {
+            format!(", {muted} held back by silences or inhibition")
+        } else {
+            String::new()
+        }
+    ));
+    lines
+}
+
+/// "revenue of North (north) in 2026-Q3 is at risk: ¥200.00 against a
+/// target of ¥1,000, on pace for ¥409.00; 1 notification queued."
+fn sentence(names: &Names<'_>, t: &super::Transition) -> String {
+    let p = &t.payload;
+    let what = match (p.kind, p.state) {
+        (Kind::AtRisk, AlertState::Firing) => "is at risk",
+        (Kind::Missed, AlertState::Firing) => "missed its target",
+        (Kind::AtRisk, AlertState::Resolved) => "is no longer at risk",
+        (Kind::Missed, AlertState::Resolved) => "no longer misses its target",
+    };
+    let value = match p.value {
+        Some(v) => names.value(&p.kpi, Some(v)),
+        None => "no data".to_string(),
+    };
+    let mut s = format!(
+        "{} of {} ({}) in {} {what}: {value}",
+        p.kpi,
+        names.team(&p.team),
+        p.team,
+        p.period,
+    );
+    if let Some(target) = p.target {
+        s.push_str(&format!(
+            " against a target of {}",
+            names.value(&p.kpi, Some(target))
+        ));
+    }
+    if let Some(pace) = p.projected {
+        s.push_str(&format!(
+            ", on pace for {}",
+            names.value(&p.kpi, Some(pace))
+        ));
+    }
+    match &t.muted {
+        Some(why) => s.push_str(&format!("; not sent ({why})")),
+        None => s.push_str(&format!("; {} notification(s) queued", t.notifications)),
+    }
+    s
 }

@@ -12,16 +12,17 @@
 //! Times are UTC milliseconds; an alert's times are evaluation instants
 //! (as-of), so a replay with `--as-of` is stamped with the replayed time.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
-use rusqlite::{Connection, TransactionBehavior, params};
+use rusqlite::{Connection, params};
 use serde::Serialize;
 
 use super::conditions::{AlertKey, Condition, Verdict, WatchedPeriods};
-use super::{AlertError, AlertState, Kind, outbox};
+use super::{AlertError, AlertState, Kind, notify, outbox, silence};
 use crate::config::ConfigSnapshot;
-use crate::period::{Millis, format_utc};
+use crate::period::{Millis, PeriodId, format_utc};
+use crate::store::TeamTree;
 
 /// The JSON POSTed to webhooks, exactly SPEC 9's shape (fields in this order).
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -48,8 +49,11 @@ pub struct Payload {
 pub struct Transition {
     #[serde(flatten)]
     pub payload: Payload,
-    /// Notifications queued for it (one per matching webhook).
+    /// Messages that tell it (one per matching webhook; a digest tells several).
     pub notifications: usize,
+    /// Why nothing was sent for it: a silence, or a parent's firing alert.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub muted: Option<String>,
 }
 
 /// Creates the alert and outbox tables when missing.
@@ -71,10 +75,16 @@ pub fn ensure_tables(conn: &Connection) -> Result<(), AlertError> {
             resolved_at INTEGER,
             updated_at INTEGER NOT NULL,
             transitions INTEGER NOT NULL,
+            muted TEXT,
             PRIMARY KEY (kind, kpi, team, period));
         CREATE INDEX IF NOT EXISTS _kpi_alerts_period ON _kpi_alerts (period);",
     )?;
-    outbox::ensure_table(conn)
+    // Databases made before SPEC 18 lack `muted`.
+    if !outbox::has_column(conn, "_kpi_alerts", "muted")? {
+        conn.execute_batch("ALTER TABLE _kpi_alerts ADD COLUMN muted TEXT")?;
+    }
+    outbox::ensure_table(conn)?;
+    silence::ensure_table(conn)
 }
 
 /// A stored alert.
@@ -92,9 +102,16 @@ pub(crate) struct Row {
     pub updated_at: Millis,
     /// How many transitions it went through (numbers its notifications).
     pub transitions: i64,
+    /// Why its latest transition was not sent, if it was held back.
+    pub muted: Option<String>,
 }
 
+/// The columns `read_row` reads, in order (`muted` is written apart, by
+/// [`set_muted`], after the notifications are planned).
 pub(crate) const ROW_COLUMNS: &str = "kind, kpi, team, period, state, kpi_name, value, target, \
+     projected, direction, fired_at, resolved_at, updated_at, transitions, muted";
+
+const WRITE_COLUMNS: &str = "kind, kpi, team, period, state, kpi_name, value, target, \
      projected, direction, fired_at, resolved_at, updated_at, transitions";
 
 pub(crate) fn read_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
@@ -124,6 +141,7 @@ pub(crate) fn read_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
         resolved_at: r.get(11)?,
         updated_at: r.get(12)?,
         transitions: r.get(13)?,
+        muted: r.get(14)?,
     })
 }
 
@@ -201,6 +219,7 @@ fn decide(old: Option<&Row>, cond: Option<&Condition>, key: &AlertKey, as_of: Mi
                     resolved_at: None,
                     updated_at: as_of,
                     transitions: 1,
+                    muted: None,
                 }
                 .with_numbers(c),
             )
@@ -242,62 +261,190 @@ fn decide(old: Option<&Row>, cond: Option<&Condition>, key: &AlertKey, as_of: Mi
     }
 }
 
-/// Compares the judged conditions with the stored alerts of the watched
-/// periods and applies the transitions, queuing their notifications, in one
-/// immediate transaction (so two evaluators never apply the same one twice).
-pub(crate) fn apply(
-    conn: &mut Connection,
-    config: &Arc<ConfigSnapshot>,
+/// What was judged for one evaluation, before anything is written.
+pub struct Judged {
+    pub periods: WatchedPeriods,
+    /// Closed periods older than the watched ones whose `at_risk` alerts are
+    /// still firing (the server was down when they closed): settled first.
+    pub settling: Vec<PeriodId>,
+    pub found: BTreeMap<AlertKey, Condition>,
+    pub teams: Arc<TeamTree>,
+}
+
+/// Periods of the alert grain, closed before the watched ones, that still
+/// have firing `at_risk` alerts (at most the latest eight).
+pub(crate) fn settling_periods(
+    conn: &Connection,
+    config: &ConfigSnapshot,
     periods: &WatchedPeriods,
-    found: &BTreeMap<AlertKey, Condition>,
     as_of: Millis,
-) -> Result<Vec<Transition>, AlertError> {
-    let now = chrono::Utc::now().timestamp_millis();
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    ensure_tables(&tx)?;
-    let stored: BTreeMap<AlertKey, Row> = {
-        let mut stmt = tx.prepare(&format!(
-            "SELECT {ROW_COLUMNS} FROM _kpi_alerts WHERE period IN (?1, ?2)"
-        ))?;
-        let rows = stmt.query_map(
-            params![periods.open.to_string(), periods.closed.to_string()],
-            read_row,
-        )?;
-        rows.map(|r| r.map(|r| (r.key.clone(), r)))
-            .collect::<Result<_, _>>()?
-    };
-    let keys: Vec<&AlertKey> = {
-        let mut k: Vec<&AlertKey> = found.keys().chain(stored.keys()).collect();
-        k.sort();
-        k.dedup();
-        k
-    };
-    let mut transitions = Vec::new();
-    for key in keys {
-        match decide(stored.get(key), found.get(key), key, as_of) {
-            Change::Nothing => {}
-            Change::Refresh(row) => write_row(&tx, &row)?,
-            Change::Transition(row) => {
-                write_row(&tx, &row)?;
-                let payload = row.payload();
-                let notifications =
-                    outbox::enqueue(&tx, &payload, row.transitions, &config.alerts.webhooks, now)?;
-                transitions.push(Transition {
-                    payload,
-                    notifications,
-                });
-            }
+) -> Result<Vec<PeriodId>, AlertError> {
+    if !outbox::has_table(conn, "_kpi_alerts")? {
+        return Ok(Vec::new());
+    }
+    let mut stmt = conn.prepare(
+        "SELECT DISTINCT period FROM _kpi_alerts WHERE kind = 'at_risk' AND state = 'firing'",
+    )?;
+    let names = stmt.query_map([], |r| r.get::<_, String>(0))?;
+    let cal = &config.settings.calendar;
+    let mut out: Vec<PeriodId> = Vec::new();
+    for name in names {
+        let Ok(p) = name?.parse::<PeriodId>() else {
+            continue;
+        };
+        if p.grain == config.alerts.grain && p < periods.closed && cal.period(p).end <= as_of {
+            out.push(p);
         }
     }
-    tx.commit()?;
-    Ok(transitions)
+    out.sort();
+    let keep = out.len().saturating_sub(8);
+    Ok(out.split_off(keep))
+}
+
+fn stored_rows(conn: &Connection, period: &str) -> Result<Vec<Row>, AlertError> {
+    let mut stmt = conn.prepare(&format!(
+        "SELECT {ROW_COLUMNS} FROM _kpi_alerts WHERE period = ?1"
+    ))?;
+    let rows = stmt.query_map(params![period], read_row)?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// The keys a settling period decides: its firing `at_risk` alerts and the
+/// `missed` alert of each.
+fn settling_keys(rows: &[Row]) -> Vec<AlertKey> {
+    let mut keys = Vec::new();
+    for r in rows {
+        if r.key.kind == Kind::AtRisk && r.state == AlertState::Firing {
+            keys.push(r.key.clone());
+            keys.push(AlertKey {
+                kind: Kind::Missed,
+                ..r.key.clone()
+            });
+        }
+    }
+    keys
+}
+
+/// Compares the judged conditions with the stored alerts and applies the
+/// transitions, queuing their notifications, inside `tx` (an immediate
+/// transaction, so two evaluators never apply the same one twice). The
+/// settling periods come first, so their notifications are sent first.
+pub(crate) fn apply(
+    tx: &Connection,
+    config: &Arc<ConfigSnapshot>,
+    judged: &Judged,
+    as_of: Millis,
+) -> Result<Applied, AlertError> {
+    let now = chrono::Utc::now().timestamp_millis();
+    ensure_tables(tx)?;
+    let mut stored: BTreeMap<AlertKey, Row> = BTreeMap::new();
+    let mut keys: Vec<AlertKey> = Vec::new();
+    for p in &judged.settling {
+        let rows = stored_rows(tx, &p.to_string())?;
+        let mut k = settling_keys(&rows);
+        k.sort();
+        k.dedup();
+        keys.extend(k);
+        stored.extend(rows.into_iter().map(|r| (r.key.clone(), r)));
+    }
+    let mut watched: Vec<AlertKey> = Vec::new();
+    for p in [judged.periods.closed, judged.periods.open] {
+        for r in stored_rows(tx, &p.to_string())? {
+            watched.push(r.key.clone());
+            stored.insert(r.key.clone(), r);
+        }
+    }
+    watched.extend(
+        judged
+            .found
+            .keys()
+            .filter(|k| judged.periods.contains(&k.period))
+            .cloned(),
+    );
+    watched.sort();
+    watched.dedup();
+    keys.extend(watched);
+
+    let mut rows = Vec::new();
+    let mut firing_missed = HashSet::new();
+    for key in &keys {
+        let old = stored.get(key);
+        let state = match decide(old, judged.found.get(key), key, as_of) {
+            Change::Nothing => old.map(|r| r.state),
+            Change::Refresh(row) => {
+                write_row(tx, &row)?;
+                Some(row.state)
+            }
+            Change::Transition(row) => {
+                write_row(tx, &row)?;
+                let state = row.state;
+                rows.push(row);
+                Some(state)
+            }
+        };
+        if key.kind == Kind::Missed && state == Some(AlertState::Firing) {
+            firing_missed.insert((key.kpi.clone(), key.team.clone(), key.period.clone()));
+        }
+    }
+    let mut transitions: Vec<Transition> = rows
+        .iter()
+        .map(|row| Transition {
+            payload: row.payload(),
+            notifications: 0,
+            muted: None,
+        })
+        .collect();
+    let queued = notify::queue(
+        tx,
+        config,
+        &judged.teams,
+        &rows,
+        &mut transitions,
+        &firing_missed,
+        as_of,
+        now,
+    )?;
+    Ok(Applied {
+        transitions,
+        messages: queued,
+        settled: judged.settling.clone(),
+    })
+}
+
+/// What one evaluation applied.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Applied {
+    pub transitions: Vec<Transition>,
+    /// Messages queued in the outbox (a digest counts once).
+    pub messages: usize,
+    /// The closed periods settled on the way.
+    pub settled: Vec<PeriodId>,
+}
+
+/// Records why a transition was not sent (or clears it).
+pub(crate) fn set_muted(
+    conn: &Connection,
+    id: &str,
+    muted: Option<&str>,
+) -> Result<(), AlertError> {
+    conn.execute(
+        "UPDATE _kpi_alerts SET muted = ?2 WHERE id = ?1",
+        params![id, muted],
+    )?;
+    Ok(())
 }
 
 fn write_row(conn: &Connection, r: &Row) -> Result<(), AlertError> {
     conn.execute(
         &format!(
-            "INSERT OR REPLACE INTO _kpi_alerts (id, {ROW_COLUMNS})
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"
+            "INSERT INTO _kpi_alerts (id, {WRITE_COLUMNS})
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)
+             ON CONFLICT (kind, kpi, team, period) DO UPDATE SET
+                state = excluded.state, kpi_name = excluded.kpi_name, value = excluded.value,
+                target = excluded.target, projected = excluded.projected,
+                direction = excluded.direction, fired_at = excluded.fired_at,
+                resolved_at = excluded.resolved_at, updated_at = excluded.updated_at,
+                transitions = excluded.transitions"
         ),
         params![
             r.key.id(),

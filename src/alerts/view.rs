@@ -7,11 +7,11 @@ use std::fmt::Write as _;
 use rusqlite::Connection;
 use serde::Serialize;
 
-use super::AlertError;
 use super::conditions::watched_periods;
 use super::deliver::DeliveryReport;
-use super::outbox::{self, DeliveryStatus, Notification};
+use super::outbox::{self, DeliveryStatus, Notification, Told};
 use super::state::{Payload, ROW_COLUMNS, Transition, ensure_tables, read_row};
+use super::{AlertError, AlertState, Kind};
 use crate::config::ConfigSnapshot;
 use crate::period::{Millis, format_utc};
 use crate::render::format_value;
@@ -34,6 +34,15 @@ impl StateFilter {
             other => Err(AlertError::BadState(other.to_string())),
         }
     }
+
+    /// The one state it keeps; None keeps both.
+    pub fn state(self) -> Option<AlertState> {
+        match self {
+            StateFilter::Firing => Some(AlertState::Firing),
+            StateFilter::Resolved => Some(AlertState::Resolved),
+            StateFilter::All => None,
+        }
+    }
 }
 
 /// One alert and its notifications.
@@ -45,8 +54,12 @@ pub struct AlertView {
     pub updated_at: String,
     /// Delivery of the latest transition to every matching webhook: `failed`
     /// if one failed, else `pending` if one is pending, else `delivered`;
-    /// `none` when no webhook matched.
+    /// `silenced` or `inhibited` when it was held back; `none` when no
+    /// webhook matched.
     pub delivery: String,
+    /// Why the latest transition was held back: "silence 3 (春节)",
+    /// "inhibited by missed:revenue:east:2026-Q3"; null when it was not.
+    pub muted: Option<String>,
     /// Every notification of the alert, oldest first.
     pub notifications: Vec<NotificationView>,
     #[serde(skip)]
@@ -60,6 +73,8 @@ pub struct NotificationView {
     /// The transition it tells: the alert state it went to.
     pub state: String,
     pub webhook: String,
+    /// The webhook's kind: json, dingtalk, wecom, feishu or slack.
+    pub kind: &'static str,
     pub url: String,
     pub status: DeliveryStatus,
     pub attempts: u32,
@@ -73,11 +88,12 @@ pub struct NotificationView {
 }
 
 impl NotificationView {
-    fn new(n: Notification) -> NotificationView {
+    fn new(t: Told, n: Notification) -> NotificationView {
         NotificationView {
             id: n.id,
-            state: n.state,
+            state: t.state,
             webhook: n.webhook,
+            kind: n.kind.as_str(),
             url: n.url,
             status: n.status,
             attempts: n.attempts,
@@ -86,8 +102,30 @@ impl NotificationView {
                 .then(|| format_utc(n.next_attempt_at)),
             created_at: format_utc(n.created_at),
             delivered_at: n.delivered_at.map(format_utc),
-            transition: n.transition,
+            transition: t.transition,
         }
+    }
+}
+
+/// Which alerts `kpi alerts` lists.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Filter {
+    pub state: Option<AlertState>,
+    pub kind: Option<Kind>,
+    pub kpis: Option<Vec<String>>,
+    /// Team ids (a team and its subtree, already expanded).
+    pub teams: Option<Vec<String>>,
+}
+
+impl Filter {
+    fn keeps(&self, a: &AlertView) -> bool {
+        self.state.is_none_or(|s| a.alert.state == s)
+            && self.kind.is_none_or(|k| a.alert.kind == k)
+            && self.kpis.as_ref().is_none_or(|l| l.contains(&a.alert.kpi))
+            && self
+                .teams
+                .as_ref()
+                .is_none_or(|l| l.contains(&a.alert.team))
     }
 }
 
@@ -95,27 +133,32 @@ impl NotificationView {
 /// first, then the latest periods first. A bad `state` is
 /// [`AlertError::BadState`] (a 400 for the API).
 pub fn list(conn: &Connection, state: Option<&str>) -> Result<Vec<AlertView>, AlertError> {
-    let filter = StateFilter::parse(state)?;
+    list_filtered(
+        conn,
+        &Filter {
+            state: StateFilter::parse(state)?.state(),
+            ..Filter::default()
+        },
+    )
+}
+
+/// The alerts that pass `filter`, ordered as [`list`] orders them.
+pub fn list_filtered(conn: &Connection, filter: &Filter) -> Result<Vec<AlertView>, AlertError> {
     ensure_tables(conn)?;
     let rows = {
-        let where_ = match filter {
-            StateFilter::Firing => "WHERE state = 'firing'",
-            StateFilter::Resolved => "WHERE state = 'resolved'",
-            StateFilter::All => "",
-        };
         let mut stmt = conn.prepare(&format!(
-            "SELECT {ROW_COLUMNS} FROM _kpi_alerts {where_}
+            "SELECT {ROW_COLUMNS} FROM _kpi_alerts
              ORDER BY state = 'resolved', period DESC, kind, kpi, team"
         ))?;
         let rows = stmt.query_map([], read_row)?;
         rows.collect::<Result<Vec<_>, _>>()?
     };
     let mut by_alert: HashMap<String, Vec<NotificationView>> = HashMap::new();
-    for n in outbox::all(conn)? {
+    for (t, n) in outbox::told(conn)? {
         by_alert
-            .entry(n.alert_id.clone())
+            .entry(t.alert_id.clone())
             .or_default()
-            .push(NotificationView::new(n));
+            .push(NotificationView::new(t, n));
     }
     Ok(rows
         .into_iter()
@@ -126,20 +169,57 @@ pub fn list(conn: &Connection, state: Option<&str>) -> Result<Vec<AlertView>, Al
                 .filter(|n| n.transition == r.transitions)
                 .map(|n| n.status)
                 .collect();
-            let delivery = latest
-                .iter()
-                .max()
-                .map_or("none", |s| s.as_str())
-                .to_string();
+            let delivery = match (latest.iter().max(), &r.muted) {
+                (Some(s), _) => s.as_str(),
+                (None, Some(m)) if m.starts_with("inhibited") => "inhibited",
+                (None, Some(_)) => "silenced",
+                (None, None) => "none",
+            }
+            .to_string();
             AlertView {
                 alert: r.payload(),
                 updated_at: format_utc(r.updated_at),
                 delivery,
+                muted: r.muted.clone(),
                 notifications,
                 transitions: r.transitions,
             }
         })
+        .filter(|a| filter.keeps(a))
         .collect())
+}
+
+/// Counts per team × kind: the `--summary` of `kpi alerts`.
+pub fn summary(alerts: &[AlertView]) -> String {
+    let mut counts: std::collections::BTreeMap<&str, [usize; 2]> = Default::default();
+    for a in alerts {
+        let c = counts.entry(a.alert.team.as_str()).or_default();
+        c[usize::from(a.alert.kind == Kind::Missed)] += 1;
+    }
+    let mut rows: Vec<Vec<String>> = vec![
+        ["TEAM", "AT_RISK", "MISSED", "TOTAL"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+    ];
+    let mut total = [0usize; 2];
+    for (team, c) in &counts {
+        total[0] += c[0];
+        total[1] += c[1];
+        rows.push(vec![
+            team.to_string(),
+            c[0].to_string(),
+            c[1].to_string(),
+            (c[0] + c[1]).to_string(),
+        ]);
+    }
+    rows.push(vec![
+        "all teams".to_string(),
+        total[0].to_string(),
+        total[1].to_string(),
+        (total[0] + total[1]).to_string(),
+    ]);
+    crate::render::columns(&rows, &[false, true, true, true], "")
 }
 
 /// A table for people: kind, state, KPI, team, period, value against
@@ -192,6 +272,18 @@ pub fn report(
     transitions: &[Transition],
     delivery: Option<&DeliveryReport>,
 ) -> Result<String, AlertError> {
+    report_filtered(cfg, conn, as_of, transitions, delivery, &Filter::default())
+}
+
+/// [`report`], listing only the alerts that pass `filter`.
+pub fn report_filtered(
+    cfg: &ConfigSnapshot,
+    conn: &Connection,
+    as_of: Millis,
+    transitions: &[Transition],
+    delivery: Option<&DeliveryReport>,
+    filter: &Filter,
+) -> Result<String, AlertError> {
     let watched = watched_periods(cfg, as_of);
     let mut out = format!(
         "alerts as of {}: {} open (at_risk), {} closed last (missed); {} transition(s)\n",
@@ -202,12 +294,15 @@ pub fn report(
     );
     const LISTED: usize = 10;
     for t in transitions.iter().take(LISTED) {
+        let sent = match &t.muted {
+            Some(why) => format!("not sent: {why}"),
+            None => format!("{} notification(s) queued", t.notifications),
+        };
         let _ = writeln!(
             out,
-            "  {} -> {} ({} notification(s) queued)",
+            "  {} -> {} ({sent})",
             t.payload.id,
-            t.payload.state.as_str(),
-            t.notifications
+            t.payload.state.as_str()
         );
     }
     if transitions.len() > LISTED {
@@ -231,7 +326,7 @@ pub fn report(
             }
         }
     }
-    let shown: Vec<AlertView> = list(conn, None)?
+    let shown: Vec<AlertView> = list_filtered(conn, filter)?
         .into_iter()
         .filter(|a| watched.contains(&a.alert.period))
         .collect();
@@ -268,7 +363,10 @@ fn delivery_text(a: &AlertView) -> String {
         })
         .collect();
     if parts.is_empty() {
-        "no webhook".to_string()
+        match &a.muted {
+            Some(m) => m.clone(),
+            None => "no webhook".to_string(),
+        }
     } else {
         parts.join(", ")
     }

@@ -88,7 +88,7 @@ pub enum Command {
     /// Evaluate alert conditions, print the alerts, and with --send deliver pending notifications.
     #[command(after_help = "Examples:\n  kpi alerts\n  kpi alerts --send\n  \
         kpi alerts --as-of 2026-10-01")]
-    Alerts(AlertsArgs),
+    Alerts(kpi_engine::alerts::cli::AlertsArgs),
     /// Run the formula tests in kpis/tests/*.toml.
     #[command(
         after_help = "Each case runs against a fresh in-memory database holding only \
@@ -176,16 +176,6 @@ pub struct EvalArgs {
     /// Display language of names, headers and statuses.
     #[arg(long, value_enum)]
     pub lang: Option<Lang>,
-}
-
-#[derive(clap::Args)]
-pub struct AlertsArgs {
-    /// Evaluate as of this time (RFC 3339 or YYYY-MM-DD[ HH:MM:SS]) [default: now].
-    #[arg(long = "as-of", value_name = "TIME")]
-    pub as_of: Option<String>,
-    /// Deliver pending notifications to the webhooks (retrying for up to about 30 s).
-    #[arg(long)]
-    pub send: bool,
 }
 
 #[derive(clap::Args)]

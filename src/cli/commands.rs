@@ -10,7 +10,9 @@ use kpi_engine::eval::tests_runner;
 use kpi_engine::server::{self, ServeOptions};
 use kpi_engine::store::import::{Format, Input};
 
-use super::args::{AlertsArgs, Cli, Command, DemoArgs, EvalArgs, FormatArg, ImportArgs, ServeArgs};
+use kpi_engine::alerts::cli::AlertsArgs;
+
+use super::args::{Cli, Command, DemoArgs, EvalArgs, FormatArg, ImportArgs, ServeArgs};
 use super::output::{self, out, outln};
 
 /// A failure to report to the user (exit 1).
@@ -335,31 +337,18 @@ fn test(root: &Path) -> Res<ExitCode> {
     })
 }
 
-/// `kpi alerts`: evaluates as of T (stored in the database), delivers with --send, prints.
+/// `kpi alerts`: evaluates (as of T: a dry run unless --record or --send),
+/// delivers with --send, prints.
 fn alerts(root: &Path, db: &Path, args: &AlertsArgs) -> Res<ExitCode> {
-    use kpi_engine::alerts;
     let engine = open_existing(root, db)?;
     let snapshot = engine.snapshot();
-    let cfg = &snapshot.config;
-    let as_of = snapshot
-        .instant(args.as_of.as_deref(), kpi_engine::engine::now())
-        .map_err(option_error)?;
     let mut conn = engine.connection()?;
-    let transitions = alerts::evaluate(cfg, &mut conn, snapshot.records.clone(), as_of)?;
-    let delivery = if args.send {
-        let opts = alerts::DeliveryOptions::from_settings(&cfg.alerts);
-        let r = alerts::deliver_within(&conn, &opts, std::time::Duration::from_secs(30))?;
-        for e in &r.errors {
-            eprintln!("warning: {e}");
-        }
-        Some(r)
-    } else {
-        None
-    };
-    out!(
-        "{}",
-        alerts::report(cfg, &conn, as_of, &transitions, delivery.as_ref())?
-    );
+    let out =
+        kpi_engine::alerts::cli::run(&snapshot.config, &mut conn, snapshot.records.clone(), args)?;
+    for w in &out.warnings {
+        eprintln!("warning: {w}");
+    }
+    out!("{}", out.text);
     Ok(ExitCode::SUCCESS)
 }
 

@@ -159,7 +159,8 @@ pub fn content_hash(files: &BTreeMap<String, String>) -> String {
     format!("{h:016x}")
 }
 
-/// Reads the files of a root: kpis/*.toml (not kpis/tests/) and scripts/**/*.rhai.
+/// Reads the files of a root: kpis/*.toml (not kpis/tests/), the alert
+/// message templates kpis/templates/**/*.{md,txt}, and scripts/**/*.rhai.
 pub fn read_files(root: &Path) -> Result<BTreeMap<String, String>, Vec<Diagnostic>> {
     let mut files = BTreeMap::new();
     let mut errors = Vec::new();
@@ -174,6 +175,12 @@ pub fn read_files(root: &Path) -> Result<BTreeMap<String, String>, Vec<Diagnosti
     let mappings = kpis.join("mappings");
     if mappings.is_dir() {
         collect(root, &mappings, "toml", false, &mut files, &mut errors);
+    }
+    let templates = kpis.join("templates");
+    if templates.is_dir() {
+        for ext in ["md", "txt"] {
+            collect(root, &templates, ext, true, &mut files, &mut errors);
+        }
     }
     let scripts = root.join("scripts");
     if scripts.is_dir() {
@@ -305,7 +312,11 @@ pub fn from_files(
         None => Vec::new(),
     };
     let alerts = match source("alerts.toml") {
-        Some(s) => take(AlertSettings::from_source(&s), &mut errors).unwrap_or_default(),
+        Some(s) => take(
+            AlertSettings::from_source(&s, &settings.calendar, &files),
+            &mut errors,
+        )
+        .unwrap_or_default(),
         None => AlertSettings::default(),
     };
     let mappings = match &schema {

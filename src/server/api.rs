@@ -328,15 +328,10 @@ pub async fn alerts(
     _: ReadAccess,
     ApiQuery(q): ApiQuery<AlertsQuery>,
 ) -> Reply {
-    let filter = match q.state.as_deref().unwrap_or("all") {
-        "all" => None,
-        s @ ("firing" | "resolved") => Some(s.to_string()),
-        other => {
-            return Err(ApiError::bad_request(format!(
-                "state: expected firing, resolved or all, got {other:?}"
-            )));
-        }
-    };
+    // Checked here so a bad value is a 400 before any database work.
+    let filter = q.state.clone();
+    crate::alerts::StateFilter::parse(filter.as_deref())
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
     let engine = state.engine.clone();
     let list = blocking(move || {
         let conn = engine.connection()?;

@@ -21,6 +21,7 @@ pub mod cache;
 pub mod dashboard;
 pub mod error;
 pub mod reload;
+pub mod silences;
 pub mod state;
 
 use std::sync::Arc;
@@ -56,6 +57,7 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/api/records/{entity}", post(admin::post_records))
         .route("/api/reload", post(admin::reload))
         .route("/api/config/history", get(api::history))
+        .merge(silences::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

@@ -5,7 +5,8 @@
 //! place, by truncating then writing, by writing a temporary file and renaming
 //! it over, or by deleting and re-creating, and a watch on the file itself
 //! would be lost with its inode. kpis/ is watched flat (kpis/tests/ holds
-//! formula tests, not configuration), scripts/ recursively, and the root flat
+//! formula tests, not configuration), kpis/templates/ (alert message
+//! templates) and scripts/ recursively, and the root flat
 //! so that a kpis/ or scripts/ folder replaced as a whole is noticed. After
 //! every burst the watches are added again. No event is trusted to name what
 //! changed: a burst only means "read everything again". Events of editor
@@ -33,6 +34,7 @@ struct Dirs {
     kpis: PathBuf,
     /// kpis/mappings/ (SPEC 15), watched flat like kpis/.
     mappings: PathBuf,
+    templates: PathBuf,
     scripts: PathBuf,
 }
 
@@ -42,6 +44,7 @@ pub fn spawn(state: Arc<AppState>) -> notify::Result<tokio::task::JoinHandle<()>
     let dirs = Dirs {
         kpis: root.join("kpis"),
         mappings: root.join("kpis").join("mappings"),
+        templates: root.join("kpis").join("templates"),
         scripts: root.join("scripts"),
         root,
     };
@@ -87,6 +90,7 @@ fn watch(w: &mut notify::RecommendedWatcher, dirs: &Dirs) {
         (&dirs.root, RecursiveMode::NonRecursive),
         (&dirs.kpis, RecursiveMode::NonRecursive),
         (&dirs.mappings, RecursiveMode::NonRecursive),
+        (&dirs.templates, RecursiveMode::Recursive),
         (&dirs.scripts, RecursiveMode::Recursive),
     ];
     for (dir, mode) in targets {
@@ -133,6 +137,9 @@ fn relevant_path(p: &Path, dirs: &Dirs) -> bool {
     if let Ok(rest) = p.strip_prefix(&dirs.mappings) {
         return rest.components().count() == 1 && name.ends_with(".toml");
     }
+    if p.starts_with(&dirs.templates) {
+        return p == dirs.templates || name.ends_with(".md") || name.ends_with(".txt");
+    }
     if let Ok(rest) = p.strip_prefix(&dirs.kpis) {
         // Only kpis/*.toml: not kpis/tests/, not other files.
         return rest.components().count() == 1 && name.ends_with(".toml");
@@ -168,6 +175,7 @@ mod tests {
             root: "/r".into(),
             kpis: "/r/kpis".into(),
             mappings: "/r/kpis/mappings".into(),
+            templates: "/r/kpis/templates".into(),
             scripts: "/r/scripts".into(),
         }
     }
@@ -183,6 +191,7 @@ mod tests {
             "/r/scripts/x.rhai",
             "/r/scripts/lib/y.rhai",
             "/r/scripts/lib",
+            "/r/kpis/templates/alert_zh.md",
         ];
         for p in yes {
             assert!(relevant_path(Path::new(p), &d), "{p}");
@@ -200,6 +209,7 @@ mod tests {
             "/r/crm.db-wal",
             "/r/scripts/.x.rhai.swp",
             "/r/scripts/notes.md",
+            "/r/kpis/templates/.alert_zh.md.swp",
         ];
         for p in no {
             assert!(!relevant_path(Path::new(p), &d), "{p}");

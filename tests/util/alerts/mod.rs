@@ -21,6 +21,8 @@ use kpi_engine::store::import::Input;
 use rusqlite::Connection;
 use tempfile::TempDir;
 
+pub mod robot;
+
 pub use super::repo;
 
 /// An instant from RFC 3339.
@@ -200,7 +202,8 @@ impl Receiver {
     }
 }
 
-fn serve(mut stream: TcpStream, got: &Mutex<Vec<Received>>, script: &Mutex<VecDeque<Answer>>) {
+/// Reads one HTTP request (head and Content-Length body) from `stream`.
+pub fn read_request(stream: &mut TcpStream) -> Option<Received> {
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
@@ -211,7 +214,7 @@ fn serve(mut stream: TcpStream, got: &Mutex<Vec<Received>>, script: &Mutex<VecDe
             break i;
         }
         match stream.read(&mut chunk) {
-            Ok(0) | Err(_) => return,
+            Ok(0) | Err(_) => return None,
             Ok(n) => buf.extend_from_slice(&chunk[..n]),
         }
     };
@@ -239,26 +242,35 @@ fn serve(mut stream: TcpStream, got: &Mutex<Vec<Received>>, script: &Mutex<VecDe
             Ok(n) => body.extend_from_slice(&chunk[..n]),
         }
     }
-    got.lock().unwrap().push(Received {
+    Some(Received {
         method: first.first().cloned().unwrap_or_default(),
         path: first.get(1).cloned().unwrap_or_default(),
         headers,
         body: String::from_utf8_lossy(&body).to_string(),
-    });
+    })
+}
+
+/// Writes a whole HTTP answer and closes.
+pub fn respond(stream: &mut TcpStream, code: u16, content_type: &str, text: &str) {
+    let _ = write!(
+        stream,
+        "HTTP/1.1 {code} X\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}",
+        text.len()
+    );
+}
+
+fn serve(mut stream: TcpStream, got: &Mutex<Vec<Received>>, script: &Mutex<VecDeque<Answer>>) {
+    let Some(request) = read_request(&mut stream) else {
+        return;
+    };
+    got.lock().unwrap().push(request);
     let answer = script
         .lock()
         .unwrap()
         .pop_front()
         .unwrap_or(Answer::Status(200));
     match answer {
-        Answer::Status(code) => {
-            let text = format!("status {code}");
-            let _ = write!(
-                stream,
-                "HTTP/1.1 {code} X\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}",
-                text.len()
-            );
-        }
+        Answer::Status(code) => respond(&mut stream, code, "text/plain", &format!("status {code}")),
         Answer::Hang => std::thread::sleep(Duration::from_secs(30)),
     }
 }

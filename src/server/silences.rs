@@ -1,0 +1,144 @@
+//! The silences routes of SPEC 18: `GET /api/silences` lists the silences
+//! of alerts.toml and of the database, `POST /api/silences` (admin) adds one
+//! to the database, `DELETE /api/silences/{id}` (admin) removes it.
+//!
+//! Self-contained: [`routes`] is merged into the router as one piece.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::State;
+use axum::routing::{delete, get};
+use serde_json::{Value, json};
+
+use super::auth::{AdminAccess, ReadAccess};
+use super::error::{ApiError, ApiPath, JsonBody};
+use super::state::{AppState, blocking};
+use crate::alerts::silence::{self, SilenceSpec, SilenceView};
+use crate::diag::hint;
+
+type Reply = Result<Json<Value>, ApiError>;
+
+/// The silences routes, to merge into the server's router.
+pub fn routes() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/api/silences", get(list).post(add))
+        .route("/api/silences/{id}", delete(remove))
+}
+
+fn now() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// `GET /api/silences`: every silence, those of alerts.toml first.
+async fn list(State(state): State<Arc<AppState>>, _: ReadAccess) -> Reply {
+    let served = state.served();
+    let engine = state.engine.clone();
+    let views = blocking(move || {
+        let conn = engine.connection()?;
+        let stored = silence::stored(&conn).map_err(ApiError::internal)?;
+        let cal = &served.config.settings.calendar;
+        let t = now();
+        Ok(served
+            .config
+            .alerts
+            .silences
+            .iter()
+            .chain(&stored)
+            .map(|s| SilenceView::new(s, t, cal))
+            .collect::<Vec<_>>())
+    })
+    .await?;
+    Ok(Json(
+        serde_json::to_value(views).map_err(ApiError::internal)?,
+    ))
+}
+
+/// `POST /api/silences` (admin): `{kpis?, teams?, from?, until, weekly?, comment?}`.
+async fn add(
+    State(state): State<Arc<AppState>>,
+    _: AdminAccess,
+    JsonBody(spec): JsonBody<SilenceSpec>,
+) -> Reply {
+    let served = state.served();
+    let cfg = &served.config;
+    for k in spec.kpis.iter().flatten() {
+        if cfg.kpi(k).is_none() {
+            let ids = cfg.kpis.iter().map(|k| k.def.id.as_str());
+            return Err(ApiError::bad_request(format!(
+                "kpis: unknown KPI '{k}'{}",
+                hint(k, ids)
+            )));
+        }
+    }
+    let teams = served.records.store.teams().map_err(ApiError::internal)?;
+    for t in spec.teams.iter().flatten() {
+        if teams.index(t).is_none() {
+            let ids = teams.ids.iter().map(String::as_str);
+            return Err(ApiError::bad_request(format!(
+                "teams: unknown team '{t}'{}",
+                hint(t, ids)
+            )));
+        }
+    }
+    let spec = SilenceSpec {
+        from: spec
+            .from
+            .clone()
+            .or_else(|| Some(crate::period::format_utc(now()))),
+        ..spec
+    };
+    let built = silence::build(&cfg.settings.calendar, &spec, String::new())
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let engine = state.engine.clone();
+    let served2 = served.clone();
+    let view = blocking(move || {
+        let conn = engine.connection()?;
+        let s = silence::add(&conn, &built, now()).map_err(ApiError::internal)?;
+        Ok(SilenceView::new(
+            &s,
+            now(),
+            &served2.config.settings.calendar,
+        ))
+    })
+    .await?;
+    Ok(Json(
+        serde_json::to_value(view).map_err(ApiError::internal)?,
+    ))
+}
+
+/// `DELETE /api/silences/{id}` (admin): removes a silence of the database.
+async fn remove(
+    State(state): State<Arc<AppState>>,
+    _: AdminAccess,
+    ApiPath(id): ApiPath<String>,
+) -> Reply {
+    let Ok(n) = id.parse::<i64>() else {
+        let in_file = state
+            .served()
+            .config
+            .alerts
+            .silences
+            .iter()
+            .any(|s| s.id == id);
+        return Err(if in_file {
+            ApiError::bad_request(format!(
+                "silence {id} is written in kpis/alerts.toml: remove it there"
+            ))
+        } else {
+            ApiError::not_found(format!("no silence {id}"))
+        });
+    };
+    let engine = state.engine.clone();
+    let removed = blocking(move || {
+        let conn = engine.connection()?;
+        silence::remove(&conn, n).map_err(ApiError::internal)
+    })
+    .await?;
+    if removed {
+        Ok(Json(json!({"status": "ok", "removed": id})))
+    } else {
+        Err(ApiError::not_found(format!("no silence {id}")))
+    }
+}
