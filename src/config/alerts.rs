@@ -50,6 +50,20 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
     (n > 0).then(|| Duration::from_secs(n * unit))
 }
 
+/// A duration as `parse_duration` reads it back, or in milliseconds when shorter.
+pub fn format_duration(d: Duration) -> String {
+    let secs = d.as_secs();
+    if d.subsec_nanos() != 0 || secs == 0 {
+        return format!("{} ms", d.as_millis());
+    }
+    for (unit, n) in [("d", 86400), ("h", 3600), ("m", 60)] {
+        if secs % n == 0 {
+            return format!("{}{unit}", secs / n);
+        }
+    }
+    format!("{secs}s")
+}
+
 impl AlertSettings {
     pub fn from_source(src: &Source) -> Result<AlertSettings, Vec<Diagnostic>> {
         let doc = src.parse().map_err(|e| vec![e])?;

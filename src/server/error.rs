@@ -51,6 +51,9 @@ pub enum ApiError {
     /// The database stayed locked by another process past the busy timeout.
     #[error("{0}")]
     Busy(String),
+    /// A write failed because the disk is full (507).
+    #[error("{0}")]
+    DiskFull(String),
     /// A bug or an I/O failure; the detail goes to the log only.
     #[error("internal error")]
     Internal(String),
@@ -87,6 +90,7 @@ impl ApiError {
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::DiskFull(_) => StatusCode::INSUFFICIENT_STORAGE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -103,6 +107,11 @@ impl From<StoreError> for ApiError {
             {
                 ApiError::Busy("the database is locked by another process; try again".into())
             }
+            StoreError::Sqlite(rusqlite::Error::SqliteFailure(f, _))
+                if f.code == rusqlite::ErrorCode::DiskFull =>
+            {
+                ApiError::DiskFull("the disk of the database is full; nothing was written".into())
+            }
             StoreError::Import(rows) => ApiError::Unprocessable {
                 message: format!(
                     "{} bad row(s); nothing was imported",
@@ -112,7 +121,7 @@ impl From<StoreError> for ApiError {
             },
             StoreError::Schema(refusals) => ApiError::Unprocessable {
                 message: "schema change refused; nothing was changed".into(),
-                details: refusals,
+                details: refusals.iter().map(ToString::to_string).collect(),
             },
             other => ApiError::Internal(other.to_string()),
         }
@@ -134,6 +143,7 @@ impl From<EngineError> for ApiError {
             EngineError::Edit(e) => e.into(),
             EngineError::Store(e) => e.into(),
             EngineError::Io(m) => ApiError::Internal(m),
+            EngineError::DiskFull(m) => ApiError::DiskFull(m),
         }
     }
 }

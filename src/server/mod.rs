@@ -4,7 +4,9 @@
 //! - [`state`] holds the [`Engine`](crate::engine::Engine) (what is served,
 //!   and the only ways it changes: reload, API edit, ingest), the health of
 //!   the last reload, and the alert scheduler.
-//! - [`reload`] watches kpis/ and scripts/ and reloads after each burst.
+//! - [`reload`] watches kpis/ and scripts/ and reloads after each burst;
+//!   [`upkeep`] serves records other processes wrote, retries a reload that
+//!   failed on the database, and releases settled configurations to alerts.
 //! - [`api`] (reads) and [`admin`] (writes) are the routes; [`cache`] keeps
 //!   the scorecard evaluations behind them; [`dashboard`] is the page at `/`.
 //! - [`auth`] and [`error`] are the edges: tokens, and JSON errors for every
@@ -22,6 +24,7 @@ pub mod dashboard;
 pub mod error;
 pub mod reload;
 pub mod state;
+pub mod upkeep;
 
 use std::sync::Arc;
 
@@ -110,10 +113,11 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
             source,
         })?;
     let watcher = reload::spawn(state.clone())?;
+    let upkeep = upkeep::spawn(state.clone());
     let served_now = {
         let st = state.clone();
         move || {
-            let s = st.served();
+            let s = st.alert_view();
             (s.config.clone(), s.records.clone())
         }
     };
@@ -134,6 +138,7 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
         .with_graceful_shutdown(shutdown_signal())
         .await?;
     watcher.abort();
+    upkeep.abort();
     if let Some(scheduler) = state.alerts.get() {
         scheduler.stop();
     }

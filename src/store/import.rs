@@ -473,6 +473,7 @@ fn import_in(
         return Err(errors.into_error());
     }
     let written_in = started.elapsed();
+    super::db::bump_generation(&tx, &entity.name)?;
     tx.commit()?;
     tracing::debug!(entity = %entity.name, rows = written, write_ms = written_in.as_millis() as u64, commit_ms = (started.elapsed() - written_in).as_millis() as u64, "imported");
     Ok((written, ids))

@@ -75,8 +75,8 @@ pub enum StoreError {
     Open(String, String),
     #[error("database error: {0}")]
     Sqlite(#[from] rusqlite::Error),
-    #[error("schema change refused: {}", .0.join("; "))]
-    Schema(Vec<String>),
+    #[error("schema change refused: {}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    Schema(Vec<db::Refusal>),
     #[error("{}", .0.join("\n"))]
     Import(Vec<String>),
     #[error(transparent)]

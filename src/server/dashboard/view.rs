@@ -8,10 +8,10 @@ use super::html::{class_on, esc, selected, url_encode};
 use super::i18n::Lang;
 use super::layout::{banner, document, footer};
 use crate::config::{ConfigSnapshot, Scorecard};
+use crate::engine::{Snapshot as Served, When};
 use crate::eval::report::Report;
 use crate::eval::scoring::Status;
 use crate::period::{Grain, PeriodId};
-use crate::engine::{Snapshot as Served, When};
 use crate::server::state::Health;
 
 /// Everything one page shows.
