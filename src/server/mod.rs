@@ -9,6 +9,7 @@
 //!   failed on the database, and releases settled configurations to alerts.
 //! - [`api`] (reads) and [`admin`] (writes) are the routes; [`cache`] keeps
 //!   the scorecard evaluations behind them; [`dashboard`] is the page at `/`.
+//! - [`listen`] accepts connections: header and idle timeouts, a cap, graceful shutdown.
 //! - [`auth`] and [`error`] are the edges: tokens, and JSON errors for every
 //!   kind of bad input.
 //!
@@ -22,6 +23,7 @@ pub mod auth;
 pub mod cache;
 pub mod dashboard;
 pub mod error;
+pub mod listen;
 pub mod reload;
 pub mod state;
 pub mod upkeep;
@@ -134,9 +136,7 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
         let _ = out.flush();
     }
     tracing::info!("listening on http://{addr}");
-    axum::serve(listener, app(state.clone()))
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    listen::run(listener, app(state.clone()), opts.limits, shutdown_signal()).await?;
     watcher.abort();
     upkeep.abort();
     if let Some(scheduler) = state.alerts.get() {

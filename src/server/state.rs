@@ -30,6 +30,8 @@ pub struct ServeOptions {
     pub addr: String,
     /// Fill an empty database with the demo CRM first.
     pub demo: bool,
+    /// Timeouts and the connection cap.
+    pub limits: super::listen::Limits,
 }
 
 /// The outcome of the last reload attempt that failed, until one succeeds.
