@@ -9,6 +9,7 @@ mod alerts_delivery;
 mod alerts_state;
 mod cli;
 mod cli_usage;
+mod ops;
 mod server_alerts;
 mod server_api;
 mod server_dashboard;

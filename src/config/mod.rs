@@ -111,8 +111,9 @@ pub fn read_files(root: &Path) -> Result<BTreeMap<String, String>, Vec<Diagnosti
     let mut errors = Vec::new();
     let kpis = root.join("kpis");
     if !kpis.is_dir() {
+        // Relative, like every other diagnostic: /health must not show the root's absolute path.
         return Err(vec![Diagnostic::file(
-            kpis.display().to_string(),
+            "kpis",
             "no kpis/ folder here (use --root DIR)",
         )]);
     }
@@ -138,7 +139,10 @@ fn collect(
 ) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         errors.push(Diagnostic::file(
-            dir.display().to_string(),
+            dir.strip_prefix(root)
+                .unwrap_or(dir)
+                .to_string_lossy()
+                .replace('\\', "/"),
             "cannot read the folder",
         ));
         return;

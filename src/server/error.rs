@@ -266,6 +266,21 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_full_disk_is_said_as_such() {
+        let io = std::io::Error::from(std::io::ErrorKind::StorageFull);
+        let e = ApiError::from(EngineError::from_io("cannot write kpis/targets.toml", &io));
+        assert_eq!(e.status(), StatusCode::INSUFFICIENT_STORAGE);
+        assert!(e.to_string().contains("the disk is full"), "{e}");
+        let full = rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_FULL),
+            None,
+        );
+        let e = ApiError::from(StoreError::Sqlite(full));
+        assert_eq!(e.status(), StatusCode::INSUFFICIENT_STORAGE);
+        assert!(e.to_string().contains("disk"), "{e}");
+    }
+
+    #[test]
     fn statuses_follow_the_spec() {
         assert_eq!(ApiError::bad_request("x").status(), 400);
         assert_eq!(ApiError::Unauthorized("x".into()).status(), 401);
