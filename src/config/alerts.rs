@@ -57,7 +57,7 @@ pub fn format_duration(d: Duration) -> String {
         return format!("{} ms", d.as_millis());
     }
     for (unit, n) in [("d", 86400), ("h", 3600), ("m", 60)] {
-        if secs % n == 0 {
+        if secs.is_multiple_of(n) {
             return format!("{}{unit}", secs / n);
         }
     }
