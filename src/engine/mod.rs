@@ -186,6 +186,28 @@ impl Engine {
         *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(next);
     }
 
+    /// Serves new records with the served configuration; returns the new data generation.
+    fn swap_records(
+        &self,
+        served: &Snapshot,
+        store: Arc<dyn crate::store::RecordStore>,
+        memo: crate::eval::memo::ShapeMemo,
+    ) -> u64 {
+        let generation = served.data_generation + 1;
+        self.swap(Snapshot {
+            config: served.config.clone(),
+            records: Records {
+                store,
+                memo: Arc::new(memo),
+            },
+            version: served.version,
+            loaded_at: served.loaded_at.clone(),
+            content_hash: served.content_hash.clone(),
+            data_generation: generation,
+        });
+        generation
+    }
+
     fn write_lock(&self) -> std::sync::MutexGuard<'_, Seen> {
         self.writer.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -397,18 +419,7 @@ impl Engine {
         }
         let changed = report.entity.clone();
         let memo = served.records.memo.after_change(|e| e == changed);
-        let generation = served.data_generation + 1;
-        self.swap(Snapshot {
-            config: cfg.clone(),
-            records: Records {
-                store,
-                memo: Arc::new(memo),
-            },
-            version: served.version,
-            loaded_at: served.loaded_at.clone(),
-            content_hash: served.content_hash.clone(),
-            data_generation: generation,
-        });
+        let generation = self.swap_records(&served, store, memo);
         Ok((report, generation))
     }
 
@@ -458,18 +469,7 @@ impl Engine {
             .records
             .memo
             .after_change(|e| teams || changed.iter().any(|c| c == e));
-        let generation = served.data_generation + 1;
-        self.swap(Snapshot {
-            config: cfg.clone(),
-            records: Records {
-                store,
-                memo: Arc::new(memo),
-            },
-            version: served.version,
-            loaded_at: served.loaded_at.clone(),
-            content_hash: served.content_hash.clone(),
-            data_generation: generation,
-        });
+        let generation = self.swap_records(&served, store, memo);
         seen.generations = generations;
         Ok(Some((changed, generation)))
     }
