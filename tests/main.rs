@@ -11,6 +11,7 @@ mod alerts_state;
 mod cli;
 mod cli_usage;
 mod mappings;
+mod ops;
 mod people;
 mod server_alerts;
 mod server_api;

@@ -186,6 +186,27 @@ pub struct ServeArgs {
     /// Fill an empty database with the demo CRM first.
     #[arg(long)]
     pub demo: bool,
+    /// Close a connection that has not sent a whole request head within this
+    /// long (slow clients; idle keep-alive connections too), e.g. "10s".
+    #[arg(long, env = "KPI_HEADER_TIMEOUT", default_value = "10s", value_parser = parse_timeout)]
+    pub header_timeout: std::time::Duration,
+    /// At most this many open connections; more are answered 503 and closed.
+    #[arg(long, env = "KPI_MAX_CONNECTIONS", default_value_t = 512)]
+    pub max_connections: usize,
+}
+
+/// "10s", "2m", or milliseconds as "500ms".
+fn parse_timeout(s: &str) -> Result<std::time::Duration, String> {
+    if let Some(ms) = s.strip_suffix("ms") {
+        return ms
+            .parse::<u64>()
+            .ok()
+            .filter(|n| *n > 0)
+            .map(std::time::Duration::from_millis)
+            .ok_or_else(|| format!("expected a duration such as 10s or 500ms, got {s}"));
+    }
+    kpi_engine::config::alerts::parse_duration(s)
+        .ok_or_else(|| format!("expected a duration such as 10s or 500ms, got {s}"))
 }
 
 #[derive(Clone, Copy, ValueEnum)]

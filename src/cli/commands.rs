@@ -361,6 +361,10 @@ fn serve(root: &Path, db: &Path, args: ServeArgs) -> Res<ExitCode> {
         db: db.to_path_buf(),
         addr: args.addr,
         demo: args.demo,
+        limits: server::listen::Limits {
+            header_timeout: args.header_timeout,
+            max_connections: args.max_connections.max(1),
+        },
     };
     runtime.block_on(server::serve(opts)).map_err(|e| match e {
         server::ServeError::Start(e) => config_error(e, "the server was not started"),

@@ -179,6 +179,20 @@ const WEBHOOK_KEYS: &[&str] = &[
 
 const SILENCE_KEYS: &[&str] = &["kpis", "teams", "from", "until", "weekly", "comment"];
 
+/// A duration as `parse_duration` reads it back, or in milliseconds when shorter.
+pub fn format_duration(d: Duration) -> String {
+    let secs = d.as_secs();
+    if d.subsec_nanos() != 0 || secs == 0 {
+        return format!("{} ms", d.as_millis());
+    }
+    for (unit, n) in [("d", 86400), ("h", 3600), ("m", 60)] {
+        if secs.is_multiple_of(n) {
+            return format!("{}{unit}", secs / n);
+        }
+    }
+    format!("{secs}s")
+}
+
 impl AlertSettings {
     /// Reads alerts.toml; `files` are the root's files (templates are read
     /// from there), `calendar` reads the times of silences.

@@ -377,8 +377,18 @@ pub fn put_target(
 /// Replaces `path` with `text` atomically: a temporary file in the same folder
 /// (a dot file the watcher and the loader ignore), fsync, the original file's
 /// permissions, rename over, fsync of the folder.
+///
+/// A symlink is written through: the file it points to is replaced (the
+/// temporary file is made beside that file), the link stays a link.
 pub fn write_atomic(path: &Path, text: &str) -> std::io::Result<()> {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let resolved;
+    let path = if path.is_symlink() {
+        resolved = std::fs::canonicalize(path)?;
+        resolved.as_path()
+    } else {
+        path
+    };
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path
         .file_name()
@@ -405,9 +415,57 @@ pub fn write_atomic(path: &Path, text: &str) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Removes the temporary files [`write_atomic`] left behind when its process
+/// was killed mid-write (`kpis/.NAME.PID-N.tmp`, `scripts/…`): those of a
+/// process that no longer runs, or older than a minute where that cannot be told.
+pub fn remove_stale_temp_files(root: &Path) {
+    for dir in [root.join("kpis"), root.join("scripts")] {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().to_string();
+            let Some(pid) = temp_file_pid(&name) else {
+                continue;
+            };
+            let proc = Path::new("/proc");
+            let stale = if proc.is_dir() {
+                pid != std::process::id() && !proc.join(pid.to_string()).exists()
+            } else {
+                entry
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| t.elapsed().ok())
+                    .is_some_and(|age| age > std::time::Duration::from_secs(60))
+            };
+            if stale && std::fs::remove_file(entry.path()).is_ok() {
+                tracing::info!("removed a stale temporary file {}", entry.path().display());
+            }
+        }
+    }
+}
+
+/// The process id in a temporary file name of [`write_atomic`]: `.NAME.PID-N.tmp`.
+fn temp_file_pid(name: &str) -> Option<u32> {
+    let inner = name.strip_prefix('.')?.strip_suffix(".tmp")?;
+    let (_, tail) = inner.rsplit_once('.')?;
+    let (pid, n) = tail.split_once('-')?;
+    n.parse::<u64>().ok()?;
+    pid.parse().ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn temp_file_names_of_write_atomic_are_recognised() {
+        assert_eq!(temp_file_pid(".custom.toml.4242-0.tmp"), Some(4242));
+        assert_eq!(temp_file_pid(".custom.toml.swp"), None);
+        assert_eq!(temp_file_pid("custom.toml"), None);
+        assert_eq!(temp_file_pid(".x.tmp"), None);
+    }
 
     const SALES: &str = r#"# Sales KPIs.
 

@@ -166,8 +166,9 @@ pub fn read_files(root: &Path) -> Result<BTreeMap<String, String>, Vec<Diagnosti
     let mut errors = Vec::new();
     let kpis = root.join("kpis");
     if !kpis.is_dir() {
+        // Relative, like every other diagnostic: /health must not show the root's absolute path.
         return Err(vec![Diagnostic::file(
-            kpis.display().to_string(),
+            "kpis",
             "no kpis/ folder here (use --root DIR)",
         )]);
     }
@@ -203,7 +204,10 @@ fn collect(
 ) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         errors.push(Diagnostic::file(
-            dir.display().to_string(),
+            dir.strip_prefix(root)
+                .unwrap_or(dir)
+                .to_string_lossy()
+                .replace('\\', "/"),
             "cannot read the folder",
         ));
         return;
@@ -221,6 +225,20 @@ fn collect(
             .map(|n| n.to_string_lossy().to_string())
             .unwrap_or_default();
         if name.starts_with('.') || name.ends_with('~') {
+            continue;
+        }
+        // A symlink (or a folder of them) may point anywhere: a file is read only
+        // when its real path lies inside the root, so scripts/x.rhai → /etc/passwd
+        // is refused, never read.
+        let inside = match (std::fs::canonicalize(&path), std::fs::canonicalize(root)) {
+            (Ok(real), Ok(root)) => real.starts_with(&root),
+            _ => true,
+        };
+        if !inside {
+            errors.push(Diagnostic::file(
+                &rel,
+                "resolves to a file outside the deployment root (a symlink?); it is not read",
+            ));
             continue;
         }
         if path.is_dir() {
@@ -278,7 +296,7 @@ pub fn from_files(
             })
             .collect(),
     );
-    let engine = FormulaEngine::new(scripts.clone());
+    let engine = FormulaEngine::with_budget(scripts.clone(), settings.formula_time_budget);
     let (defs, unreadable) = read_kpi_files(&files, &mut errors);
     let kpis = compile_kpis(&engine, &scripts, defs, &mut errors);
     let index: HashMap<String, usize> = kpis
@@ -297,7 +315,7 @@ pub fn from_files(
         ));
     }
     if let Some(schema) = &schema {
-        check_literals(schema, &kpis, &ids, &mut errors);
+        check_literals(schema, &kpis, &ids, &scripts, &mut errors);
     }
     check_cycles(&kpis, &index, &mut errors);
     let direction = |id: &str| index.get(id).map(|i| kpis[*i].def.direction);
@@ -500,7 +518,13 @@ fn params_map(params: &BTreeMap<String, serde_json::Value>) -> rhai::Map {
 }
 
 /// Entity, field and KPI names written as literals must exist.
-fn check_literals(schema: &Schema, kpis: &[Kpi], ids: &KpiIds, errors: &mut Vec<Diagnostic>) {
+fn check_literals(
+    schema: &Schema,
+    kpis: &[Kpi],
+    ids: &KpiIds,
+    scripts: &BTreeMap<String, String>,
+    errors: &mut Vec<Diagnostic>,
+) {
     let mut seen = std::collections::HashSet::new();
     for k in kpis {
         let lits = literals(&k.text);
@@ -513,6 +537,7 @@ fn check_literals(schema: &Schema, kpis: &[Kpi], ids: &KpiIds, errors: &mut Vec<
             let message = match l.kind {
                 LiteralKind::Entity => schema.require(&l.name).err().map(|e| e.to_string()),
                 LiteralKind::Kpi => ids.unknown(&l.name),
+                LiteralKind::Import => crate::formula::import_target(scripts, &l.name).err(),
                 LiteralKind::Field => {
                     let in_any = used
                         .iter()

@@ -9,6 +9,19 @@ use crate::period::PeriodId;
 use std::collections::BTreeMap;
 
 pub const DEFAULT_CAP: f64 = 1.2;
+/// The largest cap: a score of at most 100 × this.
+pub const MAX_CAP: f64 = 10.0;
+/// The largest weight. Weights are relative; a larger one would make the
+/// weighted sums overflow to infinity (every score null).
+pub const MAX_WEIGHT: f64 = 1e6;
+
+/// The rule every weight follows (the files, the PUT routes and the preview).
+pub fn check_weight(w: f64) -> Result<(), String> {
+    if !w.is_finite() || !(0.0..=MAX_WEIGHT).contains(&w) {
+        return Err(format!("must be a number from 0 to {MAX_WEIGHT}, got {w}"));
+    }
+    Ok(())
+}
 
 /// Who a scorecard scores (`subjects = "teams" | "owners"`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -134,11 +147,13 @@ fn read_scorecard(
     let teams = node.get("teams").and_then(|n| r.string_list(n, "teams"));
     let cap = match node.get("cap") {
         Some(n) => match r.number(n, "cap") {
-            Some(c) if c >= 1.0 => c,
+            Some(c) if (1.0..=MAX_CAP).contains(&c) => c,
             Some(c) => {
                 r.error(
                     &n.span,
-                    format!("cap must be at least 1.0 (a score of 100 × cap); got {c}"),
+                    format!(
+                        "cap must be from 1.0 to {MAX_CAP} (a score of at most 100 × cap); got {c}"
+                    ),
                 );
                 DEFAULT_CAP
             }
@@ -190,11 +205,14 @@ fn read_weight_set(
             continue;
         }
         match r.number(v, &format!("weight of {}", k.name)) {
-            Some(w) if w >= 0.0 => out.push((k.name.clone(), w)),
-            Some(w) => r.error(
+            Some(w) if w < 0.0 => r.error(
                 &v.span,
                 format!("weight of {} must not be negative, got {w}", k.name),
             ),
+            Some(w) => match check_weight(w) {
+                Ok(()) => out.push((k.name.clone(), w)),
+                Err(m) => r.error(&v.span, format!("weight of {} {m}", k.name)),
+            },
             None => {}
         }
     }

@@ -10,6 +10,8 @@ pub struct Settings {
     pub fiscal_year_start_month: u32,
     pub currency: String,
     pub calendar: Calendar,
+    /// The wall-clock budget of one formula value ("5s" by default).
+    pub formula_time_budget: std::time::Duration,
 }
 
 impl Default for Settings {
@@ -19,6 +21,7 @@ impl Default for Settings {
             fiscal_year_start_month: 1,
             currency: String::new(),
             calendar: Calendar::utc(),
+            formula_time_budget: crate::formula::DEFAULT_TIME_BUDGET,
         }
     }
 }
@@ -30,9 +33,25 @@ impl Settings {
         r.deny_unknown(
             &doc,
             "settings.toml",
-            &["timezone", "fiscal_year_start_month", "currency"],
+            &[
+                "timezone",
+                "fiscal_year_start_month",
+                "currency",
+                "formula_time_budget",
+            ],
         );
         let mut s = Settings::default();
+        if let Some(n) = doc.get("formula_time_budget")
+            && let Some(text) = r.string(n, "formula_time_budget")
+        {
+            match super::alerts::parse_duration(&text) {
+                Some(d) if d <= std::time::Duration::from_secs(3600) => s.formula_time_budget = d,
+                _ => r.error(
+                    &n.span,
+                    format!("formula_time_budget must be a duration such as \"5s\" or \"1m\" (at most 1h), got \"{text}\""),
+                ),
+            }
+        }
         if let Some(n) = doc.get("timezone")
             && let Some(tz) = r.string(n, "timezone")
         {

@@ -200,8 +200,25 @@ fn read_entry(
     Some(t)
 }
 
-/// The rules of SPEC 7 that make a target scoreable.
+/// The largest magnitude of a target, threshold or stretch: beyond it score
+/// arithmetic loses every digit (or overflows).
+pub const MAX_TARGET: f64 = 1e15;
+
+/// The rules of SPEC 7 that make a target scoreable, and finite, sensible numbers.
 pub fn check_target(t: &Target, dir: Direction) -> Result<(), String> {
+    for (what, x) in [
+        ("target", Some(t.target)),
+        ("threshold", t.threshold),
+        ("stretch", t.stretch),
+    ] {
+        if let Some(x) = x
+            && (!x.is_finite() || x.abs() > MAX_TARGET)
+        {
+            return Err(format!(
+                "{what} must be a finite number from -{MAX_TARGET:e} to {MAX_TARGET:e}, got {x}"
+            ));
+        }
+    }
     if t.threshold.is_none() && t.stretch.is_none() && t.target <= 0.0 {
         return Err(format!(
             "a target-only score needs target > 0, got {}; add a threshold",

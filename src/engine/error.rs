@@ -59,6 +59,9 @@ pub enum EngineError {
     /// A file of the deployment could not be read or written.
     #[error("{0}")]
     Io(String),
+    /// A write failed because the disk (of the root or the database) is full.
+    #[error("{0}")]
+    DiskFull(String),
 }
 
 /// At most this many known ids are listed when no close one exists.
@@ -94,6 +97,16 @@ impl EngineError {
         EngineError::BadInput {
             field,
             message: message.to_string(),
+        }
+    }
+
+    /// An I/O failure of `context` (e.g. "cannot write kpis/targets.toml"),
+    /// a full disk said as such.
+    pub fn from_io(context: impl std::fmt::Display, e: &std::io::Error) -> EngineError {
+        if e.kind() == std::io::ErrorKind::StorageFull {
+            EngineError::DiskFull(format!("{context}: the disk is full; nothing was changed"))
+        } else {
+            EngineError::Io(format!("{context}: {e}"))
         }
     }
 

@@ -69,8 +69,40 @@ pub struct Engine {
     db_path: PathBuf,
     serving: bool,
     current: RwLock<Arc<Snapshot>>,
-    /// One change at a time: reloads, edits, ingests, demo writes.
-    writer: Mutex<()>,
+    /// One change at a time: reloads, edits, ingests, demo writes, refreshes.
+    /// It guards what the engine knows of the database's record generations.
+    writer: Mutex<Seen>,
+    /// The connection whose `PRAGMA data_version` tells that another
+    /// connection (another process: a cron `kpi import`) committed.
+    watch: Mutex<Option<(Connection, i64)>>,
+}
+
+/// The record generations (see [`db::bump_generation`]) the served records reflect.
+#[derive(Debug, Default)]
+struct Seen {
+    generations: BTreeMap<String, i64>,
+}
+
+/// Why a reload did not apply.
+#[derive(Debug)]
+pub enum ReloadError {
+    /// The files do not check: nothing changes until a later save fixes them.
+    Config(Vec<Diagnostic>),
+    /// The database refused for a reason that passes (it is locked by another
+    /// process, the disk is full): the same files are tried again.
+    Transient(EngineError),
+}
+
+impl ReloadError {
+    pub fn diagnostics(&self) -> Vec<Diagnostic> {
+        match self {
+            ReloadError::Config(d) => d.clone(),
+            ReloadError::Transient(e) => vec![Diagnostic::file(
+                "crm.db",
+                format!("{e} (the configuration is applied again once the database answers)"),
+            )],
+        }
+    }
 }
 
 impl Engine {
@@ -89,9 +121,12 @@ impl Engine {
         } else {
             0
         };
+        // Read before the columns are: a write committed in between is read again later.
+        let generations = db::generations(&conn)?;
         let store = ColumnStore::new(conn, cfg.schema.clone()).prefetch(&cfg.fields_used);
         if opts.serving {
             store.warm(&cfg.fields_used, None)?;
+            crate::config::edit::remove_stale_temp_files(&root);
         }
         let snapshot = Snapshot {
             config: cfg,
@@ -106,7 +141,8 @@ impl Engine {
             db_path: opts.db.clone(),
             serving: opts.serving,
             current: RwLock::new(Arc::new(snapshot)),
-            writer: Mutex::new(()),
+            writer: Mutex::new(Seen { generations }),
+            watch: Mutex::new(None),
         })
     }
 
@@ -118,7 +154,7 @@ impl Engine {
             db::plan(&db::open(db_path)?, &cfg.schema).map_err(|e| {
                 EngineError::rejected(
                     "the schema does not fit the database",
-                    vec![Diagnostic::file("kpis/schema.toml", e.to_string())],
+                    schema_diagnostics(&cfg.files, e),
                 )
             })?;
         }
@@ -150,16 +186,41 @@ impl Engine {
         *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(next);
     }
 
-    fn write_lock(&self) -> std::sync::MutexGuard<'_, ()> {
+    /// Serves new records with the served configuration; returns the new data generation.
+    fn swap_records(
+        &self,
+        served: &Snapshot,
+        store: Arc<dyn crate::store::RecordStore>,
+        memo: crate::eval::memo::ShapeMemo,
+    ) -> u64 {
+        let generation = served.data_generation + 1;
+        self.swap(Snapshot {
+            config: served.config.clone(),
+            records: Records {
+                store,
+                memo: Arc::new(memo),
+            },
+            version: served.version,
+            loaded_at: served.loaded_at.clone(),
+            content_hash: served.content_hash.clone(),
+            data_generation: generation,
+        });
+        generation
+    }
+
+    fn write_lock(&self) -> std::sync::MutexGuard<'_, Seen> {
         self.writer.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Loads kpis/ and scripts/ from disk as one candidate, checks it, and
     /// applies it if it checks. Blocking.
-    pub fn reload(&self) -> Result<Applied, Vec<Diagnostic>> {
+    pub fn reload(&self) -> Result<Applied, ReloadError> {
         let _writer = self.write_lock();
-        let cfg = crate::load_checked(&self.root).map_err(|d| d.0)?;
-        self.apply(cfg, Origin::File)
+        let cfg = crate::load_checked(&self.root).map_err(|d| ReloadError::Config(d.0))?;
+        self.apply(cfg, Origin::File, None).map_err(|e| match e {
+            EngineError::Rejected { diagnostics, .. } => ReloadError::Config(diagnostics),
+            other => ReloadError::Transient(other),
+        })
     }
 
     /// An edit of one file: `edit` gets the files on disk and returns the one
@@ -183,35 +244,44 @@ impl Engine {
         };
         let candidate = config::from_files(&self.root, files).map_err(|d| rejected(d.0))?;
         let candidate = crate::check_snapshot(Arc::new(candidate)).map_err(rejected)?;
-        // What `kpi check` also asks of an existing database: no refused schema change.
-        db::plan(&db::open(&self.db_path)?, &candidate.schema)
-            .map_err(|e| rejected(vec![Diagnostic::file("kpis/schema.toml", e.to_string())]))?;
-        config::edit::write_atomic(&self.root.join(&path), &text)
-            .map_err(|e| EngineError::Io(format!("cannot write {path}: {e}")))?;
-        let applied = self.apply(candidate, Origin::Api).map_err(|d| {
-            EngineError::rejected(
-                format!("{path} was written but the configuration could not be applied"),
-                d,
-            )
-        })?;
+        let applied = self.apply(candidate, Origin::Api, Some((&path, &text)))?;
         Ok((path, applied))
     }
 
-    /// Applies a checked candidate: schema additions, a history row, then the
-    /// swap. The caller holds the writer lock.
-    fn apply(&self, cfg: Arc<ConfigSnapshot>, origin: Origin) -> Result<Applied, Vec<Diagnostic>> {
+    /// Applies a checked candidate: schema additions and a history row in one
+    /// write transaction, the edited file (when `write` is given) written
+    /// while that transaction holds the lock, the commit, then the swap. So
+    /// an edit applies completely or changes no file: a locked database is
+    /// waited for and tried again ([`db::begin_write`]), and a commit that
+    /// fails puts the file back. The caller holds the writer lock.
+    fn apply(
+        &self,
+        cfg: Arc<ConfigSnapshot>,
+        origin: Origin,
+        write: Option<(&str, &str)>,
+    ) -> Result<Applied, EngineError> {
         let served = self.snapshot();
         let hash = cfg.content_hash();
         if hash == served.content_hash {
+            if let Some((path, text)) = write {
+                self.write_file(path, text)?;
+            }
             return Ok(Applied {
                 version: served.version,
                 changed: false,
                 files_changed: Vec::new(),
             });
         }
-        let db_error = |e: StoreError| vec![Diagnostic::file("kpis/schema.toml", e.to_string())];
-        let mut conn = db::open(&self.db_path).map_err(db_error)?;
-        db::migrate(&mut conn, &cfg.schema).map_err(db_error)?;
+        let mut conn = db::open(&self.db_path)?;
+        let tx = db::begin_write(&mut conn)?;
+        // What `kpi check` also asks of an existing database: no refused schema change.
+        db::migrate_in(&tx, &cfg.schema).map_err(|e| match e {
+            e @ StoreError::Schema(_) => EngineError::rejected(
+                "the schema does not fit the database; nothing was written",
+                schema_diagnostics(&cfg.files, e),
+            ),
+            other => other.into(),
+        })?;
         let files_changed = history::changed_files(
             &history::file_hashes(&served.config.files),
             &history::file_hashes(&cfg.files),
@@ -219,23 +289,48 @@ impl Engine {
         let applied_at = format_utc(now());
         let version = if self.serving {
             history::append(
-                &conn,
+                &tx,
                 &applied_at,
                 origin,
                 &files_changed,
                 &hash,
                 &history::file_hashes(&cfg.files),
-            )
-            .map_err(|e| {
-                vec![Diagnostic::file(
-                    self.db_path.display().to_string(),
-                    format!("cannot record the config history: {e}"),
-                )]
-            })?
+            )?
         } else {
             served.version + 1
         };
-        let records = self.records_for(&served, &cfg).map_err(db_error)?;
+        let before = match write {
+            Some((path, text)) => {
+                let before = std::fs::read_to_string(self.root.join(path)).ok();
+                self.write_file(path, text)?;
+                Some((path, before))
+            }
+            None => None,
+        };
+        if let Err(e) = tx.commit() {
+            if let Some((path, before)) = before {
+                let file = self.root.join(path);
+                let _ = match before {
+                    Some(text) => config::edit::write_atomic(&file, &text),
+                    None => std::fs::remove_file(&file),
+                };
+            }
+            return Err(StoreError::from(e).into());
+        }
+        let records = match self.records_for(&served, &cfg) {
+            Ok(r) => r,
+            Err(e) => {
+                // The change is committed: serve it, reading the columns on first use.
+                tracing::warn!("cannot read the columns ahead for version {version}: {e}");
+                Records {
+                    store: served
+                        .records
+                        .store
+                        .derive(cfg.schema.clone(), &cfg.fields_used),
+                    memo: Arc::new(served.records.memo.after_change(|_| true)),
+                }
+            }
+        };
         self.swap(Snapshot {
             config: cfg,
             records,
@@ -249,6 +344,11 @@ impl Engine {
             changed: true,
             files_changed,
         })
+    }
+
+    fn write_file(&self, path: &str, text: &str) -> Result<(), EngineError> {
+        config::edit::write_atomic(&self.root.join(path), text)
+            .map_err(|e| EngineError::from_io(format!("cannot write {path}"), &e))
     }
 
     /// The records to serve with a new configuration. They did not change:
@@ -286,7 +386,7 @@ impl Engine {
         label: &str,
         input: Input<'_>,
     ) -> Result<(ImportReport, u64), EngineError> {
-        let _writer = self.write_lock();
+        let mut seen = self.write_lock();
         let served = self.snapshot();
         let cfg = &served.config;
         let mut conn = db::open(&self.db_path)?;
@@ -298,7 +398,8 @@ impl Engine {
             label,
             input,
         )?;
-        let generation = self.serve_ingested(&served, std::slice::from_ref(&report))?;
+        let generation =
+            self.serve_ingested(&served, &mut seen, &conn, std::slice::from_ref(&report))?;
         Ok((report, generation))
     }
 
@@ -309,7 +410,7 @@ impl Engine {
         &self,
         request: crate::mapping::Request<'_>,
     ) -> Result<(crate::mapping::MappedImport, u64), EngineError> {
-        let _writer = self.write_lock();
+        let mut seen = self.write_lock();
         let served = self.snapshot();
         let dry_run = request.dry_run;
         let mut conn = db::open(&self.db_path)?;
@@ -317,42 +418,94 @@ impl Engine {
         let generation = if dry_run {
             served.data_generation
         } else {
-            self.serve_ingested(&served, &done.reports)?
+            self.serve_ingested(&served, &mut seen, &conn, &done.reports)?
         };
         Ok((done, generation))
     }
 
     /// Serves the records after imports into `served`'s store: each ingested
-    /// table is patched, and the shape answers that read one are dropped.
-    /// The caller holds the writer lock.
+    /// table is patched (or read again whole when another process wrote the
+    /// entity too: its generation moved by more than this import), and the
+    /// shape answers that read one are dropped. The caller holds the writer lock.
     fn serve_ingested(
         &self,
         served: &Snapshot,
+        seen: &mut Seen,
+        conn: &Connection,
         reports: &[ImportReport],
     ) -> Result<u64, EngineError> {
         let cfg = &served.config;
+        let now = db::generations(conn)?;
         let mut store = served.records.store.clone();
         for report in reports {
-            store = store.after_upsert(&report.entity, report.ids.as_deref())?;
+            let generation_now = now.get(&report.entity).copied().unwrap_or(0);
+            let known = seen.generations.get(&report.entity).copied().unwrap_or(0);
+            let ids = if generation_now == known + 1 {
+                report.ids.as_deref()
+            } else {
+                None
+            };
+            seen.generations
+                .insert(report.entity.clone(), generation_now);
+            store = store.after_upsert(&report.entity, ids)?;
             if self.serving {
                 store.warm(&cfg.fields_used, Some(&report.entity))?;
             }
         }
         let changed: Vec<&str> = reports.iter().map(|r| r.entity.as_str()).collect();
         let memo = served.records.memo.after_change(|e| changed.contains(&e));
-        let generation = served.data_generation + 1;
-        self.swap(Snapshot {
-            config: cfg.clone(),
-            records: Records {
-                store,
-                memo: Arc::new(memo),
-            },
-            version: served.version,
-            loaded_at: served.loaded_at.clone(),
-            content_hash: served.content_hash.clone(),
-            data_generation: generation,
-        });
-        Ok(generation)
+        Ok(self.swap_records(served, store, memo))
+    }
+
+    /// Serves what another process wrote to the database meanwhile (a cron
+    /// `kpi import` while `kpi serve` runs). Cheap when nothing changed: one
+    /// `PRAGMA data_version` on a connection kept for it. When another
+    /// connection committed, the record generations tell which entities were
+    /// written; those are read again (teams: the tree too) and the shape
+    /// answers that read them are dropped. Returns the entities read again
+    /// and the new data generation, or None. Blocking.
+    pub fn refresh(&self) -> Result<Option<(Vec<String>, u64)>, EngineError> {
+        {
+            let mut watch = self.watch.lock().unwrap_or_else(|p| p.into_inner());
+            if watch.is_none() {
+                let conn = db::open(&self.db_path)?;
+                *watch = Some((conn, i64::MIN));
+            }
+            let (conn, last) = watch.as_mut().expect("just opened");
+            let version = db::data_version(conn)?;
+            if version == *last {
+                return Ok(None);
+            }
+            *last = version;
+        }
+        let mut seen = self.write_lock();
+        let generations = db::generations(&self.connection()?)?;
+        let served = self.snapshot();
+        let cfg = &served.config;
+        let changed: Vec<String> = generations
+            .iter()
+            .filter(|(e, g)| seen.generations.get(*e) != Some(*g) && cfg.schema.entity(e).is_some())
+            .map(|(e, _)| e.clone())
+            .collect();
+        if changed.is_empty() {
+            seen.generations = generations;
+            return Ok(None);
+        }
+        let mut store = served.records.store.clone();
+        for entity in &changed {
+            store = store.after_upsert(entity, None)?;
+        }
+        if self.serving {
+            store.warm(&cfg.fields_used, None)?;
+        }
+        let teams = changed.iter().any(|e| e == crate::store::schema::TEAMS);
+        let memo = served
+            .records
+            .memo
+            .after_change(|e| teams || changed.iter().any(|c| c == e));
+        let generation = self.swap_records(&served, store, memo);
+        seen.generations = generations;
+        Ok(Some((changed, generation)))
     }
 
     /// Whether the database holds records (of any entity).
@@ -368,11 +521,15 @@ impl Engine {
     /// Replaces every record with the demo CRM, then serves it. Returns the
     /// records written per entity.
     pub fn write_demo(&self, opts: &DemoOptions) -> Result<Vec<(&'static str, u64)>, EngineError> {
-        let _writer = self.write_lock();
+        let mut seen = self.write_lock();
         let served = self.snapshot();
         let cfg = &served.config;
         let mut conn = self.connection()?;
         let counts = bulk::write_demo(&mut conn, &cfg.schema, &cfg.settings.calendar, opts)?;
+        for entity in cfg.schema.entities.keys() {
+            db::bump_generation(&conn, entity)?;
+        }
+        seen.generations = db::generations(&conn)?;
         let store =
             ColumnStore::new(self.connection()?, cfg.schema.clone()).prefetch(&cfg.fields_used);
         if self.serving {
@@ -393,6 +550,38 @@ impl Engine {
     pub fn history(&self, limit: usize) -> Result<Vec<HistoryEntry>, StoreError> {
         history::list(&self.connection()?, limit)
     }
+}
+
+/// A schema refusal as diagnostics pointing at the entity or field in kpis/schema.toml.
+fn schema_diagnostics(files: &BTreeMap<String, String>, e: StoreError) -> Vec<Diagnostic> {
+    const FILE: &str = "kpis/schema.toml";
+    let StoreError::Schema(refusals) = e else {
+        return vec![Diagnostic::file(FILE, e.to_string())];
+    };
+    let src =
+        crate::config::toml_doc::Source::new(FILE, files.get(FILE).cloned().unwrap_or_default());
+    let doc = src.parse().ok();
+    refusals
+        .iter()
+        .map(|r| {
+            let entity = doc
+                .as_ref()
+                .and_then(|d| d.get("entity"))
+                .and_then(|n| n.as_table())
+                .and_then(|t| t.iter().find(|(k, _)| k.name == r.entity));
+            let field = entity.and_then(|(_, n)| {
+                let f = r.field.as_deref()?;
+                n.get("fields")?
+                    .as_table()?
+                    .iter()
+                    .find(|(k, _)| k.name == f)
+            });
+            match field.or(entity) {
+                Some((key, _)) => src.error_at(&key.span, r.message.clone()),
+                None => Diagnostic::file(FILE, r.message.clone()),
+            }
+        })
+        .collect()
 }
 
 /// Records the configuration an engine starts with, unless the history's

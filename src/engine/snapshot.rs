@@ -369,6 +369,7 @@ impl Snapshot {
                     .collect(),
             });
         }
+        self.check_proposal(proposal)?;
         let candidate = Snapshot {
             config: Arc::new(self.proposed_config(card, when.period, proposal)?),
             records: self.records.clone(),
@@ -419,6 +420,48 @@ impl Snapshot {
             current: current.clone(),
             proposed,
         })
+    }
+
+    /// The checks the PUT routes make of the same weights and targets (a
+    /// weight's range, a target's range and scoreability): a preview never
+    /// shows what could not be saved.
+    fn check_proposal(&self, proposal: &Proposal) -> Result<(), EngineError> {
+        let mut errors = Vec::new();
+        if let Some(weights) = &proposal.weights {
+            for (kpi, w) in weights {
+                if let Err(m) = crate::config::scorecards::check_weight(*w) {
+                    errors.push(format!("weight of {kpi} {m}"));
+                }
+            }
+            if weights.iter().map(|(_, w)| w).sum::<f64>() <= 0.0 {
+                errors.push("the weight set sums to 0".to_string());
+            }
+        }
+        for (kpi, target) in &proposal.targets {
+            let Some(i) = self.config.kpi_index(kpi) else {
+                continue;
+            };
+            let t = Target {
+                target: *target,
+                threshold: None,
+                stretch: None,
+            };
+            if let Err(m) =
+                crate::config::targets::check_target(&t, self.config.kpis[i].def.direction)
+            {
+                errors.push(format!("target of {kpi}: {m}"));
+            }
+        }
+        if errors.is_empty() {
+            return Ok(());
+        }
+        Err(EngineError::rejected(
+            "the proposal does not check (a PUT of it would be refused)",
+            errors
+                .into_iter()
+                .map(|m| crate::diag::Diagnostic::file("proposal", m))
+                .collect(),
+        ))
     }
 
     /// A copy of the configuration with the proposal made in memory; the

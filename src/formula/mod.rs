@@ -86,6 +86,34 @@ pub struct FormulaError {
 
 thread_local! {
     static HOSTS: RefCell<Vec<Rc<dyn Host>>> = const { RefCell::new(Vec::new()) };
+    /// When the value being computed on this thread runs out of its time budget.
+    static DEADLINE: std::cell::Cell<Option<std::time::Instant>> = const { std::cell::Cell::new(None) };
+}
+
+/// The default wall-clock budget of one value (`formula_time_budget` in settings.toml).
+pub const DEFAULT_TIME_BUDGET: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// What `on_progress` stops a run with when its time budget is spent.
+const OUT_OF_TIME: &str = "kpi-engine: out of time";
+
+/// Sets this thread's deadline for one run (never later than an enclosing
+/// run's: `kpi(id)` inside a formula spends the outer value's time) and
+/// puts the outer one back when dropped.
+struct DeadlineGuard(Option<std::time::Instant>);
+
+impl DeadlineGuard {
+    fn start(budget: std::time::Duration) -> DeadlineGuard {
+        let outer = DEADLINE.get();
+        let mine = std::time::Instant::now() + budget;
+        DEADLINE.set(Some(outer.map_or(mine, |o| o.min(mine))));
+        DeadlineGuard(outer)
+    }
+}
+
+impl Drop for DeadlineGuard {
+    fn drop(&mut self) {
+        DEADLINE.set(self.0);
+    }
 }
 
 /// The host of the formula running on this thread.
@@ -158,14 +186,35 @@ pub fn sandbox(engine: &mut Engine) {
 /// A sandboxed Rhai engine with the formula API registered.
 pub struct FormulaEngine {
     engine: Engine,
+    budget: std::time::Duration,
 }
 
 impl FormulaEngine {
     /// `scripts` are the files under scripts/, by path relative to it; they
     /// are what `import` may load.
     pub fn new(scripts: Arc<BTreeMap<String, String>>) -> FormulaEngine {
+        FormulaEngine::with_budget(scripts, DEFAULT_TIME_BUDGET)
+    }
+
+    /// An engine whose runs stop, with a clear error for that value alone,
+    /// once they took `budget` of wall-clock time.
+    pub fn with_budget(
+        scripts: Arc<BTreeMap<String, String>>,
+        budget: std::time::Duration,
+    ) -> FormulaEngine {
         let mut engine = Engine::new();
         sandbox(&mut engine);
+        engine.on_progress(|ops| {
+            // The clock is read every 256 operations; an aggregate is one call.
+            if ops & 0xff == 0
+                && DEADLINE
+                    .get()
+                    .is_some_and(|d| std::time::Instant::now() >= d)
+            {
+                return Some(Dynamic::from(OUT_OF_TIME));
+            }
+            None
+        });
         engine
             .on_print(|s| tracing::debug!(target: "formula", "{s}"))
             .on_debug(|s, _, _| tracing::debug!(target: "formula", "{s}"));
@@ -174,7 +223,7 @@ impl FormulaEngine {
             cache: Mutex::new(HashMap::new()),
         });
         api::register(&mut engine);
-        FormulaEngine { engine }
+        FormulaEngine { engine, budget }
     }
 
     /// The scope every formula sees: `period`, `team`, `params`. They are
@@ -233,9 +282,10 @@ impl FormulaEngine {
         };
         let mut scope = Self::scope(period, team_map, owner, params.clone());
         let _guard = HostGuard::push(host);
+        let _deadline = DeadlineGuard::start(self.budget);
         match self.engine.eval_ast_with_scope::<Dynamic>(&mut scope, ast) {
             Ok(v) => outcome_of(v, origin),
-            Err(e) => error_outcome(*e, origin),
+            Err(e) => error_outcome(*e, origin, self.budget),
         }
     }
 }
@@ -268,7 +318,7 @@ fn outcome_of(v: Dynamic, origin: &Origin) -> Outcome {
 }
 
 /// A Rhai error → no data (arithmetic on a missing value) or a located error.
-fn error_outcome(e: EvalAltResult, origin: &Origin) -> Outcome {
+fn error_outcome(e: EvalAltResult, origin: &Origin, budget: std::time::Duration) -> Outcome {
     let root = innermost(&e);
     if let EvalAltResult::ErrorFunctionNotFound(sig, _) = root
         && sig.contains("()")
@@ -285,6 +335,13 @@ fn error_outcome(e: EvalAltResult, origin: &Origin) -> Outcome {
         EvalAltResult::ErrorTooManyOperations(_) => (
             FailKind::Runtime,
             format!("stopped after {MAX_OPERATIONS} operations (an endless loop?)"),
+        ),
+        EvalAltResult::ErrorTerminated(_, _) => (
+            FailKind::Runtime,
+            format!(
+                "stopped after its time budget of {} (formula_time_budget in kpis/settings.toml); too many or too slow queries?",
+                crate::config::alerts::format_duration(budget)
+            ),
         ),
         EvalAltResult::ErrorRuntime(v, _) => match v.clone().try_cast::<api::Mistake>() {
             Some(api::Mistake(m)) => (FailKind::Mistake, m),
@@ -309,6 +366,27 @@ fn innermost(e: &EvalAltResult) -> &EvalAltResult {
     }
 }
 
+/// The script under scripts/ that `import "path"` reads, or why there is
+/// none: only scripts/ is read (no absolute paths, no `..`), and only scripts
+/// the snapshot holds. `kpi check` applies the same rule to literal imports.
+pub fn import_target(scripts: &BTreeMap<String, String>, path: &str) -> Result<String, String> {
+    let name = if path.ends_with(".rhai") {
+        path.to_string()
+    } else {
+        format!("{path}.rhai")
+    };
+    let inside = !name.starts_with('/')
+        && !name.contains('\\')
+        && name.split('/').all(|c| !c.is_empty() && c != "..");
+    if inside && scripts.contains_key(&name) {
+        Ok(name)
+    } else {
+        Err(format!(
+            "cannot import \"{path}\": import only reads scripts/ (no such script there)"
+        ))
+    }
+}
+
 /// `import` from the snapshot's scripts/ only: no absolute paths, no `..`.
 struct ScriptResolver {
     scripts: Arc<BTreeMap<String, String>>,
@@ -323,28 +401,13 @@ impl rhai::ModuleResolver for ScriptResolver {
         path: &str,
         pos: Position,
     ) -> Result<rhai::Shared<rhai::Module>, Box<EvalAltResult>> {
-        let name = if path.ends_with(".rhai") {
-            path.to_string()
-        } else {
-            format!("{path}.rhai")
-        };
-        let inside = !name.starts_with('/')
-            && !name.contains('\\')
-            && name.split('/').all(|c| !c.is_empty() && c != "..");
         // Not ErrorModuleNotFound: rhai replaces that with its own message.
-        let not_found = || -> Box<EvalAltResult> {
-            let message = format!(
-                "cannot import \"{path}\": import only reads scripts/ (no such script there)"
-            );
-            Box::new(EvalAltResult::ErrorRuntime(message.into(), pos))
-        };
-        if !inside {
-            return Err(not_found());
-        }
+        let name = import_target(&self.scripts, path)
+            .map_err(|m| Box::new(EvalAltResult::ErrorRuntime(m.into(), pos)))?;
         if let Some(m) = self.cache.lock().expect("module cache").get(&name) {
             return Ok(m.clone());
         }
-        let text = self.scripts.get(&name).ok_or_else(not_found)?;
+        let text = &self.scripts[&name];
         let ast = engine
             .compile(text)
             .map_err(|e| Box::new(EvalAltResult::ErrorInModule(name.clone(), e.into(), pos)))?;

@@ -22,6 +22,8 @@ pub enum LiteralKind {
     Entity,
     Field,
     Kpi,
+    /// The path of an `import "…"` statement.
+    Import,
 }
 
 /// Methods whose first argument (and for spans, second) is a field name.
@@ -122,7 +124,7 @@ pub fn strings(text: &str) -> Vec<String> {
         .collect()
 }
 
-/// Every literal entity, field and KPI name used in calls.
+/// Every literal entity, field and KPI name used in calls, and every literal import path.
 pub fn literals(text: &str) -> Vec<Literal> {
     let toks = tokens(text);
     let mut out = Vec::new();
@@ -131,6 +133,18 @@ pub fn literals(text: &str) -> Vec<Literal> {
         let Tok::Ident(name) = &toks[w].0 else {
             continue;
         };
+        if name == "import"
+            && let Some((Tok::Str(path), line, col)) = toks.get(w + 1)
+        {
+            out.push(Literal {
+                kind: LiteralKind::Import,
+                name: path.clone(),
+                line: *line,
+                col: *col,
+                entity: None,
+            });
+            continue;
+        }
         if toks.get(w + 1).map(|t| &t.0) != Some(&Tok::Punct('(')) {
             continue;
         }

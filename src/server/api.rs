@@ -139,6 +139,8 @@ fn scorecard_json(s: &Scorecard) -> Value {
 pub struct WhenQuery {
     pub period: Option<String>,
     pub as_of: Option<String>,
+    /// `GET /api/scorecards/{id}` only: just this team, with its rank among all.
+    pub team: Option<String>,
 }
 
 /// `GET /api/scorecards/{id}?period=&as_of=`: the SPEC 11 JSON shape.
@@ -157,7 +159,26 @@ pub async fn scorecard(
         Some(hit) => hit,
         None => {
             let st = state.clone();
+            let served = served.clone();
             blocking(move || cached_reports(&st, &served, &id, when, 1)).await?
+        }
+    };
+    let body = match q.team.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
+        None => cached.json(),
+        Some(team) => {
+            let team = team.to_string();
+            let known = served.clone();
+            let t = team.clone();
+            blocking(move || Ok(known.team(&t)?)).await?;
+            let mut report = cached
+                .reports
+                .last()
+                .cloned()
+                .ok_or_else(|| ApiError::internal("a scorecard evaluation gave no report"))?;
+            report.teams.retain(|line| line.team == team);
+            serde_json::to_vec(&report)
+                .map_err(ApiError::internal)?
+                .into()
         }
     };
     Ok((
@@ -165,7 +186,7 @@ pub async fn scorecard(
             axum::http::header::CONTENT_TYPE,
             axum::http::HeaderValue::from_static("application/json"),
         )],
-        cached.json(),
+        body,
     )
         .into_response())
 }

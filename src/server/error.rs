@@ -51,6 +51,9 @@ pub enum ApiError {
     /// The database stayed locked by another process past the busy timeout.
     #[error("{0}")]
     Busy(String),
+    /// A write failed because the disk is full (507).
+    #[error("{0}")]
+    DiskFull(String),
     /// A bug or an I/O failure; the detail goes to the log only.
     #[error("internal error")]
     Internal(String),
@@ -87,6 +90,7 @@ impl ApiError {
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::DiskFull(_) => StatusCode::INSUFFICIENT_STORAGE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -103,13 +107,18 @@ impl From<StoreError> for ApiError {
             {
                 ApiError::Busy("the database is locked by another process; try again".into())
             }
+            StoreError::Sqlite(rusqlite::Error::SqliteFailure(f, _))
+                if f.code == rusqlite::ErrorCode::DiskFull =>
+            {
+                ApiError::DiskFull("the disk of the database is full; nothing was written".into())
+            }
             StoreError::Import { bad_rows, messages } => ApiError::Unprocessable {
                 message: format!("{bad_rows} bad row(s); nothing was imported"),
                 details: messages,
             },
             StoreError::Schema(refusals) => ApiError::Unprocessable {
                 message: "schema change refused; nothing was changed".into(),
-                details: refusals,
+                details: refusals.iter().map(ToString::to_string).collect(),
             },
             other => ApiError::Internal(other.to_string()),
         }
@@ -131,6 +140,7 @@ impl From<EngineError> for ApiError {
             EngineError::Edit(e) => e.into(),
             EngineError::Store(e) => e.into(),
             EngineError::Io(m) => ApiError::Internal(m),
+            EngineError::DiskFull(m) => ApiError::DiskFull(m),
         }
     }
 }
@@ -251,6 +261,21 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_full_disk_is_said_as_such() {
+        let io = std::io::Error::from(std::io::ErrorKind::StorageFull);
+        let e = ApiError::from(EngineError::from_io("cannot write kpis/targets.toml", &io));
+        assert_eq!(e.status(), StatusCode::INSUFFICIENT_STORAGE);
+        assert!(e.to_string().contains("the disk is full"), "{e}");
+        let full = rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_FULL),
+            None,
+        );
+        let e = ApiError::from(StoreError::Sqlite(full));
+        assert_eq!(e.status(), StatusCode::INSUFFICIENT_STORAGE);
+        assert!(e.to_string().contains("disk"), "{e}");
+    }
 
     #[test]
     fn statuses_follow_the_spec() {

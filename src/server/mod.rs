@@ -4,9 +4,12 @@
 //! - [`state`] holds the [`Engine`](crate::engine::Engine) (what is served,
 //!   and the only ways it changes: reload, API edit, ingest), the health of
 //!   the last reload, and the alert scheduler.
-//! - [`reload`] watches kpis/ and scripts/ and reloads after each burst.
+//! - [`reload`] watches kpis/ and scripts/ and reloads after each burst;
+//!   [`upkeep`] serves records other processes wrote, retries a reload that
+//!   failed on the database, and releases settled configurations to alerts.
 //! - [`api`] (reads) and [`admin`] (writes) are the routes; [`cache`] keeps
 //!   the scorecard evaluations behind them; [`dashboard`] is the page at `/`.
+//! - [`listen`] accepts connections: header and idle timeouts, a cap, graceful shutdown.
 //! - [`auth`] and [`error`] are the edges: tokens, and JSON errors for every
 //!   kind of bad input.
 //!
@@ -20,9 +23,11 @@ pub mod auth;
 pub mod cache;
 pub mod dashboard;
 pub mod error;
+pub mod listen;
 pub mod reload;
 pub mod silences;
 pub mod state;
+pub mod upkeep;
 
 use std::sync::Arc;
 
@@ -112,10 +117,11 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
             source,
         })?;
     let watcher = reload::spawn(state.clone())?;
+    let upkeep = upkeep::spawn(state.clone());
     let served_now = {
         let st = state.clone();
         move || {
-            let s = st.served();
+            let s = st.alert_view();
             (s.config.clone(), s.records.clone())
         }
     };
@@ -132,10 +138,9 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
         let _ = out.flush();
     }
     tracing::info!("listening on http://{addr}");
-    axum::serve(listener, app(state.clone()))
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    listen::run(listener, app(state.clone()), opts.limits, shutdown_signal()).await?;
     watcher.abort();
+    upkeep.abort();
     if let Some(scheduler) = state.alerts.get() {
         scheduler.stop();
     }

@@ -11,6 +11,9 @@
 //! every burst the watches are added again. No event is trusted to name what
 //! changed: a burst only means "read everything again". Events of editor
 //! swap and backup files are ignored so they do not cause reloads of their own.
+//! A burst that leaves a configuration file empty (an editor's truncate, then
+//! write) waits up to [`EMPTIED_GRACE`] more for the file to be written, so the
+//! transient empty file is not served as a version of its own.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -26,6 +29,19 @@ use super::state::AppState;
 pub const QUIET: Duration = Duration::from_millis(100);
 /// A burst that never goes quiet is cut after this long.
 pub const MAX_BURST: Duration = Duration::from_secs(1);
+
+/// How long a burst that left a served file empty waits for it to be written.
+pub const EMPTIED_GRACE: Duration = Duration::from_secs(1);
+
+/// Is a file of kpis/ that the served configuration has with text now empty on disk?
+fn emptied_file(state: &AppState, dirs: &Dirs) -> bool {
+    let served = state.served();
+    served.config.files.iter().any(|(rel, text)| {
+        !text.trim().is_empty()
+            && rel.starts_with("kpis/")
+            && std::fs::metadata(dirs.root.join(rel)).is_ok_and(|m| m.len() == 0)
+    })
+}
 
 /// The watched folders.
 #[derive(Debug, Clone)]
@@ -69,13 +85,25 @@ async fn run(
         }
         let started = Instant::now();
         let mut quiet_until = started + QUIET;
+        let mut cut_at = started + MAX_BURST;
+        let mut waited_for_emptied = false;
         loop {
-            let deadline = quiet_until.min(started + MAX_BURST);
+            let deadline = quiet_until.min(cut_at);
             match tokio::time::timeout_at(deadline, rx.recv()).await {
                 Ok(Some(e)) if relevant(&e, &dirs) => quiet_until = Instant::now() + QUIET,
                 Ok(Some(_)) => {}
                 Ok(None) => return,
-                Err(_) => break,
+                Err(_) => {
+                    // A file that held configuration and is now empty is most likely an
+                    // editor's truncate-then-write in progress: give it a moment to be written.
+                    if !waited_for_emptied && emptied_file(&state, &dirs) {
+                        waited_for_emptied = true;
+                        quiet_until = Instant::now() + EMPTIED_GRACE;
+                        cut_at = quiet_until;
+                        continue;
+                    }
+                    break;
+                }
             }
         }
         watch(&mut watcher, &dirs);

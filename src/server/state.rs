@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 
 use crate::diag::Diagnostic;
-use crate::engine::{Applied, Engine, EngineError, EngineOptions, Snapshot};
+use crate::engine::{Applied, Engine, EngineError, EngineOptions, ReloadError, Snapshot};
 use crate::period::format_utc;
 use crate::store::history::HistoryEntry;
 use crate::store::import::{ImportReport, Input};
@@ -30,6 +30,8 @@ pub struct ServeOptions {
     pub addr: String,
     /// Fill an empty database with the demo CRM first.
     pub demo: bool,
+    /// Timeouts and the connection cap.
+    pub limits: super::listen::Limits,
 }
 
 /// The outcome of the last reload attempt that failed, until one succeeds.
@@ -37,7 +39,24 @@ pub struct ServeOptions {
 pub struct Health {
     pub errors: Vec<Diagnostic>,
     pub failed_at: Option<String>,
+    /// The failure was the database's, not the files' (locked, disk full):
+    /// [`upkeep`](super::upkeep) tries the reload again until it applies.
+    pub transient: bool,
 }
+
+/// What the alert scheduler judges: the served snapshot once its
+/// configuration has settled (see [`AppState::alert_view`]).
+#[derive(Default)]
+struct AlertView {
+    settled: Option<Arc<Snapshot>>,
+    /// A configuration reloaded from files at this instant, not settled yet.
+    pending_since: Option<std::time::Instant>,
+}
+
+/// A configuration reloaded from files is handed to the alert scheduler only
+/// after this long without another reload: an editor that truncates a file,
+/// then writes it, must not make webhooks hear about the empty file.
+pub const ALERT_SETTLE: std::time::Duration = std::time::Duration::from_millis(1500);
 
 /// The records of one ingest, as the body brought them.
 pub enum Records {
@@ -60,6 +79,7 @@ pub struct AppState {
     pub cache: ReportCache,
     /// The alert scheduler, started by `serve` once the state exists.
     pub alerts: std::sync::OnceLock<crate::alerts::Scheduler>,
+    alert_view: std::sync::Mutex<AlertView>,
 }
 
 impl AppState {
@@ -95,6 +115,7 @@ impl AppState {
             health: RwLock::new(Arc::new(Health::default())),
             cache: ReportCache::default(),
             alerts: std::sync::OnceLock::new(),
+            alert_view: std::sync::Mutex::new(AlertView::default()),
         })
     }
 
@@ -114,8 +135,56 @@ impl AppState {
         *self.health.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(h);
     }
 
+    /// What the alert scheduler evaluates: the served snapshot, except that
+    /// a configuration reloaded from files is held back until it settled
+    /// (meanwhile the last settled one, with its records, is judged).
+    pub fn alert_view(&self) -> Arc<Snapshot> {
+        let view = self.alert_view.lock().unwrap_or_else(|p| p.into_inner());
+        match (&view.settled, view.pending_since) {
+            (Some(s), Some(_)) => s.clone(),
+            _ => self.served(),
+        }
+    }
+
     /// Alert conditions are evaluated again after every change.
-    fn changed(&self) {
+    pub(super) fn changed(&self) {
+        {
+            let mut view = self.alert_view.lock().unwrap_or_else(|p| p.into_inner());
+            if view.pending_since.is_some() {
+                // Held: the settle check pokes once the configuration settled.
+                return;
+            }
+            view.settled = None;
+        }
+        if let Some(scheduler) = self.alerts.get() {
+            scheduler.poke();
+        }
+    }
+
+    /// A reload from files changed the configuration: hold alert evaluation
+    /// on the configuration judged so far until it settles.
+    fn config_reloaded_from_files(&self, before: Arc<Snapshot>) {
+        let mut view = self.alert_view.lock().unwrap_or_else(|p| p.into_inner());
+        if view.pending_since.is_none() {
+            view.settled = Some(before);
+        }
+        view.pending_since = Some(std::time::Instant::now());
+    }
+
+    /// Releases a held configuration to the alert scheduler once it has not
+    /// changed for [`ALERT_SETTLE`] (called by [`upkeep`](super::upkeep)).
+    pub fn settle_alerts(&self) {
+        {
+            let mut view = self.alert_view.lock().unwrap_or_else(|p| p.into_inner());
+            match view.pending_since {
+                Some(t) if t.elapsed() >= ALERT_SETTLE => {
+                    view.pending_since = None;
+                    view.settled = None;
+                }
+                _ => return,
+            }
+        }
+        tracing::debug!("the reloaded configuration settled; evaluating alerts");
         if let Some(scheduler) = self.alerts.get() {
             scheduler.poke();
         }
@@ -126,10 +195,16 @@ impl AppState {
     pub async fn reload(self: &Arc<Self>) -> Result<Applied, Vec<Diagnostic>> {
         let was_degraded = !self.health().errors.is_empty();
         let engine = self.engine.clone();
+        let before = self.served();
         let result = blocking(move || Ok(engine.reload()))
             .await
-            .unwrap_or_else(|e| Err(vec![Diagnostic::file("kpis", e.to_string())]));
-        match &result {
+            .unwrap_or_else(|e| {
+                Err(ReloadError::Config(vec![Diagnostic::file(
+                    "kpis",
+                    e.to_string(),
+                )]))
+            });
+        match result {
             Ok(a) => {
                 if a.changed {
                     tracing::info!(
@@ -137,7 +212,7 @@ impl AppState {
                         a.version,
                         a.files_changed.join(", ")
                     );
-                    self.changed();
+                    self.config_reloaded_from_files(before);
                 } else if was_degraded {
                     tracing::info!(
                         "the configuration on disk checks again; serving version {}",
@@ -145,23 +220,26 @@ impl AppState {
                     );
                 }
                 self.set_health(Health::default());
+                Ok(a)
             }
-            Err(errors) => {
-                for e in errors {
-                    tracing::error!("{e}");
+            Err(e) => {
+                let errors = e.diagnostics();
+                for d in &errors {
+                    tracing::error!("{d}");
                 }
                 tracing::error!(
-                    "the configuration on disk has {} error(s); still serving version {}",
+                    "the configuration on disk could not be applied ({} error(s)); still serving version {}",
                     errors.len(),
                     self.served().version
                 );
                 self.set_health(Health {
                     errors: errors.clone(),
                     failed_at: Some(format_utc(crate::engine::now())),
+                    transient: matches!(e, ReloadError::Transient(_)),
                 });
+                Err(errors)
             }
         }
-        result
     }
 
     /// An API edit of one file (see [`Engine::edit`]).
@@ -176,6 +254,11 @@ impl AppState {
         tracing::info!("{path} edited through the API: version {}", applied.version);
         self.set_health(Health::default());
         if applied.changed {
+            // A deliberate, atomic change: judged at once, ending any hold.
+            self.alert_view
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .pending_since = None;
             self.changed();
         }
         Ok((path, applied))

@@ -37,9 +37,75 @@ fn configure(conn: &Connection) -> Result<(), StoreError> {
     conn.execute_batch(
         "CREATE TABLE IF NOT EXISTS _kpi_fields (
             entity TEXT NOT NULL, field TEXT NOT NULL, type TEXT NOT NULL, optional INTEGER NOT NULL,
-            PRIMARY KEY (entity, field));",
+            PRIMARY KEY (entity, field));
+         CREATE TABLE IF NOT EXISTS _kpi_data (
+            entity TEXT PRIMARY KEY NOT NULL, generation INTEGER NOT NULL);",
     )?;
     Ok(())
+}
+
+/// Marks the records of `entity` as changed, in the writer's transaction:
+/// every import and demo write bumps its entity's generation, so another
+/// process serving the same database (`kpi serve`) sees that it must read
+/// the entity again.
+pub fn bump_generation(conn: &Connection, entity: &str) -> Result<(), StoreError> {
+    conn.execute(
+        "INSERT INTO _kpi_data (entity, generation) VALUES (?1, 1)
+         ON CONFLICT(entity) DO UPDATE SET generation = generation + 1",
+        params![entity],
+    )?;
+    Ok(())
+}
+
+/// The generation of every entity that was ever written (see [`bump_generation`]).
+pub fn generations(
+    conn: &Connection,
+) -> Result<std::collections::BTreeMap<String, i64>, StoreError> {
+    let mut stmt = conn.prepare_cached("SELECT entity, generation FROM _kpi_data")?;
+    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// SQLite's `PRAGMA data_version` of this connection: it changes when another
+/// connection commits, so polling it is the cheap test for "did anything change".
+pub fn data_version(conn: &Connection) -> Result<i64, StoreError> {
+    Ok(conn.pragma_query_value(None, "data_version", |r| r.get(0))?)
+}
+
+/// How many times, and how long each, a write waits for a database that
+/// another process holds locked (each try waits the connection's busy timeout).
+pub const LOCK_TRIES: u32 = 4;
+
+/// Begins an IMMEDIATE transaction (the write lock taken at once), waiting the
+/// busy timeout and trying again up to [`LOCK_TRIES`] times while another
+/// process holds the lock.
+pub fn begin_write(conn: &mut Connection) -> Result<rusqlite::Transaction<'_>, StoreError> {
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        // Checked without a borrow that outlives the loop iteration.
+        match conn.execute_batch("BEGIN IMMEDIATE") {
+            Ok(()) => break,
+            Err(e) if is_locked(&e) && tries < LOCK_TRIES => {
+                tracing::warn!(
+                    "the database is locked by another process; waiting (try {tries} of {LOCK_TRIES})"
+                );
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    conn.execute_batch("ROLLBACK")?;
+    // The lock was free a moment ago; take it for real (waiting the busy timeout again).
+    Ok(conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?)
+}
+
+/// Is this error another connection holding the database locked?
+pub fn is_locked(e: &rusqlite::Error) -> bool {
+    matches!(
+        e,
+        rusqlite::Error::SqliteFailure(f, _)
+            if matches!(f.code, rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+    )
 }
 
 /// One change that brings the database in line with the schema.
@@ -49,6 +115,8 @@ pub enum Change {
     AddField(String, String),
     DropField(String, String),
     RetypeField(String, String),
+    /// A field made optional, or required (it holds no NULL): only the record of it changes.
+    SetOptional(String, String),
     DropEntity(String),
 }
 
@@ -59,8 +127,24 @@ impl std::fmt::Display for Change {
             Change::AddField(e, x) => write!(f, "add field {e}.{x}"),
             Change::DropField(e, x) => write!(f, "drop empty field {e}.{x}"),
             Change::RetypeField(e, x) => write!(f, "retype empty field {e}.{x}"),
+            Change::SetOptional(e, x) => write!(f, "change whether {e}.{x} is optional"),
             Change::DropEntity(e) => write!(f, "drop empty entity {e}"),
         }
+    }
+}
+
+/// A schema change refused because of the data the database holds: the
+/// entity (and field) it concerns, so the refusal can point into schema.toml.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Refusal {
+    pub entity: String,
+    pub field: Option<String>,
+    pub message: String,
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
     }
 }
 
@@ -69,15 +153,18 @@ struct StoredField {
     entity: String,
     field: String,
     ty: String,
+    optional: bool,
 }
 
 fn stored_fields(conn: &Connection) -> Result<Vec<StoredField>, StoreError> {
-    let mut stmt = conn.prepare("SELECT entity, field, type FROM _kpi_fields ORDER BY rowid")?;
+    let mut stmt =
+        conn.prepare("SELECT entity, field, type, optional FROM _kpi_fields ORDER BY rowid")?;
     let rows = stmt.query_map([], |r| {
         Ok(StoredField {
             entity: r.get(0)?,
             field: r.get(1)?,
             ty: r.get(2)?,
+            optional: r.get(3)?,
         })
     })?;
     Ok(rows.collect::<Result<_, _>>()?)
@@ -85,6 +172,11 @@ fn stored_fields(conn: &Connection) -> Result<Vec<StoredField>, StoreError> {
 
 fn has_rows(conn: &Connection, entity: &str) -> Result<bool, StoreError> {
     let sql = format!("SELECT 1 FROM \"{entity}\" LIMIT 1");
+    Ok(conn.query_row(&sql, [], |_| Ok(())).optional()?.is_some())
+}
+
+fn field_has_nulls(conn: &Connection, entity: &str, field: &str) -> Result<bool, StoreError> {
+    let sql = format!("SELECT 1 FROM \"{entity}\" WHERE \"{field}\" IS NULL LIMIT 1");
     Ok(conn.query_row(&sql, [], |_| Ok(())).optional()?.is_some())
 }
 
@@ -113,13 +205,36 @@ pub fn plan(conn: &Connection, schema: &Schema) -> Result<Vec<Change>, StoreErro
                 None => changes.push(Change::AddField(entity.name.clone(), field.name.clone())),
                 Some(old) if old.ty != field.ty.name() => {
                     if field_has_data(conn, &entity.name, &field.name)? {
-                        refusals.push(format!(
-                            "{}.{} holds data of type {}; retyping it to {} is refused",
-                            entity.name, field.name, old.ty, field.ty
-                        ));
+                        refusals.push(Refusal {
+                            entity: entity.name.clone(),
+                            field: Some(field.name.clone()),
+                            message: format!(
+                                "{}.{} holds data of type {}; retyping it to {} is refused",
+                                entity.name, field.name, old.ty, field.ty
+                            ),
+                        });
                     } else {
                         changes.push(Change::RetypeField(entity.name.clone(), field.name.clone()));
                     }
+                }
+                Some(old) if old.optional && !field.optional => {
+                    if field_has_nulls(conn, &entity.name, &field.name)?
+                        && has_rows(conn, &entity.name)?
+                    {
+                        refusals.push(Refusal {
+                            entity: entity.name.clone(),
+                            field: Some(field.name.clone()),
+                            message: format!(
+                                "{}.{} holds empty (NULL) values; making it required is refused (fill them first, or keep the field optional with '?')",
+                                entity.name, field.name
+                            ),
+                        });
+                    } else {
+                        changes.push(Change::SetOptional(entity.name.clone(), field.name.clone()));
+                    }
+                }
+                Some(old) if !old.optional && field.optional => {
+                    changes.push(Change::SetOptional(entity.name.clone(), field.name.clone()));
                 }
                 Some(_) => {}
             }
@@ -129,20 +244,28 @@ pub fn plan(conn: &Connection, schema: &Schema) -> Result<Vec<Change>, StoreErro
         match schema.entity(&old.entity) {
             None => {
                 if has_rows(conn, &old.entity)? {
-                    refusals.push(format!(
-                        "entity '{}' holds records; removing it from the schema is refused",
-                        old.entity
-                    ));
+                    refusals.push(Refusal {
+                        entity: old.entity.clone(),
+                        field: None,
+                        message: format!(
+                            "entity '{}' holds records; removing it from the schema is refused",
+                            old.entity
+                        ),
+                    });
                 } else if !changes.contains(&Change::DropEntity(old.entity.clone())) {
                     changes.push(Change::DropEntity(old.entity.clone()));
                 }
             }
             Some(e) if e.field(&old.field).is_none() => {
                 if field_has_data(conn, &old.entity, &old.field)? {
-                    refusals.push(format!(
-                        "{}.{} holds data; removing the field is refused",
-                        old.entity, old.field
-                    ));
+                    refusals.push(Refusal {
+                        entity: old.entity.clone(),
+                        field: None,
+                        message: format!(
+                            "{}.{} holds data; removing the field is refused",
+                            old.entity, old.field
+                        ),
+                    });
                 } else {
                     changes.push(Change::DropField(old.entity.clone(), old.field.clone()));
                 }
@@ -160,15 +283,21 @@ pub fn plan(conn: &Connection, schema: &Schema) -> Result<Vec<Change>, StoreErro
 /// Brings the database in line with the schema, in one transaction.
 pub fn migrate(conn: &mut Connection, schema: &Schema) -> Result<Vec<Change>, StoreError> {
     // IMMEDIATE: plan() reads before writing; see `import`.
-    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    let changes = plan(&tx, schema)?;
+    let tx = begin_write(conn)?;
+    let changes = migrate_in(&tx, schema)?;
+    tx.commit()?;
+    Ok(changes)
+}
+
+/// [`migrate`] inside a write transaction the caller commits.
+pub fn migrate_in(tx: &Connection, schema: &Schema) -> Result<Vec<Change>, StoreError> {
+    let changes = plan(tx, schema)?;
     for change in &changes {
-        apply(&tx, schema, change)?;
+        apply(tx, schema, change)?;
     }
     for entity in schema.entities.values() {
-        create_indexes(&tx, entity)?;
+        create_indexes(tx, entity)?;
     }
-    tx.commit()?;
     Ok(changes)
 }
 
@@ -191,6 +320,11 @@ fn apply(conn: &Connection, schema: &Schema, change: &Change) -> Result<(), Stor
             )
         }
         Change::DropField(e, f) => drop_field(conn, e, f),
+        Change::SetOptional(e, f) => record_field(
+            conn,
+            e,
+            schema.entity(e).and_then(|x| x.field(f)).expect("planned"),
+        ),
         Change::DropEntity(e) => {
             conn.execute_batch(&format!("DROP TABLE IF EXISTS \"{e}\";"))?;
             conn.execute("DELETE FROM _kpi_fields WHERE entity = ?1", params![e])?;

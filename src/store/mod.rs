@@ -81,8 +81,8 @@ pub enum StoreError {
     Open(String, String),
     #[error("database error: {0}")]
     Sqlite(#[from] rusqlite::Error),
-    #[error("schema change refused: {}", .0.join("; "))]
-    Schema(Vec<String>),
+    #[error("schema change refused: {}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    Schema(Vec<db::Refusal>),
     /// Bad rows: the first messages (at most 100 rows' worth) and the true count.
     #[error("{}\n{bad_rows} bad row(s)", messages.join("\n"))]
     Import {

@@ -264,6 +264,10 @@ pub fn ingest(
             return Ok(reports);
         }
         let written_in = started.elapsed();
+        // Another process serving this database sees the change by these counters.
+        for r in &reports {
+            super::db::bump_generation(&tx, &r.entity)?;
+        }
         tx.commit()?;
         for r in &reports {
             tracing::debug!(entity = %r.entity, rows = r.written, write_ms = written_in.as_millis() as u64, commit_ms = (started.elapsed() - written_in).as_millis() as u64, "imported");
