@@ -186,3 +186,33 @@ fn the_api_answers_for_a_person_and_sets_a_persons_target() {
     s.admin("PUT", "/api/targets/revenue", &both).expect(400);
     let _ = ADMIN;
 }
+
+#[test]
+fn an_unknown_owner_is_a_bad_row_only_once_people_are_imported() {
+    let root = Root::new();
+    root.write("teams.csv", "id,name,parent\nhq,HQ,\n");
+    root.kpi(&["import", "teams", "teams.csv"]).ok();
+    let deal = "id,team,owner,stage,amount,created_at\nd1,hq,ghost,lead,10,2026-01-05\n";
+    root.write("deals.csv", deal);
+    // CRMs often export deals before users: no people yet, nothing to check against.
+    root.kpi(&["import", "deals", "deals.csv"]).ok();
+    root.write("owners.csv", "id,name,team\nann,Ann,hq\nbob,Bob,nowhere\n");
+    let err = root.kpi(&["import", "owners", "owners.csv"]).fails(1);
+    assert!(
+        err.contains("owners.csv:3: field 'team': unknown team \"nowhere\""),
+        "{err}"
+    );
+    root.write("owners.csv", "id,name,team\nann,Ann,hq\n");
+    root.kpi(&["import", "owners", "owners.csv"]).ok();
+    root.write("deals.csv", &deal.replace("d1,", "d2,"));
+    let err = root.kpi(&["import", "deals", "deals.csv"]).fails(1);
+    assert!(
+        err.contains("deals.csv:2: field 'owner': unknown owner \"ghost\""),
+        "{err}"
+    );
+    root.write(
+        "deals.csv",
+        &deal.replace("d1,", "d2,").replace("ghost", "ann"),
+    );
+    root.kpi(&["import", "deals", "deals.csv"]).ok();
+}

@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 
 use rusqlite::{Connection, Transaction, types::ToSqlOutput};
 
-use super::super::schema::{Entity, TEAMS};
+use super::super::schema::{Entity, OWNERS, OwnerLink, TEAMS};
 use super::super::{StoreError, Value};
 use super::{BATCH_PARAMS, Errors, FIRST_CHECKPOINT, MAX_LISTED_IDS};
 use crate::diag::hint;
@@ -25,6 +25,10 @@ pub(super) struct Writer<'t> {
     pub(super) entity: &'t Entity,
     team_index: Option<usize>,
     known_teams: HashSet<String>,
+    /// The field naming the record's person, and the people known, when the
+    /// `owners` table holds any (CRMs often export deals before users: then
+    /// no owner is checked).
+    owner_check: Option<(usize, HashSet<String>)>,
     /// For a teams import: id → line, to report cycles and bad parents.
     pub(super) team_lines: HashMap<String, String>,
     /// Distinct ids written.
@@ -79,6 +83,13 @@ impl<'t> Writer<'t> {
             .as_deref()
             .and_then(|t| entity.field_index(t));
         let known_teams = load_team_ids(tx)?;
+        let owner_check = match &entity.owner {
+            Some(OwnerLink::Field(f)) => match (entity.field_index(f), load_owner_ids(tx)?) {
+                (Some(i), Some(ids)) if !ids.is_empty() => Some((i, ids)),
+                _ => None,
+            },
+            _ => None,
+        };
         let rows_before: i64 = tx.query_row(
             &format!("SELECT coalesce(max(rowid), 0) FROM \"{}\"", entity.name),
             [],
@@ -92,6 +103,7 @@ impl<'t> Writer<'t> {
             entity,
             team_index,
             known_teams,
+            owner_check,
             team_lines: HashMap::new(),
             written: 0,
             seen: Default::default(),
@@ -162,6 +174,18 @@ impl<'t> Writer<'t> {
             ));
             return Ok(());
         }
+        if let Some((i, owners)) = &self.owner_check
+            && let Value::Text(owner) = &values[*i]
+            && !owners.contains(owner)
+        {
+            let h = hint(owner, owners.iter().map(String::as_str));
+            errors.push(format!(
+                "{}: field '{}': unknown owner {owner:?}{h} (import owners first, or leave it empty)",
+                at(),
+                self.entity.fields[*i].name
+            ));
+            return Ok(());
+        }
         if self.entity.name == TEAMS
             && let Value::Text(id) = &values[0]
         {
@@ -227,6 +251,21 @@ impl rusqlite::ToSql for SqlValue<'_> {
             Value::Bool(b) => ValueRef::Integer(i64::from(*b)),
         }))
     }
+}
+
+/// The ids of the `owners` table; None when the schema has no such table.
+fn load_owner_ids(conn: &Connection) -> Result<Option<HashSet<String>>, StoreError> {
+    let exists: bool = conn.query_row(
+        "SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = ?1",
+        [OWNERS],
+        |r| r.get(0),
+    )?;
+    if !exists {
+        return Ok(None);
+    }
+    let mut stmt = conn.prepare(&format!("SELECT id FROM \"{OWNERS}\""))?;
+    let ids = stmt.query_map([], |r| r.get::<_, String>(0))?;
+    Ok(Some(ids.collect::<Result<_, _>>()?))
 }
 
 fn load_team_ids(conn: &Connection) -> Result<HashSet<String>, StoreError> {
