@@ -25,8 +25,8 @@ use kpi_engine::alerts::{self, DeliveryOptions};
 use kpi_engine::demo::{self, DemoOptions};
 use kpi_engine::engine::{Engine, EngineOptions};
 use kpi_engine::period::Millis;
-use kpi_engine::store::bulk::{self, BulkWriter};
 use kpi_engine::store::db;
+use kpi_engine::store::demo_writer::{self, BulkWriter};
 
 type Res<T> = Result<T, Box<dyn std::error::Error>>;
 
@@ -106,7 +106,7 @@ fn build(cfg: &ConfigSnapshot, path: &Path, scale: u32, keep: bool) -> Res<Optio
     let stamp = format!("scale={scale} seed={SEED} until={UNTIL}");
     if keep && path.exists() {
         let conn = db::open(path)?;
-        if bulk::meta(&conn, "bench_alerts")?.as_deref() == Some(stamp.as_str()) {
+        if demo_writer::meta(&conn, "bench_alerts")?.as_deref() == Some(stamp.as_str()) {
             return Ok(None);
         }
     }

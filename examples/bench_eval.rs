@@ -42,8 +42,8 @@ use kpi_engine::eval::Records;
 use kpi_engine::eval::{Evaluation, report};
 use kpi_engine::period::{Grain, Millis, PeriodId};
 use kpi_engine::store::RecordStore;
-use kpi_engine::store::bulk::{self, BulkWriter};
 use kpi_engine::store::db;
+use kpi_engine::store::demo_writer::{self, BulkWriter};
 
 type Res<T> = Result<T, Box<dyn std::error::Error>>;
 
@@ -419,7 +419,7 @@ fn build(cfg: &ConfigSnapshot, path: &Path, scale: u32, until: Millis, keep: boo
     let stamp = format!("scale={scale} seed={SEED} until={until}");
     if keep && path.exists() {
         let conn = db::open(path)?;
-        if bulk::meta(&conn, "bench_eval")?.as_deref() == Some(stamp.as_str()) {
+        if demo_writer::meta(&conn, "bench_eval")?.as_deref() == Some(stamp.as_str()) {
             let mut counts = Vec::new();
             for e in cfg.schema.entities.keys() {
                 let n: i64 =

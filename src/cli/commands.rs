@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use kpi_engine::demo::DemoOptions;
 use kpi_engine::engine::{Engine, EngineError, EngineOptions, EvalRequest};
-use kpi_engine::eval::tests_runner;
+use kpi_engine::eval::formula_tests;
 use kpi_engine::server::{self, ServeOptions};
 use kpi_engine::store::import::{Format, Input};
 
@@ -296,19 +296,19 @@ fn option_error(e: EngineError) -> UserError {
 fn test(root: &Path) -> Res<ExitCode> {
     let cfg = kpi_engine::load_checked(root)
         .map_err(|d| UserError(format!("{d}\n{} error(s); no test was run", d.0.len())))?;
-    let cases = tests_runner::read_cases(root)
+    let cases = formula_tests::read_cases(root)
         .map_err(|d| UserError(kpi_engine::Diagnostics(d).to_string()))?;
     let (mut passed, mut failed) = (0, 0);
     for case in &cases {
-        for check in tests_runner::run_case(&cfg, case) {
+        for check in formula_tests::run_case(&cfg, case) {
             if check.passed {
                 passed += 1;
                 continue;
             }
             failed += 1;
             let expected = match &check.expected {
-                tests_runner::Expect::NoData => "no data".to_string(),
-                tests_runner::Expect::Value { value, tolerance } => {
+                formula_tests::Expect::NoData => "no data".to_string(),
+                formula_tests::Expect::Value { value, tolerance } => {
                     format!("{value} (± {tolerance})")
                 }
             };

@@ -33,9 +33,9 @@ use crate::diag::Diagnostic;
 use crate::eval::Records;
 use crate::period::{Millis, format_utc};
 use crate::store::columns::ColumnStore;
-use crate::store::history::{self, HistoryEntry, Origin};
+use crate::store::config_history::{self, HistoryEntry, Origin};
 use crate::store::import::{ImportReport, Input, import};
-use crate::store::{StoreError, bulk, db};
+use crate::store::{StoreError, db, demo_writer};
 
 /// How an engine is opened.
 #[derive(Debug, Clone)]
@@ -282,19 +282,19 @@ impl Engine {
             ),
             other => other.into(),
         })?;
-        let files_changed = history::changed_files(
-            &history::file_hashes(&served.config.files),
-            &history::file_hashes(&cfg.files),
+        let files_changed = config_history::changed_files(
+            &config_history::file_hashes(&served.config.files),
+            &config_history::file_hashes(&cfg.files),
         );
         let applied_at = format_utc(now());
         let version = if self.serving {
-            history::append(
+            config_history::append(
                 &tx,
                 &applied_at,
                 origin,
                 &files_changed,
                 &hash,
-                &history::file_hashes(&cfg.files),
+                &config_history::file_hashes(&cfg.files),
             )?
         } else {
             served.version + 1
@@ -510,12 +510,12 @@ impl Engine {
 
     /// Whether the database holds records (of any entity).
     pub fn has_records(&self) -> Result<bool, StoreError> {
-        bulk::has_records(&self.connection()?, &self.snapshot().config.schema)
+        demo_writer::has_records(&self.connection()?, &self.snapshot().config.schema)
     }
 
     /// Whether the database's records were written by `kpi demo`.
     pub fn made_by_demo(&self) -> Result<bool, StoreError> {
-        Ok(bulk::meta(&self.connection()?, "demo")?.is_some())
+        Ok(demo_writer::meta(&self.connection()?, "demo")?.is_some())
     }
 
     /// Replaces every record with the demo CRM, then serves it. Returns the
@@ -525,7 +525,7 @@ impl Engine {
         let served = self.snapshot();
         let cfg = &served.config;
         let mut conn = self.connection()?;
-        let counts = bulk::write_demo(&mut conn, &cfg.schema, &cfg.settings.calendar, opts)?;
+        let counts = demo_writer::write_demo(&mut conn, &cfg.schema, &cfg.settings.calendar, opts)?;
         for entity in cfg.schema.entities.keys() {
             db::bump_generation(&conn, entity)?;
         }
@@ -548,7 +548,7 @@ impl Engine {
 
     /// The config history, oldest first (at most `limit` of the newest).
     pub fn history(&self, limit: usize) -> Result<Vec<HistoryEntry>, StoreError> {
-        history::list(&self.connection()?, limit)
+        config_history::list(&self.connection()?, limit)
     }
 }
 
@@ -587,13 +587,13 @@ fn schema_diagnostics(files: &BTreeMap<String, String>, e: StoreError) -> Vec<Di
 /// Records the configuration an engine starts with, unless the history's
 /// last version is the same. Returns its version.
 fn record_start(conn: &Connection, cfg: &ConfigSnapshot, hash: &str) -> Result<u64, StoreError> {
-    let hashes = history::file_hashes(&cfg.files);
-    match history::last(conn)? {
+    let hashes = config_history::file_hashes(&cfg.files);
+    match config_history::last(conn)? {
         Some(l) if l.content_hash == hash => Ok(l.version),
         last => {
             let before = last.map(|l| l.file_hashes).unwrap_or_default();
-            let changed = history::changed_files(&before, &hashes);
-            history::append(
+            let changed = config_history::changed_files(&before, &hashes);
+            config_history::append(
                 conn,
                 &format_utc(now()),
                 Origin::File,

@@ -8,11 +8,11 @@
 //! reuse it; a call stack catches cycles that literal checks could not see.
 
 pub mod check;
+pub mod formula_tests;
 pub mod memo;
 pub mod no_records;
 pub mod report;
 pub mod scoring;
-pub mod tests_runner;
 
 use std::cell::RefCell;
 use std::collections::HashMap;

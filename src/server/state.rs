@@ -15,7 +15,7 @@ use std::sync::{Arc, RwLock};
 use crate::diag::Diagnostic;
 use crate::engine::{Applied, Engine, EngineError, EngineOptions, ReloadError, Snapshot};
 use crate::period::format_utc;
-use crate::store::history::HistoryEntry;
+use crate::store::config_history::HistoryEntry;
 use crate::store::import::{ImportReport, Input};
 
 use super::auth::Tokens;

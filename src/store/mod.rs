@@ -7,10 +7,10 @@
 //! pushes shapes down to a database server is another implementation of the
 //! same trait.
 
-pub mod bulk;
 pub mod columns;
+pub mod config_history;
 pub mod db;
-pub mod history;
+pub mod demo_writer;
 pub mod import;
 pub mod owners;
 pub mod schema;
