@@ -13,6 +13,7 @@ mod cli_usage;
 mod mappings;
 mod ops;
 mod people;
+mod router;
 mod server_alerts;
 mod server_api;
 mod server_dashboard;
