@@ -12,19 +12,7 @@ use crate::util::server::{ADMIN, Options, Server};
 const AS_OF: &str = "2026-06-30T00:00:00+08:00";
 
 fn reps(root: &Root, extra: &[&str]) -> Value {
-    let mut args = vec![
-        "eval",
-        "--scorecard",
-        "sales_reps",
-        "--period",
-        "2026-Q1",
-        "--as-of",
-        AS_OF,
-        "--format",
-        "json",
-    ];
-    args.extend_from_slice(extra);
-    root.kpi(&args).json()
+    root.scorecard_json("sales_reps", "2026-Q1", AS_OF, extra)
 }
 
 #[test]

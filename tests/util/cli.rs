@@ -109,6 +109,29 @@ impl Root {
         cmd
     }
 
+    /// `kpi eval --scorecard CARD --period P --as-of T --format json EXTRA…`, parsed.
+    pub fn scorecard_json(
+        &self,
+        card: &str,
+        period: &str,
+        as_of: &str,
+        extra: &[&str],
+    ) -> serde_json::Value {
+        let mut args = vec![
+            "eval",
+            "--scorecard",
+            card,
+            "--period",
+            period,
+            "--as-of",
+            as_of,
+            "--format",
+            "json",
+        ];
+        args.extend_from_slice(extra);
+        self.kpi(&args).json()
+    }
+
     /// Runs `kpi --root <tmp> ARGS…`.
     pub fn kpi(&self, args: &[&str]) -> Output {
         let out = self.command(args).output().expect("run kpi");
