@@ -89,3 +89,41 @@ fn one_broken_kpi_file_is_one_error_without_knock_on_hints() {
     assert!(!err.contains("nothing was done"), "{err}");
     assert!(err.lines().count() <= 4, "{err}");
 }
+
+#[test]
+fn same_span_is_the_elapsed_time_exactly_across_a_daylight_saving_change() {
+    // New York: 2026-Q1 starts 2026-01-01T00:00-05:00 (05:00Z); as of 2026-03-15T00:00-04:00
+    // (04:00Z, after the March 8 change) 73 days less 1 hour have elapsed. The same span of
+    // 2025-Q4 starts 2025-10-01T00:00-04:00 (04:00Z) and ends 73 d - 1 h later: 2025-12-13T03:00Z,
+    // which is 2025-12-12 22:00 local (EST). d1 (21:30 local) is inside, d2 (22:30) is not.
+    // growth = 500 / 200 - 1 = 1.5
+    let root = Root::new();
+    root.write("kpis/settings.toml", "timezone = \"America/New_York\"\n");
+    root.write(
+        "kpis/tests/dst.toml",
+        r#"[[case]]
+name = "same span across DST"
+period = "2026-Q1"
+team = "t"
+as_of = "2026-03-15T00:00:00-04:00"
+[case.records]
+teams = [{ id = "t", name = "T" }]
+deals = [
+  { id = "d1", team = "t", stage = "won", amount = 200.0, created_at = "2025-09-01", closed_at = "2025-12-12 21:30:00" },
+  { id = "d2", team = "t", stage = "won", amount = 700.0, created_at = "2025-09-01", closed_at = "2025-12-12 22:30:00" },
+  { id = "d3", team = "t", stage = "won", amount = 500.0, created_at = "2025-12-01", closed_at = "2026-02-01" },
+]
+[case.expect]
+revenue_growth = { value = 1.5, tolerance = 1e-12 }
+"#,
+    );
+    // Only this file's cases: the library's tests assume Shanghai time.
+    for f in std::fs::read_dir(root.path().join("kpis/tests")).unwrap() {
+        let p = f.unwrap().path();
+        if p.file_name().unwrap() != "dst.toml" {
+            std::fs::remove_file(p).unwrap();
+        }
+    }
+    let out = root.kpi(&["test"]).ok();
+    assert!(out.contains("1 passed, 0 failed"), "{out}");
+}

@@ -70,6 +70,10 @@ pub enum Subject {
     Owner(u32),
 }
 
+/// One value: KPI, subject, period, and the ms of the period that count
+/// (None: all of it; SPEC 16's `to_date()` and `same_span()`).
+type ValueKey = (usize, Subject, PeriodId, Option<i64>);
+
 /// The state of one evaluation request.
 pub struct Evaluation {
     pub config: Arc<ConfigSnapshot>,
@@ -80,8 +84,8 @@ pub struct Evaluation {
     explain: bool,
     periods: RefCell<Vec<PeriodId>>,
     shapes: RefCell<HashMap<(Query, Agg), Arc<ShapeResult>>>,
-    values: RefCell<HashMap<(usize, Subject, PeriodId), KpiValue>>,
-    stack: RefCell<Vec<(usize, Subject, PeriodId)>>,
+    values: RefCell<HashMap<ValueKey, KpiValue>>,
+    stack: RefCell<Vec<ValueKey>>,
     traces: RefCell<Vec<Vec<String>>>,
 }
 
@@ -126,7 +130,18 @@ impl Evaluation {
 
     /// The value of KPI `kpi` for a team or a person in `period`.
     pub fn value_of(self: &Rc<Self>, kpi: usize, subject: Subject, period: PeriodId) -> KpiValue {
-        let key = (kpi, subject, period);
+        self.value_cut(kpi, subject, period, None)
+    }
+
+    /// The value of KPI `kpi` over the first `cut` ms of `period` (all of it when None).
+    pub fn value_cut(
+        self: &Rc<Self>,
+        kpi: usize,
+        subject: Subject,
+        period: PeriodId,
+        cut: Option<i64>,
+    ) -> KpiValue {
+        let key = (kpi, subject, period, cut);
         if let Some(v) = self.values.borrow().get(&key) {
             return v.clone();
         }
@@ -135,7 +150,7 @@ impl Evaluation {
                 .stack
                 .borrow()
                 .iter()
-                .map(|(k, _, _)| self.config.kpis[*k].def.id.clone())
+                .map(|(k, _, _, _)| self.config.kpis[*k].def.id.clone())
                 .collect();
             return KpiValue {
                 value: None,
@@ -147,19 +162,21 @@ impl Evaluation {
                 explanation: vec![],
             };
         }
-        let result = self.run(kpi, subject, period);
+        let result = self.run(key);
         self.values.borrow_mut().insert(key, result.clone());
         result
     }
 
-    fn run(self: &Rc<Self>, kpi: usize, subject: Subject, period: PeriodId) -> KpiValue {
+    fn run(self: &Rc<Self>, key: ValueKey) -> KpiValue {
+        let (kpi, subject, period, cut) = key;
         let k: &Kpi = &self.config.kpis[kpi];
-        self.stack.borrow_mut().push((kpi, subject, period));
+        self.stack.borrow_mut().push(key);
         self.traces.borrow_mut().push(Vec::new());
         let host: Rc<dyn Host> = Rc::new(Frame {
             eval: self.clone(),
             subject,
             period,
+            cut,
         });
         let team_of = |t: u32| {
             (
@@ -281,6 +298,8 @@ struct Frame {
     eval: Rc<Evaluation>,
     subject: Subject,
     period: PeriodId,
+    /// Only the first this many ms of `period` count (a cut period's frame).
+    cut: Option<i64>,
 }
 
 impl Frame {
@@ -356,13 +375,17 @@ impl Host for Frame {
         Ok(value)
     }
 
-    fn kpi(&self, id: &str, period: PeriodId) -> Result<Option<f64>, HostError> {
+    fn cut(&self) -> Option<i64> {
+        self.cut
+    }
+
+    fn kpi(&self, id: &str, period: PeriodId, cut: Option<i64>) -> Result<Option<f64>, HostError> {
         let idx = self
             .eval
             .config
             .kpi_index(id)
             .ok_or_else(|| HostError::Mistake(self.eval.config.unknown_kpi(id)))?;
-        let v = self.eval.value_of(idx, self.subject, period);
+        let v = self.eval.value_cut(idx, self.subject, period, cut);
         if let Some(e) = v.error {
             return Err(HostError::Failed(e.to_string()));
         }

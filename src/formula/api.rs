@@ -46,18 +46,48 @@ fn host_error(e: HostError) -> Box<EvalAltResult> {
 pub struct PeriodVal {
     pub id: PeriodId,
     pub rel: Option<i32>,
+    /// Only the first this many ms of the period count (SPEC 16); None: all of it.
+    pub span: Option<i64>,
 }
 
 impl PeriodVal {
-    pub fn current(id: PeriodId) -> PeriodVal {
-        PeriodVal { id, rel: Some(0) }
+    /// The evaluated period (cut to its first `span` ms in a cut frame).
+    pub fn current(id: PeriodId, span: Option<i64>) -> PeriodVal {
+        PeriodVal {
+            id,
+            rel: Some(0),
+            span,
+        }
     }
 
     fn shifted(self, n: i32) -> PeriodVal {
         PeriodVal {
             id: self.id.shift(n),
             rel: self.rel.map(|r| r + n),
+            span: None,
         }
+    }
+
+    /// `p.to_date()`: the period cut at as-of (the whole period once closed).
+    fn to_date(self) -> Res<PeriodVal> {
+        let h = host()?;
+        let p = h.calendar().period(self.id);
+        let span = (h.as_of() < p.end).then(|| (h.as_of() - p.start).max(0));
+        Ok(PeriodVal { span, ..self })
+    }
+
+    /// `p.same_span()`: `p` cut at the time elapsed of the evaluated period
+    /// (start + (as-of − P.start)); the whole of `p` once P is closed.
+    fn same_span(self) -> Res<PeriodVal> {
+        let h = host()?;
+        let span = match h.cut() {
+            Some(len) => Some(len),
+            None => {
+                let e = h.calendar().period(h.period());
+                (h.as_of() < e.end).then(|| (h.as_of() - e.start).max(0))
+            }
+        };
+        Ok(PeriodVal { span, ..self })
     }
 
     pub fn reference(self) -> PeriodRef {
@@ -78,8 +108,15 @@ pub fn register(engine: &mut Engine) {
     register_aggregates(engine);
     register_period(engine);
     engine.register_fn("kpi", |id: &str| kpi(id, None));
-    engine.register_fn("kpi", |id: &str, p: PeriodVal| kpi(id, Some(p.id)));
-    engine.register_fn("kpi", |id: &str, p: &str| kpi(id, Some(parse_period(p)?)));
+    engine.register_fn("kpi", |id: &str, p: PeriodVal| kpi(id, Some(p)));
+    engine.register_fn("kpi", |id: &str, p: &str| {
+        let p = PeriodVal {
+            id: parse_period(p)?,
+            rel: None,
+            span: None,
+        };
+        kpi(id, Some(p))
+    });
     engine.register_fn("no_data", || -> Res<Dynamic> {
         Err(EvalAltResult::ErrorRuntime(Dynamic::from(NoData), rhai::Position::NONE).into())
     });
@@ -219,6 +256,7 @@ fn register_filters(engine: &mut Engine) {
         Ok(q.with(Filter::InPeriod {
             field: time_field(q, f, "in_period")?,
             period: PeriodRef::Relative(0),
+            cut: host()?.cut(),
         }))
     });
     engine.register_fn(
@@ -227,6 +265,7 @@ fn register_filters(engine: &mut Engine) {
             Ok(q.with(Filter::InPeriod {
                 field: time_field(q, f, "in_period")?,
                 period: p.reference(),
+                cut: p.span,
             }))
         },
     );
@@ -237,6 +276,7 @@ fn register_filters(engine: &mut Engine) {
             Ok(q.with(Filter::InPeriod {
                 field: time_field(q, f, "in_period")?,
                 period,
+                cut: None,
             }))
         },
     );
@@ -364,20 +404,26 @@ fn register_period(engine: &mut Engine) {
         Ok(h.calendar().period(p.id).elapsed(h.as_of()))
     });
     engine.register_fn("prev", |p: &mut PeriodVal| p.shifted(-1));
+    engine.register_fn("to_date", |p: &mut PeriodVal| p.to_date());
+    engine.register_fn("same_span", |p: &mut PeriodVal| p.same_span());
     engine.register_fn("next", |p: &mut PeriodVal| p.shifted(1));
     engine.register_fn("to_string", |p: &mut PeriodVal| p.id.to_string());
     engine.register_fn("period", |id: &str| -> Res<PeriodVal> {
         Ok(PeriodVal {
             id: parse_period(id)?,
             rel: None,
+            span: None,
         })
     });
 }
 
-fn kpi(id: &str, period: Option<PeriodId>) -> Res<Dynamic> {
+fn kpi(id: &str, period: Option<PeriodVal>) -> Res<Dynamic> {
     let h = host()?;
-    let p = period.unwrap_or_else(|| h.period());
-    match h.kpi(id, p).map_err(host_error)? {
+    let (p, cut) = match period {
+        Some(p) => (p.id, p.span),
+        None => (h.period(), h.cut()),
+    };
+    match h.kpi(id, p, cut).map_err(host_error)? {
         Some(v) => Ok(Dynamic::from_float(v)),
         None => Ok(Dynamic::UNIT),
     }

@@ -36,8 +36,14 @@ pub trait Host {
     fn as_of(&self) -> i64;
     /// Runs an aggregate for the evaluated team (or all teams) and `period`.
     fn aggregate(&self, query: &Query, agg: &Agg) -> Result<AggValue, HostError>;
-    /// Another KPI's value for the evaluated team: Ok(None) when it has no data.
-    fn kpi(&self, id: &str, period: PeriodId) -> Result<Option<f64>, HostError>;
+    /// Another KPI's value for the evaluated team in `period` (its first
+    /// `cut` ms only, when given): Ok(None) when it has no data.
+    fn kpi(&self, id: &str, period: PeriodId, cut: Option<i64>) -> Result<Option<f64>, HostError>;
+    /// In a frame evaluating a cut period (`kpi(id, p.to_date())`): how many ms
+    /// of the period count.
+    fn cut(&self) -> Option<i64> {
+        None
+    }
 }
 
 /// Who a formula is evaluated for, as its `team` and `owner` variables show it.
@@ -246,7 +252,7 @@ impl FormulaEngine {
     /// Compiles formula text. The error is (message, line, col) in `origin`'s file.
     pub fn compile(&self, text: &str, origin: &Origin) -> Result<AST, (String, usize, usize)> {
         let scope = Self::scope(
-            api::PeriodVal::current(PeriodId::year(2000)),
+            api::PeriodVal::current(PeriodId::year(2000), None),
             rhai::Map::new(),
             Dynamic::UNIT,
             rhai::Map::new(),
@@ -266,7 +272,7 @@ impl FormulaEngine {
         names: Names<'_>,
         params: &rhai::Map,
     ) -> Outcome {
-        let period = api::PeriodVal::current(host.period());
+        let period = api::PeriodVal::current(host.period(), host.cut());
         let mut team_map = rhai::Map::new();
         team_map.insert("id".into(), names.team.0.into());
         team_map.insert("name".into(), names.team.1.into());
@@ -445,7 +451,7 @@ mod tests {
         fn aggregate(&self, _: &Query, _: &Agg) -> Result<AggValue, HostError> {
             Ok(AggValue::Number(2.0))
         }
-        fn kpi(&self, id: &str, _: PeriodId) -> Result<Option<f64>, HostError> {
+        fn kpi(&self, id: &str, _: PeriodId, _: Option<i64>) -> Result<Option<f64>, HostError> {
             Ok((id == "two").then_some(2.0))
         }
     }

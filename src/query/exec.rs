@@ -434,11 +434,12 @@ impl TimeBounds {
         let mut by_field: Vec<(&str, Vec<(i64, i64)>)> = Vec::new();
         for f in filters {
             let (field, bound): (&str, BoundFn<'_>) = match f {
-                Filter::InPeriod { field, period } => (
+                Filter::InPeriod { field, period, cut } => (
                     field,
                     Box::new(move |p: PeriodId| {
                         let r = cal.period(period.resolve(p));
-                        (r.start, r.end)
+                        let end = cut.map_or(r.end, |len| r.end.min(r.start + len.max(0)));
+                        (r.start, end)
                     }),
                 ),
                 Filter::BeforeStart { field } => (
@@ -768,6 +769,7 @@ mod tests {
         Filter::InPeriod {
             field: Arc::from("closed_at"),
             period: crate::query::PeriodRef::Relative(0),
+            cut: None,
         }
     }
 

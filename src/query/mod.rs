@@ -144,6 +144,8 @@ pub enum Filter {
     InPeriod {
         field: Arc<str>,
         period: PeriodRef,
+        /// Only the first `cut` ms of the period (SPEC 16: `to_date()`, `same_span()`).
+        cut: Option<i64>,
     },
     /// field < start of the evaluated period.
     BeforeStart {
@@ -186,8 +188,22 @@ impl fmt::Display for Filter {
             Filter::InPeriod {
                 field,
                 period: PeriodRef::Relative(0),
+                cut: None,
             } => write!(f, ".in_period({field:?})"),
-            Filter::InPeriod { field, period } => write!(f, ".in_period({field:?}, {period})"),
+            Filter::InPeriod {
+                field,
+                period,
+                cut: None,
+            } => write!(f, ".in_period({field:?}, {period})"),
+            Filter::InPeriod {
+                field,
+                period,
+                cut: Some(ms),
+            } => write!(
+                f,
+                ".in_period({field:?}, {period} first {:.2} d)",
+                *ms as f64 / 86_400_000.0
+            ),
             Filter::BeforeStart { field } => write!(f, ".before_start({field:?})"),
             Filter::BeforeEnd { field } => write!(f, ".before_end({field:?})"),
             Filter::InQuery { field, query, of } => {
