@@ -307,7 +307,12 @@ pub fn report_table(
             rows.push(vec![
                 t.rank.map_or("-".into(), |x| x.to_string()),
                 who(t),
-                t.score.map_or("–".into(), |s| format!("{s:.1}")),
+                match (t.score, t.projected_score.filter(|_| r.open)) {
+                    (None, _) => "–".into(),
+                    (Some(s), None) => format!("{s:.1}"),
+                    // An open period: the score so far, and the one its projections give.
+                    (Some(s), Some(p)) => format!("{s:.1} → {p:.1}"),
+                },
             ]);
         }
         out.push_str(&columns(&rows, &[true, false, true], ""));

@@ -127,3 +127,46 @@ revenue_growth = { value = 1.5, tolerance = 1e-12 }
     let out = root.kpi(&["test"]).ok();
     assert!(out.contains("1 passed, 0 failed"), "{out}");
 }
+
+#[test]
+fn an_open_period_shows_projections_and_a_projected_score() {
+    let root = Root::demo();
+    // 2026-Q2 is open on 2026-05-16 (Shanghai): 45 of its 91 days have elapsed.
+    let open = root.scorecard_json("sales", "2026-Q2", "2026-05-16T00:00:00+08:00", &[]);
+    let t = &open["teams"][0];
+    assert!(t["projected_score"].is_number(), "{t:#}");
+    let elapsed = 45.0 / 91.0;
+    for k in t["kpis"].as_array().unwrap() {
+        assert!(
+            k.get("projected").is_some() && k.get("projected_score").is_some(),
+            "{k:#}"
+        );
+        if k["kpi"] == "revenue" {
+            let (v, p) = (
+                k["value"].as_f64().unwrap(),
+                k["projected"].as_f64().unwrap(),
+            );
+            assert!((p - v / elapsed).abs() < 1e-6 * p.max(1.0), "{k:#}");
+        }
+        if k["kpi"] == "win_rate" {
+            assert_eq!(
+                k["projected"], k["value"],
+                "a rate is its own projection: {k:#}"
+            );
+        }
+    }
+    // Before at_risk_after (0.25) of the period, a cumulative KPI has no projection yet.
+    let early = root.scorecard_json("sales", "2026-Q2", "2026-04-10T00:00:00+08:00", &[]);
+    let revenue = early["teams"][0]["kpis"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["kpi"] == "revenue")
+        .unwrap()
+        .clone();
+    assert!(revenue["projected"].is_null(), "{revenue:#}");
+    // A closed period has none of these fields.
+    let closed = sales_json(&root, &[]);
+    assert!(closed["teams"][0].get("projected_score").is_none());
+    assert!(closed["teams"][0]["kpis"][0].get("projected").is_none());
+}

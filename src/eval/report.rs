@@ -22,6 +22,12 @@ pub struct KpiLine {
     pub score: Option<f64>,
     pub status: Status,
     pub projected: Option<f64>,
+    /// SPEC 16, an open period's end-of-period view: a cumulative KPI's
+    /// value ÷ elapsed once `at_risk_after` has elapsed (else none), any
+    /// other KPI's value; None in a closed period.
+    pub forecast: Option<f64>,
+    /// The score of `forecast`, computed as the score is.
+    pub projected_score: Option<f64>,
     pub error: Option<String>,
     pub explanation: Vec<String>,
 }
@@ -39,6 +45,8 @@ pub struct TeamLine {
     pub owner: Option<String>,
     /// A person's rank among the people of the same team.
     pub rank_in_team: Option<u32>,
+    /// In an open period: the score the projections would give (SPEC 16).
+    pub projected_score: Option<f64>,
 }
 
 /// A scorecard (or a plain list of KPIs) for one period.
@@ -50,6 +58,8 @@ pub struct Report {
     pub as_of: i64,
     /// Who the lines are: teams or people.
     pub subjects: Subjects,
+    /// Whether the period was still open at as-of (then lines carry projections).
+    pub open: bool,
     pub teams: Vec<TeamLine>,
     /// Whether each KPI line carries its explanation (and error) when serialized.
     pub explain: bool,
@@ -102,11 +112,24 @@ pub fn subject_line(
         as_of: eval.as_of,
         at_risk_after: cfg.alerts.at_risk_after,
     });
-    let s = match (v.value, &target) {
+    let score_of = |x: Option<f64>| match (x, &target) {
         (Some(x), Some(t)) => Some(round(score(x, t, def.direction, cap), 4)),
         _ => None,
     };
+    let s = score_of(v.value);
+    let forecast = if !p.is_open(eval.as_of) {
+        None
+    } else if def.cumulative {
+        let elapsed = p.elapsed(eval.as_of);
+        v.value
+            .filter(|_| elapsed >= cfg.alerts.at_risk_after && elapsed > 0.0)
+            .map(|x| x / elapsed)
+    } else {
+        v.value
+    };
     KpiLine {
+        forecast,
+        projected_score: score_of(forecast),
         kpi: def.id.clone(),
         value: v.value,
         target: target.map(|t| t.target),
@@ -139,7 +162,11 @@ pub fn scorecard(
                 })
                 .collect();
             let score = team_score(&kpis);
-            line(eval, s, kpis, score)
+            let projected = team_score_of(&kpis, |k| k.projected_score);
+            TeamLine {
+                projected_score: projected,
+                ..line(eval, s, kpis, score)
+            }
         })
         .collect();
     rank(&mut lines);
@@ -149,6 +176,7 @@ pub fn scorecard(
         period,
         as_of: eval.as_of,
         subjects: card.subjects,
+        open: eval.calendar().period(period).is_open(eval.as_of),
         teams: lines,
         explain: eval.explains(),
     }
@@ -185,6 +213,7 @@ pub fn kpis(
         } else {
             Subjects::Teams
         },
+        open: eval.calendar().period(period).is_open(eval.as_of),
         teams: lines,
         explain: eval.explains(),
     }
@@ -215,6 +244,7 @@ fn line(eval: &Evaluation, s: Subject, kpis: Vec<KpiLine>, score: Option<f64>) -
         kpis,
         owner,
         rank_in_team: None,
+        projected_score: None,
     }
 }
 
@@ -242,9 +272,14 @@ fn rank_in_team(lines: &mut [TeamLine]) {
 
 /// Σ weight × score ÷ Σ weight over the KPIs that have a score.
 fn team_score(kpis: &[KpiLine]) -> Option<f64> {
+    team_score_of(kpis, |k| k.score)
+}
+
+/// Σ weight × s ÷ Σ weight over the KPIs that have an `s`.
+fn team_score_of(kpis: &[KpiLine], s: impl Fn(&KpiLine) -> Option<f64>) -> Option<f64> {
     let scored: Vec<(f64, f64)> = kpis
         .iter()
-        .filter_map(|k| Some((k.weight?, k.score?)))
+        .filter_map(|k| Some((k.weight?, s(k)?)))
         .collect();
     let total: f64 = scored.iter().map(|(w, _)| w).sum();
     (total > 0.0).then(|| round(scored.iter().map(|(w, s)| w * s).sum::<f64>() / total, 4))
@@ -316,6 +351,9 @@ impl Serialize for TeamJson<'_> {
             if t.owner.is_some() {
                 m.serialize_entry("rank_in_team", &t.rank_in_team)?;
             }
+            if r.open {
+                m.serialize_entry("projected_score", &t.projected_score)?;
+            }
         }
         let kpis: Vec<KpiJson> = t.kpis.iter().map(|k| KpiJson(r, k)).collect();
         m.serialize_entry("kpis", &kpis)?;
@@ -337,6 +375,12 @@ impl Serialize for KpiJson<'_> {
             m.serialize_entry("score", &k.score)?;
         }
         m.serialize_entry("status", k.status.name())?;
+        if r.open {
+            m.serialize_entry("projected", &k.forecast)?;
+            if r.scorecard.is_some() {
+                m.serialize_entry("projected_score", &k.projected_score)?;
+            }
+        }
         if r.explain {
             m.serialize_entry("explanation", &k.explanation)?;
             if let Some(e) = &k.error {
@@ -369,6 +413,7 @@ mod tests {
             kpis: vec![],
             owner: None,
             rank_in_team: None,
+            projected_score: None,
         }
     }
 
@@ -398,6 +443,8 @@ mod tests {
             score: s,
             status: Status::Met,
             projected: None,
+            forecast: None,
+            projected_score: None,
             error: None,
             explanation: vec![],
         };
