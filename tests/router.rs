@@ -143,3 +143,28 @@ async fn writes_need_the_admin_token_and_a_bad_body_changes_nothing() {
     assert_eq!(status, StatusCode::OK, "{reply}");
     assert_eq!(reply["changed"], true, "{reply}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_target_put_naming_only_target_keeps_threshold_and_stretch() {
+    let (dir, state) = state();
+    let targets = || std::fs::read_to_string(dir.path().join("kpis/targets.toml")).unwrap();
+    assert!(
+        targets().contains("\"2026-Q4\" = { target = 0.35, threshold = 0.20, stretch = 0.45 }")
+    );
+    let only = r#"{"key": "2026-Q4", "target": 0.36}"#;
+    let (status, reply) = call(&state, put("/api/targets/win_rate", Some(ADMIN), only)).await;
+    assert_eq!(status, StatusCode::OK, "{reply}");
+    assert!(
+        targets().contains("\"2026-Q4\" = { target = 0.36, threshold = 0.2, stretch = 0.45 }"),
+        "{}",
+        targets()
+    );
+    let drop = r#"{"key": "2026-Q4", "target": 0.36, "threshold": null}"#;
+    let (status, reply) = call(&state, put("/api/targets/win_rate", Some(ADMIN), drop)).await;
+    assert_eq!(status, StatusCode::OK, "{reply}");
+    assert!(
+        targets().contains("\"2026-Q4\" = { target = 0.36, stretch = 0.45 }"),
+        "{}",
+        targets()
+    );
+}

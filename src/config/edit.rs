@@ -308,8 +308,49 @@ pub fn put_weights(
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct TargetSpec {
     pub target: f64,
-    pub threshold: Option<f64>,
-    pub stretch: Option<f64>,
+    pub threshold: Bound,
+    pub stretch: Bound,
+}
+
+/// What an edit does to a target's threshold or stretch (SPEC 17: a PUT that
+/// names only `target` keeps them; `"threshold": null` removes one).
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub enum Bound {
+    #[default]
+    Keep,
+    Set(f64),
+    Remove,
+}
+
+impl Bound {
+    /// From a JSON field: absent (None), null (Some(None)) or a number.
+    pub fn from_field(f: Option<Option<f64>>) -> Bound {
+        match f {
+            None => Bound::Keep,
+            Some(None) => Bound::Remove,
+            Some(Some(x)) => Bound::Set(x),
+        }
+    }
+
+    fn apply(self, old: Option<f64>) -> Option<f64> {
+        match self {
+            Bound::Keep => old,
+            Bound::Set(x) => Some(x),
+            Bound::Remove => None,
+        }
+    }
+}
+
+/// The threshold and stretch a target entry has now (none for a bare number).
+fn bounds_of(item: Option<&Item>) -> (Option<f64>, Option<f64>) {
+    let Some(t) = item.and_then(|i| i.as_table_like()) else {
+        return (None, None);
+    };
+    let num = |k: &str| {
+        t.get(k)
+            .and_then(|v| v.as_float().or_else(|| v.as_integer().map(|i| i as f64)))
+    };
+    (num("threshold"), num("stretch"))
 }
 
 /// Sets the target of `kpi` for `key` (and `team`, when given) in targets.toml.
@@ -357,15 +398,18 @@ pub fn put_target(
             .as_table_like_mut()
             .ok_or_else(|| not_a_table(TARGETS_FILE, &format!("{kpi}.{group}.{id}")))?;
     }
-    let value = if t.threshold.is_none() && t.stretch.is_none() {
+    let (old_threshold, old_stretch) = bounds_of(table.get(key));
+    let threshold = t.threshold.apply(old_threshold);
+    let stretch = t.stretch.apply(old_stretch);
+    let value = if threshold.is_none() && stretch.is_none() {
         number(t.target)
     } else {
         let mut inline = InlineTable::new();
         inline.insert("target", number(t.target));
-        if let Some(x) = t.threshold {
+        if let Some(x) = threshold {
             inline.insert("threshold", number(x));
         }
-        if let Some(x) = t.stretch {
+        if let Some(x) = stretch {
             inline.insert("stretch", number(x));
         }
         Value::InlineTable(inline)
@@ -577,15 +621,15 @@ formula = "1.0"
     fn sets_targets_for_everyone_or_one_team() {
         let t = TargetSpec {
             target: 110.5,
-            threshold: None,
-            stretch: None,
+            threshold: Bound::Keep,
+            stretch: Bound::Keep,
         };
         let out = put_target(TARGETS, "revenue", TargetOf::All, "default", &t).unwrap();
         assert_eq!(out, TARGETS.replace("100.0   #", "110.5   #"));
         let full = TargetSpec {
             target: 0.3,
-            threshold: Some(0.2),
-            stretch: Some(0.4),
+            threshold: Bound::Set(0.2),
+            stretch: Bound::Set(0.4),
         };
         let out = put_target(
             TARGETS,
@@ -608,6 +652,37 @@ formula = "1.0"
         );
         let fresh = put_target(TARGETS, "nps", TargetOf::All, "default", &t).unwrap();
         assert_eq!(fresh, format!("{TARGETS}\n[nps]\ndefault = 110.5\n"));
+    }
+
+    #[test]
+    fn naming_only_the_target_keeps_the_threshold_and_stretch_and_null_removes_one() {
+        let text = "[win_rate]\n\"Q4\" = { target = 0.32, threshold = 0.20, stretch = 0.40 }\n";
+        let only = TargetSpec {
+            target: 0.35,
+            threshold: Bound::Keep,
+            stretch: Bound::Keep,
+        };
+        let out = put_target(text, "win_rate", TargetOf::All, "Q4", &only).unwrap();
+        assert!(
+            out.contains("\"Q4\" = { target = 0.35, threshold = 0.2, stretch = 0.4 }"),
+            "{out}"
+        );
+        let drop = TargetSpec {
+            threshold: Bound::Remove,
+            ..only
+        };
+        let out = put_target(text, "win_rate", TargetOf::All, "Q4", &drop).unwrap();
+        assert!(
+            out.contains("\"Q4\" = { target = 0.35, stretch = 0.4 }"),
+            "{out}"
+        );
+        let plain = TargetSpec {
+            threshold: Bound::Remove,
+            stretch: Bound::Remove,
+            ..only
+        };
+        let out = put_target(text, "win_rate", TargetOf::All, "Q4", &plain).unwrap();
+        assert!(out.contains("\"Q4\" = 0.35"), "{out}");
     }
 
     #[test]

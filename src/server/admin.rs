@@ -13,7 +13,7 @@ use super::api::Ordered;
 use super::auth::AdminAccess;
 use super::error::{ApiError, ApiPath, ApiQuery, Body, JsonBody};
 use super::state::{AppState, Records, blocking};
-use crate::config::edit::{self, TargetOf, TargetSpec};
+use crate::config::edit::{self, Bound, TargetOf, TargetSpec};
 use crate::config::targets::valid_period_key;
 use crate::engine::Applied;
 use crate::store::schema::is_identifier;
@@ -97,10 +97,16 @@ pub struct TargetBody {
     pub owner: Option<String>,
     pub key: String,
     pub target: f64,
-    #[serde(default)]
-    pub threshold: Option<f64>,
-    #[serde(default)]
-    pub stretch: Option<f64>,
+    /// Absent: kept as it is; null: removed (SPEC 17).
+    #[serde(default, deserialize_with = "present")]
+    pub threshold: Option<Option<f64>>,
+    #[serde(default, deserialize_with = "present")]
+    pub stretch: Option<Option<f64>>,
+}
+
+/// A field that is present, null or not: Some(value).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<f64>>, D::Error> {
+    Ok(Some(Option::deserialize(d)?))
 }
 
 /// `PUT /api/targets/{kpi}`: body `{"team", "key", "target", "threshold"?, "stretch"?}`.
@@ -136,8 +142,8 @@ pub async fn put_target(
     .await?;
     let spec = TargetSpec {
         target: body.target,
-        threshold: body.threshold,
-        stretch: body.stretch,
+        threshold: Bound::from_field(body.threshold),
+        stretch: Bound::from_field(body.stretch),
     };
     let (path, applied) = state
         .edit_config(move |files| {
