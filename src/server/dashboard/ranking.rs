@@ -57,10 +57,10 @@ impl View<'_> {
              <td class=\"delta\">{delta}</td><td class=\"trend\">{trend}</td><td class=\"counts\">{counts}</td></tr>",
             rank = team.rank.map_or("–".to_string(), |x| x.to_string()),
             name = esc(&team.name),
-            id = esc(&team.team),
+            id = esc(team.key()),
             band = team.score.map_or("none", band),
             delta = self.rank_change(team),
-            trend = self.sparkline(&team.team, max),
+            trend = self.sparkline(team.key(), max),
             counts = self.status_counts(team),
         )
     }
@@ -89,7 +89,7 @@ impl View<'_> {
                 self.reports[n - 2]
                     .teams
                     .iter()
-                    .find(|x| x.team == team.team)
+                    .find(|x| x.key() == team.key())
             })
             .flatten()
             .and_then(|x| x.rank);
@@ -110,7 +110,7 @@ impl View<'_> {
             .iter()
             .enumerate()
             .filter_map(|(i, r)| {
-                let s = r.teams.iter().find(|x| x.team == team)?.score?;
+                let s = r.teams.iter().find(|x| x.key() == team)?.score?;
                 let x = pad + (w - 2.0 * pad) * i as f64 / (n - 1.0);
                 let y = h - pad - (h - 2.0 * pad) * (s / max).clamp(0.0, 1.0);
                 Some((x, y, r.period, s))
