@@ -29,6 +29,15 @@ pub(super) struct View<'a> {
 }
 
 impl View<'_> {
+    /// "teams", or "people" for an owner scorecard.
+    fn subjects_word(&self) -> &'static str {
+        let t = self.lang.t();
+        match self.card.subjects {
+            crate::config::Subjects::Owners => t.people,
+            crate::config::Subjects::Teams => t.teams,
+        }
+    }
+
     pub(super) fn cfg(&self) -> &ConfigSnapshot {
         &self.served.config
     }
@@ -173,7 +182,7 @@ impl View<'_> {
             name = esc(self.card.label(self.lang.code())),
             period = self.when.period,
             n_teams = r.teams.len(),
-            teams = t.teams,
+            teams = self.subjects_word(),
             kpi_word = t.kpis,
             as_of = t.as_of,
             time = esc(&cal.format_local(r.as_of)),
@@ -218,7 +227,7 @@ impl View<'_> {
             top_s = top.1,
             avg_l = t.average,
             n = r.teams.len(),
-            teams = t.teams,
+            teams = self.subjects_word(),
             missed_l = t.missed,
             missed = count(Status::Missed),
             risk_l = t.at_risk,
