@@ -68,6 +68,9 @@ pub struct ConfigSnapshot {
     pub files: BTreeMap<String, String>,
     /// Per entity, the fields some formula names: what to read in one scan.
     pub fields_used: BTreeMap<String, Vec<String>>,
+    /// Per KPI (by index), the entities it reads by name, through the KPIs it
+    /// references too: computed once here, asked for every value.
+    reads: Vec<BTreeSet<String>>,
     /// kpis/mappings/*.toml by name (SPEC 15).
     pub mappings: BTreeMap<String, Arc<crate::mapping::Mapping>>,
 }
@@ -86,18 +89,8 @@ impl ConfigSnapshot {
     }
 
     /// The entities KPI `id` reads by name, through the KPIs it references too.
-    pub fn entities_read(&self, id: &str) -> BTreeSet<String> {
-        let mut out = BTreeSet::new();
-        let mut todo = vec![id.to_string()];
-        let mut seen = BTreeSet::new();
-        while let Some(k) = todo.pop() {
-            let Some(kpi) = self.kpi(&k).filter(|_| seen.insert(k.clone())) else {
-                continue;
-            };
-            out.extend(kpi.reads.iter().cloned());
-            todo.extend(kpi.depends_on.iter().cloned());
-        }
-        out
+    pub fn entities_read(&self, kpi: usize) -> &BTreeSet<String> {
+        &self.reads[kpi]
     }
 
     /// `kpi check`'s notes on an owner scorecard: each KPI it weighs that reads
@@ -113,8 +106,11 @@ impl ConfigSnapshot {
             let mut kpis: Vec<&str> = card.all_kpis();
             kpis.sort_unstable();
             kpis.dedup();
-            for id in kpis {
-                let read = self.entities_read(id);
+            for (id, i) in kpis
+                .into_iter()
+                .filter_map(|id| Some((id, self.kpi_index(id)?)))
+            {
+                let read = self.entities_read(i);
                 let blind = !read.is_empty()
                     && read
                         .iter()
@@ -126,7 +122,7 @@ impl ConfigSnapshot {
                     out.push(format!(
                         "{at}warning: scorecard {}: KPI '{id}' reads only {} (no owner_field or owner_via), so it never has a value for a person",
                         card.id,
-                        read.into_iter().collect::<Vec<_>>().join(", ")
+                        read.iter().map(String::as_str).collect::<Vec<_>>().join(", ")
                     ));
                 }
             }
@@ -349,6 +345,7 @@ pub fn from_files(
         Some(schema) if errors.is_empty() => Ok(ConfigSnapshot {
             mappings,
             fields_used: fields_used(&schema, &kpis),
+            reads: transitive_reads(&kpis, &index),
             root: root.to_path_buf(),
             settings,
             schema: Arc::new(schema),
@@ -362,6 +359,30 @@ pub fn from_files(
         }),
         _ => Err(Diagnostics(errors)),
     }
+}
+
+/// For each KPI, the entities it and the KPIs it references (transitively) read.
+fn transitive_reads(kpis: &[Kpi], index: &HashMap<String, usize>) -> Vec<BTreeSet<String>> {
+    (0..kpis.len())
+        .map(|start| {
+            let mut out = BTreeSet::new();
+            let mut todo = vec![start];
+            let mut seen = BTreeSet::new();
+            while let Some(i) = todo.pop() {
+                if !seen.insert(i) {
+                    continue;
+                }
+                out.extend(kpis[i].reads.iter().cloned());
+                todo.extend(
+                    kpis[i]
+                        .depends_on
+                        .iter()
+                        .filter_map(|d| index.get(d).copied()),
+                );
+            }
+            out
+        })
+        .collect()
 }
 
 /// The value, or None with its errors moved into `errors`.

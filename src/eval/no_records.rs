@@ -13,7 +13,7 @@ use crate::store::RecordStore;
 /// True when `kpi` reads at least one entity and every entity it reads
 /// (directly or through the KPIs it names) has no record in `store`.
 pub fn reads_only_empty(config: &ConfigSnapshot, store: &dyn RecordStore, kpi: usize) -> bool {
-    let read = config.entities_read(&config.kpis[kpi].def.id);
+    let read = config.entities_read(kpi);
     // An entity that cannot be read is not known to be empty.
     !read.is_empty()
         && read
