@@ -98,10 +98,14 @@ pub enum Command {
     Test,
     /// Run the admin server: HTTP API, dashboard and hot reload of kpis/ and scripts/.
     #[command(after_help = "Environment:\n  \
-        KPI_ADMIN_TOKEN   bearer token for writes (PUT, POST); without it every write is refused (403)\n  \
+        KPI_ADMIN_TOKEN   bearer token for writes (PUT, POST), the writer `admin` in the config history\n  \
+        KPI_ADMIN_TOKENS  named writers, NAME:TOKEN,NAME:TOKEN (e.g. alice:TOKEN1,bob:TOKEN2): each\n                    \
+        token's name is the actor of what it changes in the config history;\n                    \
+        with neither variable set, every write is refused (403)\n  \
         KPI_READ_TOKEN    when set, reads need it too (Authorization: Bearer, or /?token= once)\n  \
         RUST_LOG          log filter (default info), e.g. RUST_LOG=debug\n\n\
-        Examples:\n  kpi serve --demo\n  KPI_ADMIN_TOKEN=change-me kpi serve --addr 0.0.0.0:8080")]
+        Examples:\n  kpi serve --demo\n  KPI_ADMIN_TOKEN=change-me kpi serve --addr 0.0.0.0:8080\n  \
+        KPI_ADMIN_TOKENS=\"alice:$(openssl rand -hex 16),bob:$(openssl rand -hex 16)\" kpi serve")]
     Serve(ServeArgs),
 }
 

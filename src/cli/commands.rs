@@ -287,6 +287,7 @@ fn option_error(e: EngineError) -> UserError {
             Kind::Kpi => "--kpi",
             Kind::Entity => "ENTITY",
             Kind::Owner => "--owner",
+            Kind::Version => "VERSION",
         },
         _ => return UserError(e.to_string()),
     };

@@ -14,6 +14,8 @@ pub enum Kind {
     Kpi,
     Entity,
     Owner,
+    /// A version of the config history.
+    Version,
 }
 
 impl Kind {
@@ -24,6 +26,7 @@ impl Kind {
             Kind::Kpi => "KPI",
             Kind::Entity => "entity",
             Kind::Owner => "owner",
+            Kind::Version => "config version",
         }
     }
 }
