@@ -115,8 +115,16 @@ mod tests {
 
     #[test]
     fn only_files_that_differ_are_listed_in_path_order() {
-        let before = files(&[("kpis/a.toml", "1\n"), ("kpis/b.toml", "2\n"), ("kpis/c.toml", "3\n")]);
-        let after = files(&[("kpis/a.toml", "1\n"), ("kpis/b.toml", "22\n"), ("kpis/d.toml", "4\n")]);
+        let before = files(&[
+            ("kpis/a.toml", "1\n"),
+            ("kpis/b.toml", "2\n"),
+            ("kpis/c.toml", "3\n"),
+        ]);
+        let after = files(&[
+            ("kpis/a.toml", "1\n"),
+            ("kpis/b.toml", "22\n"),
+            ("kpis/d.toml", "4\n"),
+        ]);
         let d = diff_files(&before, &after);
         let got: Vec<(&str, Change)> = d.iter().map(|f| (f.path.as_str(), f.change)).collect();
         assert_eq!(

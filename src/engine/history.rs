@@ -99,10 +99,8 @@ impl Engine {
                 d,
             )
         };
-        let candidate =
-            crate::config::from_files(&self.root, files).map_err(|d| rejected(d.0))?;
-        let candidate =
-            crate::check_snapshot(std::sync::Arc::new(candidate)).map_err(rejected)?;
+        let candidate = crate::config::from_files(&self.root, files).map_err(|d| rejected(d.0))?;
+        let candidate = crate::check_snapshot(std::sync::Arc::new(candidate)).map_err(rejected)?;
         self.apply(candidate, Origin::Rollback, actor, Some(&changes))
             .map_err(|e| match e {
                 EngineError::Rejected { diagnostics, .. } => rejected(diagnostics),

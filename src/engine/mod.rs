@@ -28,13 +28,13 @@ use rusqlite::Connection;
 pub use error::{EngineError, Kind};
 pub use snapshot::{EvalRequest, PreviewReport, Proposal, Snapshot, ValueReport, When, Who};
 
+use crate::config::write_set::{self, Changes};
 use crate::config::{self, ConfigSnapshot};
 use crate::demo::DemoOptions;
 use crate::diag::Diagnostic;
 use crate::eval::Records;
 use crate::period::{Millis, format_utc};
 use crate::store::columns::ColumnStore;
-use crate::config::write_set::{self, Changes};
 use crate::store::config_history::{self, FILE_ACTOR, HistoryEntry, NewVersion, Origin};
 use crate::store::import::{ImportReport, Input, import};
 use crate::store::{StoreError, db, demo_writer};
@@ -220,10 +220,11 @@ impl Engine {
     pub fn reload(&self, actor: &str) -> Result<Applied, ReloadError> {
         let _writer = self.write_lock();
         let cfg = crate::load_checked(&self.root).map_err(|d| ReloadError::Config(d.0))?;
-        self.apply(cfg, Origin::File, actor, None).map_err(|e| match e {
-            EngineError::Rejected { diagnostics, .. } => ReloadError::Config(diagnostics),
-            other => ReloadError::Transient(other),
-        })
+        self.apply(cfg, Origin::File, actor, None)
+            .map_err(|e| match e {
+                EngineError::Rejected { diagnostics, .. } => ReloadError::Config(diagnostics),
+                other => ReloadError::Transient(other),
+            })
     }
 
     /// An edit of one file: `edit` gets the files on disk and returns the one

@@ -280,10 +280,7 @@ impl FromRequestParts<Arc<AppState>> for AdminAccess {
         parts: &mut Parts,
         state: &Arc<AppState>,
     ) -> Result<Self, Self::Rejection> {
-        state
-            .tokens
-            .check_admin(&parts.headers)
-            .map(AdminAccess)
+        state.tokens.check_admin(&parts.headers).map(AdminAccess)
     }
 }
 
@@ -374,7 +371,11 @@ mod tests {
         let wrong = t.check_read(&parts(&[(WRITE, "Bearer x")]));
         assert_eq!(wrong.unwrap_err().status(), 401);
         let reader = t.check_admin(&parts(&[(WRITE, "Bearer rd")]));
-        assert_eq!(reader.unwrap_err().status(), 401, "the read token does not write");
+        assert_eq!(
+            reader.unwrap_err().status(),
+            401,
+            "the read token does not write"
+        );
     }
 
     #[test]
@@ -391,13 +392,25 @@ mod tests {
         };
         assert_eq!(who("single").as_deref(), Some("admin"));
         assert_eq!(who("TOKEN1").as_deref(), Some("alice"));
-        assert_eq!(who("TO:KEN2").as_deref(), Some("bob"), "a token may hold ':'");
-        assert_eq!(who("rotated").as_deref(), Some("alice"), "a name may hold two tokens");
+        assert_eq!(
+            who("TO:KEN2").as_deref(),
+            Some("bob"),
+            "a token may hold ':'"
+        );
+        assert_eq!(
+            who("rotated").as_deref(),
+            Some("alice"),
+            "a name may hold two tokens"
+        );
         assert_eq!(who("TOKEN2"), None);
         assert_eq!(t.writer_names(), ["admin", "alice", "bob"]);
         let only_named = Tokens::parse(None, Some("carol:c"), None).unwrap();
         assert!(only_named.writes_enabled());
-        assert!(!Tokens::parse(None, None, Some("r")).unwrap().writes_enabled());
+        assert!(
+            !Tokens::parse(None, None, Some("r"))
+                .unwrap()
+                .writes_enabled()
+        );
     }
 
     #[test]
@@ -406,10 +419,26 @@ mod tests {
             Tokens::parse(admin, named, None).err().unwrap().0
         };
         let cases = [
-            (None, Some("alice"), "KPI_ADMIN_TOKENS: entry 1 is not NAME:TOKEN"),
-            (None, Some("alice:s3cret,"), "KPI_ADMIN_TOKENS: entry 2 is not NAME:TOKEN"),
-            (None, Some(":s3cret"), "KPI_ADMIN_TOKENS: entry 1: the name before ':' is empty"),
-            (None, Some("alice:"), "KPI_ADMIN_TOKENS: entry 1 (alice): the token is empty"),
+            (
+                None,
+                Some("alice"),
+                "KPI_ADMIN_TOKENS: entry 1 is not NAME:TOKEN",
+            ),
+            (
+                None,
+                Some("alice:s3cret,"),
+                "KPI_ADMIN_TOKENS: entry 2 is not NAME:TOKEN",
+            ),
+            (
+                None,
+                Some(":s3cret"),
+                "KPI_ADMIN_TOKENS: entry 1: the name before ':' is empty",
+            ),
+            (
+                None,
+                Some("alice:"),
+                "KPI_ADMIN_TOKENS: entry 1 (alice): the token is empty",
+            ),
             (None, Some("al ice:s3cret"), "may hold only letters"),
             (None, Some("file:s3cret"), "reserved for edits on disk"),
             (None, Some("bob:s3 cret"), "printable ASCII without spaces"),
@@ -423,7 +452,11 @@ mod tests {
                 Some("bob:s3cret"),
                 "entry 1 (bob) repeats the token of KPI_ADMIN_TOKEN",
             ),
-            (Some("s3 cret"), None, "KPI_ADMIN_TOKEN: the token may hold only"),
+            (
+                Some("s3 cret"),
+                None,
+                "KPI_ADMIN_TOKEN: the token may hold only",
+            ),
         ];
         for (admin, named, expected) in cases {
             let msg = refused(admin, named);

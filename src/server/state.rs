@@ -267,7 +267,11 @@ impl AppState {
     }
 
     /// The files of an earlier version written back by `actor` (see [`Engine::rollback`]).
-    pub async fn rollback(self: &Arc<Self>, version: u64, actor: String) -> Result<Applied, ApiError> {
+    pub async fn rollback(
+        self: &Arc<Self>,
+        version: u64,
+        actor: String,
+    ) -> Result<Applied, ApiError> {
         let engine = self.engine.clone();
         let who = actor.clone();
         let applied = blocking(move || Ok(engine.rollback(version, &who)?)).await?;

@@ -326,7 +326,10 @@ mod tests {
         let conn = crate::store::db::open_in_memory().unwrap();
         let big = "y = 1\n".repeat(1000);
         for i in 0..5 {
-            let f = files(&[("kpis/big.toml", &big), ("kpis/small.toml", &format!("n = {i}"))]);
+            let f = files(&[
+                ("kpis/big.toml", &big),
+                ("kpis/small.toml", &format!("n = {i}")),
+            ]);
             record(&conn, Origin::Api, "bob", &f);
         }
         let blobs: i64 = conn
@@ -352,7 +355,10 @@ mod tests {
         .unwrap();
         let old = list(&conn, 10).unwrap();
         assert_eq!(old.len(), 1);
-        assert_eq!((old[0].actor.as_deref(), old[0].blobs.as_ref()), (None, None));
+        assert_eq!(
+            (old[0].actor.as_deref(), old[0].blobs.as_ref()),
+            (None, None)
+        );
         assert_eq!(old[0].files_changed, ["kpis/a.toml"]);
         assert_eq!(contents(&conn, &old[0]).unwrap(), None);
         let f = files(&[("kpis/a.toml", "x = 3")]);
