@@ -340,6 +340,40 @@ fn any_two_versions_diff_and_a_rollback_restores_every_file_byte_for_byte() {
     .expect(200);
     assert_eq!(s.read("scripts/extra.rhai"), "fn extra() { 1 }\n");
     assert_eq!(s.json("/api/kpis/disk")["id"], "disk");
+
+    // The command line reads the same history from the database.
+    let root = s.stop();
+    let kpi = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_kpi"))
+            .arg("--root")
+            .arg(root.path())
+            .args(args)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        (
+            out.status.code(),
+            text,
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let (code, list, _) = kpi(&["history"]);
+    assert_eq!(code, Some(0));
+    let rollback_line = list
+        .lines()
+        .find(|l| l.starts_with(&format!("{} ", newest + 1)))
+        .unwrap_or_else(|| panic!("{list}"));
+    assert!(
+        rollback_line.contains("rollback") && rollback_line.contains("bob"),
+        "{list}"
+    );
+    let (_, one, _) = kpi(&["history", &(newest + 1).to_string()]);
+    assert!(one.contains("origin rollback  actor bob"), "{one}");
+    let (_, patch, _) = kpi(&["diff", "1", &newest.to_string()]);
+    assert_eq!(patch, d["patch"].as_str().unwrap());
+    let (code, _, err) = kpi(&["diff", "1", "999"]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("unknown config version '999'"), "{err}");
 }
 
 #[test]

@@ -107,6 +107,30 @@ pub enum Command {
         Examples:\n  kpi serve --demo\n  KPI_ADMIN_TOKEN=change-me kpi serve --addr 0.0.0.0:8080\n  \
         KPI_ADMIN_TOKENS=\"alice:$(openssl rand -hex 16),bob:$(openssl rand -hex 16)\" kpi serve")]
     Serve(ServeArgs),
+    /// List the config history kept by `kpi serve`, or show one version: who applied it and its diff.
+    #[command(
+        after_help = "Each version has its origin (file, api, rollback) and its actor: the \
+        name of the admin token that wrote it, or `file` for an edit on disk.\n\n\
+        Examples:\n  kpi history\n  kpi history 12           # version 12 and its diff against 11"
+    )]
+    History(HistoryArgs),
+    /// Print the unified diff of the configuration's files between two versions of the history.
+    #[command(after_help = "Examples:\n  kpi diff 3 7\n  kpi diff 7 3 | less")]
+    Diff {
+        /// The older side (any version: the diff may go backwards).
+        from: u64,
+        /// The newer side.
+        to: u64,
+    },
+}
+
+#[derive(clap::Args)]
+pub struct HistoryArgs {
+    /// One version to show with its diff [default: list the versions].
+    pub version: Option<u64>,
+    /// List at most this many of the newest versions.
+    #[arg(long, default_value_t = 50)]
+    pub limit: usize,
 }
 
 #[derive(clap::Args)]

@@ -39,6 +39,8 @@ pub fn run(cli: Cli) -> Res<ExitCode> {
         Command::Alerts(args) => alerts(root, &db, &args),
         Command::Test => test(root),
         Command::Serve(args) => serve(root, &db, args),
+        Command::History(args) => super::history::show(&db, &args),
+        Command::Diff { from, to } => super::history::diff(&db, from, to),
     }
 }
 

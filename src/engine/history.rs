@@ -12,6 +12,7 @@
 //! for byte.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 
 use super::{Applied, Engine, EngineError, Kind};
 use crate::config::diff::{FileDiff, diff_files};
@@ -39,15 +40,39 @@ pub struct VersionDiff {
     pub diffs: Vec<FileDiff>,
 }
 
-impl Engine {
+/// The config history of a database: what `kpi serve` serves at
+/// `/api/config/history*`, and what `kpi history` and `kpi diff` read
+/// without opening an engine.
+pub struct History {
+    conn: rusqlite::Connection,
+}
+
+impl History {
+    /// The history of the database at `db`, which must exist.
+    pub fn open(db: &Path) -> Result<History, EngineError> {
+        if !db.exists() {
+            return Err(EngineError::Io(format!(
+                "no database at {}: the config history is kept by `kpi serve` (or pass --db)",
+                db.display()
+            )));
+        }
+        Ok(History {
+            conn: crate::store::db::open(db)?,
+        })
+    }
+
+    /// Applied versions, oldest first; at most `limit`, the newest ones.
+    pub fn list(&self, limit: usize) -> Result<Vec<HistoryEntry>, EngineError> {
+        Ok(config_history::list(&self.conn, limit)?)
+    }
+
     /// One version with its files and its diff against the version before.
-    pub fn history_version(&self, version: u64) -> Result<VersionDetail, EngineError> {
-        let conn = self.connection()?;
-        let entry = self.recorded(&conn, version)?;
-        let files = config_history::contents(&conn, &entry)?;
-        let previous = config_history::previous(&conn, version)?;
+    pub fn version(&self, version: u64) -> Result<VersionDetail, EngineError> {
+        let entry = self.recorded(version)?;
+        let files = config_history::contents(&self.conn, &entry)?;
+        let previous = config_history::previous(&self.conn, version)?;
         let before = match &previous {
-            Some(p) => config_history::contents(&conn, p)?,
+            Some(p) => config_history::contents(&self.conn, p)?,
             None => Some(BTreeMap::new()),
         };
         let diffs = match (&before, &files) {
@@ -63,14 +88,49 @@ impl Engine {
     }
 
     /// The files that differ from version `from` to version `to`.
-    pub fn history_diff(&self, from: u64, to: u64) -> Result<VersionDiff, EngineError> {
-        let conn = self.connection()?;
-        let a = self.files_of(&conn, from)?;
-        let b = self.files_of(&conn, to)?;
+    pub fn diff(&self, from: u64, to: u64) -> Result<VersionDiff, EngineError> {
+        let a = self.files_of(from)?;
+        let b = self.files_of(to)?;
         Ok(VersionDiff {
             from,
             to,
             diffs: diff_files(&a, &b),
+        })
+    }
+
+    fn recorded(&self, version: u64) -> Result<HistoryEntry, EngineError> {
+        config_history::get(&self.conn, version)?.ok_or_else(|| {
+            let last = config_history::last(&self.conn).ok().flatten();
+            EngineError::Unknown {
+                kind: Kind::Version,
+                id: version.to_string(),
+                hint: match last {
+                    Some(l) => format!(" (the history holds versions 1 to {})", l.version),
+                    None => " (the history is empty)".to_string(),
+                },
+            }
+        })
+    }
+
+    /// Every file's text of a recorded version.
+    fn files_of(&self, version: u64) -> Result<BTreeMap<String, String>, EngineError> {
+        let entry = self.recorded(version)?;
+        config_history::contents(&self.conn, &entry)?.ok_or_else(|| {
+            EngineError::rejected(
+                format!(
+                    "version {version} was recorded before the history kept file contents: its files are not known"
+                ),
+                Vec::new(),
+            )
+        })
+    }
+}
+
+impl Engine {
+    /// The engine's config history.
+    pub fn config_history(&self) -> Result<History, EngineError> {
+        Ok(History {
+            conn: self.connection()?,
         })
     }
 
@@ -80,7 +140,7 @@ impl Engine {
     /// no longer checks. Blocking.
     pub fn rollback(&self, version: u64, actor: &str) -> Result<Applied, EngineError> {
         let _writer = self.write_lock();
-        let files = self.files_of(&self.connection()?, version)?;
+        let files = self.config_history()?.files_of(version)?;
         let on_disk = crate::config::read_files(&self.root)
             .unwrap_or_else(|_| self.snapshot().config.files.clone());
         let mut changes: Changes = on_disk
@@ -106,40 +166,5 @@ impl Engine {
                 EngineError::Rejected { diagnostics, .. } => rejected(diagnostics),
                 other => other,
             })
-    }
-
-    fn recorded(
-        &self,
-        conn: &rusqlite::Connection,
-        version: u64,
-    ) -> Result<HistoryEntry, EngineError> {
-        config_history::get(conn, version)?.ok_or_else(|| {
-            let last = config_history::last(conn).ok().flatten();
-            EngineError::Unknown {
-                kind: Kind::Version,
-                id: version.to_string(),
-                hint: match last {
-                    Some(l) => format!(" (the history holds versions 1 to {})", l.version),
-                    None => " (the history is empty)".to_string(),
-                },
-            }
-        })
-    }
-
-    /// Every file's text of a recorded version.
-    fn files_of(
-        &self,
-        conn: &rusqlite::Connection,
-        version: u64,
-    ) -> Result<BTreeMap<String, String>, EngineError> {
-        let entry = self.recorded(conn, version)?;
-        config_history::contents(conn, &entry)?.ok_or_else(|| {
-            EngineError::rejected(
-                format!(
-                    "version {version} was recorded before the history kept file contents: its files are not known"
-                ),
-                Vec::new(),
-            )
-        })
     }
 }

@@ -53,7 +53,7 @@ async fn version(
 ) -> Reply {
     let version = version_number(&version)?;
     let engine = state.engine.clone();
-    let detail = blocking(move || Ok(engine.history_version(version)?)).await?;
+    let detail = blocking(move || Ok(engine.config_history()?.version(version)?)).await?;
     Ok(Json(version_json(&detail)))
 }
 
@@ -111,7 +111,7 @@ async fn diff(
 ) -> Reply {
     let (from, to) = (version_number(&q.from)?, version_number(&q.to)?);
     let engine = state.engine.clone();
-    let d = blocking(move || Ok(engine.history_diff(from, to)?)).await?;
+    let d = blocking(move || Ok(engine.config_history()?.diff(from, to)?)).await?;
     let patch: String = d.diffs.iter().map(|f| f.diff.as_str()).collect();
     Ok(Json(json!({
         "from": d.from,

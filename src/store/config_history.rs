@@ -45,6 +45,17 @@ impl Origin {
 /// the watcher, or the files found at start-up.
 pub const FILE_ACTOR: &str = "file";
 
+/// The actor of a history row that a command run on this machine records
+/// (not a server's request): `cli:` and the login name (`$USER`, else
+/// `$LOGNAME`), or `cli` when neither is set. A token's name never holds a
+/// `:`, so this cannot be mistaken for one.
+pub fn cli_actor() -> String {
+    ["USER", "LOGNAME"]
+        .iter()
+        .find_map(|v| std::env::var(v).ok().filter(|u| !u.is_empty()))
+        .map_or_else(|| "cli".to_string(), |user| format!("cli:{user}"))
+}
+
 /// One applied configuration.
 #[derive(Debug, Clone, PartialEq)]
 pub struct HistoryEntry {
