@@ -74,16 +74,18 @@ pub fn unified(path: &str, old: Option<&str>, new: Option<&str>) -> String {
         .to_string()
 }
 
+/// Path → text from pairs: the files of a version in unit tests.
+#[cfg(test)]
+pub(crate) fn files(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(p, t)| (p.to_string(), t.to_string()))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn files(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(p, t)| (p.to_string(), t.to_string()))
-            .collect()
-    }
 
     #[test]
     fn a_changed_line_is_a_hunk_with_its_context() {

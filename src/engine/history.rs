@@ -141,6 +141,14 @@ impl Engine {
     pub fn rollback(&self, version: u64, actor: &str) -> Result<Applied, EngineError> {
         let _writer = self.write_lock();
         let files = self.config_history()?.files_of(version)?;
+        if let Some(bad) = files.keys().find(|p| !inside_config(p)) {
+            return Err(EngineError::rejected(
+                format!(
+                    "version {version} names a file outside kpis/ and scripts/ ({bad}); nothing was written"
+                ),
+                Vec::new(),
+            ));
+        }
         let on_disk = crate::config::read_files(&self.root)
             .unwrap_or_else(|_| self.snapshot().config.files.clone());
         let mut changes: Changes = on_disk
@@ -166,5 +174,42 @@ impl Engine {
                 EngineError::Rejected { diagnostics, .. } => rejected(diagnostics),
                 other => other,
             })
+    }
+}
+
+/// Whether a path of the history lies under kpis/ or scripts/ of the root
+/// (relative, no `..`): a rollback writes nowhere else, whatever the database says.
+fn inside_config(path: &str) -> bool {
+    use std::path::Component;
+    let p = Path::new(path);
+    let mut parts = p.components();
+    matches!(parts.next(), Some(Component::Normal(top)) if top == "kpis" || top == "scripts")
+        && parts.all(|c| matches!(c, Component::Normal(_)))
+        && p.components().count() > 1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rollback_writes_only_under_kpis_and_scripts() {
+        for ok in [
+            "kpis/targets.toml",
+            "kpis/mappings/a.toml",
+            "scripts/lib/x.rhai",
+        ] {
+            assert!(inside_config(ok), "{ok}");
+        }
+        for bad in [
+            "kpis",
+            "/etc/passwd",
+            "../kpis/a.toml",
+            "kpis/../../x",
+            "crm.db",
+            "other/a.toml",
+        ] {
+            assert!(!inside_config(bad), "{bad}");
+        }
     }
 }

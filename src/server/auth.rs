@@ -107,10 +107,8 @@ impl Tokens {
                 token: digest(t),
             });
         }
-        for (i, entry) in named.unwrap_or("").split(',').enumerate() {
-            if named.is_none() {
-                break;
-            }
+        let entries = named.map(|n| n.split(',').collect::<Vec<_>>());
+        for (i, entry) in entries.into_iter().flatten().enumerate() {
             let at = format!("{ADMIN_TOKENS_VAR}: entry {}", i + 1);
             let Some((name, token)) = entry.split_once(':') else {
                 return Err(TokenError(format!(

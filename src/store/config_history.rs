@@ -282,13 +282,7 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<HistoryEntry> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn files(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(p, t)| (p.to_string(), t.to_string()))
-            .collect()
-    }
+    use crate::config::diff::files;
 
     fn record(conn: &Connection, origin: Origin, actor: &str, f: &BTreeMap<String, String>) -> u64 {
         let before = last(conn)
