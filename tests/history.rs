@@ -536,3 +536,63 @@ fn a_malformed_token_variable_stops_the_start_naming_the_variable_not_the_token(
         assert!(out.stdout.is_empty(), "it never listened");
     }
 }
+
+#[test]
+fn a_history_of_an_older_server_is_migrated_in_place_and_its_rows_still_list() {
+    // The table as servers before SPEC 17 made it, with one row and no file texts.
+    let root = crate::util::server::root();
+    let conn = rusqlite::Connection::open(root.path().join("crm.db")).unwrap();
+    conn.execute_batch(
+        "CREATE TABLE _kpi_config_history (
+            version INTEGER PRIMARY KEY,
+            applied_at TEXT NOT NULL,
+            origin TEXT NOT NULL,
+            files_changed TEXT NOT NULL,
+            content_hash TEXT NOT NULL,
+            file_hashes TEXT NOT NULL);
+         INSERT INTO _kpi_config_history VALUES
+            (1, '2026-11-01T00:00:00Z', 'api', '[\"kpis/targets.toml\"]', 'feedfacecafebeef',
+             '{\"kpis/targets.toml\": \"0000000000000000\"}');",
+    )
+    .unwrap();
+    drop(conn);
+    let s = Server::start_in(root, writers());
+    let rows = history(&s);
+    assert_eq!(rows.len(), 2, "the old row and the start-up version");
+    assert_eq!(rows[0]["actor"], Value::Null);
+    assert_eq!(rows[0]["files_changed"], json!(["kpis/targets.toml"]));
+    assert_eq!(rows[1]["actor"], "file");
+    let old = s.json("/api/config/history/1");
+    assert_eq!(
+        (old["files"].clone(), old["diffs"].clone()),
+        (Value::Null, Value::Null)
+    );
+    let new = s.json("/api/config/history/2");
+    assert!(!files_of(&new).is_empty());
+    assert_eq!(
+        new["diffs"],
+        Value::Null,
+        "the version before has no texts to diff against"
+    );
+    let before = tree(s.dir.path());
+    let r = s.request("POST", "/api/config/rollback/1", Some(ALICE), &[], None);
+    r.expect(422);
+    assert!(
+        r.json["error"]
+            .as_str()
+            .unwrap()
+            .contains("before the history kept file contents")
+    );
+    s.get("/api/config/diff?from=1&to=2").expect(422);
+    assert_eq!(tree(s.dir.path()), before);
+    // New versions record everything.
+    put(
+        &s,
+        BOB,
+        "/api/targets/win_rate",
+        r#"{"key": "default", "target": 0.3}"#,
+    );
+    let third = s.json("/api/config/history/3");
+    assert_eq!(third["actor"], "bob");
+    assert_eq!(third["diffs"].as_array().unwrap().len(), 1);
+}
