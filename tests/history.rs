@@ -596,3 +596,55 @@ fn a_history_of_an_older_server_is_migrated_in_place_and_its_rows_still_list() {
     assert_eq!(third["actor"], "bob");
     assert_eq!(third["diffs"].as_array().unwrap().len(), 1);
 }
+
+#[test]
+fn kpi_rollback_beside_a_running_server_is_one_version_by_the_user() {
+    let s = Server::start_with(writers());
+    let original = tree(s.dir.path());
+    put(
+        &s,
+        ALICE,
+        "/api/targets/win_rate",
+        r#"{"key": "default", "target": 0.3}"#,
+    );
+    assert_ne!(tree(s.dir.path()), original);
+    let out = Command::new(env!("CARGO_BIN_EXE_kpi"))
+        .arg("--root")
+        .arg(s.dir.path())
+        .args(["rollback", "1"])
+        .env("USER", "carol")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("rolled back to the files of version 1: version 3"),
+        "{stdout}"
+    );
+    assert_eq!(tree(s.dir.path()), original);
+    // The server sees the files on disk and serves them as version 3, recorded once.
+    s.wait_for(
+        "the server to serve version 3",
+        Duration::from_secs(10),
+        || s.health()["config_version"] == 3,
+    );
+    let rows = history(&s);
+    assert_eq!(rows.len(), 3, "{rows:?}");
+    assert_eq!(
+        (rows[2]["origin"].as_str(), rows[2]["actor"].as_str()),
+        (Some("rollback"), Some("cli:carol"))
+    );
+    let bad = Command::new(env!("CARGO_BIN_EXE_kpi"))
+        .arg("--root")
+        .arg(s.dir.path())
+        .args(["rollback", "42"])
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown config version '42'"));
+}

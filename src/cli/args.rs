@@ -122,6 +122,19 @@ pub enum Command {
         /// The newer side.
         to: u64,
     },
+    /// Write the files of a version of the config history back, checked like any edit, as a new
+    /// version with origin `rollback`.
+    #[command(
+        after_help = "The actor recorded is cli:$USER. Files of the configuration that \
+        the version did not have are removed. A running `kpi serve` applies the files as that same \
+        version. The configuration on disk must check for the command to open the deployment; \
+        when it does not, use POST /api/config/rollback/VERSION of the running server.\n\n\
+        Example:\n  kpi history && kpi rollback 7"
+    )]
+    Rollback {
+        /// The version whose files to write back.
+        version: u64,
+    },
 }
 
 #[derive(clap::Args)]

@@ -41,6 +41,7 @@ pub fn run(cli: Cli) -> Res<ExitCode> {
         Command::Serve(args) => serve(root, &db, args),
         Command::History(args) => super::history::show(&db, &args),
         Command::Diff { from, to } => super::history::diff(&db, from, to),
+        Command::Rollback { version } => super::history::rollback(root, &db, version),
     }
 }
 

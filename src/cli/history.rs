@@ -1,12 +1,12 @@
-//! `kpi history [VERSION]` and `kpi diff FROM TO`: the config history that
-//! `kpi serve` keeps in the database, read without a server.
+//! `kpi history [VERSION]`, `kpi diff FROM TO` and `kpi rollback VERSION`:
+//! the config history that `kpi serve` keeps in the database, without a server.
 
 use std::path::Path;
 use std::process::ExitCode;
 
-use kpi_engine::engine::EngineError;
 use kpi_engine::engine::history::History;
-use kpi_engine::store::config_history::HistoryEntry;
+use kpi_engine::engine::{Engine, EngineError, EngineOptions};
+use kpi_engine::store::config_history::{self, HistoryEntry};
 
 use super::commands::UserError;
 use super::output::{out, outln};
@@ -71,6 +71,47 @@ pub fn diff(db: &Path, from: u64, to: u64) -> Result<ExitCode, UserError> {
     }
     for f in &d.diffs {
         out!("{}", f.diff);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Writes the files of `version` back as a new version by `cli:$USER`.
+pub fn rollback(root: &Path, db: &Path, version: u64) -> Result<ExitCode, UserError> {
+    open(db)?;
+    let engine = Engine::open(&EngineOptions {
+        root: root.to_path_buf(),
+        db: db.to_path_buf(),
+        serving: true,
+    })
+    .map_err(|e| {
+        UserError(format!(
+            "{e}\nthe deployment was not opened; nothing was written"
+        ))
+    })?;
+    let applied = engine
+        .rollback(version, &config_history::cli_actor())
+        .map_err(|e| match e {
+            EngineError::Rejected {
+                message,
+                diagnostics,
+            } => UserError(
+                diagnostics
+                    .iter()
+                    .map(ToString::to_string)
+                    .chain([message])
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+            ),
+            other => version_error(other),
+        })?;
+    if applied.changed {
+        outln!(
+            "rolled back to the files of version {version}: version {} (changed: {})",
+            applied.version,
+            applied.files_changed.join(", ")
+        );
+    } else {
+        outln!("the files of version {version} are the current ones; nothing changed");
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -295,20 +295,25 @@ impl Engine {
             &config_history::file_hashes(&cfg.files),
         );
         let applied_at = format_utc(now());
-        let version = if self.serving {
-            config_history::append(
-                &tx,
-                &NewVersion {
-                    applied_at: &applied_at,
-                    origin,
-                    actor,
-                    files_changed: &files_changed,
-                    content_hash: &hash,
-                    files: &cfg.files,
-                },
-            )?
-        } else {
+        let version = if !self.serving {
             served.version + 1
+        } else {
+            match config_history::last(&tx)? {
+                // Another process recorded these very files (`kpi rollback` while
+                // this server runs): serve its version rather than record them twice.
+                Some(l) if l.content_hash == hash && l.version > served.version => l.version,
+                _ => config_history::append(
+                    &tx,
+                    &NewVersion {
+                        applied_at: &applied_at,
+                        origin,
+                        actor,
+                        files_changed: &files_changed,
+                        content_hash: &hash,
+                        files: &cfg.files,
+                    },
+                )?,
+            }
         };
         let written = changes.map(|c| self.write_files(c)).transpose()?;
         if let Err(e) = tx.commit() {
