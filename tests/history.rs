@@ -535,6 +535,15 @@ fn a_malformed_token_variable_stops_the_start_naming_the_variable_not_the_token(
         assert!(!stderr.contains("tok-dup-1234"), "{stderr}");
         assert!(out.stdout.is_empty(), "it never listened");
     }
+    let help = Command::new(env!("CARGO_BIN_EXE_kpi"))
+        .args(["serve", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(
+        help.contains("KPI_ADMIN_TOKENS") && help.contains("alice:TOKEN1,bob:TOKEN2"),
+        "{help}"
+    );
 }
 
 #[test]
