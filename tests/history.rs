@@ -47,10 +47,33 @@ fn tree(root: &Path) -> BTreeMap<String, Vec<u8>> {
     out
 }
 
+/// `kpi --root ROOT ARGS…` with `env`: exit code, stdout, stderr.
+fn kpi(root: &Path, args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_kpi"))
+        .arg("--root")
+        .arg(root)
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    let text = |b: &[u8]| String::from_utf8_lossy(b).to_string();
+    (out.status.code(), text(&out.stdout), text(&out.stderr))
+}
+
 fn put(s: &Server, token: &str, path: &str, body: &str) -> Reply {
     let r = s.request("PUT", path, Some(token), &[], Some(body.as_bytes()));
     r.expect(200);
     r
+}
+
+/// `PUT /api/targets/win_rate` of the default key by the writer of `token`.
+fn set_win_rate(s: &Server, token: &str, target: f64) -> Reply {
+    put(
+        s,
+        token,
+        "/api/targets/win_rate",
+        &json!({"key": "default", "target": target}).to_string(),
+    )
 }
 
 fn history(s: &Server) -> Vec<Value> {
@@ -147,12 +170,7 @@ fn two_writers_and_an_edit_on_disk_are_named_with_each_version_s_files_and_diff(
         "the files found at start-up"
     );
     let before = s.read("kpis/targets.toml");
-    let alice = put(
-        &s,
-        ALICE,
-        "/api/targets/win_rate",
-        r#"{"key": "default", "target": 0.31}"#,
-    );
+    let alice = set_win_rate(&s, ALICE, 0.31);
     let v_alice = alice.json["config_version"].as_u64().unwrap();
     let after = s.read("kpis/targets.toml");
     let on_disk = tree(s.dir.path());
@@ -161,12 +179,7 @@ fn two_writers_and_an_edit_on_disk_are_named_with_each_version_s_files_and_diff(
     let v_bob = bob.json["config_version"].as_u64().unwrap();
     fs::write(s.path("kpis/disk.toml"), probe_kpi("disk", "2.0")).unwrap();
     wait_for_row(&s, v_bob, "file", "kpis/disk.toml");
-    put(
-        &s,
-        SINGLE,
-        "/api/targets/win_rate",
-        r#"{"key": "default", "target": 0.32}"#,
-    );
+    set_win_rate(&s, SINGLE, 0.32);
 
     let rows = history(&s);
     let tail = &rows[rows.len() - 4..];
@@ -240,12 +253,7 @@ fn two_writers_and_an_edit_on_disk_are_named_with_each_version_s_files_and_diff(
 fn any_two_versions_diff_and_a_rollback_restores_every_file_byte_for_byte() {
     let s = Server::start_with(writers());
     let original = tree(s.dir.path());
-    put(
-        &s,
-        ALICE,
-        "/api/targets/win_rate",
-        r#"{"key": "default", "target": 0.31}"#,
-    );
+    set_win_rate(&s, ALICE, 0.31);
     let bob = put(&s, BOB, "/api/kpis/probe", &probe_kpi("probe", "1.0"));
     let bob_file = bob.json["file"].as_str().unwrap().to_string();
     let v_bob = bob.json["config_version"].as_u64().unwrap();
@@ -343,20 +351,7 @@ fn any_two_versions_diff_and_a_rollback_restores_every_file_byte_for_byte() {
 
     // The command line reads the same history from the database.
     let root = s.stop();
-    let kpi = |args: &[&str]| {
-        let out = Command::new(env!("CARGO_BIN_EXE_kpi"))
-            .arg("--root")
-            .arg(root.path())
-            .args(args)
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout).to_string();
-        (
-            out.status.code(),
-            text,
-            String::from_utf8_lossy(&out.stderr).to_string(),
-        )
-    };
+    let kpi = |args: &[&str]| kpi(root.path(), args, &[]);
     let (code, list, _) = kpi(&["history"]);
     assert_eq!(code, Some(0));
     let rollback_line = list
@@ -551,17 +546,13 @@ fn a_history_of_an_older_server_is_migrated_in_place_and_its_rows_still_list() {
     // The table as servers before SPEC 17 made it, with one row and no file texts.
     let root = crate::util::server::root();
     let conn = rusqlite::Connection::open(root.path().join("crm.db")).unwrap();
-    conn.execute_batch(
-        "CREATE TABLE _kpi_config_history (
-            version INTEGER PRIMARY KEY,
-            applied_at TEXT NOT NULL,
-            origin TEXT NOT NULL,
-            files_changed TEXT NOT NULL,
-            content_hash TEXT NOT NULL,
-            file_hashes TEXT NOT NULL);
-         INSERT INTO _kpi_config_history VALUES
+    conn.execute_batch(kpi_engine::store::config_history::TABLE_BEFORE_SPEC_17)
+        .unwrap();
+    conn.execute(
+        "INSERT INTO _kpi_config_history VALUES
             (1, '2026-11-01T00:00:00Z', 'api', '[\"kpis/targets.toml\"]', 'feedfacecafebeef',
-             '{\"kpis/targets.toml\": \"0000000000000000\"}');",
+             '{\"kpis/targets.toml\": \"0000000000000000\"}')",
+        [],
     )
     .unwrap();
     drop(conn);
@@ -595,12 +586,7 @@ fn a_history_of_an_older_server_is_migrated_in_place_and_its_rows_still_list() {
     s.get("/api/config/diff?from=1&to=2").expect(422);
     assert_eq!(tree(s.dir.path()), before);
     // New versions record everything.
-    put(
-        &s,
-        BOB,
-        "/api/targets/win_rate",
-        r#"{"key": "default", "target": 0.3}"#,
-    );
+    set_win_rate(&s, BOB, 0.3);
     let third = s.json("/api/config/history/3");
     assert_eq!(third["actor"], "bob");
     assert_eq!(third["diffs"].as_array().unwrap().len(), 1);
@@ -610,27 +596,10 @@ fn a_history_of_an_older_server_is_migrated_in_place_and_its_rows_still_list() {
 fn kpi_rollback_beside_a_running_server_is_one_version_by_the_user() {
     let s = Server::start_with(writers());
     let original = tree(s.dir.path());
-    put(
-        &s,
-        ALICE,
-        "/api/targets/win_rate",
-        r#"{"key": "default", "target": 0.3}"#,
-    );
+    set_win_rate(&s, ALICE, 0.3);
     assert_ne!(tree(s.dir.path()), original);
-    let out = Command::new(env!("CARGO_BIN_EXE_kpi"))
-        .arg("--root")
-        .arg(s.dir.path())
-        .args(["rollback", "1"])
-        .env("USER", "carol")
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (code, stdout, stderr) = kpi(s.dir.path(), &["rollback", "1"], &[("USER", "carol")]);
+    assert_eq!(code, Some(0), "{stderr}");
     assert!(
         stdout.contains("rolled back to the files of version 1: version 3"),
         "{stdout}"
@@ -648,12 +617,7 @@ fn kpi_rollback_beside_a_running_server_is_one_version_by_the_user() {
         (rows[2]["origin"].as_str(), rows[2]["actor"].as_str()),
         (Some("rollback"), Some("cli:carol"))
     );
-    let bad = Command::new(env!("CARGO_BIN_EXE_kpi"))
-        .arg("--root")
-        .arg(s.dir.path())
-        .args(["rollback", "42"])
-        .output()
-        .unwrap();
-    assert_eq!(bad.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown config version '42'"));
+    let (code, _, stderr) = kpi(s.dir.path(), &["rollback", "42"], &[]);
+    assert_eq!(code, Some(1));
+    assert!(stderr.contains("unknown config version '42'"), "{stderr}");
 }

@@ -86,6 +86,17 @@ pub struct NewVersion<'a> {
     pub files: &'a BTreeMap<String, String>,
 }
 
+/// The history table as servers made it before SPEC 17 (no actor, no
+/// texts): what [`ensure`] migrates, kept for the tests of that migration.
+#[doc(hidden)]
+pub const TABLE_BEFORE_SPEC_17: &str = "CREATE TABLE _kpi_config_history (
+    version INTEGER PRIMARY KEY,
+    applied_at TEXT NOT NULL,
+    origin TEXT NOT NULL,
+    files_changed TEXT NOT NULL,
+    content_hash TEXT NOT NULL,
+    file_hashes TEXT NOT NULL);";
+
 const COLUMNS: &str =
     "version, applied_at, origin, files_changed, content_hash, file_hashes, actor, files";
 
@@ -346,16 +357,11 @@ mod tests {
     #[test]
     fn a_table_of_an_older_version_gains_the_new_columns_and_its_rows_still_list() {
         let conn = crate::store::db::open_in_memory().unwrap();
-        conn.execute_batch(
-            "CREATE TABLE _kpi_config_history (
-                version INTEGER PRIMARY KEY,
-                applied_at TEXT NOT NULL,
-                origin TEXT NOT NULL,
-                files_changed TEXT NOT NULL,
-                content_hash TEXT NOT NULL,
-                file_hashes TEXT NOT NULL);
-             INSERT INTO _kpi_config_history VALUES
-                (1, '2026-11-01T00:00:00Z', 'file', '[\"kpis/a.toml\"]', 'h1', '{\"kpis/a.toml\":\"f1\"}');",
+        conn.execute_batch(TABLE_BEFORE_SPEC_17).unwrap();
+        conn.execute(
+            "INSERT INTO _kpi_config_history VALUES
+                (1, '2026-11-01T00:00:00Z', 'file', '[\"kpis/a.toml\"]', 'h1', '{\"kpis/a.toml\":\"f1\"}')",
+            [],
         )
         .unwrap();
         let old = list(&conn, 10).unwrap();
