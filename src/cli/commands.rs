@@ -42,6 +42,14 @@ pub fn run(cli: Cli) -> Res<ExitCode> {
     }
 }
 
+/// The database as messages name it (a PostgreSQL URL without its password).
+fn shown(db: &Path) -> String {
+    match kpi_engine::engine::postgres_url(db) {
+        Some(url) => kpi_engine::store::pg::redacted(url),
+        None => db.display().to_string(),
+    }
+}
+
 /// Opens the engine for one command.
 fn open(root: &Path, db: &Path) -> Res<Engine> {
     Engine::open(&EngineOptions {
@@ -54,10 +62,10 @@ fn open(root: &Path, db: &Path) -> Res<Engine> {
 
 /// Opens the engine over an existing database.
 fn open_existing(root: &Path, db: &Path) -> Res<Engine> {
-    if !db.exists() {
+    if kpi_engine::engine::postgres_url(db).is_none() && !db.exists() {
         return Err(UserError(format!(
             "no database at {}: run `kpi demo` or `kpi import` first (or pass --db)",
-            db.display()
+            shown(db)
         )));
     }
     open(root, db)
@@ -217,7 +225,7 @@ fn demo(root: &Path, db: &Path, args: &DemoArgs) -> Res<ExitCode> {
     if !args.force && !engine.made_by_demo()? && engine.has_records()? {
         return Err(UserError(format!(
             "{} holds records that `kpi demo` did not write; refusing to replace them (use --db for another file, or --force)",
-            db.display()
+            shown(db)
         )));
     }
     let counts = engine.write_demo(&DemoOptions {
@@ -226,11 +234,7 @@ fn demo(root: &Path, db: &Path, args: &DemoArgs) -> Res<ExitCode> {
         until,
     })?;
     let summary: Vec<String> = counts.iter().map(|(e, n)| format!("{n} {e}")).collect();
-    outln!(
-        "wrote a demo CRM to {}: {}",
-        db.display(),
-        summary.join(", ")
-    );
+    outln!("wrote a demo CRM to {}: {}", shown(db), summary.join(", "));
     Ok(ExitCode::SUCCESS)
 }
 
