@@ -13,6 +13,7 @@ mod cli_usage;
 mod mappings;
 mod ops;
 mod people;
+mod postgres_store;
 mod router;
 mod server_alerts;
 mod server_api;
