@@ -239,7 +239,15 @@ fn schema_additions_apply_and_destructive_changes_are_refused_as_on_sqlite() {
         );
     }
     let err = root
-        .kpi(&["--db", &url, "eval", "--scorecard", "sales", "--period", "2026-Q1"])
+        .kpi(&[
+            "--db",
+            &url,
+            "eval",
+            "--scorecard",
+            "sales",
+            "--period",
+            "2026-Q1",
+        ])
         .fails(1);
     assert!(err.contains("owners.email holds data"), "{err}");
     let still: i64 = pg::client(&url)
@@ -247,4 +255,27 @@ fn schema_additions_apply_and_destructive_changes_are_refused_as_on_sqlite() {
         .unwrap()
         .get(0);
     assert!(still > 0, "nothing was changed");
+}
+
+#[test]
+fn the_formula_tests_pass_on_both_stores() {
+    let url = pg::database();
+    let root = Root::new();
+    let embedded = root.kpi(&["test"]).ok();
+    let on_pg = root.kpi(&["--db", &url, "test"]).ok();
+    let summary = |out: &str| out.lines().last().unwrap_or_default().to_string();
+    assert!(
+        summary(&embedded).ends_with(" passed, 0 failed"),
+        "{embedded}"
+    );
+    assert_eq!(summary(&on_pg), summary(&embedded), "{on_pg}");
+    // Every case's private schema is gone again.
+    let left: i64 = pg::client(&url)
+        .query_one(
+            "SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'kpi_scratch%'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(left, 0);
 }

@@ -37,7 +37,7 @@ pub fn run(cli: Cli) -> Res<ExitCode> {
         Command::Demo(args) => demo(root, &db, &args),
         Command::Eval(args) => eval(root, &db, &args),
         Command::Alerts(args) => alerts(root, &db, &args),
-        Command::Test => test(root),
+        Command::Test => test(root, &db),
         Command::Serve(args) => serve(root, &db, args),
     }
 }
@@ -297,14 +297,19 @@ fn option_error(e: EngineError) -> UserError {
     UserError(format!("{option}: {e}"))
 }
 
-fn test(root: &Path) -> Res<ExitCode> {
+fn test(root: &Path, db: &Path) -> Res<ExitCode> {
+    // The cases' records go into the embedded store, or with --db postgres://… into PostgreSQL.
+    let on = match kpi_engine::engine::postgres_url(db) {
+        Some(url) => formula_tests::CaseStore::Postgres(url),
+        None => formula_tests::CaseStore::Embedded,
+    };
     let cfg = kpi_engine::load_checked(root)
         .map_err(|d| UserError(format!("{d}\n{} error(s); no test was run", d.0.len())))?;
     let cases = formula_tests::read_cases(root)
         .map_err(|d| UserError(kpi_engine::Diagnostics(d).to_string()))?;
     let (mut passed, mut failed) = (0, 0);
     for case in &cases {
-        for check in formula_tests::run_case(&cfg, case) {
+        for check in formula_tests::run_case_on(&cfg, case, on) {
             if check.passed {
                 passed += 1;
                 continue;

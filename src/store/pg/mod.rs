@@ -49,10 +49,46 @@ pub fn redacted(url: &str) -> String {
 
 /// A connection to the database at `url`, its bookkeeping tables made.
 pub fn connect(url: &str) -> Result<Client, StoreError> {
-    let mut client =
-        Client::connect(url, NoTls).map_err(|e| StoreError::Open(redacted(url), describe(&e)))?;
+    let mut client = open(url)?;
     client.batch_execute(sql::BOOKKEEPING)?;
     Ok(client)
+}
+
+/// A connection whose errors name the database (without its password).
+fn open(url: &str) -> Result<Client, StoreError> {
+    Client::connect(url, NoTls).map_err(|e| StoreError::Open(redacted(url), describe(&e)))
+}
+
+/// A store over a new, private schema of the database at `url` holding only
+/// `records` (entity, label for errors, rows as JSON objects): the scratch
+/// database of a `kpi test` case on PostgreSQL. The schema is dropped with the store.
+pub fn scratch(
+    url: &str,
+    schema: Arc<Schema>,
+    cal: &Calendar,
+    records: &[(&str, &str, Vec<serde_json::Value>)],
+) -> Result<PgStore, StoreError> {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let name = format!("kpi_scratch_{}_{n}", std::process::id());
+    let mut client = open(url)?;
+    client.batch_execute(&sql::create_scratch(&name))?;
+    let mut store = PgStore::new(client, schema.clone());
+    // From here on the store drops the schema, whatever fails.
+    store.scratch = Some(name);
+    {
+        let mut client = store.client();
+        client.batch_execute(sql::BOOKKEEPING)?;
+        migrate::migrate(&mut client, &schema)?;
+        let mut staging = stage::stage(&mut client, &schema)?;
+        for (entity, label, rows) in records {
+            let input = super::import::Input::Json(rows.clone());
+            super::import::import(&mut staging.conn, &schema, cal, entity, label, input)?;
+        }
+        let entities: Vec<&str> = schema.entities.keys().map(String::as_str).collect();
+        stage::publish(&mut client, &staging, &schema, &entities, false, None)?;
+    }
+    Ok(store)
 }
 
 /// The server's own message for a database error (postgres' Display says only "db error").
@@ -105,6 +141,16 @@ pub struct PgStore {
     client: Arc<Mutex<Client>>,
     teams: OnceLock<Arc<TeamTree>>,
     owners: OnceLock<Arc<Owners>>,
+    /// The private schema of a scratch store, dropped with it.
+    scratch: Option<String>,
+}
+
+impl Drop for PgStore {
+    fn drop(&mut self) {
+        if let Some(name) = &self.scratch {
+            let _ = self.client().batch_execute(&sql::drop_scratch(name));
+        }
+    }
 }
 
 impl PgStore {
@@ -118,6 +164,7 @@ impl PgStore {
             client,
             teams: OnceLock::new(),
             owners: OnceLock::new(),
+            scratch: None,
         }
     }
 

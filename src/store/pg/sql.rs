@@ -84,6 +84,15 @@ pub const BOOKKEEPING: &str = "CREATE TABLE IF NOT EXISTS _kpi_fields (
      CREATE TABLE IF NOT EXISTS _kpi_data (entity text PRIMARY KEY, generation bigint NOT NULL);
      CREATE TABLE IF NOT EXISTS _kpi_meta (key text PRIMARY KEY, value text NOT NULL);";
 
+/// A private schema, made the connection's only one (a `kpi test` case).
+pub fn create_scratch(name: &str) -> String {
+    format!("CREATE SCHEMA {0}; SET search_path TO {0}", ident(name))
+}
+
+pub fn drop_scratch(name: &str) -> String {
+    format!("DROP SCHEMA IF EXISTS {} CASCADE", ident(name))
+}
+
 /// Serialises schema changes and imports across processes (inside a transaction).
 pub const WRITE_LOCK: &str = "SELECT pg_advisory_xact_lock(7340115201)";
 
