@@ -279,3 +279,44 @@ fn the_formula_tests_pass_on_both_stores() {
         .get(0);
     assert_eq!(left, 0);
 }
+
+/// The corners of the query API (NULLs, text order, bools, semi-joins,
+/// sorted values, time values, spans, all_teams, to_date cuts, owner_via)
+/// give the same value on both stores, for teams and for people.
+#[test]
+fn the_corners_of_the_query_api_give_the_same_values_on_both_stores() {
+    let url = pg::database();
+    let root = Root::demo();
+    root.write(
+        "kpis/edge_queries.toml",
+        &std::fs::read_to_string(crate::util::cli::fixture("postgres/edge_queries.toml")).unwrap(),
+    );
+    root.kpi(&["--db", &url, "demo", "--until", "2026-06-30"])
+        .ok();
+    let ids: Vec<String> = kpi_ids(&root)
+        .into_iter()
+        .filter(|k| k.starts_with("e_"))
+        .collect();
+    assert_eq!(ids.len(), 16, "{ids:?}");
+    let ids = ids.join(",");
+    let mut diffs = Vec::new();
+    for period in ["2026-Q2", "2026-Q1"] {
+        for who in [None, Some("--owners")] {
+            let mut args = vec!["eval", "--kpi", &ids, "--period", period];
+            args.extend(["--as-of", "2026-06-15T12:00:00+08:00", "--format", "json"]);
+            args.extend(who);
+            let embedded = root.kpi(&args).json();
+            let text = embedded.to_string();
+            assert!(!text.contains("\"error\""), "no formula fails: {text}");
+            let mut on_pg = vec!["--db", url.as_str()];
+            on_pg.extend(&args);
+            differences(
+                &args.join(" "),
+                &embedded,
+                &root.kpi(&on_pg).json(),
+                &mut diffs,
+            );
+        }
+    }
+    assert!(diffs.is_empty(), "{}", diffs.join("\n"));
+}
