@@ -658,13 +658,24 @@ impl Builder<'_> {
 
     /// A time filter: its [lo, hi) per period become bucket columns.
     fn bounded(&mut self, fd: &Field, alias: &str, b: Vec<(Option<i64>, i64)>) -> String {
-        if fd.ty != FieldType::Time {
+        if fd.ty != FieldType::Time || b.is_empty() {
             return "FALSE".to_string();
         }
         let k = self.bounds.len();
-        self.bounds.push(b);
         let col = format!("{alias}.{}", ident(&fd.name));
-        format!("(p.lo{k} IS NULL OR {col} >= p.lo{k}) AND {col} < p.hi{k}")
+        // The hull of every period's bounds as constants too, so an index on the
+        // time field can narrow the scan before the rows meet the buckets.
+        let hi = b.iter().map(|x| x.1).max().unwrap_or(i64::MIN);
+        let lo = b.iter().map(|x| x.0).collect::<Option<Vec<i64>>>();
+        let mut hull = format!(" AND {col} < {}::timestamptz", self.bind(instant(hi)));
+        if let Some(lo) = lo.and_then(|l| l.into_iter().min()) {
+            hull.push_str(&format!(
+                " AND {col} >= {}::timestamptz",
+                self.bind(instant(lo))
+            ));
+        }
+        self.bounds.push(b);
+        format!("(p.lo{k} IS NULL OR {col} >= p.lo{k}) AND {col} < p.hi{k}{hull}")
     }
 
     /// `field op v` for any of `values` (one for a comparison, a set for one_of);
@@ -861,5 +872,81 @@ fn and(conds: &[String]) -> String {
         "TRUE".to_string()
     } else {
         conds.join(" AND ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::config::toml_doc::Source;
+    use crate::query::PeriodRef;
+
+    fn schema() -> Schema {
+        Schema::from_source(&Source::new(
+            "schema.toml",
+            "[entity.teams.fields]\nname = \"text\"\nparent = \"text?\"\n[entity.deals]\nteam_field = \"team\"\n[entity.deals.fields]\nteam = \"text\"\nstage = \"text\"\namount = \"real\"\nclosed_at = \"time?\"\n",
+        ))
+        .unwrap()
+    }
+
+    fn compiled(query: &Query, agg: &Agg) -> Result<(Statement, Output), QueryError> {
+        let schema = schema();
+        let tree = TeamTree::new(vec![
+            ("hq".into(), "HQ".into(), None),
+            ("north".into(), "N".into(), Some("hq".into())),
+        ]);
+        let owners = Owners::new(Vec::new(), &tree);
+        let periods: Vec<PeriodId> = vec!["2026-Q1".parse().unwrap(), "2026-Q2".parse().unwrap()];
+        let cx = Context {
+            schema: &schema,
+            periods: &periods,
+            cal: &Calendar::utc(),
+            tree: &tree,
+            owners: &owners,
+        };
+        compile(&cx, query, agg)
+    }
+
+    #[test]
+    fn values_are_bound_never_written_into_the_text() {
+        let hostile = "won'); DROP TABLE deals; --";
+        let q = Query::new("deals")
+            .with(Filter::Cmp {
+                field: Arc::from("stage"),
+                op: CmpOp::Eq,
+                value: Scalar::Text(Arc::from(hostile)),
+            })
+            .with(Filter::InPeriod {
+                field: Arc::from("closed_at"),
+                period: PeriodRef::Relative(0),
+                cut: None,
+            });
+        let (stmt, output) = compiled(&q, &Agg::Sum(Arc::from("amount"))).unwrap();
+        assert!(!stmt.text.contains("DROP"), "{}", stmt.text);
+        assert!(stmt.text.contains("\"deals\" r1"), "{}", stmt.text);
+        assert!(
+            stmt.text.contains("JOIN c c2 ON c2.team = r1.\"team\""),
+            "{}",
+            stmt.text
+        );
+        assert_eq!(output, Output::Num);
+        // The period indexes, a bucket pair, the hull, the closure table and the stage.
+        assert_eq!(stmt.params.len(), 8, "{}", stmt.text);
+    }
+
+    #[test]
+    fn unknown_fields_and_mismatched_semi_joins_are_the_embedded_stores_errors() {
+        let q = Query::new("deals");
+        let err = compiled(&q, &Agg::Sum(Arc::from("amout"))).err().unwrap();
+        assert!(err.to_string().contains("did you mean 'amount'"), "{err}");
+        let semi = Query::new("deals").with(Filter::InQuery {
+            field: Arc::from("amount"),
+            query: Box::new(Query::new("deals")),
+            of: Arc::from("stage"),
+        });
+        let err = compiled(&semi, &Agg::Count).err().unwrap();
+        assert!(matches!(err, QueryError::JoinTypes { .. }), "{err}");
     }
 }
