@@ -320,3 +320,39 @@ fn the_corners_of_the_query_api_give_the_same_values_on_both_stores() {
     }
     assert!(diffs.is_empty(), "{}", diffs.join("\n"));
 }
+
+/// `KPI_DB` takes a URL like `--db`; what does not run on PostgreSQL yet says so and
+/// does nothing (exit 1), and a message never shows the password.
+#[test]
+fn kpi_db_names_postgres_and_what_is_not_there_yet_refuses_clearly() {
+    let url = pg::database();
+    let with_password = url.replacen("postgres://kpi@", "postgres://kpi:hunter2@", 1);
+    let root = Root::new();
+    root.write("teams.csv", "id,name,parent\nhq,HQ,\n");
+    let out = root
+        .command(&["import", "teams", "teams.csv"])
+        .env("KPI_DB", &with_password)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let n: i64 = pg::client(&url)
+        .query_one("SELECT count(*) FROM teams", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 1);
+    for args in [vec!["serve", "--addr", "127.0.0.1:0"], vec!["alerts"]] {
+        let mut all = vec!["--db", with_password.as_str()];
+        all.extend(&args);
+        let err = root.kpi(&all).fails(1);
+        assert!(
+            err.contains("PostgreSQL") && err.contains("not available"),
+            "{args:?}: {err}"
+        );
+        assert!(!err.contains("hunter2"), "{err}");
+        assert!(err.contains("kpi:***@"), "{err}");
+    }
+}
