@@ -14,6 +14,7 @@ mod history;
 mod mappings;
 mod ops;
 mod people;
+mod postgres_store;
 mod router;
 mod server_alerts;
 mod server_api;

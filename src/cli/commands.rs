@@ -37,11 +37,19 @@ pub fn run(cli: Cli) -> Res<ExitCode> {
         Command::Demo(args) => demo(root, &db, &args),
         Command::Eval(args) => eval(root, &db, &args),
         Command::Alerts(args) => alerts(root, &db, &args),
-        Command::Test => test(root),
+        Command::Test => test(root, &db),
         Command::Serve(args) => serve(root, &db, args),
         Command::History(args) => super::history::show(&db, &args),
         Command::Diff { from, to } => super::history::diff(&db, from, to),
         Command::Rollback { version } => super::history::rollback(root, &db, version),
+    }
+}
+
+/// The database as messages name it (a PostgreSQL URL without its password).
+fn shown(db: &Path) -> String {
+    match kpi_engine::engine::postgres_url(db) {
+        Some(url) => kpi_engine::store::pg::redacted(url),
+        None => db.display().to_string(),
     }
 }
 
@@ -57,10 +65,10 @@ fn open(root: &Path, db: &Path) -> Res<Engine> {
 
 /// Opens the engine over an existing database.
 fn open_existing(root: &Path, db: &Path) -> Res<Engine> {
-    if !db.exists() {
+    if kpi_engine::engine::postgres_url(db).is_none() && !db.exists() {
         return Err(UserError(format!(
             "no database at {}: run `kpi demo` or `kpi import` first (or pass --db)",
-            db.display()
+            shown(db)
         )));
     }
     open(root, db)
@@ -220,7 +228,7 @@ fn demo(root: &Path, db: &Path, args: &DemoArgs) -> Res<ExitCode> {
     if !args.force && !engine.made_by_demo()? && engine.has_records()? {
         return Err(UserError(format!(
             "{} holds records that `kpi demo` did not write; refusing to replace them (use --db for another file, or --force)",
-            db.display()
+            shown(db)
         )));
     }
     let counts = engine.write_demo(&DemoOptions {
@@ -229,11 +237,7 @@ fn demo(root: &Path, db: &Path, args: &DemoArgs) -> Res<ExitCode> {
         until,
     })?;
     let summary: Vec<String> = counts.iter().map(|(e, n)| format!("{n} {e}")).collect();
-    outln!(
-        "wrote a demo CRM to {}: {}",
-        db.display(),
-        summary.join(", ")
-    );
+    outln!("wrote a demo CRM to {}: {}", shown(db), summary.join(", "));
     Ok(ExitCode::SUCCESS)
 }
 
@@ -297,14 +301,19 @@ fn option_error(e: EngineError) -> UserError {
     UserError(format!("{option}: {e}"))
 }
 
-fn test(root: &Path) -> Res<ExitCode> {
+fn test(root: &Path, db: &Path) -> Res<ExitCode> {
+    // The cases' records go into the embedded store, or with --db postgres://… into PostgreSQL.
+    let on = match kpi_engine::engine::postgres_url(db) {
+        Some(url) => formula_tests::CaseStore::Postgres(url),
+        None => formula_tests::CaseStore::Embedded,
+    };
     let cfg = kpi_engine::load_checked(root)
         .map_err(|d| UserError(format!("{d}\n{} error(s); no test was run", d.0.len())))?;
     let cases = formula_tests::read_cases(root)
         .map_err(|d| UserError(kpi_engine::Diagnostics(d).to_string()))?;
     let (mut passed, mut failed) = (0, 0);
     for case in &cases {
-        for check in formula_tests::run_case(&cfg, case) {
+        for check in formula_tests::run_case_on(&cfg, case, on) {
             if check.passed {
                 passed += 1;
                 continue;

@@ -37,13 +37,14 @@ use crate::period::{Millis, format_utc};
 use crate::store::columns::ColumnStore;
 use crate::store::config_history::{self, FILE_ACTOR, HistoryEntry, NewVersion, Origin};
 use crate::store::import::{ImportReport, Input, import};
+use crate::store::pg::{self, PgStore};
 use crate::store::{StoreError, db, demo_writer};
 
 /// How an engine is opened.
 #[derive(Debug, Clone)]
 pub struct EngineOptions {
     pub root: PathBuf,
-    /// The SQLite database (created when missing).
+    /// The SQLite database (created when missing), or a `postgres://` URL (SPEC 20).
     pub db: PathBuf,
     /// A long-running engine (`kpi serve`): every applied configuration is
     /// recorded in the history, and the columns the formulas read are loaded
@@ -69,6 +70,8 @@ pub struct CheckSummary {
 pub struct Engine {
     root: PathBuf,
     db_path: PathBuf,
+    /// The PostgreSQL database the records live in, when `--db` is a URL.
+    pg: Option<String>,
     serving: bool,
     current: RwLock<Arc<Snapshot>>,
     /// One change at a time: reloads, edits, ingests, demo writes, refreshes.
@@ -115,6 +118,9 @@ impl Engine {
         let root = std::fs::canonicalize(&opts.root)
             .map_err(|e| EngineError::Io(format!("--root {}: {e}", opts.root.display())))?;
         let cfg = crate::load_checked(&root).map_err(EngineError::Config)?;
+        if let Some(url) = postgres_url(&opts.db) {
+            return Engine::open_postgres(opts, root, cfg, url);
+        }
         let mut conn = db::open(&opts.db)?;
         db::migrate(&mut conn, &cfg.schema)?;
         let hash = cfg.content_hash();
@@ -141,7 +147,48 @@ impl Engine {
         Ok(Engine {
             root,
             db_path: opts.db.clone(),
+            pg: None,
             serving: opts.serving,
+            current: RwLock::new(Arc::new(snapshot)),
+            writer: Mutex::new(Seen { generations }),
+            watch: Mutex::new(None),
+        })
+    }
+
+    /// [`Engine::open`] over PostgreSQL: the schema migrated there, every
+    /// shape pushed down by a [`PgStore`]. `kpi serve` is not offered on
+    /// PostgreSQL yet (its alert, outbox and history tables are SQLite's).
+    fn open_postgres(
+        opts: &EngineOptions,
+        root: PathBuf,
+        cfg: Arc<ConfigSnapshot>,
+        url: &str,
+    ) -> Result<Engine, EngineError> {
+        if opts.serving {
+            return Err(EngineError::Io(format!(
+                "--db {}: `kpi serve` on PostgreSQL is not available yet (alerts, outbox and config history live in SQLite); use a SQLite file for serving",
+                pg::redacted(url)
+            )));
+        }
+        let mut client = pg::connect(url)?;
+        // A refusal reads as on SQLite: "schema change refused: …".
+        pg::migrate::migrate(&mut client, &cfg.schema)?;
+        let generations = pg::generations(&mut client)?;
+        let store = PgStore::new(client, cfg.schema.clone());
+        let hash = cfg.content_hash();
+        let snapshot = Snapshot {
+            config: cfg,
+            records: Records::new(Arc::new(store)),
+            version: 0,
+            loaded_at: format_utc(now()),
+            content_hash: hash,
+            data_generation: 1,
+        };
+        Ok(Engine {
+            root,
+            db_path: opts.db.clone(),
+            pg: Some(url.to_string()),
+            serving: false,
             current: RwLock::new(Arc::new(snapshot)),
             writer: Mutex::new(Seen { generations }),
             watch: Mutex::new(None),
@@ -152,7 +199,14 @@ impl Engine {
     /// database can take its schema without a refused change. Nothing is written.
     pub fn check(root: &Path, db_path: &Path) -> Result<CheckSummary, EngineError> {
         let cfg = crate::load_checked(root).map_err(EngineError::Config)?;
-        if db_path.exists() {
+        if let Some(url) = postgres_url(db_path) {
+            pg::migrate::plan(&mut pg::connect(url)?, &cfg.schema).map_err(|e| {
+                EngineError::rejected(
+                    "the schema does not fit the database",
+                    schema_diagnostics(&cfg.files, e),
+                )
+            })?;
+        } else if db_path.exists() {
             db::plan(&db::open(db_path)?, &cfg.schema).map_err(|e| {
                 EngineError::rejected(
                     "the schema does not fit the database",
@@ -179,9 +233,25 @@ impl Engine {
         &self.db_path
     }
 
+    /// Whether the records live in PostgreSQL.
+    pub fn on_postgres(&self) -> bool {
+        self.pg.is_some()
+    }
+
     /// A connection to the engine's database, for its own tables (alerts).
     pub fn connection(&self) -> Result<Connection, StoreError> {
+        if let Some(url) = &self.pg {
+            return Err(StoreError::Open(
+                pg::redacted(url),
+                "the engine's own tables (alerts, outbox, silences, history) are not available on PostgreSQL yet".into(),
+            ));
+        }
         db::open(&self.db_path)
+    }
+
+    /// A new connection to the engine's PostgreSQL database.
+    fn pg_client(&self) -> Result<Option<postgres::Client>, StoreError> {
+        self.pg.as_deref().map(pg::connect).transpose()
     }
 
     fn swap(&self, next: Snapshot) {
@@ -394,6 +464,20 @@ impl Engine {
         let mut seen = self.write_lock();
         let served = self.snapshot();
         let cfg = &served.config;
+        if let Some(mut client) = self.pg_client()? {
+            let mut staging = pg::stage::stage(&mut client, &cfg.schema)?;
+            let report = import(
+                &mut staging.conn,
+                &cfg.schema,
+                &cfg.settings.calendar,
+                entity,
+                label,
+                input,
+            )?;
+            pg::stage::publish(&mut client, &staging, &cfg.schema, &[entity], false, None)?;
+            let generation = self.serve_published(&served, &mut seen, &mut client, &[entity])?;
+            return Ok((report, generation));
+        }
         let mut conn = db::open(&self.db_path)?;
         let report = import(
             &mut conn,
@@ -415,6 +499,12 @@ impl Engine {
         &self,
         request: crate::mapping::Request<'_>,
     ) -> Result<(crate::mapping::MappedImport, u64), EngineError> {
+        if let Some(url) = &self.pg {
+            return Err(EngineError::Io(format!(
+                "--db {}: imports through a mapping are not available on PostgreSQL yet; import the mapped entities into a SQLite file, or plain CSV/NDJSON here",
+                pg::redacted(url)
+            )));
+        }
         let mut seen = self.write_lock();
         let served = self.snapshot();
         let dry_run = request.dry_run;
@@ -459,6 +549,29 @@ impl Engine {
         }
         let changed: Vec<&str> = reports.iter().map(|r| r.entity.as_str()).collect();
         let memo = served.records.memo.after_change(|e| changed.contains(&e));
+        Ok(self.swap_records(served, store, memo))
+    }
+
+    /// Serves the records after a write to PostgreSQL: a new store over the
+    /// same connection (the tree read again when teams or people changed),
+    /// and the shape answers that read a written entity dropped.
+    fn serve_published(
+        &self,
+        served: &Snapshot,
+        seen: &mut Seen,
+        client: &mut postgres::Client,
+        entities: &[&str],
+    ) -> Result<u64, EngineError> {
+        seen.generations = pg::generations(client)?;
+        let mut store = served.records.store.clone();
+        for e in entities {
+            store = store.after_upsert(e, None)?;
+        }
+        let teams = entities.contains(&crate::store::schema::TEAMS);
+        let memo = served
+            .records
+            .memo
+            .after_change(|e| teams || entities.contains(&e));
         Ok(self.swap_records(served, store, memo))
     }
 
@@ -515,11 +628,17 @@ impl Engine {
 
     /// Whether the database holds records (of any entity).
     pub fn has_records(&self) -> Result<bool, StoreError> {
+        if let Some(mut client) = self.pg_client()? {
+            return pg::has_records(&mut client, &self.snapshot().config.schema);
+        }
         demo_writer::has_records(&self.connection()?, &self.snapshot().config.schema)
     }
 
     /// Whether the database's records were written by `kpi demo`.
     pub fn made_by_demo(&self) -> Result<bool, StoreError> {
+        if let Some(mut client) = self.pg_client()? {
+            return Ok(pg::meta(&mut client, "demo")?.is_some());
+        }
         Ok(demo_writer::meta(&self.connection()?, "demo")?.is_some())
     }
 
@@ -529,6 +648,27 @@ impl Engine {
         let mut seen = self.write_lock();
         let served = self.snapshot();
         let cfg = &served.config;
+        if let Some(mut client) = self.pg_client()? {
+            let mut staging = pg::stage::stage(&mut client, &cfg.schema)?;
+            let counts = demo_writer::write_demo(
+                &mut staging.conn,
+                &cfg.schema,
+                &cfg.settings.calendar,
+                opts,
+            )?;
+            let entities: Vec<&str> = cfg.schema.entities.keys().map(String::as_str).collect();
+            let stamp = format!("scale={} seed={}", opts.scale, opts.seed);
+            pg::stage::publish(
+                &mut client,
+                &staging,
+                &cfg.schema,
+                &entities,
+                true,
+                Some(("demo", &stamp)),
+            )?;
+            self.serve_published(&served, &mut seen, &mut client, &entities)?;
+            return Ok(counts);
+        }
         let mut conn = self.connection()?;
         let counts = demo_writer::write_demo(&mut conn, &cfg.schema, &cfg.settings.calendar, opts)?;
         for entity in cfg.schema.entities.keys() {
@@ -611,6 +751,11 @@ fn record_start(conn: &Connection, cfg: &ConfigSnapshot, hash: &str) -> Result<u
             )
         }
     }
+}
+
+/// The URL when `--db` names a PostgreSQL database.
+pub fn postgres_url(db: &Path) -> Option<&str> {
+    db.to_str().filter(|s| pg::is_url(s))
 }
 
 /// The current time, in UTC milliseconds.

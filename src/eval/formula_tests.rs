@@ -202,15 +202,28 @@ fn parse_case(r: &mut Reader<'_>, node: &Node) -> Option<Case> {
     })
 }
 
-/// Runs one case: its records into a fresh database, then each expectation.
+/// Where a case's records are put: a fresh in-memory store, or a fresh
+/// private schema of a PostgreSQL database (`kpi test --db postgres://…`).
+#[derive(Debug, Clone, Copy)]
+pub enum CaseStore<'a> {
+    Embedded,
+    Postgres(&'a str),
+}
+
+/// Runs one case: its records into a fresh embedded database, then each expectation.
 pub fn run_case(config: &Arc<ConfigSnapshot>, case: &Case) -> Vec<Check> {
+    run_case_on(config, case, CaseStore::Embedded)
+}
+
+/// [`run_case`] with the records in `on`.
+pub fn run_case_on(config: &Arc<ConfigSnapshot>, case: &Case, on: CaseStore<'_>) -> Vec<Check> {
     let fail_all = |msg: String| {
         case.expect
             .iter()
             .map(|(k, e, line)| judge(case, k, e, *line, Err(msg.clone()), vec![]))
             .collect()
     };
-    let store = match load_records(config, case) {
+    let store = match load_records(config, case, on) {
         Ok(s) => s,
         Err(e) => return fail_all(e),
     };
@@ -297,7 +310,11 @@ fn judge(
     }
 }
 
-fn load_records(config: &Arc<ConfigSnapshot>, case: &Case) -> Result<Records, String> {
+fn load_records(
+    config: &Arc<ConfigSnapshot>,
+    case: &Case,
+    on: CaseStore<'_>,
+) -> Result<Records, String> {
     let labels: Vec<String> = case
         .records
         .iter()
@@ -314,7 +331,14 @@ fn load_records(config: &Arc<ConfigSnapshot>, case: &Case) -> Result<Records, St
         .zip(&labels)
         .map(|((entity, rows), label)| (entity.as_str(), label.as_str(), rows.clone()))
         .collect();
-    let store = ColumnStore::in_memory(config.schema.clone(), &config.settings.calendar, &batches)
-        .map_err(|e| e.to_string())?;
-    Ok(Records::new(Arc::new(store)))
+    let (schema, cal) = (config.schema.clone(), &config.settings.calendar);
+    let store: Arc<dyn crate::store::RecordStore> = match on {
+        CaseStore::Embedded => {
+            Arc::new(ColumnStore::in_memory(schema, cal, &batches).map_err(|e| e.to_string())?)
+        }
+        CaseStore::Postgres(url) => Arc::new(
+            crate::store::pg::scratch(url, schema, cal, &batches).map_err(|e| e.to_string())?,
+        ),
+    };
+    Ok(Records::new(store))
 }

@@ -31,6 +31,22 @@ pub struct ShapeResult {
 }
 
 impl ShapeResult {
+    /// Values laid out period after period, `slots` (teams, people, or 1) each.
+    pub fn new(
+        periods: Vec<PeriodId>,
+        slots: usize,
+        all_teams: bool,
+        values: Vec<AggValue>,
+    ) -> ShapeResult {
+        debug_assert_eq!(values.len(), periods.len() * slots);
+        ShapeResult {
+            periods,
+            slots,
+            all_teams,
+            values,
+        }
+    }
+
     pub fn get(&self, team: u32, period: PeriodId) -> Option<&AggValue> {
         let p = self.periods.iter().position(|x| *x == period)?;
         let t = if self.all_teams { 0 } else { team as usize };

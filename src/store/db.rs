@@ -148,12 +148,37 @@ impl std::fmt::Display for Refusal {
     }
 }
 
+/// A field as the database recorded it when it made the column.
 #[derive(Debug, Clone)]
-struct StoredField {
-    entity: String,
-    field: String,
-    ty: String,
-    optional: bool,
+pub struct StoredField {
+    pub entity: String,
+    pub field: String,
+    pub ty: String,
+    pub optional: bool,
+}
+
+/// What [`plan`] asks of a database: the fields it recorded and whether they
+/// hold data. SQLite answers here; PostgreSQL in `store::pg::migrate`.
+pub trait SchemaProbe {
+    fn stored_fields(&self) -> Result<Vec<StoredField>, StoreError>;
+    fn has_rows(&self, entity: &str) -> Result<bool, StoreError>;
+    fn field_has_nulls(&self, entity: &str, field: &str) -> Result<bool, StoreError>;
+    fn field_has_data(&self, entity: &str, field: &str) -> Result<bool, StoreError>;
+}
+
+impl SchemaProbe for Connection {
+    fn stored_fields(&self) -> Result<Vec<StoredField>, StoreError> {
+        stored_fields(self)
+    }
+    fn has_rows(&self, entity: &str) -> Result<bool, StoreError> {
+        has_rows(self, entity)
+    }
+    fn field_has_nulls(&self, entity: &str, field: &str) -> Result<bool, StoreError> {
+        field_has_nulls(self, entity, field)
+    }
+    fn field_has_data(&self, entity: &str, field: &str) -> Result<bool, StoreError> {
+        field_has_data(self, entity, field)
+    }
 }
 
 fn stored_fields(conn: &Connection) -> Result<Vec<StoredField>, StoreError> {
@@ -187,8 +212,8 @@ fn field_has_data(conn: &Connection, entity: &str, field: &str) -> Result<bool, 
 
 /// Compares the schema with the database. Refusals (a destructive change to
 /// data that exists) are returned as errors; nothing is changed.
-pub fn plan(conn: &Connection, schema: &Schema) -> Result<Vec<Change>, StoreError> {
-    let stored = stored_fields(conn)?;
+pub fn plan(conn: &dyn SchemaProbe, schema: &Schema) -> Result<Vec<Change>, StoreError> {
+    let stored = conn.stored_fields()?;
     let mut changes = Vec::new();
     let mut refusals = Vec::new();
     let known_entities: Vec<&str> = stored.iter().map(|s| s.entity.as_str()).collect();
@@ -204,7 +229,7 @@ pub fn plan(conn: &Connection, schema: &Schema) -> Result<Vec<Change>, StoreErro
             match old {
                 None => changes.push(Change::AddField(entity.name.clone(), field.name.clone())),
                 Some(old) if old.ty != field.ty.name() => {
-                    if field_has_data(conn, &entity.name, &field.name)? {
+                    if conn.field_has_data(&entity.name, &field.name)? {
                         refusals.push(Refusal {
                             entity: entity.name.clone(),
                             field: Some(field.name.clone()),
@@ -218,8 +243,8 @@ pub fn plan(conn: &Connection, schema: &Schema) -> Result<Vec<Change>, StoreErro
                     }
                 }
                 Some(old) if old.optional && !field.optional => {
-                    if field_has_nulls(conn, &entity.name, &field.name)?
-                        && has_rows(conn, &entity.name)?
+                    if conn.field_has_nulls(&entity.name, &field.name)?
+                        && conn.has_rows(&entity.name)?
                     {
                         refusals.push(Refusal {
                             entity: entity.name.clone(),
@@ -243,7 +268,7 @@ pub fn plan(conn: &Connection, schema: &Schema) -> Result<Vec<Change>, StoreErro
     for old in &stored {
         match schema.entity(&old.entity) {
             None => {
-                if has_rows(conn, &old.entity)? {
+                if conn.has_rows(&old.entity)? {
                     refusals.push(Refusal {
                         entity: old.entity.clone(),
                         field: None,
@@ -257,7 +282,7 @@ pub fn plan(conn: &Connection, schema: &Schema) -> Result<Vec<Change>, StoreErro
                 }
             }
             Some(e) if e.field(&old.field).is_none() => {
-                if field_has_data(conn, &old.entity, &old.field)? {
+                if conn.field_has_data(&old.entity, &old.field)? {
                     refusals.push(Refusal {
                         entity: old.entity.clone(),
                         field: None,

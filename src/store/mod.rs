@@ -13,6 +13,7 @@ pub mod db;
 pub mod demo_writer;
 pub mod import;
 pub mod owners;
+pub mod pg;
 pub mod schema;
 pub mod teams;
 pub mod value;
@@ -81,6 +82,8 @@ pub enum StoreError {
     Open(String, String),
     #[error("database error: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    #[error("database error: {0}")]
+    Postgres(String),
     #[error("schema change refused: {}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
     Schema(Vec<db::Refusal>),
     /// Bad rows: the first messages (at most 100 rows' worth) and the true count.

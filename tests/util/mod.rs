@@ -11,6 +11,7 @@
 
 pub mod alerts;
 pub mod cli;
+pub mod pg;
 pub mod server;
 
 use std::fs;

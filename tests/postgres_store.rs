@@ -1,0 +1,358 @@
+//! The PostgreSQL record store (SPEC 20) against a real PostgreSQL
+//! (`util::pg`): the same records give the same values, statuses, scores
+//! and ranks as the embedded store, for every KPI and scorecard of the
+//! library; imports are all or nothing with the SQLite import's messages;
+//! destructive schema changes are refused with the same messages.
+
+use serde_json::Value;
+
+use crate::util::cli::Root;
+use crate::util::pg;
+
+/// Numbers whose last bits may differ with the order floating-point sums are
+/// added in (PostgreSQL's aggregate vs the embedded pass): relative 1e-9.
+fn same_number(a: f64, b: f64) -> bool {
+    a == b || (a - b).abs() <= 1e-9 * a.abs().max(b.abs())
+}
+
+/// Every difference between two reports, as `path: a vs b`. Scores, ranks,
+/// statuses, ids and every non-numeric field must be equal exactly.
+fn differences(path: &str, a: &Value, b: &Value, out: &mut Vec<String>) {
+    const EXACT: [&str; 4] = ["score", "rank", "rank_in_team", "weight"];
+    match (a, b) {
+        (Value::Object(x), Value::Object(y)) => {
+            let keys: std::collections::BTreeSet<&String> = x.keys().chain(y.keys()).collect();
+            for k in keys {
+                if k == "loaded_at" {
+                    continue;
+                }
+                let (va, vb) = (
+                    x.get(k).unwrap_or(&Value::Null),
+                    y.get(k).unwrap_or(&Value::Null),
+                );
+                differences(&format!("{path}.{k}"), va, vb, out);
+            }
+        }
+        (Value::Array(x), Value::Array(y)) if x.len() == y.len() => {
+            for (i, (va, vb)) in x.iter().zip(y).enumerate() {
+                differences(&format!("{path}[{i}]"), va, vb, out);
+            }
+        }
+        (Value::Number(x), Value::Number(y)) => {
+            let exact = EXACT.iter().any(|k| path.ends_with(&format!(".{k}")));
+            let (x, y) = (x.as_f64().unwrap(), y.as_f64().unwrap());
+            if (exact && x != y) || !same_number(x, y) {
+                out.push(format!("{path}: {x} vs {y}"));
+            }
+        }
+        _ if a != b => out.push(format!("{path}: {a} vs {b}")),
+        _ => {}
+    }
+}
+
+fn kpi_ids(root: &Root) -> Vec<String> {
+    let mut ids = Vec::new();
+    for entry in std::fs::read_dir(root.path().join("kpis")).unwrap() {
+        let text = std::fs::read_to_string(entry.unwrap().path()).unwrap_or_default();
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("[kpi.")
+                && let Some(id) = rest.strip_suffix(']')
+                && !id.contains('.')
+            {
+                ids.push(id.to_string());
+            }
+        }
+    }
+    ids.sort();
+    ids
+}
+
+#[test]
+fn the_whole_library_gives_the_same_results_on_both_stores() {
+    let url = pg::database();
+    let root = Root::demo();
+    root.kpi(&["--db", &url, "demo", "--until", "2026-06-30"])
+        .ok();
+    let kpis = kpi_ids(&root).join(",");
+    assert!(kpis.split(',').count() >= 30, "the library's KPIs: {kpis}");
+    let mut requests: Vec<Vec<String>> = Vec::new();
+    for as_of in ["2026-06-15T12:00:00+08:00", "2026-07-01T00:00:00+08:00"] {
+        for card in ["sales", "service", "marketing", "sales_reps"] {
+            for period in ["2026-Q2", "2026-Q1", "2025-Q3"] {
+                requests.push(
+                    [
+                        "eval",
+                        "--scorecard",
+                        card,
+                        "--period",
+                        period,
+                        "--as-of",
+                        as_of,
+                    ]
+                    .map(String::from)
+                    .to_vec(),
+                );
+            }
+        }
+        for period in ["2026-05", "2025", "2026-Q2"] {
+            for who in [None, Some("--owners")] {
+                let mut r: Vec<String> =
+                    ["eval", "--kpi", &kpis, "--period", period, "--as-of", as_of]
+                        .map(String::from)
+                        .to_vec();
+                r.extend(who.map(String::from));
+                requests.push(r);
+            }
+        }
+    }
+    let mut diffs = Vec::new();
+    let mut values = 0usize;
+    for r in &requests {
+        let mut args: Vec<&str> = r.iter().map(String::as_str).collect();
+        args.extend(["--format", "json"]);
+        let embedded = root.kpi(&args).json();
+        let mut on_pg = vec!["--db", url.as_str()];
+        on_pg.extend(&args);
+        let pushed = root.kpi(&on_pg).json();
+        values += embedded.to_string().matches("\"value\"").count();
+        differences(&r.join(" "), &embedded, &pushed, &mut diffs);
+    }
+    assert!(values > 5_000, "compared {values} values");
+    assert!(
+        diffs.is_empty(),
+        "{} difference(s) between the stores:\n{}",
+        diffs.len(),
+        diffs
+            .iter()
+            .take(40)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+}
+
+#[test]
+fn an_import_with_a_bad_row_writes_nothing_and_names_file_line_and_field() {
+    let url = pg::database();
+    let root = Root::new();
+    root.write("teams.csv", "id,name,parent\nhq,HQ,\neast,East,hq\n");
+    let out = root
+        .kpi(&["--db", &url, "import", "teams", "teams.csv"])
+        .ok();
+    assert!(out.contains("2 teams records"), "{out}");
+    root.write(
+        "deals.csv",
+        "id,team,owner,customer,stage,amount,created_at,closed_at,campaign\n\
+         d1,east,,,won,100,2026-04-01,2026-04-02,\n\
+         d2,east,,,won,abc,2026-04-01,,\n\
+         d3,west,,,lost,5,2026-04-01,,\n",
+    );
+    let err = root
+        .kpi(&["--db", &url, "import", "deals", "deals.csv"])
+        .fails(1);
+    assert!(
+        err.contains("deals.csv:3: field 'amount': expected a real number, got \"abc\""),
+        "{err}"
+    );
+    assert!(
+        err.contains("deals.csv:4: field 'team': unknown team \"west\""),
+        "{err}"
+    );
+    let mut c = pg::client(&url);
+    let n: i64 = c
+        .query_one("SELECT count(*) FROM deals", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 0, "nothing of the bad import was written");
+    // The good rows alone go in, through COPY, typed: a time is a timestamptz.
+    root.write(
+        "deals.csv",
+        "id,team,stage,amount,created_at,closed_at\nd1,east,won,100,2026-04-01,2026-04-02 10:00:00\nd1,east,won,150,2026-04-01,\n",
+    );
+    let out = root
+        .kpi(&["--db", &url, "import", "deals", "deals.csv"])
+        .ok();
+    assert!(out.contains("1 deals records"), "{out}");
+    let row = c
+        .query_one(
+            "SELECT amount, closed_at IS NULL, pg_typeof(created_at)::text FROM deals WHERE id = 'd1'",
+            &[],
+        )
+        .unwrap();
+    assert_eq!(row.get::<_, f64>(0), 150.0, "the last row of a repeated id");
+    assert!(row.get::<_, bool>(1));
+    assert_eq!(row.get::<_, String>(2), "timestamp with time zone");
+    let generation: i64 = c
+        .query_one(
+            "SELECT generation FROM _kpi_data WHERE entity = 'deals'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(generation, 1);
+}
+
+#[test]
+fn schema_additions_apply_and_destructive_changes_are_refused_as_on_sqlite() {
+    let url = pg::database();
+    let root = Root::demo();
+    root.kpi(&["--db", &url, "demo", "--until", "2026-03-31"])
+        .ok();
+    let schema = root.read("kpis/schema.toml");
+    // An added field becomes a typed column.
+    let added = schema.replacen(
+        "[entity.deals.fields]\n",
+        "[entity.deals.fields]\nprobability = \"real?\"\n",
+        1,
+    );
+    root.write("kpis/schema.toml", &added);
+    root.kpi(&["--db", &url, "check"]).ok();
+    root.kpi(&[
+        "--db",
+        &url,
+        "eval",
+        "--scorecard",
+        "sales",
+        "--period",
+        "2026-Q1",
+    ])
+    .ok();
+    let ty: String = pg::client(&url)
+        .query_one(
+            "SELECT data_type FROM information_schema.columns WHERE table_name = 'deals' AND column_name = 'probability'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(ty, "double precision");
+    // Removing a field that holds data is refused, with the SQLite store's message,
+    // by `kpi check` and by every command that would migrate.
+    let removed = added.replacen("email  = \"text?\"\n", "", 1);
+    assert_ne!(removed, added, "the schema names owners.email as expected");
+    root.write("kpis/schema.toml", &removed);
+    root.remove("kpis/mappings/salesforce_user.toml");
+    for db in [url.as_str(), "crm.db"] {
+        let err = root.kpi(&["--db", db, "check"]).fails(1);
+        assert!(
+            err.contains("owners.email holds data; removing the field is refused"),
+            "{db}: {err}"
+        );
+    }
+    let err = root
+        .kpi(&[
+            "--db",
+            &url,
+            "eval",
+            "--scorecard",
+            "sales",
+            "--period",
+            "2026-Q1",
+        ])
+        .fails(1);
+    assert!(err.contains("owners.email holds data"), "{err}");
+    let still: i64 = pg::client(&url)
+        .query_one("SELECT count(email) FROM owners", &[])
+        .unwrap()
+        .get(0);
+    assert!(still > 0, "nothing was changed");
+}
+
+#[test]
+fn the_formula_tests_pass_on_both_stores() {
+    let url = pg::database();
+    let root = Root::new();
+    let embedded = root.kpi(&["test"]).ok();
+    let on_pg = root.kpi(&["--db", &url, "test"]).ok();
+    let summary = |out: &str| out.lines().last().unwrap_or_default().to_string();
+    assert!(
+        summary(&embedded).ends_with(" passed, 0 failed"),
+        "{embedded}"
+    );
+    assert_eq!(summary(&on_pg), summary(&embedded), "{on_pg}");
+    // Every case's private schema is gone again.
+    let left: i64 = pg::client(&url)
+        .query_one(
+            "SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'kpi_scratch%'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(left, 0);
+}
+
+/// The corners of the query API (NULLs, text order, bools, semi-joins,
+/// sorted values, time values, spans, all_teams, to_date cuts, owner_via)
+/// give the same value on both stores, for teams and for people.
+#[test]
+fn the_corners_of_the_query_api_give_the_same_values_on_both_stores() {
+    let url = pg::database();
+    let root = Root::demo();
+    root.write(
+        "kpis/edge_queries.toml",
+        &std::fs::read_to_string(crate::util::cli::fixture("postgres/edge_queries.toml")).unwrap(),
+    );
+    root.kpi(&["--db", &url, "demo", "--until", "2026-06-30"])
+        .ok();
+    let ids: Vec<String> = kpi_ids(&root)
+        .into_iter()
+        .filter(|k| k.starts_with("e_"))
+        .collect();
+    assert_eq!(ids.len(), 16, "{ids:?}");
+    let ids = ids.join(",");
+    let mut diffs = Vec::new();
+    for period in ["2026-Q2", "2026-Q1"] {
+        for who in [None, Some("--owners")] {
+            let mut args = vec!["eval", "--kpi", &ids, "--period", period];
+            args.extend(["--as-of", "2026-06-15T12:00:00+08:00", "--format", "json"]);
+            args.extend(who);
+            let embedded = root.kpi(&args).json();
+            let text = embedded.to_string();
+            assert!(!text.contains("\"error\""), "no formula fails: {text}");
+            let mut on_pg = vec!["--db", url.as_str()];
+            on_pg.extend(&args);
+            differences(
+                &args.join(" "),
+                &embedded,
+                &root.kpi(&on_pg).json(),
+                &mut diffs,
+            );
+        }
+    }
+    assert!(diffs.is_empty(), "{}", diffs.join("\n"));
+}
+
+/// `KPI_DB` takes a URL like `--db`; what does not run on PostgreSQL yet says so and
+/// does nothing (exit 1), and a message never shows the password.
+#[test]
+fn kpi_db_names_postgres_and_what_is_not_there_yet_refuses_clearly() {
+    let url = pg::database();
+    let with_password = url.replacen("postgres://kpi@", "postgres://kpi:hunter2@", 1);
+    let root = Root::new();
+    root.write("teams.csv", "id,name,parent\nhq,HQ,\n");
+    let out = root
+        .command(&["import", "teams", "teams.csv"])
+        .env("KPI_DB", &with_password)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let n: i64 = pg::client(&url)
+        .query_one("SELECT count(*) FROM teams", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 1);
+    for args in [vec!["serve", "--addr", "127.0.0.1:0"], vec!["alerts"]] {
+        let mut all = vec!["--db", with_password.as_str()];
+        all.extend(&args);
+        let err = root.kpi(&all).fails(1);
+        assert!(
+            err.contains("PostgreSQL") && err.contains("not available"),
+            "{args:?}: {err}"
+        );
+        assert!(!err.contains("hunter2"), "{err}");
+        assert!(err.contains("kpi:***@"), "{err}");
+    }
+}
