@@ -14,6 +14,8 @@ pub enum Kind {
     Kpi,
     Entity,
     Owner,
+    /// A period with a frozen assessment (SPEC 16).
+    FrozenPeriod,
 }
 
 impl Kind {
@@ -24,6 +26,7 @@ impl Kind {
             Kind::Kpi => "KPI",
             Kind::Entity => "entity",
             Kind::Owner => "owner",
+            Kind::FrozenPeriod => "frozen period",
         }
     }
 }

@@ -17,6 +17,9 @@ pub enum Origin {
     File,
     /// Written by an API edit (PUT /api/kpis, weights, targets).
     Api,
+    /// A frozen period was reopened (`kpi reopen`, SPEC 16): the same files,
+    /// a new version, because what is served for that period changed.
+    Reopen,
 }
 
 impl Origin {
@@ -24,6 +27,7 @@ impl Origin {
         match self {
             Origin::File => "file",
             Origin::Api => "api",
+            Origin::Reopen => "reopen",
         }
     }
 }
