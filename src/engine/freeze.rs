@@ -61,6 +61,11 @@ pub struct FrozenPeriod {
     pub rows: usize,
 }
 
+/// A close evaluates as of the start of its minute: the instant the server
+/// answers reads without an as_of for (its cache bucket), so what is frozen
+/// is exactly what was served in that minute, an open period's too.
+pub const AS_OF_BUCKET_MS: Millis = 60_000;
+
 /// How a period was closed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum How {
@@ -377,9 +382,10 @@ impl Engine {
             _ if at < cfg.settings.calendar.period(period).end => How::Force,
             other => other,
         };
+        let as_of = at - at.rem_euclid(AS_OF_BUCKET_MS);
         let mut reports = served.evaluate(&EvalRequest {
             periods: vec![period],
-            as_of: at,
+            as_of,
             live: true,
             ..EvalRequest::default()
         })?;
@@ -405,7 +411,7 @@ impl Engine {
         for r in &mut reports {
             r.frozen = Some(mark.clone());
         }
-        let rows = to_rows(period, at, how, &mark, &generations, &reports);
+        let rows = to_rows(period, as_of, how, &mark, &generations, &reports);
         frozen::save(&tx, &rows)?;
         let (stored, bytes) = frozen::stored_size(&tx, &rows.period)?;
         tx.commit().map_err(StoreError::from)?;
@@ -800,6 +806,67 @@ mod tests {
         assert!(
             set.serving(q("2026-Q3"), at("2026-09-01T00:00:00Z"), &cal)
                 .is_some()
+        );
+    }
+
+    #[test]
+    fn a_report_read_back_from_its_rows_serializes_to_the_same_bytes() {
+        let mark = FrozenMark {
+            frozen_at: at("2026-10-06T00:00:00.250Z"),
+            config_version: 7,
+            content_hash: "abc".into(),
+            data_generation: 13,
+        };
+        let line = |kpi: &str, value: Option<f64>, status| KpiLine {
+            kpi: kpi.into(),
+            value,
+            target: Some(0.25),
+            weight: Some(15.0),
+            score: value.map(|v| v * 400.0),
+            status,
+            projected: value,
+            forecast: value.map(|v| v / 0.7),
+            projected_score: Some(1.0 / 3.0),
+            error: None,
+            explanation: Vec::new(),
+        };
+        let report = Report {
+            scorecard: Some("reps".into()),
+            period: q("2026-Q3"),
+            as_of: mark.frozen_at,
+            subjects: Subjects::Owners,
+            open: true,
+            teams: vec![TeamLine {
+                team: "north".into(),
+                name: "王芳".into(),
+                score: Some(0.1 + 0.2),
+                rank: Some(1),
+                kpis: vec![
+                    line("win_rate", Some(0.1 + 0.2), Status::OnTrack),
+                    line("nps", None, Status::NoData),
+                ],
+                owner: Some("u-1".into()),
+                rank_in_team: Some(1),
+                projected_score: Some(2.0 / 3.0),
+            }],
+            explain: false,
+            frozen: Some(mark.clone()),
+        };
+        let generations = BTreeMap::new();
+        let rows = to_rows(
+            q("2026-Q3"),
+            mark.frozen_at,
+            How::Force,
+            &mark,
+            &generations,
+            &[report.clone()],
+        );
+        let back = from_rows(rows).unwrap();
+        assert_eq!(back.how, "force");
+        assert_eq!(back.rows, 4);
+        assert_eq!(
+            serde_json::to_string(&back.reports[0]).unwrap(),
+            serde_json::to_string(&report).unwrap()
         );
     }
 

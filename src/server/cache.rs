@@ -101,8 +101,9 @@ impl ReportCache {
 }
 
 /// "Now" is rounded down to this (ms): every request without an as_of in the
-/// same minute asks the same question.
-pub const NOW_BUCKET_MS: i64 = 60_000;
+/// same minute asks the same question. It is the bucket a close evaluates as
+/// of (`engine::freeze`), so a frozen result is what was served in its minute.
+pub const NOW_BUCKET_MS: i64 = crate::engine::freeze::AS_OF_BUCKET_MS;
 
 /// Reads `as_of` (default now, to the minute) and `period` (default: the
 /// quarter containing as_of).
