@@ -16,7 +16,8 @@
 //! that grain is frozen once it closes, also those that closed while the
 //! server was down. Older history is never frozen automatically with today's
 //! configuration (`kpi close` does it on purpose), and a period reopened by
-//! hand stays open until it is closed by hand again.
+//! hand stays open until it is closed by hand again. Nothing is closed
+//! automatically while the database holds no records.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -474,8 +475,14 @@ impl Engine {
     }
 
     /// Closes what is due at `at` (see the module doc): records a grain's
-    /// watermark on the first look, then freezes each period due. Blocking.
-    pub fn auto_close(&self, at: Millis) -> Result<Vec<Closed>, EngineError> {
+    /// watermark on the first look, then freezes each period due. Nothing
+    /// happens while the database holds no records at all (a deployment that
+    /// has not imported its history yet must not freeze empty quarters).
+    /// Returns what it froze, or None when there are no records. Blocking.
+    pub fn auto_close(&self, at: Millis) -> Result<Option<Vec<Closed>>, EngineError> {
+        if !self.has_records()? {
+            return Ok(None);
+        }
         let s = self.snapshot();
         let due = s.frozen.due(&s.config.settings, at);
         let mut closed = Vec::new();
@@ -492,7 +499,7 @@ impl Engine {
             }
         }
         self.reload_frozen()?;
-        Ok(closed)
+        Ok(Some(closed))
     }
 
     /// Serves the version another process recorded for the served files (a
@@ -859,7 +866,7 @@ mod tests {
             How::Force,
             &mark,
             &generations,
-            &[report.clone()],
+            std::slice::from_ref(&report),
         );
         let back = from_rows(rows).unwrap();
         assert_eq!(back.how, "force");

@@ -130,19 +130,25 @@ async fn restatement(
     Ok(Json(json!(r)))
 }
 
-/// After a failed automatic close, the next try waits this long.
+/// After a failed automatic close, or one that found no records to assess,
+/// the next try waits this long.
 const RETRY_CLOSE: Duration = Duration::from_secs(60);
 
-/// The automatic close, one upkeep tick: freezes what is due (cheap when nothing is).
-pub async fn auto_close(state: &Arc<AppState>, failed_at: &mut Option<Instant>) {
+/// The automatic close, one upkeep tick: freezes what is due (cheap when
+/// nothing is). `wait_from` holds the instant of the last try that did not close.
+pub async fn auto_close(state: &Arc<AppState>, wait_from: &mut Option<Instant>) {
     let now = crate::engine::now();
-    if failed_at.is_some_and(|t| t.elapsed() < RETRY_CLOSE) || !state.engine.closing_due(now) {
+    if wait_from.is_some_and(|t| t.elapsed() < RETRY_CLOSE) || !state.engine.closing_due(now) {
         return;
     }
     let engine = state.engine.clone();
     match blocking(move || Ok(engine.auto_close(now)?)).await {
-        Ok(closed) => {
-            *failed_at = None;
+        Ok(None) => {
+            tracing::info!("a period is due to close, but the database holds no records yet");
+            *wait_from = Some(Instant::now());
+        }
+        Ok(Some(closed)) => {
+            *wait_from = None;
             for c in closed {
                 tracing::info!(
                     "closed {} automatically (its end + close_after passed): {} values frozen in {} ms",
@@ -153,7 +159,7 @@ pub async fn auto_close(state: &Arc<AppState>, failed_at: &mut Option<Instant>) 
             }
         }
         Err(e) => {
-            *failed_at = Some(Instant::now());
+            *wait_from = Some(Instant::now());
             tracing::warn!("cannot close a period automatically (tried again in a minute): {e}");
         }
     }

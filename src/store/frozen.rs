@@ -463,10 +463,9 @@ mod tests {
         assert!(load_all(&conn).unwrap().is_empty());
         assert_eq!(stored_size(&conn, "2026-Q3").unwrap().0, 0);
         assert!(
-            crate::store::db::generations(&conn)
+            !crate::store::db::generations(&conn)
                 .unwrap()
-                .get(GENERATION_KEY)
-                .is_none()
+                .contains_key(GENERATION_KEY)
         );
     }
 }
