@@ -395,6 +395,7 @@ fn a_frozen_result_survives_a_restart_and_a_reopen_is_in_the_history() {
     let history = s.json("/api/config/history");
     let last = history.as_array().unwrap().last().unwrap().clone();
     assert_eq!(last["origin"], "reopen");
+    assert_eq!(last["actor"], "admin");
     assert_eq!(last["version"], versions + 1);
     assert_eq!(s.health()["config_version"], versions + 1);
     let live = s.json(&card);

@@ -11,6 +11,7 @@ mod alerts_state;
 mod cli;
 mod cli_usage;
 mod freeze;
+mod history;
 mod mappings;
 mod ops;
 mod people;

@@ -25,10 +25,7 @@ fn state() -> (tempfile::TempDir, Arc<AppState>) {
         demo: true,
         limits: Default::default(),
     };
-    let tokens = Tokens {
-        admin: Some(ADMIN.into()),
-        read: None,
-    };
+    let tokens = Tokens::new(Some(ADMIN), None);
     let state = AppState::open(&opts, tokens).unwrap_or_else(|e| panic!("open: {e}"));
     (dir, Arc::new(state))
 }

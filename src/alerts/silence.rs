@@ -25,6 +25,9 @@ pub struct Silence {
     pub until: Option<Millis>,
     pub weekly: Option<Vec<Weekday>>,
     pub comment: String,
+    /// The writer who added it through the API (None in alerts.toml, and on
+    /// silences stored before writers were named).
+    pub created_by: Option<String>,
 }
 
 /// Why a silence is not valid.
@@ -167,6 +170,7 @@ pub fn build(calendar: &Calendar, spec: &SilenceSpec, id: String) -> Result<Sile
         until,
         weekly,
         comment: spec.comment.clone().unwrap_or_default(),
+        created_by: None,
     })
 }
 
@@ -200,6 +204,8 @@ pub struct SilenceView {
     pub until: Option<String>,
     pub weekly: Option<Vec<&'static str>>,
     pub comment: String,
+    /// The writer who added it through the API (null in alerts.toml).
+    pub created_by: Option<String>,
     /// In force right now.
     pub active: bool,
 }
@@ -222,6 +228,7 @@ impl SilenceView {
                 .as_ref()
                 .map(|d| d.iter().map(|d| day_name(*d)).collect()),
             comment: s.comment.clone(),
+            created_by: s.created_by.clone(),
             active: s.active(now, calendar),
         }
     }
@@ -237,8 +244,18 @@ pub(crate) fn ensure_table(conn: &Connection) -> Result<(), AlertError> {
             until_at INTEGER,
             weekly TEXT,
             comment TEXT NOT NULL,
-            created_at INTEGER NOT NULL);",
+            created_at INTEGER NOT NULL,
+            created_by TEXT);",
     )?;
+    // A table made before writers were named lacks created_by.
+    let named: i64 = conn.query_row(
+        "SELECT COUNT(*) FROM pragma_table_info('_kpi_silences') WHERE name = 'created_by'",
+        [],
+        |r| r.get(0),
+    )?;
+    if named == 0 {
+        conn.execute_batch("ALTER TABLE _kpi_silences ADD COLUMN created_by TEXT")?;
+    }
     Ok(())
 }
 
@@ -259,8 +276,9 @@ pub fn add(conn: &Connection, s: &Silence, now: Millis) -> Result<Silence, Alert
         .as_ref()
         .map(|d| d.iter().map(|d| day_name(*d)).collect::<Vec<_>>().join(","));
     conn.execute(
-        "INSERT INTO _kpi_silences (kpis, teams, from_at, until_at, weekly, comment, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        "INSERT INTO _kpi_silences
+            (kpis, teams, from_at, until_at, weekly, comment, created_at, created_by)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
         params![
             to_json(&s.kpis),
             to_json(&s.teams),
@@ -268,7 +286,8 @@ pub fn add(conn: &Connection, s: &Silence, now: Millis) -> Result<Silence, Alert
             s.until,
             weekly,
             s.comment,
-            now
+            now,
+            s.created_by
         ],
     )?;
     Ok(Silence {
@@ -281,7 +300,8 @@ pub fn add(conn: &Connection, s: &Silence, now: Millis) -> Result<Silence, Alert
 pub fn stored(conn: &Connection) -> Result<Vec<Silence>, AlertError> {
     ensure_table(conn)?;
     let mut stmt = conn.prepare(
-        "SELECT id, kpis, teams, from_at, until_at, weekly, comment FROM _kpi_silences ORDER BY id",
+        "SELECT id, kpis, teams, from_at, until_at, weekly, comment, created_by
+         FROM _kpi_silences ORDER BY id",
     )?;
     let rows = stmt.query_map([], |r| {
         let weekly: Option<String> = r.get(5)?;
@@ -293,6 +313,7 @@ pub fn stored(conn: &Connection) -> Result<Vec<Silence>, AlertError> {
             until: r.get(4)?,
             weekly: weekly.map(|w| w.split(',').filter_map(|d| parse_day(d).ok()).collect()),
             comment: r.get(6)?,
+            created_by: r.get(7)?,
         })
     })?;
     Ok(rows.collect::<Result<_, _>>()?)

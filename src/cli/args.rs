@@ -123,11 +123,52 @@ pub enum Command {
     Restatement(RestatementArgs),
     /// Run the admin server: HTTP API, dashboard and hot reload of kpis/ and scripts/.
     #[command(after_help = "Environment:\n  \
-        KPI_ADMIN_TOKEN   bearer token for writes (PUT, POST); without it every write is refused (403)\n  \
+        KPI_ADMIN_TOKEN   bearer token for writes (PUT, POST), the writer `admin` in the config history\n  \
+        KPI_ADMIN_TOKENS  named writers, NAME:TOKEN,NAME:TOKEN (e.g. alice:TOKEN1,bob:TOKEN2): each\n                    \
+        token's name is the actor of what it changes in the config history;\n                    \
+        with neither variable set, every write is refused (403)\n  \
         KPI_READ_TOKEN    when set, reads need it too (Authorization: Bearer, or /?token= once)\n  \
         RUST_LOG          log filter (default info), e.g. RUST_LOG=debug\n\n\
-        Examples:\n  kpi serve --demo\n  KPI_ADMIN_TOKEN=change-me kpi serve --addr 0.0.0.0:8080")]
+        Examples:\n  kpi serve --demo\n  KPI_ADMIN_TOKEN=change-me kpi serve --addr 0.0.0.0:8080\n  \
+        KPI_ADMIN_TOKENS=\"alice:$(openssl rand -hex 16),bob:$(openssl rand -hex 16)\" kpi serve")]
     Serve(ServeArgs),
+    /// List the config history kept by `kpi serve`, or show one version: who applied it and its diff.
+    #[command(
+        after_help = "Each version has its origin (file, api, rollback) and its actor: the \
+        name of the admin token that wrote it, or `file` for an edit on disk.\n\n\
+        Examples:\n  kpi history\n  kpi history 12           # version 12 and its diff against 11"
+    )]
+    History(HistoryArgs),
+    /// Print the unified diff of the configuration's files between two versions of the history.
+    #[command(after_help = "Examples:\n  kpi diff 3 7\n  kpi diff 7 3 | less")]
+    Diff {
+        /// The older side (any version: the diff may go backwards).
+        from: u64,
+        /// The newer side.
+        to: u64,
+    },
+    /// Write the files of a version of the config history back, checked like any edit, as a new
+    /// version with origin `rollback`.
+    #[command(
+        after_help = "The actor recorded is cli:$USER. Files of the configuration that \
+        the version did not have are removed. A running `kpi serve` applies the files as that same \
+        version. The configuration on disk must check for the command to open the deployment; \
+        when it does not, use POST /api/config/rollback/VERSION of the running server.\n\n\
+        Example:\n  kpi history && kpi rollback 7"
+    )]
+    Rollback {
+        /// The version whose files to write back.
+        version: u64,
+    },
+}
+
+#[derive(clap::Args)]
+pub struct HistoryArgs {
+    /// One version to show with its diff [default: list the versions].
+    pub version: Option<u64>,
+    /// List at most this many of the newest versions.
+    #[arg(long, default_value_t = 50)]
+    pub limit: usize,
 }
 
 #[derive(clap::Args)]

@@ -45,6 +45,9 @@ pub fn run(cli: Cli) -> Res<ExitCode> {
         Command::Restatement(args) => restatement(root, &db, &args),
         Command::Test => test(root),
         Command::Serve(args) => serve(root, &db, args),
+        Command::History(args) => super::history::show(&db, &args),
+        Command::Diff { from, to } => super::history::diff(&db, from, to),
+        Command::Rollback { version } => super::history::rollback(root, &db, version),
     }
 }
 
@@ -295,6 +298,7 @@ fn option_error(e: EngineError) -> UserError {
             Kind::Entity => "ENTITY",
             Kind::Owner => "--owner",
             Kind::FrozenPeriod => "PERIOD",
+            Kind::Version => "VERSION",
         },
         _ => return UserError(e.to_string()),
     };
@@ -336,7 +340,8 @@ fn close(root: &Path, db: &Path, args: &CloseArgs) -> Res<ExitCode> {
 fn reopen(root: &Path, db: &Path, period: &str) -> Res<ExitCode> {
     let period = period_arg(period)?;
     let engine = open_existing(root, db)?;
-    let version = engine.reopen(period).map_err(option_error)?;
+    let actor = kpi_engine::store::config_history::cli_actor();
+    let version = engine.reopen(period, &actor).map_err(option_error)?;
     outln!(
         "reopened {period}: its results are live again (config history version {version}, origin reopen)"
     );

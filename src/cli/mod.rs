@@ -3,4 +3,5 @@
 pub mod args;
 pub mod commands;
 pub mod entities;
+pub mod history;
 pub mod output;

@@ -425,38 +425,67 @@ pub fn put_target(
 /// A symlink is written through: the file it points to is replaced (the
 /// temporary file is made beside that file), the link stays a link.
 pub fn write_atomic(path: &Path, text: &str) -> std::io::Result<()> {
+    stage(path, text)?.commit()
+}
+
+/// A file's new text written to its temporary file, not yet renamed over it.
+/// Dropped without [`Staged::commit`], the temporary file is removed.
+pub struct Staged {
+    tmp: std::path::PathBuf,
+    target: std::path::PathBuf,
+    done: bool,
+}
+
+/// The first half of [`write_atomic`]: writes and syncs the temporary file.
+pub fn stage(path: &Path, text: &str) -> std::io::Result<Staged> {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let resolved;
-    let path = if path.is_symlink() {
-        resolved = std::fs::canonicalize(path)?;
-        resolved.as_path()
+    let target = if path.is_symlink() {
+        std::fs::canonicalize(path)?
     } else {
-        path
+        path.to_path_buf()
     };
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path
+    let dir = target.parent().unwrap_or(Path::new("."));
+    let name = target
         .file_name()
         .map(|n| n.to_string_lossy().to_string())
         .unwrap_or_default();
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let tmp = dir.join(format!(".{name}.{}-{n}.tmp", std::process::id()));
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(text.as_bytes())?;
-        f.sync_all()?;
-        if let Ok(meta) = std::fs::metadata(path) {
-            std::fs::set_permissions(&tmp, meta.permissions())?;
+    let staged = Staged {
+        tmp: dir.join(format!(".{name}.{}-{n}.tmp", std::process::id())),
+        target: target.clone(),
+        done: false,
+    };
+    let mut f = std::fs::File::create(&staged.tmp)?;
+    f.write_all(text.as_bytes())?;
+    f.sync_all()?;
+    if let Ok(meta) = std::fs::metadata(&target) {
+        std::fs::set_permissions(&staged.tmp, meta.permissions())?;
+    }
+    Ok(staged)
+}
+
+impl Staged {
+    /// The second half of [`write_atomic`]: the rename over, and the folder's fsync.
+    pub fn commit(mut self) -> std::io::Result<()> {
+        std::fs::rename(&self.tmp, &self.target)?;
+        self.done = true;
+        if let Some(d) = self
+            .target
+            .parent()
+            .and_then(|dir| std::fs::File::open(dir).ok())
+        {
+            let _ = d.sync_all();
         }
-        std::fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
+        Ok(())
     }
-    result?;
-    if let Ok(d) = std::fs::File::open(dir) {
-        let _ = d.sync_all();
+}
+
+impl Drop for Staged {
+    fn drop(&mut self) {
+        if !self.done {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
     }
-    Ok(())
 }
 
 /// Removes the temporary files [`write_atomic`] left behind when its process

@@ -8,12 +8,14 @@
 //! loaded, which is what lets the server swap snapshots atomically.
 
 pub mod alerts;
+pub mod diff;
 pub mod edit;
 pub mod kpi;
 pub mod scorecards;
 pub mod settings;
 pub mod targets;
 pub mod toml_doc;
+pub mod write_set;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};

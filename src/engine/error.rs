@@ -16,6 +16,8 @@ pub enum Kind {
     Owner,
     /// A period with a frozen assessment (SPEC 16).
     FrozenPeriod,
+    /// A version of the config history.
+    Version,
 }
 
 impl Kind {
@@ -27,6 +29,7 @@ impl Kind {
             Kind::Entity => "entity",
             Kind::Owner => "owner",
             Kind::FrozenPeriod => "frozen period",
+            Kind::Version => "config version",
         }
     }
 }

@@ -438,9 +438,10 @@ impl Engine {
     }
 
     /// Drops the freeze of `period` and records it in the config history
-    /// (origin `reopen`, a new version of the same files). The period is not
-    /// closed automatically again. Returns the new version. Blocking.
-    pub fn reopen(&self, period: PeriodId) -> Result<u64, EngineError> {
+    /// (origin `reopen`, by `actor`, a new version of the same files). The
+    /// period is not closed automatically again. Returns the new version.
+    /// Blocking.
+    pub fn reopen(&self, period: PeriodId, actor: &str) -> Result<u64, EngineError> {
         let _writer = self.write_lock();
         let served = self.snapshot();
         served.frozen_period(period)?;
@@ -450,11 +451,14 @@ impl Engine {
         frozen::delete(&tx, &period.to_string(), at)?;
         let version = config_history::append(
             &tx,
-            &format_utc(at),
-            Origin::Reopen,
-            &[],
-            &served.content_hash,
-            &config_history::file_hashes(&served.config.files),
+            &config_history::NewVersion {
+                applied_at: &format_utc(at),
+                origin: Origin::Reopen,
+                actor,
+                files_changed: &[],
+                content_hash: &served.content_hash,
+                files: &served.config.files,
+            },
         )?;
         tx.commit().map_err(StoreError::from)?;
         if self.serving {

@@ -17,6 +17,7 @@
 
 pub mod error;
 pub mod freeze;
+pub mod history;
 pub mod snapshot;
 
 use std::collections::BTreeMap;
@@ -29,13 +30,14 @@ pub use error::{EngineError, Kind};
 pub use freeze::{Closed, FrozenSet, How, Restatement};
 pub use snapshot::{EvalRequest, PreviewReport, Proposal, Snapshot, ValueReport, When, Who};
 
+use crate::config::write_set::{self, Changes};
 use crate::config::{self, ConfigSnapshot};
 use crate::demo::DemoOptions;
 use crate::diag::Diagnostic;
 use crate::eval::Records;
 use crate::period::{Millis, format_utc};
 use crate::store::columns::ColumnStore;
-use crate::store::config_history::{self, HistoryEntry, Origin};
+use crate::store::config_history::{self, FILE_ACTOR, HistoryEntry, NewVersion, Origin};
 use crate::store::import::{ImportReport, Input, import};
 use crate::store::{StoreError, db, demo_writer};
 
@@ -218,21 +220,23 @@ impl Engine {
     }
 
     /// Loads kpis/ and scripts/ from disk as one candidate, checks it, and
-    /// applies it if it checks. Blocking.
-    pub fn reload(&self) -> Result<Applied, ReloadError> {
+    /// applies it if it checks; `actor` is recorded in the history (`file`
+    /// for the watcher, a token's name for POST /api/reload). Blocking.
+    pub fn reload(&self, actor: &str) -> Result<Applied, ReloadError> {
         let _writer = self.write_lock();
         let cfg = crate::load_checked(&self.root).map_err(|d| ReloadError::Config(d.0))?;
-        self.apply(cfg, Origin::File, None).map_err(|e| match e {
-            EngineError::Rejected { diagnostics, .. } => ReloadError::Config(diagnostics),
-            other => ReloadError::Transient(other),
-        })
+        self.apply(cfg, Origin::File, actor, None)
+            .map_err(|e| match e {
+                EngineError::Rejected { diagnostics, .. } => ReloadError::Config(diagnostics),
+                other => ReloadError::Transient(other),
+            })
     }
 
     /// An edit of one file: `edit` gets the files on disk and returns the one
     /// file it changes (path relative to the root, new text). The edited
     /// candidate is checked in memory; only if it passes is the file written
-    /// (atomically) and the configuration applied. Blocking.
-    pub fn edit<F>(&self, edit: F) -> Result<(String, Applied), EngineError>
+    /// (atomically) and the configuration applied, recorded with `actor`. Blocking.
+    pub fn edit<F>(&self, actor: &str, edit: F) -> Result<(String, Applied), EngineError>
     where
         F: FnOnce(&BTreeMap<String, String>) -> Result<(String, String), EngineError>,
     {
@@ -249,27 +253,31 @@ impl Engine {
         };
         let candidate = config::from_files(&self.root, files).map_err(|d| rejected(d.0))?;
         let candidate = crate::check_snapshot(Arc::new(candidate)).map_err(rejected)?;
-        let applied = self.apply(candidate, Origin::Api, Some((&path, &text)))?;
+        let changes = Changes::from([(path.clone(), Some(text))]);
+        let applied = self.apply(candidate, Origin::Api, actor, Some(&changes))?;
         Ok((path, applied))
     }
 
-    /// Applies a checked candidate: schema additions and a history row in one
-    /// write transaction, the edited file (when `write` is given) written
-    /// while that transaction holds the lock, the commit, then the swap. So
-    /// an edit applies completely or changes no file: a locked database is
-    /// waited for and tried again ([`db::begin_write`]), and a commit that
-    /// fails puts the file back. The caller holds the writer lock.
+    /// Applies a checked candidate: schema additions and a history row (with
+    /// `origin`, `actor` and every file's text) in one write transaction, the
+    /// changed files (when `changes` are given; all or nothing, see
+    /// [`write_set`]) written while that transaction holds the lock, the
+    /// commit, then the swap. So an edit applies completely or changes no
+    /// file: a locked database is waited for and tried again
+    /// ([`db::begin_write`]), and a commit that fails puts the files back.
+    /// The caller holds the writer lock.
     fn apply(
         &self,
         cfg: Arc<ConfigSnapshot>,
         origin: Origin,
-        write: Option<(&str, &str)>,
+        actor: &str,
+        changes: Option<&Changes>,
     ) -> Result<Applied, EngineError> {
         let served = self.snapshot();
         let hash = cfg.content_hash();
         if hash == served.content_hash {
-            if let Some((path, text)) = write {
-                self.write_file(path, text)?;
+            if let Some(changes) = changes {
+                let _ = self.write_files(changes)?;
             }
             return Ok(Applied {
                 version: served.version,
@@ -292,33 +300,30 @@ impl Engine {
             &config_history::file_hashes(&cfg.files),
         );
         let applied_at = format_utc(now());
-        let version = if self.serving {
-            config_history::append(
-                &tx,
-                &applied_at,
-                origin,
-                &files_changed,
-                &hash,
-                &config_history::file_hashes(&cfg.files),
-            )?
-        } else {
+        let version = if !self.serving {
             served.version + 1
-        };
-        let before = match write {
-            Some((path, text)) => {
-                let before = std::fs::read_to_string(self.root.join(path)).ok();
-                self.write_file(path, text)?;
-                Some((path, before))
+        } else {
+            match config_history::last(&tx)? {
+                // Another process recorded these very files (`kpi rollback` while
+                // this server runs): serve its version rather than record them twice.
+                Some(l) if l.content_hash == hash && l.version > served.version => l.version,
+                _ => config_history::append(
+                    &tx,
+                    &NewVersion {
+                        applied_at: &applied_at,
+                        origin,
+                        actor,
+                        files_changed: &files_changed,
+                        content_hash: &hash,
+                        files: &cfg.files,
+                    },
+                )?,
             }
-            None => None,
         };
+        let written = changes.map(|c| self.write_files(c)).transpose()?;
         if let Err(e) = tx.commit() {
-            if let Some((path, before)) = before {
-                let file = self.root.join(path);
-                let _ = match before {
-                    Some(text) => config::edit::write_atomic(&file, &text),
-                    None => std::fs::remove_file(&file),
-                };
+            if let Some(w) = written {
+                w.undo();
             }
             return Err(StoreError::from(e).into());
         }
@@ -352,9 +357,9 @@ impl Engine {
         })
     }
 
-    fn write_file(&self, path: &str, text: &str) -> Result<(), EngineError> {
-        config::edit::write_atomic(&self.root.join(path), text)
-            .map_err(|e| EngineError::from_io(format!("cannot write {path}"), &e))
+    fn write_files(&self, changes: &Changes) -> Result<write_set::Written, EngineError> {
+        write_set::write_all(&self.root, changes)
+            .map_err(|e| EngineError::from_io(format!("cannot write {}", e.path), &e.source))
     }
 
     /// The records to serve with a new configuration. They did not change:
@@ -615,11 +620,14 @@ fn record_start(conn: &Connection, cfg: &ConfigSnapshot, hash: &str) -> Result<u
             let changed = config_history::changed_files(&before, &hashes);
             config_history::append(
                 conn,
-                &format_utc(now()),
-                Origin::File,
-                &changed,
-                hash,
-                &hashes,
+                &NewVersion {
+                    applied_at: &format_utc(now()),
+                    origin: Origin::File,
+                    actor: FILE_ACTOR,
+                    files_changed: &changed,
+                    content_hash: hash,
+                    files: &cfg.files,
+                },
             )
         }
     }

@@ -1,6 +1,7 @@
 //! The write side of the HTTP API: edits of KPIs, weights and targets (each
 //! checked as a whole candidate configuration before anything is written),
-//! record ingest and reload. Every route here needs the admin token.
+//! record ingest and reload. Every route here needs an admin token, and
+//! what it changes is recorded (history) or logged with the writer's name.
 
 use std::sync::Arc;
 
@@ -33,7 +34,7 @@ fn applied_json(path: &str, a: &Applied) -> Value {
 /// `PUT /api/kpis/{id}`: body = the TOML of that one KPI table.
 pub async fn put_kpi(
     State(state): State<Arc<AppState>>,
-    _: AdminAccess,
+    AdminAccess(actor): AdminAccess,
     ApiPath(id): ApiPath<String>,
     Body(body): Body,
 ) -> Reply {
@@ -45,7 +46,7 @@ pub async fn put_kpi(
     let body = String::from_utf8(body.to_vec())
         .map_err(|_| ApiError::bad_request("the body is not UTF-8 text"))?;
     let (path, applied) = state
-        .edit_config(move |files| {
+        .edit_config(actor, move |files| {
             let path = edit::kpi_file(files, &id);
             let text = files.get(&path).cloned().unwrap_or_default();
             let out = edit::put_kpi(&path, &text, &id, &body)?;
@@ -58,7 +59,7 @@ pub async fn put_kpi(
 /// `PUT /api/scorecards/{id}/weights/{key}`: body `{"kpi": weight, …}`.
 pub async fn put_weights(
     State(state): State<Arc<AppState>>,
-    _: AdminAccess,
+    AdminAccess(actor): AdminAccess,
     ApiPath((card, key)): ApiPath<(String, String)>,
     JsonBody(weights): JsonBody<Ordered>,
 ) -> Reply {
@@ -75,7 +76,7 @@ pub async fn put_weights(
         ));
     }
     let (path, applied) = state
-        .edit_config(move |files| {
+        .edit_config(actor, move |files| {
             let text = files
                 .get(edit::SCORECARDS_FILE)
                 .cloned()
@@ -112,7 +113,7 @@ fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<f64>>
 /// `PUT /api/targets/{kpi}`: body `{"team", "key", "target", "threshold"?, "stretch"?}`.
 pub async fn put_target(
     State(state): State<Arc<AppState>>,
-    _: AdminAccess,
+    AdminAccess(actor): AdminAccess,
     ApiPath(kpi): ApiPath<String>,
     JsonBody(body): JsonBody<TargetBody>,
 ) -> Reply {
@@ -146,7 +147,7 @@ pub async fn put_target(
         stretch: Bound::from_field(body.stretch),
     };
     let (path, applied) = state
-        .edit_config(move |files| {
+        .edit_config(actor, move |files| {
             let text = files.get(edit::TARGETS_FILE).cloned().unwrap_or_default();
             let of = match (&body.team, &body.owner) {
                 (Some(t), _) => TargetOf::Team(t),
@@ -171,7 +172,7 @@ pub struct RecordsQuery {
 /// kpis/mappings/NAME.toml; all rows or none.
 pub async fn post_records(
     State(state): State<Arc<AppState>>,
-    _: AdminAccess,
+    AdminAccess(actor): AdminAccess,
     ApiPath(entity): ApiPath<String>,
     ApiQuery(query): ApiQuery<RecordsQuery>,
     Body(body): Body,
@@ -204,7 +205,7 @@ pub async fn post_records(
         ),
         (None, Some(_)) => Records::Ndjson(unmarked),
     };
-    let (reports, generation) = state.ingest(entity, records).await?;
+    let (reports, generation) = state.ingest(entity, records, &actor).await?;
     let main = &reports[0];
     let mut reply = json!({
         "status": "ok",
@@ -223,8 +224,8 @@ pub async fn post_records(
 }
 
 /// `POST /api/reload`: reload kpis/ and scripts/ now.
-pub async fn reload(State(state): State<Arc<AppState>>, _: AdminAccess) -> Reply {
-    match state.reload().await {
+pub async fn reload(State(state): State<Arc<AppState>>, AdminAccess(actor): AdminAccess) -> Reply {
+    match state.reload(&actor).await {
         Ok(a) => Ok(Json(json!({
             "status": "ok",
             "config_version": a.version,

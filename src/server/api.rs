@@ -392,6 +392,7 @@ pub async fn history(
                     "version": r.version,
                     "applied_at": r.applied_at,
                     "origin": r.origin,
+                    "actor": r.actor,
                     "files_changed": r.files_changed,
                     "content_hash": r.content_hash,
                 })

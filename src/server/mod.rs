@@ -25,6 +25,7 @@ pub mod auth;
 pub mod cache;
 pub mod dashboard;
 pub mod error;
+pub mod history;
 pub mod listen;
 pub mod periods;
 pub mod reload;
@@ -67,6 +68,7 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/api/config/history", get(api::history))
         .merge(silences::routes())
         .merge(periods::routes())
+        .merge(history::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
@@ -101,13 +103,19 @@ pub enum ServeError {
     Watch(#[from] notify::Error),
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    #[error("{0}")]
+    Tokens(#[from] auth::TokenError),
 }
 
 /// Runs the server until SIGTERM or Ctrl-C, then finishes the requests in flight.
 pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
-    let tokens = Tokens::from_env();
-    if tokens.admin.is_none() {
-        tracing::warn!("KPI_ADMIN_TOKEN is not set: every write is refused (403)");
+    let tokens = Tokens::from_env()?;
+    if tokens.writes_enabled() {
+        tracing::info!("writers: {}", tokens.writer_names().join(", "));
+    } else {
+        tracing::warn!(
+            "neither KPI_ADMIN_TOKEN nor KPI_ADMIN_TOKENS is set: every write is refused (403)"
+        );
     }
     let o = opts.clone();
     let state = tokio::task::spawn_blocking(move || AppState::open(&o, tokens))

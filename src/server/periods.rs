@@ -103,13 +103,14 @@ async fn close(
 /// `POST /api/periods/{id}/reopen`: drops the freeze (recorded in the config history).
 async fn reopen(
     State(state): State<Arc<AppState>>,
-    _: AdminAccess,
+    AdminAccess(actor): AdminAccess,
     ApiPath(id): ApiPath<String>,
 ) -> Reply {
     let p = period(&id)?;
     let engine = state.engine.clone();
-    let version = blocking(move || Ok(engine.reopen(p)?)).await?;
-    tracing::info!("reopened {p} through the API: config version {version}");
+    let by = actor.clone();
+    let version = blocking(move || Ok(engine.reopen(p, &by)?)).await?;
+    tracing::info!("{actor} reopened {p} through the API: config version {version}");
     Ok(Json(json!({
         "status": "ok",
         "period": p.to_string(),

@@ -108,7 +108,7 @@ async fn run(
         }
         watch(&mut watcher, &dirs);
         // Errors are logged and kept for /health by `reload` itself.
-        let _ = state.reload().await;
+        let _ = state.reload(crate::store::config_history::FILE_ACTOR).await;
     }
 }
 

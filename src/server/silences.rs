@@ -58,7 +58,7 @@ async fn list(State(state): State<Arc<AppState>>, _: ReadAccess) -> Reply {
 /// `POST /api/silences` (admin): `{kpis?, teams?, from?, until, weekly?, comment?}`.
 async fn add(
     State(state): State<Arc<AppState>>,
-    _: AdminAccess,
+    AdminAccess(actor): AdminAccess,
     JsonBody(spec): JsonBody<SilenceSpec>,
 ) -> Reply {
     let served = state.served();
@@ -89,8 +89,11 @@ async fn add(
             .or_else(|| Some(crate::period::format_utc(now()))),
         ..spec
     };
-    let built = silence::build(&cfg.settings.calendar, &spec, String::new())
-        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let built = silence::Silence {
+        created_by: Some(actor.clone()),
+        ..silence::build(&cfg.settings.calendar, &spec, String::new())
+            .map_err(|e| ApiError::bad_request(e.to_string()))?
+    };
     let engine = state.engine.clone();
     let served2 = served.clone();
     let view = blocking(move || {
@@ -103,6 +106,7 @@ async fn add(
         ))
     })
     .await?;
+    tracing::info!("silence {} added by {actor}", view.id);
     Ok(Json(
         serde_json::to_value(view).map_err(ApiError::internal)?,
     ))
@@ -111,7 +115,7 @@ async fn add(
 /// `DELETE /api/silences/{id}` (admin): removes a silence of the database.
 async fn remove(
     State(state): State<Arc<AppState>>,
-    _: AdminAccess,
+    AdminAccess(actor): AdminAccess,
     ApiPath(id): ApiPath<String>,
 ) -> Reply {
     let Ok(n) = id.parse::<i64>() else {
@@ -137,6 +141,7 @@ async fn remove(
     })
     .await?;
     if removed {
+        tracing::info!("silence {id} removed by {actor}");
         Ok(Json(json!({"status": "ok", "removed": id})))
     } else {
         Err(ApiError::not_found(format!("no silence {id}")))

@@ -191,12 +191,14 @@ impl AppState {
     }
 
     /// Reloads kpis/ and scripts/ from disk as one candidate (the watcher and
-    /// POST /api/reload). A failure is kept for /health until a later success.
-    pub async fn reload(self: &Arc<Self>) -> Result<Applied, Vec<Diagnostic>> {
+    /// POST /api/reload), recorded with `actor`. A failure is kept for /health
+    /// until a later success.
+    pub async fn reload(self: &Arc<Self>, actor: &str) -> Result<Applied, Vec<Diagnostic>> {
         let was_degraded = !self.health().errors.is_empty();
         let engine = self.engine.clone();
         let before = self.served();
-        let result = blocking(move || Ok(engine.reload()))
+        let who = actor.to_string();
+        let result = blocking(move || Ok(engine.reload(&who)))
             .await
             .unwrap_or_else(|e| {
                 Err(ReloadError::Config(vec![Diagnostic::file(
@@ -208,7 +210,7 @@ impl AppState {
             Ok(a) => {
                 if a.changed {
                     tracing::info!(
-                        "applied configuration version {} (changed: {})",
+                        "applied configuration version {} (changed: {}; actor {actor})",
                         a.version,
                         a.files_changed.join(", ")
                     );
@@ -242,16 +244,48 @@ impl AppState {
         }
     }
 
-    /// An API edit of one file (see [`Engine::edit`]).
-    pub async fn edit_config<F>(self: &Arc<Self>, edit: F) -> Result<(String, Applied), ApiError>
+    /// An API edit of one file by `actor` (see [`Engine::edit`]).
+    pub async fn edit_config<F>(
+        self: &Arc<Self>,
+        actor: String,
+        edit: F,
+    ) -> Result<(String, Applied), ApiError>
     where
         F: FnOnce(&BTreeMap<String, String>) -> Result<(String, String), EngineError>
             + Send
             + 'static,
     {
         let engine = self.engine.clone();
-        let (path, applied) = blocking(move || Ok(engine.edit(edit)?)).await?;
-        tracing::info!("{path} edited through the API: version {}", applied.version);
+        let who = actor.clone();
+        let (path, applied) = blocking(move || Ok(engine.edit(&who, edit)?)).await?;
+        tracing::info!(
+            "{path} edited through the API by {actor}: version {}",
+            applied.version
+        );
+        self.config_changed_by_api(&applied);
+        Ok((path, applied))
+    }
+
+    /// The files of an earlier version written back by `actor` (see [`Engine::rollback`]).
+    pub async fn rollback(
+        self: &Arc<Self>,
+        version: u64,
+        actor: String,
+    ) -> Result<Applied, ApiError> {
+        let engine = self.engine.clone();
+        let who = actor.clone();
+        let applied = blocking(move || Ok(engine.rollback(version, &who)?)).await?;
+        tracing::info!(
+            "rolled back to the files of version {version} by {actor}: version {} (changed: {})",
+            applied.version,
+            applied.files_changed.join(", ")
+        );
+        self.config_changed_by_api(&applied);
+        Ok(applied)
+    }
+
+    /// After a deliberate change through the API: healthy, and alerts judged at once.
+    fn config_changed_by_api(&self, applied: &Applied) {
         self.set_health(Health::default());
         if applied.changed {
             // A deliberate, atomic change: judged at once, ending any hold.
@@ -261,7 +295,6 @@ impl AppState {
                 .pending_since = None;
             self.changed();
         }
-        Ok((path, applied))
     }
 
     /// Imports records (all or nothing), then serves them.
@@ -269,6 +302,7 @@ impl AppState {
         self: &Arc<Self>,
         entity: String,
         records: Records,
+        actor: &str,
     ) -> Result<(Vec<ImportReport>, u64), ApiError> {
         let engine = self.engine.clone();
         let (reports, generation) = blocking(move || {
@@ -287,7 +321,7 @@ impl AppState {
         .await?;
         for report in &reports {
             tracing::info!(
-                "imported {} (data generation {generation})",
+                "imported {} by {actor} (data generation {generation})",
                 report.summary()
             );
         }

@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::state::{AppState, blocking};
+use crate::store::config_history::FILE_ACTOR;
 
 /// How often the database is asked whether another process wrote to it.
 pub const TICK: Duration = Duration::from_millis(250);
@@ -37,7 +38,7 @@ pub fn spawn(state: Arc<AppState>) -> tokio::task::JoinHandle<()> {
             if state.health().transient && last_retry.elapsed() >= RETRY_RELOAD {
                 last_retry = Instant::now();
                 tracing::info!("trying the configuration again after a database error");
-                let _ = state.reload().await;
+                let _ = state.reload(FILE_ACTOR).await;
             }
             state.settle_alerts();
         }

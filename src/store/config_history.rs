@@ -1,12 +1,22 @@
 //! The configuration history: one row per configuration applied by `kpi serve`
-//! (version, time, origin, files changed, content hash), in `_kpi_config_history`.
+//! (version, time, origin, actor, files changed, content hash), in
+//! `_kpi_config_history`, and the text of every file of every version.
 //!
-//! Each row also keeps a hash of every file, so the files changed between two
-//! versions are known even across a restart of the server.
+//! Each row keeps a hash of every file (so the files changed between two
+//! versions are known even across a restart of the server) and, since
+//! SPEC 17, a map from each path to the SHA-256 of its text. The texts live
+//! once each in `_kpi_config_blobs`, keyed by that SHA-256: an edit of one
+//! file adds one text, not the whole tree. Rows written before SPEC 17 have
+//! no actor and no texts; they still list, and are the only versions whose
+//! files cannot be shown, diffed or rolled back to.
+//!
+//! Opening an older table migrates it in place: the columns `actor` and
+//! `files` are added (NULL on the old rows) and the blobs table is created.
 
 use std::collections::BTreeMap;
 
 use rusqlite::{Connection, OptionalExtension, params};
+use sha2::{Digest, Sha256};
 
 use super::StoreError;
 
@@ -20,6 +30,8 @@ pub enum Origin {
     /// A frozen period was reopened (`kpi reopen`, SPEC 16): the same files,
     /// a new version, because what is served for that period changed.
     Reopen,
+    /// The files of an earlier version written back (POST /api/config/rollback).
+    Rollback,
 }
 
 impl Origin {
@@ -28,8 +40,24 @@ impl Origin {
             Origin::File => "file",
             Origin::Api => "api",
             Origin::Reopen => "reopen",
+            Origin::Rollback => "rollback",
         }
     }
+}
+
+/// The actor of a version read from disk that nobody named: an edit seen by
+/// the watcher, or the files found at start-up.
+pub const FILE_ACTOR: &str = "file";
+
+/// The actor of a history row that a command run on this machine records
+/// (not a server's request): `cli:` and the login name (`$USER`, else
+/// `$LOGNAME`), or `cli` when neither is set. A token's name never holds a
+/// `:`, so this cannot be mistaken for one.
+pub fn cli_actor() -> String {
+    ["USER", "LOGNAME"]
+        .iter()
+        .find_map(|v| std::env::var(v).ok().filter(|u| !u.is_empty()))
+        .map_or_else(|| "cli".to_string(), |user| format!("cli:{user}"))
 }
 
 /// One applied configuration.
@@ -39,12 +67,42 @@ pub struct HistoryEntry {
     /// RFC 3339, UTC.
     pub applied_at: String,
     pub origin: String,
+    /// Who applied it: a token's name, `file`, or None on a row written
+    /// before actors were recorded.
+    pub actor: Option<String>,
     /// Paths (relative to the root) added, removed or changed since the previous version.
     pub files_changed: Vec<String>,
     pub content_hash: String,
     /// Path → hash of its text.
     pub file_hashes: BTreeMap<String, String>,
+    /// Path → SHA-256 of its text in `_kpi_config_blobs`; None on a row
+    /// written before texts were kept.
+    pub blobs: Option<BTreeMap<String, String>>,
 }
+
+/// A configuration to record: who applied it, how, and every file's text.
+pub struct NewVersion<'a> {
+    pub applied_at: &'a str,
+    pub origin: Origin,
+    pub actor: &'a str,
+    pub files_changed: &'a [String],
+    pub content_hash: &'a str,
+    pub files: &'a BTreeMap<String, String>,
+}
+
+/// The history table as servers made it before SPEC 17 (no actor, no
+/// texts): what [`ensure`] migrates, kept for the tests of that migration.
+#[doc(hidden)]
+pub const TABLE_BEFORE_SPEC_17: &str = "CREATE TABLE _kpi_config_history (
+    version INTEGER PRIMARY KEY,
+    applied_at TEXT NOT NULL,
+    origin TEXT NOT NULL,
+    files_changed TEXT NOT NULL,
+    content_hash TEXT NOT NULL,
+    file_hashes TEXT NOT NULL);";
+
+const COLUMNS: &str =
+    "version, applied_at, origin, files_changed, content_hash, file_hashes, actor, files";
 
 fn ensure(conn: &Connection) -> Result<(), StoreError> {
     conn.execute_batch(
@@ -54,8 +112,24 @@ fn ensure(conn: &Connection) -> Result<(), StoreError> {
             origin TEXT NOT NULL,
             files_changed TEXT NOT NULL,
             content_hash TEXT NOT NULL,
-            file_hashes TEXT NOT NULL);",
+            file_hashes TEXT NOT NULL,
+            actor TEXT,
+            files TEXT);
+         CREATE TABLE IF NOT EXISTS _kpi_config_blobs (
+            hash TEXT PRIMARY KEY,
+            text TEXT NOT NULL);",
     )?;
+    // A table of an older version lacks the SPEC 17 columns: add them.
+    let mut stmt = conn.prepare("SELECT name FROM pragma_table_info('_kpi_config_history')")?;
+    let have: Vec<String> = stmt
+        .query_map([], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    if !have.iter().any(|c| c == "actor") {
+        conn.execute_batch("ALTER TABLE _kpi_config_history ADD COLUMN actor TEXT")?;
+    }
+    if !have.iter().any(|c| c == "files") {
+        conn.execute_batch("ALTER TABLE _kpi_config_history ADD COLUMN files TEXT")?;
+    }
     Ok(())
 }
 
@@ -68,6 +142,12 @@ pub fn file_hashes(files: &BTreeMap<String, String>) -> BTreeMap<String, String>
             (path.clone(), crate::config::content_hash(&one))
         })
         .collect()
+}
+
+/// The key of a text in `_kpi_config_blobs`: its SHA-256, hex.
+pub fn blob_hash(text: &str) -> String {
+    let digest = Sha256::digest(text.as_bytes());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Paths whose hash differs between two versions (added and removed files included), sorted.
@@ -91,34 +171,92 @@ pub fn last(conn: &Connection) -> Result<Option<HistoryEntry>, StoreError> {
     ensure(conn)?;
     Ok(conn
         .query_row(
-            "SELECT version, applied_at, origin, files_changed, content_hash, file_hashes
-             FROM _kpi_config_history ORDER BY version DESC LIMIT 1",
+            &format!("SELECT {COLUMNS} FROM _kpi_config_history ORDER BY version DESC LIMIT 1"),
             [],
             row,
         )
         .optional()?)
 }
 
-/// Records a newly applied configuration; returns its version (the previous one + 1).
-pub fn append(
-    conn: &Connection,
-    applied_at: &str,
-    origin: Origin,
-    files_changed: &[String],
-    content_hash: &str,
-    file_hashes: &BTreeMap<String, String>,
-) -> Result<u64, StoreError> {
+/// One version, if it was recorded.
+pub fn get(conn: &Connection, version: u64) -> Result<Option<HistoryEntry>, StoreError> {
     ensure(conn)?;
+    Ok(conn
+        .query_row(
+            &format!("SELECT {COLUMNS} FROM _kpi_config_history WHERE version = ?1"),
+            [version as i64],
+            row,
+        )
+        .optional()?)
+}
+
+/// The version recorded just before `version`, if any.
+pub fn previous(conn: &Connection, version: u64) -> Result<Option<HistoryEntry>, StoreError> {
+    ensure(conn)?;
+    Ok(conn
+        .query_row(
+            &format!(
+                "SELECT {COLUMNS} FROM _kpi_config_history WHERE version < ?1
+                 ORDER BY version DESC LIMIT 1"
+            ),
+            [version as i64],
+            row,
+        )
+        .optional()?)
+}
+
+/// Every file's text of a version (path → text), or None when the row was
+/// written before texts were kept.
+pub fn contents(
+    conn: &Connection,
+    entry: &HistoryEntry,
+) -> Result<Option<BTreeMap<String, String>>, StoreError> {
+    let Some(blobs) = &entry.blobs else {
+        return Ok(None);
+    };
+    ensure(conn)?;
+    let mut stmt = conn.prepare("SELECT text FROM _kpi_config_blobs WHERE hash = ?1")?;
+    let mut out = BTreeMap::new();
+    for (path, hash) in blobs {
+        let text: Option<String> = stmt.query_row([hash], |r| r.get(0)).optional()?;
+        match text {
+            Some(t) => {
+                out.insert(path.clone(), t);
+            }
+            // A blob removed by hand: the version's files are not all known.
+            None => return Ok(None),
+        }
+    }
+    Ok(Some(out))
+}
+
+/// Records a newly applied configuration, its texts stored once each;
+/// returns its version (the previous one + 1).
+pub fn append(conn: &Connection, new: &NewVersion<'_>) -> Result<u64, StoreError> {
+    ensure(conn)?;
+    let mut blobs = BTreeMap::new();
+    {
+        let mut insert =
+            conn.prepare("INSERT OR IGNORE INTO _kpi_config_blobs (hash, text) VALUES (?1, ?2)")?;
+        for (path, text) in new.files {
+            let hash = blob_hash(text);
+            insert.execute(params![hash, text])?;
+            blobs.insert(path.clone(), hash);
+        }
+    }
     conn.execute(
         "INSERT INTO _kpi_config_history
-            (version, applied_at, origin, files_changed, content_hash, file_hashes)
-         VALUES ((SELECT COALESCE(MAX(version), 0) + 1 FROM _kpi_config_history), ?1, ?2, ?3, ?4, ?5)",
+            (version, applied_at, origin, files_changed, content_hash, file_hashes, actor, files)
+         VALUES ((SELECT COALESCE(MAX(version), 0) + 1 FROM _kpi_config_history),
+                 ?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         params![
-            applied_at,
-            origin.as_str(),
-            serde_json::to_string(files_changed).unwrap_or_default(),
-            content_hash,
-            serde_json::to_string(file_hashes).unwrap_or_default()
+            new.applied_at,
+            new.origin.as_str(),
+            serde_json::to_string(new.files_changed).unwrap_or_default(),
+            new.content_hash,
+            serde_json::to_string(&file_hashes(new.files)).unwrap_or_default(),
+            new.actor,
+            serde_json::to_string(&blobs).unwrap_or_default(),
         ],
     )?;
     let version: i64 = conn.query_row("SELECT MAX(version) FROM _kpi_config_history", [], |r| {
@@ -130,10 +268,9 @@ pub fn append(
 /// Applied configurations, oldest first; at most `limit`, the newest ones.
 pub fn list(conn: &Connection, limit: usize) -> Result<Vec<HistoryEntry>, StoreError> {
     ensure(conn)?;
-    let mut stmt = conn.prepare(
-        "SELECT version, applied_at, origin, files_changed, content_hash, file_hashes
-         FROM _kpi_config_history ORDER BY version DESC LIMIT ?1",
-    )?;
+    let mut stmt = conn.prepare(&format!(
+        "SELECT {COLUMNS} FROM _kpi_config_history ORDER BY version DESC LIMIT ?1"
+    ))?;
     let mut rows = stmt
         .query_map([limit as i64], row)?
         .collect::<Result<Vec<_>, _>>()?;
@@ -144,6 +281,7 @@ pub fn list(conn: &Connection, limit: usize) -> Result<Vec<HistoryEntry>, StoreE
 fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<HistoryEntry> {
     let files: String = r.get(3)?;
     let hashes: String = r.get(5)?;
+    let blobs: Option<String> = r.get(7)?;
     Ok(HistoryEntry {
         version: r.get::<_, i64>(0)? as u64,
         applied_at: r.get(1)?,
@@ -151,39 +289,99 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<HistoryEntry> {
         files_changed: serde_json::from_str(&files).unwrap_or_default(),
         content_hash: r.get(4)?,
         file_hashes: serde_json::from_str(&hashes).unwrap_or_default(),
+        actor: r.get(6)?,
+        blobs: blobs.and_then(|b| serde_json::from_str(&b).ok()),
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::diff::files;
+
+    fn record(conn: &Connection, origin: Origin, actor: &str, f: &BTreeMap<String, String>) -> u64 {
+        let before = last(conn)
+            .unwrap()
+            .map(|l| l.file_hashes)
+            .unwrap_or_default();
+        let changed = changed_files(&before, &file_hashes(f));
+        let hash = crate::config::content_hash(f);
+        let new = NewVersion {
+            applied_at: "2026-12-02T00:00:00Z",
+            origin,
+            actor,
+            files_changed: &changed,
+            content_hash: &hash,
+            files: f,
+        };
+        append(conn, &new).unwrap()
+    }
 
     #[test]
-    fn versions_count_up_and_keep_file_hashes() {
+    fn versions_count_up_and_keep_actors_hashes_and_texts() {
         let conn = crate::store::db::open_in_memory().unwrap();
         assert_eq!(last(&conn).unwrap(), None);
-        let a = BTreeMap::from([("kpis/a.toml".to_string(), "x = 1".to_string())]);
-        let b = BTreeMap::from([
-            ("kpis/a.toml".to_string(), "x = 2".to_string()),
-            ("kpis/b.toml".to_string(), String::new()),
-        ]);
-        let (ha, hb) = (file_hashes(&a), file_hashes(&b));
-        let all: Vec<String> = a.keys().cloned().collect();
-        assert_eq!(
-            append(&conn, "t1", Origin::File, &all, "h1", &ha).unwrap(),
-            1
-        );
-        let changed = changed_files(&ha, &hb);
-        assert_eq!(changed, ["kpis/a.toml", "kpis/b.toml"]);
-        assert_eq!(
-            append(&conn, "t2", Origin::Api, &changed, "h2", &hb).unwrap(),
-            2
-        );
+        let a = files(&[("kpis/a.toml", "x = 1")]);
+        let b = files(&[("kpis/a.toml", "x = 2"), ("kpis/b.toml", "")]);
+        assert_eq!(record(&conn, Origin::File, FILE_ACTOR, &a), 1);
+        assert_eq!(record(&conn, Origin::Api, "alice", &b), 2);
         let l = last(&conn).unwrap().unwrap();
         assert_eq!((l.version, l.origin.as_str()), (2, "api"));
-        assert_eq!(l.file_hashes, hb);
+        assert_eq!(l.actor.as_deref(), Some("alice"));
+        assert_eq!(l.files_changed, ["kpis/a.toml", "kpis/b.toml"]);
+        assert_eq!(l.file_hashes, file_hashes(&b));
+        assert_eq!(contents(&conn, &l).unwrap(), Some(b));
+        let one = get(&conn, 1).unwrap().unwrap();
+        assert_eq!(contents(&conn, &one).unwrap(), Some(a));
+        assert_eq!(previous(&conn, 2).unwrap().unwrap().version, 1);
+        assert_eq!(previous(&conn, 1).unwrap(), None);
+        assert_eq!(get(&conn, 3).unwrap(), None);
         let all = list(&conn, 10).unwrap();
         assert_eq!(all.iter().map(|e| e.version).collect::<Vec<_>>(), [1, 2]);
         assert_eq!(list(&conn, 1).unwrap()[0].version, 2);
+    }
+
+    #[test]
+    fn a_text_is_stored_once_however_many_versions_hold_it() {
+        let conn = crate::store::db::open_in_memory().unwrap();
+        let big = "y = 1\n".repeat(1000);
+        for i in 0..5 {
+            let f = files(&[
+                ("kpis/big.toml", &big),
+                ("kpis/small.toml", &format!("n = {i}")),
+            ]);
+            record(&conn, Origin::Api, "bob", &f);
+        }
+        let blobs: i64 = conn
+            .query_row("SELECT COUNT(*) FROM _kpi_config_blobs", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(blobs, 6, "one big text and five small ones");
+    }
+
+    #[test]
+    fn a_table_of_an_older_version_gains_the_new_columns_and_its_rows_still_list() {
+        let conn = crate::store::db::open_in_memory().unwrap();
+        conn.execute_batch(TABLE_BEFORE_SPEC_17).unwrap();
+        conn.execute(
+            "INSERT INTO _kpi_config_history VALUES
+                (1, '2026-11-01T00:00:00Z', 'file', '[\"kpis/a.toml\"]', 'h1', '{\"kpis/a.toml\":\"f1\"}')",
+            [],
+        )
+        .unwrap();
+        let old = list(&conn, 10).unwrap();
+        assert_eq!(old.len(), 1);
+        assert_eq!(
+            (old[0].actor.as_deref(), old[0].blobs.as_ref()),
+            (None, None)
+        );
+        assert_eq!(old[0].files_changed, ["kpis/a.toml"]);
+        assert_eq!(contents(&conn, &old[0]).unwrap(), None);
+        let f = files(&[("kpis/a.toml", "x = 3")]);
+        assert_eq!(record(&conn, Origin::File, FILE_ACTOR, &f), 2);
+        let new = get(&conn, 2).unwrap().unwrap();
+        assert_eq!(new.actor.as_deref(), Some("file"));
+        assert_eq!(contents(&conn, &new).unwrap(), Some(f));
+        // Migrating twice is a no-op.
+        assert_eq!(list(&conn, 10).unwrap().len(), 2);
     }
 }

@@ -96,6 +96,7 @@ impl Server {
             .arg(dir.path())
             .args(["serve", "--addr", "127.0.0.1:0"])
             .env_remove("KPI_ADMIN_TOKEN")
+            .env_remove("KPI_ADMIN_TOKENS")
             .env_remove("KPI_READ_TOKEN")
             .env_remove("KPI_DB")
             .env("RUST_LOG", "info")
