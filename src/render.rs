@@ -53,6 +53,8 @@ struct Words {
     status: &'static str,
     /// `{v}`: the projected value.
     pace: &'static str,
+    /// `{t}`: when a period was frozen, `{v}`: the configuration version.
+    frozen: &'static str,
     /// In the order of [`STATUS_ORDER`].
     statuses: [&'static str; 7],
 }
@@ -73,6 +75,7 @@ static EN: Words = Words {
     weight: "weight",
     status: "status",
     pace: "pace {v}",
+    frozen: "frozen {t}, config version {v}",
     statuses: [
         "met",
         "missed",
@@ -100,6 +103,7 @@ static ZH: Words = Words {
     weight: "权重",
     status: "状态",
     pace: "按进度 {v}",
+    frozen: "已冻结于 {t}，配置版本 {v}",
     statuses: [
         "达成",
         "未达成",
@@ -294,8 +298,17 @@ pub fn report_table(
         Some(card) => format!("{} ({})", card.label(lang), card.id),
         None => w.kpis.to_string(),
     };
+    let frozen = match &r.frozen {
+        Some(f) => format!(
+            " · {}",
+            w.frozen
+                .replace("{t}", &cal.format_local(f.frozen_at))
+                .replace("{v}", &f.config_version.to_string())
+        ),
+        None => String::new(),
+    };
     let mut out = format!(
-        "{} · {} ({state}) · {} {}\n\n",
+        "{} · {} ({state}) · {} {}{frozen}\n\n",
         style.paint("1", &title),
         r.period,
         w.as_of,

@@ -10,6 +10,7 @@ mod alerts_robots;
 mod alerts_state;
 mod cli;
 mod cli_usage;
+mod freeze;
 mod history;
 mod mappings;
 mod ops;

@@ -96,6 +96,31 @@ pub enum Command {
         Example:\n  kpi test --root ."
     )]
     Test,
+    /// Close a period: freeze every scorecard's assessment of it (SPEC 16).
+    #[command(
+        after_help = "A frozen period is served as it was frozen: later edits of weights, \
+        targets or formulas and later imports do not change it (`kpi eval --live` computes it \
+        afresh, `kpi restatement` lists what differs). `kpi serve` closes each period of \
+        settings.toml's freeze_grains on its own once its end + close_after has passed.\n\n\
+        Examples:\n  kpi close 2026-Q3\n  kpi close 2026-Q4 --force          # before its end"
+    )]
+    Close(CloseArgs),
+    /// Reopen a frozen period: drop its freeze (recorded in the config history).
+    #[command(
+        after_help = "The period is then evaluated live again and is not closed \
+        automatically again; `kpi close` freezes it anew.\n\nExample:\n  kpi reopen 2026-Q3"
+    )]
+    Reopen {
+        /// The frozen period (e.g. 2026-Q3).
+        period: String,
+    },
+    /// List every value of a frozen period whose live result differs from the frozen one.
+    #[command(
+        after_help = "Late or backdated records and later edits show here: each \
+        scorecard, subject and KPI whose value, target, status or score differs, frozen beside \
+        live.\n\nExamples:\n  kpi restatement 2026-Q3\n  kpi restatement 2026-Q3 --format json"
+    )]
+    Restatement(RestatementArgs),
     /// Run the admin server: HTTP API, dashboard and hot reload of kpis/ and scripts/.
     #[command(after_help = "Environment:\n  \
         KPI_ADMIN_TOKEN   bearer token for writes (PUT, POST), the writer `admin` in the config history\n  \
@@ -211,12 +236,40 @@ pub struct EvalArgs {
     /// Output: an aligned table for people, the JSON of the API, or CSV.
     #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
     pub format: OutputFormat,
-    /// Show each value's queries and their results.
+    /// Show each value's queries and their results (a frozen period is then
+    /// evaluated live: explanations are not frozen).
     #[arg(long)]
     pub explain: bool,
+    /// Evaluate a frozen period afresh instead of showing its frozen result.
+    #[arg(long)]
+    pub live: bool,
     /// Display language of names, headers and statuses.
     #[arg(long, value_enum)]
     pub lang: Option<Lang>,
+}
+
+#[derive(clap::Args)]
+pub struct CloseArgs {
+    /// The period to close (e.g. 2026-Q3).
+    pub period: String,
+    /// Close a period that is still running (its results so far are frozen).
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(clap::Args)]
+pub struct RestatementArgs {
+    /// The frozen period (e.g. 2026-Q3).
+    pub period: String,
+    /// Output: an aligned table for people, or the JSON of the API.
+    #[arg(long, value_enum, default_value_t = ListFormat::Table)]
+    pub format: ListFormat,
+}
+
+#[derive(Clone, Copy, PartialEq, ValueEnum)]
+pub enum ListFormat {
+    Table,
+    Json,
 }
 
 #[derive(clap::Args)]

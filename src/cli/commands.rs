@@ -12,7 +12,10 @@ use kpi_engine::store::import::{Format, Input};
 
 use kpi_engine::alerts::cli::AlertsArgs;
 
-use super::args::{Cli, Command, DemoArgs, EvalArgs, FormatArg, ImportArgs, ServeArgs};
+use super::args::{
+    Cli, CloseArgs, Command, DemoArgs, EvalArgs, FormatArg, ImportArgs, ListFormat,
+    RestatementArgs, ServeArgs,
+};
 use super::output::{self, out, outln};
 
 /// A failure to report to the user (exit 1).
@@ -37,6 +40,9 @@ pub fn run(cli: Cli) -> Res<ExitCode> {
         Command::Demo(args) => demo(root, &db, &args),
         Command::Eval(args) => eval(root, &db, &args),
         Command::Alerts(args) => alerts(root, &db, &args),
+        Command::Close(args) => close(root, &db, &args),
+        Command::Reopen { period } => reopen(root, &db, &period),
+        Command::Restatement(args) => restatement(root, &db, &args),
         Command::Test => test(root, &db),
         Command::Serve(args) => serve(root, &db, args),
         Command::History(args) => super::history::show(&db, &args),
@@ -260,6 +266,7 @@ fn eval(root: &Path, db: &Path, args: &EvalArgs) -> Res<ExitCode> {
             owner: args.owner.clone(),
             owners: args.owners,
             explain: args.explain,
+            live: args.live,
         })
         .map_err(option_error)?;
     output::reports(&snapshot.config, &reports, args);
@@ -294,11 +301,70 @@ fn option_error(e: EngineError) -> UserError {
             Kind::Kpi => "--kpi",
             Kind::Entity => "ENTITY",
             Kind::Owner => "--owner",
+            Kind::FrozenPeriod => "PERIOD",
             Kind::Version => "VERSION",
         },
         _ => return UserError(e.to_string()),
     };
     UserError(format!("{option}: {e}"))
+}
+
+/// A period id given on the command line.
+fn period_arg(period: &str) -> Res<kpi_engine::period::PeriodId> {
+    period
+        .trim()
+        .parse()
+        .map_err(|e| UserError(format!("PERIOD: {e}")))
+}
+
+/// `kpi close PERIOD [--force]`.
+fn close(root: &Path, db: &Path, args: &CloseArgs) -> Res<ExitCode> {
+    let period = period_arg(&args.period)?;
+    let engine = open_existing(root, db)?;
+    let how = kpi_engine::engine::How::Close;
+    let closed = engine
+        .close(period, args.force, how, kpi_engine::engine::now())
+        .map_err(|e| UserError(format!("{e}\nnothing was frozen")))?;
+    outln!(
+        "froze {} ({}): {} scorecards, {} values, config version {}, data generation {} ({} rows, about {} KiB, {} ms)",
+        closed.period,
+        closed.how,
+        closed.scorecards,
+        closed.values,
+        closed.config_version,
+        closed.data_generation,
+        closed.rows,
+        closed.bytes.div_ceil(1024),
+        closed.millis
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `kpi reopen PERIOD`.
+fn reopen(root: &Path, db: &Path, period: &str) -> Res<ExitCode> {
+    let period = period_arg(period)?;
+    let engine = open_existing(root, db)?;
+    let actor = kpi_engine::store::config_history::cli_actor();
+    let version = engine.reopen(period, &actor).map_err(option_error)?;
+    outln!(
+        "reopened {period}: its results are live again (config history version {version}, origin reopen)"
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `kpi restatement PERIOD [--format table|json]`.
+fn restatement(root: &Path, db: &Path, args: &RestatementArgs) -> Res<ExitCode> {
+    let period = period_arg(&args.period)?;
+    let engine = open_existing(root, db)?;
+    let r = engine
+        .snapshot()
+        .restatement(period, kpi_engine::engine::now())
+        .map_err(option_error)?;
+    match args.format {
+        ListFormat::Json => outln!("{}", serde_json::to_string_pretty(&r)?),
+        ListFormat::Table => out!("{}", output::restatement_table(&r)),
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn test(root: &Path, db: &Path) -> Res<ExitCode> {

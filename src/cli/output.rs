@@ -74,3 +74,50 @@ fn value_errors(reports: &[Report]) {
         }
     }
 }
+
+/// A restatement for people: one row per changed value, frozen beside live.
+pub fn restatement_table(r: &kpi_engine::engine::Restatement) -> String {
+    let mut out = format!(
+        "restatement of {} · frozen at {} (config version {}) · live as of {}\n\n",
+        r.period, r.frozen_at, r.config_version, r.as_of
+    );
+    if r.changes.is_empty() {
+        out.push_str("no changes: every live value equals the frozen one\n");
+        return out;
+    }
+    let num = |x: Option<f64>| {
+        x.map_or("–".to_string(), |v| {
+            let s = format!("{v:.4}");
+            s.trim_end_matches('0').trim_end_matches('.').to_string()
+        })
+    };
+    let side = |s: &Option<kpi_engine::engine::freeze::Side>| match s {
+        None => vec!["(none)".to_string(), String::new(), String::new()],
+        Some(s) => vec![num(s.value), s.status.to_string(), num(s.score)],
+    };
+    let mut rows = vec![
+        [
+            "scorecard",
+            "subject",
+            "KPI",
+            "frozen",
+            "status",
+            "score",
+            "live",
+            "status",
+            "score",
+        ]
+        .map(String::from)
+        .to_vec(),
+    ];
+    for c in &r.changes {
+        let mut row = vec![c.scorecard.clone(), c.subject.clone(), c.kpi.clone()];
+        row.extend(side(&c.frozen));
+        row.extend(side(&c.live));
+        rows.push(row);
+    }
+    let right = [false, false, false, true, false, true, true, false, true];
+    out.push_str(&render::columns(&rows, &right, ""));
+    out.push_str(&format!("\n{} value(s) differ\n", r.changes.len()));
+    out
+}

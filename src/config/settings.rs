@@ -1,8 +1,12 @@
-//! `kpis/settings.toml`: time zone, fiscal year start and display currency.
+//! `kpis/settings.toml`: time zone, fiscal year start, display currency, and
+//! when periods close (SPEC 16: `close_after`, `freeze_grains`).
 
 use super::toml_doc::{Reader, Source};
 use crate::diag::Diagnostic;
-use crate::period::Calendar;
+use crate::period::{Calendar, Grain};
+
+/// The grace after a period's end before it closes (SPEC 16), by default.
+pub const DEFAULT_CLOSE_AFTER: std::time::Duration = std::time::Duration::from_secs(5 * 86_400);
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Settings {
@@ -12,6 +16,10 @@ pub struct Settings {
     pub calendar: Calendar,
     /// The wall-clock budget of one formula value ("5s" by default).
     pub formula_time_budget: std::time::Duration,
+    /// How long after its end a period of a frozen grain closes ("5d").
+    pub close_after: std::time::Duration,
+    /// The grains whose assessments are frozen when they close (default: quarters).
+    pub freeze_grains: Vec<Grain>,
 }
 
 impl Default for Settings {
@@ -22,6 +30,8 @@ impl Default for Settings {
             currency: String::new(),
             calendar: Calendar::utc(),
             formula_time_budget: crate::formula::DEFAULT_TIME_BUDGET,
+            close_after: DEFAULT_CLOSE_AFTER,
+            freeze_grains: vec![Grain::Quarter],
         }
     }
 }
@@ -38,9 +48,12 @@ impl Settings {
                 "fiscal_year_start_month",
                 "currency",
                 "formula_time_budget",
+                "close_after",
+                "freeze_grains",
             ],
         );
         let mut s = Settings::default();
+        read_closing(&doc, &mut r, &mut s);
         if let Some(n) = doc.get("formula_time_budget")
             && let Some(text) = r.string(n, "formula_time_budget")
         {
@@ -90,9 +103,76 @@ impl Settings {
     }
 }
 
+/// `close_after` (a duration; "0d" closes a period at its end) and
+/// `freeze_grains` (quarter, month, year; each at most once; may be empty).
+fn read_closing(doc: &super::toml_doc::Node, r: &mut Reader<'_>, s: &mut Settings) {
+    if let Some(n) = doc.get("close_after")
+        && let Some(text) = r.string(n, "close_after")
+    {
+        let zero = matches!(text.trim(), "0" | "0s" | "0m" | "0h" | "0d");
+        match super::alerts::parse_duration(&text) {
+            _ if zero => s.close_after = std::time::Duration::ZERO,
+            Some(d) if d <= std::time::Duration::from_secs(3_660 * 86_400) => s.close_after = d,
+            _ => r.error(
+                &n.span,
+                format!("close_after must be a duration such as \"5d\", \"36h\" or \"0d\" (at most 3660d), got \"{text}\""),
+            ),
+        }
+    }
+    if let Some(n) = doc.get("freeze_grains")
+        && let Some(names) = r.string_list(n, "freeze_grains")
+    {
+        let mut grains = Vec::new();
+        for (name, item) in names.iter().zip(n.as_array().unwrap_or_default()) {
+            match name.parse::<Grain>() {
+                Ok(g) if grains.contains(&g) => {
+                    r.error(&item.span, format!("freeze_grains names \"{name}\" twice"))
+                }
+                Ok(g) => grains.push(g),
+                Err(_) => r.error(
+                    &item.span,
+                    format!("freeze_grains: unknown grain \"{name}\" (use quarter, month or year)"),
+                ),
+            }
+        }
+        s.freeze_grains = grains;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn closing_settings_default_read_and_reject_with_positions() {
+        let d = Settings::from_source(&Source::new("s", "")).unwrap();
+        assert_eq!(d.close_after, DEFAULT_CLOSE_AFTER);
+        assert_eq!(d.freeze_grains, [Grain::Quarter]);
+        let ok = Settings::from_source(&Source::new(
+            "s",
+            "close_after = \"36h\"\nfreeze_grains = [\"month\", \"quarter\"]\n",
+        ))
+        .unwrap();
+        assert_eq!(ok.close_after, std::time::Duration::from_secs(36 * 3600));
+        assert_eq!(ok.freeze_grains, [Grain::Month, Grain::Quarter]);
+        let none = Settings::from_source(&Source::new(
+            "s",
+            "close_after = \"0d\"\nfreeze_grains = []\n",
+        ))
+        .unwrap();
+        assert_eq!(none.close_after, std::time::Duration::ZERO);
+        assert!(none.freeze_grains.is_empty());
+        let err = Settings::from_source(&Source::new(
+            "s",
+            "close_after = \"5 days\"\nfreeze_grains = [\"quarter\", \"week\", \"quarter\"]\n",
+        ))
+        .unwrap_err();
+        let got: Vec<(usize, usize)> = err.iter().map(|d| (d.line, d.col)).collect();
+        assert_eq!(got, [(1, 15), (2, 29), (2, 37)], "{err:?}");
+        assert!(err[0].message.contains("close_after"), "{}", err[0]);
+        assert!(err[1].message.contains("week"), "{}", err[1]);
+        assert!(err[2].message.contains("twice"), "{}", err[2]);
+    }
 
     #[test]
     fn reads_and_rejects() {

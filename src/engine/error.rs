@@ -14,6 +14,8 @@ pub enum Kind {
     Kpi,
     Entity,
     Owner,
+    /// A period with a frozen assessment (SPEC 16).
+    FrozenPeriod,
     /// A version of the config history.
     Version,
 }
@@ -26,6 +28,7 @@ impl Kind {
             Kind::Kpi => "KPI",
             Kind::Entity => "entity",
             Kind::Owner => "owner",
+            Kind::FrozenPeriod => "frozen period",
             Kind::Version => "config version",
         }
     }

@@ -16,6 +16,7 @@
 //! column store itself.
 
 pub mod error;
+pub mod freeze;
 pub mod history;
 pub mod snapshot;
 
@@ -26,6 +27,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use rusqlite::Connection;
 
 pub use error::{EngineError, Kind};
+pub use freeze::{Closed, FrozenSet, How, Restatement};
 pub use snapshot::{EvalRequest, PreviewReport, Proposal, Snapshot, ValueReport, When, Who};
 
 use crate::config::write_set::{self, Changes};
@@ -131,6 +133,7 @@ impl Engine {
         };
         // Read before the columns are: a write committed in between is read again later.
         let generations = db::generations(&conn)?;
+        let frozen = Arc::new(FrozenSet::load(&conn)?);
         let store = ColumnStore::new(conn, cfg.schema.clone()).prefetch(&cfg.fields_used);
         if opts.serving {
             store.warm(&cfg.fields_used, None)?;
@@ -143,6 +146,7 @@ impl Engine {
             loaded_at: format_utc(now()),
             content_hash: hash,
             data_generation: 1,
+            frozen,
         };
         Ok(Engine {
             root,
@@ -183,6 +187,8 @@ impl Engine {
             loaded_at: format_utc(now()),
             content_hash: hash,
             data_generation: 1,
+            // Frozen assessments live in SQLite only so far: nothing is frozen on PostgreSQL.
+            frozen: Arc::default(),
         };
         Ok(Engine {
             root,
@@ -276,6 +282,7 @@ impl Engine {
             loaded_at: served.loaded_at.clone(),
             content_hash: served.content_hash.clone(),
             data_generation: generation,
+            frozen: served.frozen.clone(),
         });
         generation
     }
@@ -413,6 +420,7 @@ impl Engine {
             loaded_at: applied_at,
             content_hash: hash,
             data_generation: served.data_generation,
+            frozen: served.frozen.clone(),
         });
         Ok(Applied {
             version,
@@ -596,6 +604,19 @@ impl Engine {
             }
             *last = version;
         }
+        let frozen_moved = {
+            let generations = db::generations(&self.connection()?)?;
+            generations
+                .get(crate::store::frozen::GENERATION_KEY)
+                .copied()
+                .unwrap_or(0)
+                != self.snapshot().frozen.db_generation
+        };
+        if frozen_moved {
+            // Another process closed or reopened a period.
+            self.reload_frozen()?;
+            self.adopt_recorded_version()?;
+        }
         let mut seen = self.write_lock();
         let generations = db::generations(&self.connection()?)?;
         let served = self.snapshot();
@@ -687,6 +708,7 @@ impl Engine {
             loaded_at: served.loaded_at.clone(),
             content_hash: served.content_hash.clone(),
             data_generation: served.data_generation + 1,
+            frozen: served.frozen.clone(),
         });
         Ok(counts)
     }

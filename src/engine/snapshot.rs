@@ -24,6 +24,7 @@ use crate::store::TeamTree;
 pub const MAX_PERIODS: usize = 100;
 
 /// One configuration and one data state, served together.
+#[derive(Clone)]
 pub struct Snapshot {
     pub config: Arc<ConfigSnapshot>,
     pub records: Records,
@@ -34,6 +35,8 @@ pub struct Snapshot {
     pub content_hash: String,
     /// Counts the changes of the records since the engine was opened.
     pub data_generation: u64,
+    /// The frozen assessments (SPEC 16), served instead of a live evaluation.
+    pub frozen: Arc<super::freeze::FrozenSet>,
 }
 
 /// The instant and period a request asks about.
@@ -59,8 +62,10 @@ pub struct EvalRequest {
     pub owner: Option<String>,
     /// Plain KPIs for people instead of teams.
     pub owners: bool,
-    /// Keep each value's queries and results.
+    /// Keep each value's queries and results (a frozen period is then evaluated live).
     pub explain: bool,
+    /// Evaluate frozen periods afresh instead of serving their frozen result.
+    pub live: bool,
 }
 
 /// What a preview proposes.
@@ -237,15 +242,14 @@ impl Snapshot {
     pub fn evaluate(&self, req: &EvalRequest) -> Result<Vec<Report>, EngineError> {
         let team = req.team.as_deref().map(|t| self.team(t)).transpose()?;
         let owner = req.owner.as_deref().map(|o| self.owner(o)).transpose()?;
-        let eval = self.evaluation(req.as_of, &req.periods, req.explain)?;
+        let tree = self.teams()?;
         // What is shown of the ranked lines (ranks stay those among all).
         let shown = |l: &report::TeamLine| {
             let in_team = team.is_none_or(|t| match &l.owner {
-                None => l.team == eval.teams.ids[t as usize],
-                Some(_) => eval
-                    .teams
+                None => l.team == tree.ids[t as usize],
+                Some(_) => tree
                     .index(&l.team)
-                    .is_some_and(|lt| eval.teams.up[lt as usize].contains(&t)),
+                    .is_some_and(|lt| tree.up[lt as usize].contains(&t)),
             });
             let is_owner = req
                 .owner
@@ -265,6 +269,7 @@ impl Snapshot {
                 .iter()
                 .map(|k| self.kpi(k))
                 .collect::<Result<Vec<_>, _>>()?;
+            let eval = self.evaluation(req.as_of, &req.periods, req.explain)?;
             let subjects: Vec<Subject> = match (owner, req.owners, team) {
                 (Some(o), _, _) => vec![Subject::Owner(o)],
                 (None, true, _) => people(&eval.teams, &eval.owners, None, false),
@@ -289,10 +294,36 @@ impl Snapshot {
                 .map(|id| self.scorecard(id))
                 .collect::<Result<_, _>>()?
         };
+        // Frozen periods are served as they were frozen (SPEC 16); only the
+        // others are evaluated.
+        let mut frozen: Vec<Option<Report>> = req
+            .periods
+            .iter()
+            .flat_map(|p| cards.iter().map(|c| self.frozen_report(&c.id, *p, req)))
+            .collect();
+        let live: Vec<PeriodId> = req
+            .periods
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| {
+                frozen[i * cards.len()..(i + 1) * cards.len()]
+                    .iter()
+                    .any(Option::is_none)
+            })
+            .map(|(_, p)| *p)
+            .collect();
+        let eval = match live.is_empty() {
+            true => None,
+            false => Some(self.evaluation(req.as_of, &live, req.explain)?),
+        };
         let mut out = Vec::with_capacity(req.periods.len() * cards.len());
-        for p in &req.periods {
-            for card in &cards {
-                let mut r = report::scorecard(&eval, card, *p, &members(&eval, card));
+        for (i, p) in req.periods.iter().enumerate() {
+            for (j, card) in cards.iter().enumerate() {
+                let mut r = match (frozen[i * cards.len() + j].take(), &eval) {
+                    (Some(r), _) => r,
+                    (None, Some(eval)) => report::scorecard(eval, card, *p, &members(eval, card)),
+                    (None, None) => unreachable!("a period with a live report is evaluated"),
+                };
                 r.teams.retain(|l| shown(l));
                 out.push(r);
             }
@@ -377,6 +408,7 @@ impl Snapshot {
             loaded_at: self.loaded_at.clone(),
             content_hash: String::new(),
             data_generation: self.data_generation,
+            frozen: self.frozen.clone(),
         };
         let eval = candidate.evaluation(when.as_of, &[when.period], false)?;
         let sc = candidate.scorecard(card)?;

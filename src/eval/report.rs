@@ -63,6 +63,19 @@ pub struct Report {
     pub teams: Vec<TeamLine>,
     /// Whether each KPI line carries its explanation (and error) when serialized.
     pub explain: bool,
+    /// Set on a frozen assessment (SPEC 16): what froze it, and when.
+    pub frozen: Option<FrozenMark>,
+}
+
+/// The stamp of a frozen assessment: when it was frozen and from what
+/// configuration and data (SPEC 16).
+#[derive(Debug, Clone, PartialEq)]
+pub struct FrozenMark {
+    pub frozen_at: i64,
+    pub config_version: u64,
+    pub content_hash: String,
+    /// The sum of the database's record generations at the freeze.
+    pub data_generation: i64,
 }
 
 /// Evaluates one KPI for one team and judges it.
@@ -179,6 +192,7 @@ pub fn scorecard(
         open: eval.calendar().period(period).is_open(eval.as_of),
         teams: lines,
         explain: eval.explains(),
+        frozen: None,
     }
 }
 
@@ -216,6 +230,7 @@ pub fn kpis(
         open: eval.calendar().period(period).is_open(eval.as_of),
         teams: lines,
         explain: eval.explains(),
+        frozen: None,
     }
 }
 
@@ -320,7 +335,9 @@ pub fn round(x: f64, digits: i32) -> f64 {
 /// The JSON shape of SPEC 11 and 14: `{"scorecard", "period", "as_of", "subjects", "teams":
 /// [{"team", "score", "rank", "kpis": [{"kpi", "value", "target", "weight",
 /// "score", "status"}]}]}`; without a scorecard no score, rank or weight; with
-/// `explain` each KPI also has its `explanation` (and `error`).
+/// `explain` each KPI also has its `explanation` (and `error`); a frozen
+/// assessment also has `frozen`, `frozen_at`, `config_version`, `content_hash`
+/// and `data_generation` (SPEC 16).
 impl Serialize for Report {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut m = s.serialize_map(Some(4))?;
@@ -328,6 +345,13 @@ impl Serialize for Report {
         m.serialize_entry("period", &self.period.to_string())?;
         m.serialize_entry("as_of", &format_utc(self.as_of))?;
         m.serialize_entry("subjects", self.subjects.name())?;
+        if let Some(f) = &self.frozen {
+            m.serialize_entry("frozen", &true)?;
+            m.serialize_entry("frozen_at", &format_utc(f.frozen_at))?;
+            m.serialize_entry("config_version", &f.config_version)?;
+            m.serialize_entry("content_hash", &f.content_hash)?;
+            m.serialize_entry("data_generation", &f.data_generation)?;
+        }
         let teams: Vec<TeamJson> = self.teams.iter().map(|t| TeamJson(self, t)).collect();
         m.serialize_entry(self.subjects.name(), &teams)?;
         m.end()

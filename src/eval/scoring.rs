@@ -31,6 +31,21 @@ impl Status {
             Status::Error => "error",
         }
     }
+
+    /// The status a [`name`](Status::name) names (a frozen assessment read back).
+    pub fn from_name(name: &str) -> Option<Status> {
+        [
+            Status::Met,
+            Status::Missed,
+            Status::OnTrack,
+            Status::AtRisk,
+            Status::NoTarget,
+            Status::NoData,
+            Status::Error,
+        ]
+        .into_iter()
+        .find(|s| s.name() == name)
+    }
 }
 
 /// Is `value` worse than the target?

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::auth::ReadAccess;
-use super::cache::{self, cached_reports, report_key};
+use super::cache::{self, cached_reports, cached_reports_of, report_key};
 use super::error::{ApiError, ApiPath, ApiQuery, JsonBody};
 use super::state::{AppState, blocking};
 use crate::config::{Body, Kpi, Scorecard};
@@ -141,6 +141,19 @@ pub struct WhenQuery {
     pub as_of: Option<String>,
     /// `GET /api/scorecards/{id}` only: just this team, with its rank among all.
     pub team: Option<String>,
+    /// `true`: a frozen period evaluated afresh (SPEC 16).
+    pub live: Option<String>,
+}
+
+/// A boolean query parameter: absent, empty, false or 0 is false; true or 1 is true.
+pub fn flag(name: &str, v: Option<&str>) -> Result<bool, ApiError> {
+    match v.map(str::trim) {
+        None | Some("" | "false" | "0") => Ok(false),
+        Some("true" | "1") => Ok(true),
+        Some(other) => Err(ApiError::bad_request(format!(
+            "{name}: expected true or false, got {other:?}"
+        ))),
+    }
 }
 
 /// `GET /api/scorecards/{id}?period=&as_of=`: the SPEC 11 JSON shape.
@@ -153,14 +166,18 @@ pub async fn scorecard(
     let served = state.served();
     served.scorecard(&id)?;
     let when = cache::when(&served, q.as_of.as_deref(), q.period.as_deref())?;
+    let live = flag("live", q.live.as_deref())?;
     // A cached response is sent as it was serialized, without a blocking task.
-    let key = report_key(&served, &id, when, 1);
+    let key = cache::ReportKey {
+        live,
+        ..report_key(&served, &id, when, 1)
+    };
     let cached = match state.cache.get(&key) {
         Some(hit) => hit,
         None => {
             let st = state.clone();
             let served = served.clone();
-            blocking(move || cached_reports(&st, &served, &id, when, 1)).await?
+            blocking(move || cached_reports_of(&st, &served, &id, when, 1, live)).await?
         }
     };
     let body = match q.team.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
@@ -218,15 +235,7 @@ pub async fn values(
         Some(_) => String::new(),
         None => required(q.team, "team")?,
     };
-    let explain = match q.explain.as_deref().map(str::trim) {
-        None | Some("" | "false" | "0") => false,
-        Some("true" | "1") => true,
-        Some(other) => {
-            return Err(ApiError::bad_request(format!(
-                "explain: expected true or false, got {other:?}"
-            )));
-        }
-    };
+    let explain = flag("explain", q.explain.as_deref())?;
     served.kpi(&kpi)?;
     let when = cache::when(&served, q.as_of.as_deref(), q.period.as_deref())?;
     let out = blocking(move || {

@@ -1,8 +1,10 @@
 //! The scorecard cache of the server: evaluated scorecards, and their JSON
 //! response made once, per configuration version, data generation,
 //! scorecard, periods and as-of minute. A reload or an ingest is never served
-//! stale (both are in the key); "now" is bucketed to the minute, so requests
-//! without an as_of in the same minute share one evaluation.
+//! stale (both are in the key), nor is a close or a reopen (the frozen
+//! generation is too); "now" is bucketed to the minute, so requests without
+//! an as_of in the same minute share one evaluation. A frozen period's entry
+//! holds its frozen report, so no edit or import changes what it serves.
 
 use std::sync::{Arc, OnceLock};
 
@@ -26,6 +28,10 @@ pub struct ReportKey {
     /// How many periods, ending with `period`.
     pub span: u32,
     pub as_of: i64,
+    /// The frozen periods' generation (a close or a reopen changes it).
+    pub frozen: i64,
+    /// Evaluated afresh, frozen periods too (`?live=true`).
+    pub live: bool,
 }
 
 /// One evaluated scorecard, and its JSON response made once.
@@ -95,8 +101,9 @@ impl ReportCache {
 }
 
 /// "Now" is rounded down to this (ms): every request without an as_of in the
-/// same minute asks the same question.
-pub const NOW_BUCKET_MS: i64 = 60_000;
+/// same minute asks the same question. It is the bucket a close evaluates as
+/// of (`engine::freeze`), so a frozen result is what was served in its minute.
+pub const NOW_BUCKET_MS: i64 = crate::engine::freeze::AS_OF_BUCKET_MS;
 
 /// Reads `as_of` (default now, to the minute) and `period` (default: the
 /// quarter containing as_of).
@@ -118,6 +125,8 @@ pub fn report_key(served: &Snapshot, card: &str, when: When, span: u32) -> Repor
         period: when.period,
         span,
         as_of: when.as_of,
+        frozen: served.frozen.db_generation,
+        live: false,
     }
 }
 
@@ -130,8 +139,23 @@ pub fn cached_reports(
     when: When,
     span: u32,
 ) -> Result<Arc<CachedReports>, ApiError> {
+    cached_reports_of(state, served, card, when, span, false)
+}
+
+/// [`cached_reports`], or with `live` every period evaluated afresh (frozen ones too).
+pub fn cached_reports_of(
+    state: &AppState,
+    served: &Snapshot,
+    card: &str,
+    when: When,
+    span: u32,
+    live: bool,
+) -> Result<Arc<CachedReports>, ApiError> {
     served.scorecard(card)?;
-    let key = report_key(served, card, when, span);
+    let key = ReportKey {
+        live,
+        ..report_key(served, card, when, span)
+    };
     state
         .cache
         .get_or_fill(&key, || {
@@ -143,6 +167,7 @@ pub fn cached_reports(
                 scorecards: vec![card.to_string()],
                 periods,
                 as_of: when.as_of,
+                live,
                 ..EvalRequest::default()
             })
         })
@@ -163,6 +188,8 @@ mod tests {
             period: "2026-Q3".parse().unwrap(),
             span: 1,
             as_of: 0,
+            frozen: 0,
+            live: false,
         };
         let fills = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let threads: Vec<_> = (0..8)

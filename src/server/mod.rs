@@ -7,6 +7,8 @@
 //! - [`reload`] watches kpis/ and scripts/ and reloads after each burst;
 //!   [`upkeep`] serves records other processes wrote, retries a reload that
 //!   failed on the database, and releases settled configurations to alerts.
+//! - [`periods`] closes, reopens and restates periods (SPEC 16), and runs
+//!   the automatic close for [`upkeep`].
 //! - [`api`] (reads) and [`admin`] (writes) are the routes; [`cache`] keeps
 //!   the scorecard evaluations behind them; [`dashboard`] is the page at `/`.
 //! - [`listen`] accepts connections: header and idle timeouts, a cap, graceful shutdown.
@@ -25,6 +27,7 @@ pub mod dashboard;
 pub mod error;
 pub mod history;
 pub mod listen;
+pub mod periods;
 pub mod reload;
 pub mod silences;
 pub mod state;
@@ -64,6 +67,7 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/api/reload", post(admin::reload))
         .route("/api/config/history", get(api::history))
         .merge(silences::routes())
+        .merge(periods::routes())
         .merge(history::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

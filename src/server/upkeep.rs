@@ -9,7 +9,9 @@
 //!   is tried again until it applies, so a transient error never leaves the
 //!   server degraded once it clears;
 //! - a configuration reloaded from files is released to the alert scheduler
-//!   once it settled ([`AppState::settle_alerts`]).
+//!   once it settled ([`AppState::settle_alerts`]);
+//! - the automatic close (SPEC 16): a period of a frozen grain is frozen once
+//!   its end + close_after has passed ([`periods::auto_close`](super::periods::auto_close)).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -28,9 +30,11 @@ pub fn spawn(state: Arc<AppState>) -> tokio::task::JoinHandle<()> {
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_retry = Instant::now();
+        let mut close_failed = None;
         loop {
             tick.tick().await;
             refresh(&state).await;
+            super::periods::auto_close(&state, &mut close_failed).await;
             if state.health().transient && last_retry.elapsed() >= RETRY_RELOAD {
                 last_retry = Instant::now();
                 tracing::info!("trying the configuration again after a database error");

@@ -27,6 +27,9 @@ pub enum Origin {
     File,
     /// Written by an API edit (PUT /api/kpis, weights, targets).
     Api,
+    /// A frozen period was reopened (`kpi reopen`, SPEC 16): the same files,
+    /// a new version, because what is served for that period changed.
+    Reopen,
     /// The files of an earlier version written back (POST /api/config/rollback).
     Rollback,
 }
@@ -36,6 +39,7 @@ impl Origin {
         match self {
             Origin::File => "file",
             Origin::Api => "api",
+            Origin::Reopen => "reopen",
             Origin::Rollback => "rollback",
         }
     }
