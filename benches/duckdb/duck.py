@@ -1,0 +1,517 @@
+"""DuckDB side of the benchmark of issue 17: load the CSVs, compute the 35 library KPIs.
+
+Run by bench.py as a child process (so that its peak RSS is its own):
+
+    python duck.py load DB CSV_DIR SCHEMA_JSON THREADS           -> JSON timings on stdout
+    python duck.py compute DB PARAMS_JSON THREADS RUNS OUT_JSON  -> JSON timings on stdout
+
+`load` creates DB anew and loads every ENTITY.csv of CSV_DIR into a table of the same name
+with the schema's types (text VARCHAR, integer BIGINT, real DOUBLE, bool BOOLEAN, time
+TIMESTAMPTZ), the way an analyst would (CREATE TABLE AS SELECT FROM read_csv with the columns
+given, no sniffing).
+
+`compute` opens DB and computes every KPI of SPEC section 6 for every team and every period of
+PARAMS (see bench.py: `duck_params`), RUNS times in this process, and writes the values of the
+last run to OUT_JSON as {kpi: {team: {period: value or null}}}.
+
+How the SQL is written (what an expert would do on a column store):
+
+- Time is cut into buckets once: the bounds are every period start and end plus the cut points
+  of the like-for-like periods of SPEC 16 (as-of in an open period and the same span of the
+  previous one), sorted; a time's bucket is the number of bounds at or before it, NULL is
+  bucket 1000 (after everything). "In P" is lo <= b < hi, "before P.end" is b < hi,
+  "NULL or at or after P.start" is b >= lo.
+- One pass per measure over each table, GROUP BY team and the buckets it needs: the result is a
+  few thousand rows whatever the data size.
+- The roll-up (a record counts for its team and every ancestor) joins those small results
+  with the closure table `anc(team, ancestor)` (a recursive CTE over teams) and sums. Distinct
+  counts (stage conversions, repeat purchases) group by (ancestor, key) instead: a deal or a
+  customer counts once per subtree. Stage conversions keep per deal a bit set of the buckets
+  of its `from` events and the first bucket of its `to` events, so one scan of stage_events
+  answers every period; repeat purchases keep per customer the two earliest win buckets
+  (`min(b, 2)`).
+- Marketing ROI joins won deals with campaigns (hash join on campaigns.id) and counts a return
+  for an ancestor whose subtree holds both the deal's and the campaign's team.
+- The periods are a small table crossed with the grouped results; the KPIs are FILTERed sums
+  over bucket ranges, and the ratios are NULL when the denominator is 0 or NULL (no data).
+"""
+
+import json
+import os
+import resource
+import sys
+import time
+
+import duckdb
+
+TYPES = {
+    "text": "VARCHAR",
+    "integer": "BIGINT",
+    "real": "DOUBLE",
+    "bool": "BOOLEAN",
+    "time": "TIMESTAMPTZ",
+}
+
+NULL_BUCKET = 1000
+
+
+def load(db, csv_dir, schema_json, threads):
+    schema = json.loads(open(schema_json).read())
+    for suffix in ("", ".wal"):
+        if os.path.exists(db + suffix):
+            os.remove(db + suffix)
+    con = duckdb.connect(db)
+    con.execute(f"SET threads = {int(threads)}")
+    con.execute("SET TimeZone = 'UTC'")
+    timings = {}
+    rows = {}
+    started = time.perf_counter()
+    for entity, fields in schema.items():
+        path = os.path.join(csv_dir, f"{entity}.csv")
+        cols = ", ".join(f"'{f}': '{TYPES[t]}'" for f, t in fields)
+        t = time.perf_counter()
+        con.execute(
+            f"CREATE TABLE {entity} AS SELECT * FROM read_csv('{path}', header = true, "
+            f"delim = ',', quote = '\"', escape = '\"', auto_detect = false, "
+            f"columns = {{{cols}}})"
+        )
+        con.execute("CHECKPOINT")
+        timings[entity] = time.perf_counter() - t
+        rows[entity] = con.execute(f"SELECT count(*) FROM {entity}").fetchone()[0]
+    total = time.perf_counter() - started
+    con.close()
+    return {"total": total, "per_entity": timings, "rows": rows}
+
+
+def ts(iso):
+    return f"TIMESTAMPTZ '{iso}'"
+
+
+def bucket(col, bounds):
+    """The bucket of a time column: how many bounds are at or before it; NULL -> 1000."""
+    whens = " ".join(f"WHEN {col} < {ts(b)} THEN {i}" for i, b in enumerate(bounds))
+    return f"(CASE WHEN {col} IS NULL THEN {NULL_BUCKET} {whens} ELSE {len(bounds)} END)"
+
+
+def measures(p):
+    """(name, SQL) of the measure queries; each makes a temp table m_NAME(team, j, ...)."""
+    bounds = p["bounds"]
+    b = lambda col: bucket(col, bounds)  # noqa: E731
+    q = []
+    # The roll-up of a grouped table: every ancestor gets the rows of its subtree.
+    q.append(
+        (
+            "deals",
+            f"""
+        WITH g AS (
+            SELECT team, {b('created_at')} AS cb, {b('closed_at')} AS kb, stage,
+                   count(*) AS n, sum(amount) AS amt,
+                   sum(epoch_ms(closed_at) - epoch_ms(created_at)) AS dur
+            FROM deals GROUP BY ALL),
+        r AS (
+            SELECT a.ancestor AS team, cb, kb, stage,
+                   sum(n) AS n, sum(amt) AS amt, sum(dur) AS dur
+            FROM g JOIN anc a USING (team) GROUP BY ALL)
+        SELECT r.team, p.j,
+            sum(amt) FILTER (stage = 'won' AND kb >= lo AND kb < hi) AS revenue,
+            sum(n)   FILTER (stage = 'won' AND kb >= lo AND kb < hi) AS won,
+            sum(n)   FILTER (stage = 'lost' AND kb >= lo AND kb < hi) AS lost,
+            sum(dur) FILTER (stage = 'won' AND kb >= lo AND kb < hi) AS won_ms,
+            sum(amt) FILTER (stage = 'won' AND kb >= clo AND kb < chi) AS rev_to_date,
+            sum(amt) FILTER (stage = 'won' AND kb >= plo AND kb < phi) AS rev_prev_span,
+            sum(n)   FILTER (cb < hi AND kb >= lo) AS pipeline,
+            sum(amt) FILTER (stage = 'won' AND kb < hi) AS won_to_date
+        FROM r CROSS JOIN periods p GROUP BY ALL""",
+        )
+    )
+    q.append(
+        (
+            "forecasts",
+            """
+        SELECT a.ancestor AS team, p.j, sum(f.amount) AS forecast
+        FROM forecasts f JOIN anc a USING (team) JOIN periods p ON p.id = f.period
+        GROUP BY ALL""",
+        )
+    )
+    # Both stage conversions in one scan of stage_events.
+    q.append(
+        (
+            "conversions",
+            f"""
+        WITH e AS (
+            SELECT team, deal, stage, {b('entered_at')} AS eb FROM stage_events
+            WHERE stage IN ('lead', 'won', 'demo', 'quote')),
+        per_deal AS (
+            SELECT team, deal,
+                   bit_or(1::UBIGINT << eb) FILTER (stage = 'lead') AS lead_m,
+                   min(eb) FILTER (stage = 'won') AS won_b,
+                   bit_or(1::UBIGINT << eb) FILTER (stage = 'demo') AS demo_m,
+                   min(eb) FILTER (stage = 'quote') AS quote_b
+            FROM e GROUP BY team, deal),
+        per_anc AS (
+            SELECT a.ancestor AS team, deal,
+                   bit_or(lead_m) AS lead_m, min(won_b) AS won_b,
+                   bit_or(demo_m) AS demo_m, min(quote_b) AS quote_b
+            FROM per_deal JOIN anc a USING (team) GROUP BY ALL),
+        shapes AS (
+            SELECT team, lead_m, won_b, demo_m, quote_b, count(*) AS n
+            FROM per_anc GROUP BY ALL)
+        SELECT s.team, p.j,
+            sum(n) FILTER (lead_m & p.mask <> 0) AS lead_started,
+            sum(n) FILTER (lead_m & p.mask <> 0 AND won_b < hi) AS lead_won,
+            sum(n) FILTER (demo_m & p.mask <> 0) AS demo_started,
+            sum(n) FILTER (demo_m & p.mask <> 0 AND quote_b < hi) AS demo_quoted
+        FROM shapes s CROSS JOIN periods p GROUP BY ALL""",
+        )
+    )
+    q.append(
+        (
+            "repeat",
+            f"""
+        WITH w AS (
+            SELECT team, customer, {b('closed_at')} AS kb FROM deals
+            WHERE stage = 'won' AND customer IS NOT NULL AND closed_at IS NOT NULL),
+        per_customer AS (
+            SELECT a.ancestor AS team, customer, min(kb, 2) AS first_two
+            FROM w JOIN anc a USING (team) GROUP BY ALL),
+        shapes AS (
+            SELECT team, first_two[1] AS b1, first_two[2] AS b2, count(*) AS n
+            FROM per_customer GROUP BY ALL)
+        SELECT s.team, p.j,
+            sum(n) FILTER (b1 < hi) AS buyers,
+            sum(n) FILTER (b2 < hi) AS repeaters
+        FROM shapes s CROSS JOIN periods p GROUP BY ALL""",
+        )
+    )
+    q.append(
+        (
+            "customers",
+            f"""
+        WITH g AS (
+            SELECT team, {b('created_at')} AS cb, {b('churned_at')} AS hb, count(*) AS n
+            FROM customers GROUP BY ALL),
+        r AS (SELECT a.ancestor AS team, cb, hb, sum(n) AS n
+              FROM g JOIN anc a USING (team) GROUP BY ALL)
+        SELECT r.team, p.j,
+            sum(n) FILTER (cb >= lo AND cb < hi) AS new,
+            sum(n) FILTER (cb < hi AND hb >= hi) AS active,
+            sum(n) FILTER (cb < hi) AS to_date,
+            sum(n) FILTER (cb < lo AND hb >= lo) AS base,
+            sum(n) FILTER (cb < lo AND hb >= hi) AS retained,
+            sum(n) FILTER (cb < lo AND hb >= lo AND hb < hi) AS churned_of_base,
+            sum(n) FILTER (hb >= lo AND hb < hi) AS churned
+        FROM r CROSS JOIN periods p GROUP BY ALL""",
+        )
+    )
+    q.append(
+        (
+            "expenses",
+            f"""
+        WITH g AS (
+            SELECT team, category, {b('spent_at')} AS sb, sum(amount) AS amt
+            FROM expenses GROUP BY ALL),
+        r AS (SELECT a.ancestor AS team, category, sb, sum(amt) AS amt
+              FROM g JOIN anc a USING (team) GROUP BY ALL)
+        SELECT r.team, p.j,
+            sum(amt) FILTER (category IN ('marketing', 'sales') AND sb >= lo AND sb < hi)
+                AS acquisition,
+            sum(amt) FILTER (category = 'service' AND sb >= lo AND sb < hi) AS service
+        FROM r CROSS JOIN periods p GROUP BY ALL""",
+        )
+    )
+    q.append(
+        (
+            "subscriptions",
+            f"""
+        WITH g AS (
+            SELECT team, {b('ends_at')} AS eb, renewed, count(*) AS n
+            FROM subscriptions GROUP BY ALL),
+        r AS (SELECT a.ancestor AS team, eb, renewed, sum(n) AS n
+              FROM g JOIN anc a USING (team) GROUP BY ALL)
+        SELECT r.team, p.j,
+            sum(n) FILTER (eb >= lo AND eb < hi) AS ending,
+            sum(n) FILTER (eb >= lo AND eb < hi AND renewed) AS renewed
+        FROM r CROSS JOIN periods p GROUP BY ALL""",
+        )
+    )
+    q.append(
+        (
+            "activities",
+            f"""
+        WITH g AS (
+            SELECT team, {b('occurred_at')} AS ob, count(*) AS n
+            FROM activities GROUP BY ALL),
+        r AS (SELECT a.ancestor AS team, ob, sum(n) AS n
+              FROM g JOIN anc a USING (team) GROUP BY ALL)
+        SELECT r.team, p.j, sum(n) FILTER (ob >= lo AND ob < hi) AS interactions
+        FROM r CROSS JOIN periods p GROUP BY ALL""",
+        )
+    )
+    q.append(
+        (
+            "surveys",
+            f"""
+        WITH g AS (
+            SELECT team, kind, {b('answered_at')} AS ab, count(*) AS n, sum(score) AS total,
+                   count(*) FILTER (score >= 9) AS promoters,
+                   count(*) FILTER (score <= 6) AS detractors
+            FROM surveys GROUP BY ALL),
+        r AS (SELECT a.ancestor AS team, kind, ab, sum(n) AS n, sum(total) AS total,
+                     sum(promoters) AS promoters, sum(detractors) AS detractors
+              FROM g JOIN anc a USING (team) GROUP BY ALL)
+        SELECT r.team, p.j,
+            sum(n)          FILTER (kind = 'nps' AND ab >= lo AND ab < hi) AS nps_n,
+            sum(promoters)  FILTER (kind = 'nps' AND ab >= lo AND ab < hi) AS nps_pro,
+            sum(detractors) FILTER (kind = 'nps' AND ab >= lo AND ab < hi) AS nps_det,
+            sum(n)          FILTER (kind = 'ces' AND ab >= lo AND ab < hi) AS ces_n,
+            sum(total)      FILTER (kind = 'ces' AND ab >= lo AND ab < hi) AS ces_sum,
+            sum(n)          FILTER (kind = 'csat' AND ab >= lo AND ab < hi) AS csat_n,
+            sum(total)      FILTER (kind = 'csat' AND ab >= lo AND ab < hi) AS csat_sum
+        FROM r CROSS JOIN periods p GROUP BY ALL""",
+        )
+    )
+    # Tickets opened in P and tickets resolved in P, from one scan.
+    q.append(
+        (
+            "tickets",
+            f"""
+        WITH g AS (
+            SELECT team, {b('opened_at')} AS ob, {b('resolved_at')} AS rb,
+                   count(*) AS n, count(first_response_at) AS answered,
+                   sum(epoch_ms(first_response_at) - epoch_ms(opened_at)) AS response_ms,
+                   sum(epoch_ms(resolved_at) - epoch_ms(opened_at)) AS resolve_ms,
+                   count(rating) AS rated, sum(rating) AS rating
+            FROM tickets GROUP BY ALL),
+        r AS (SELECT a.ancestor AS team, ob, rb, sum(n) AS n, sum(answered) AS answered,
+                     sum(response_ms) AS response_ms, sum(resolve_ms) AS resolve_ms,
+                     sum(rated) AS rated, sum(rating) AS rating
+              FROM g JOIN anc a USING (team) GROUP BY ALL)
+        SELECT r.team, p.j,
+            sum(n)           FILTER (ob >= lo AND ob < hi) AS opened,
+            sum(answered)    FILTER (ob >= lo AND ob < hi) AS answered,
+            sum(response_ms) FILTER (ob >= lo AND ob < hi) AS response_ms,
+            sum(n)           FILTER (ob >= lo AND ob < hi AND rb < hi) AS resolved_by_end,
+            sum(n)           FILTER (rb >= lo AND rb < hi) AS resolved,
+            sum(resolve_ms)  FILTER (rb >= lo AND rb < hi) AS resolve_ms,
+            sum(rated)       FILTER (rb >= lo AND rb < hi) AS rated,
+            sum(rating)      FILTER (rb >= lo AND rb < hi) AS rating
+        FROM r CROSS JOIN periods p GROUP BY ALL""",
+        )
+    )
+    q.append(
+        (
+            "campaigns",
+            f"""
+        WITH g AS (
+            SELECT team, {b('ended_at')} AS eb, sum(cost) AS cost, sum(budget) AS budget,
+                   sum(leads) AS leads, sum(participants) AS participants
+            FROM campaigns GROUP BY ALL),
+        r AS (SELECT a.ancestor AS team, eb, sum(cost) AS cost, sum(budget) AS budget,
+                     sum(leads) AS leads, sum(participants) AS participants
+              FROM g JOIN anc a USING (team) GROUP BY ALL)
+        SELECT r.team, p.j,
+            sum(cost)         FILTER (eb >= lo AND eb < hi) AS cost,
+            sum(budget)       FILTER (eb >= lo AND eb < hi) AS budget,
+            sum(leads)        FILTER (eb >= lo AND eb < hi) AS leads,
+            sum(participants) FILTER (eb >= lo AND eb < hi) AS participants
+        FROM r CROSS JOIN periods p GROUP BY ALL""",
+        )
+    )
+    # Returns: won deals of the subtree whose campaign (of the subtree) ended in P, closed
+    # before P.end; grouped by (deal team, campaign team) first, then per common ancestor.
+    q.append(
+        (
+            "roi",
+            f"""
+        WITH g AS (
+            SELECT d.team AS deal_team, c.team AS campaign_team,
+                   {b('c.ended_at')} AS eb, {b('d.closed_at')} AS kb, sum(d.amount) AS amt
+            FROM deals d JOIN campaigns c ON c.id = d.campaign
+            WHERE d.stage = 'won' GROUP BY ALL),
+        r AS (SELECT ad.ancestor AS team, eb, kb, sum(amt) AS amt
+              FROM g JOIN anc ad ON ad.team = g.deal_team
+              JOIN anc ac ON ac.team = g.campaign_team AND ac.ancestor = ad.ancestor
+              GROUP BY ALL)
+        SELECT r.team, p.j, sum(amt) FILTER (eb >= lo AND eb < hi AND kb < hi) AS returns
+        FROM r CROSS JOIN periods p GROUP BY ALL""",
+        )
+    )
+    q.append(
+        (
+            "web_traffic",
+            f"""
+        WITH g AS (
+            SELECT team, {b('day')} AS db, sum(leads) AS leads, sum(visits) AS visits
+            FROM web_traffic GROUP BY ALL),
+        r AS (SELECT a.ancestor AS team, db, sum(leads) AS leads, sum(visits) AS visits
+              FROM g JOIN anc a USING (team) GROUP BY ALL)
+        SELECT r.team, p.j,
+            sum(leads)  FILTER (db >= lo AND db < hi) AS leads,
+            sum(visits) FILTER (db >= lo AND db < hi) AS visits
+        FROM r CROSS JOIN periods p GROUP BY ALL""",
+        )
+    )
+    return q
+
+
+# The KPIs from the measures: (id, SQL expression). z(x) is a sum over no rows (0);
+# ratio(a, b) is NULL (no data) when b is 0 or NULL.
+KPIS = [
+    ("revenue", "z(d.revenue)"),
+    ("deals_won", "z(d.won)"),
+    ("win_rate", "ratio(z(d.won), z(d.won) + z(d.lost))"),
+    ("avg_deal_size", "ratio(z(d.revenue), z(d.won))"),
+    ("sales_cycle_days", "ratio(z(d.won_ms)::DOUBLE / 86400000, z(d.won))"),
+    ("revenue_growth", "ratio(z(d.rev_to_date) - z(d.rev_prev_span), z(d.rev_prev_span))"),
+    ("pipeline_deals", "z(d.pipeline)"),
+    (
+        "sales_velocity",
+        "ratio(z(d.pipeline) * ratio(z(d.revenue), z(d.won)) * "
+        "ratio(z(d.won), z(d.won) + z(d.lost)), ratio(z(d.won_ms)::DOUBLE / 86400000, z(d.won)))",
+    ),
+    ("forecast_accuracy", "1.0 - ratio(abs(z(d.revenue) - z(f.forecast)), z(f.forecast))"),
+    ("lead_to_won", "ratio(z(c.lead_won), z(c.lead_started))"),
+    ("demo_to_quote", "ratio(z(c.demo_quoted), z(c.demo_started))"),
+    ("new_customers", "z(cu.new)"),
+    ("active_customers", "z(cu.active)"),
+    ("retention_rate", "ratio(z(cu.retained), z(cu.base))"),
+    ("churn_rate", "ratio(z(cu.churned_of_base), z(cu.base))"),
+    ("churn_vs_acquired", "ratio(z(cu.churned), z(cu.new))"),
+    ("new_customer_rate", "ratio(z(cu.new), z(cu.active))"),
+    ("repeat_purchase_rate", "ratio(z(rp.repeaters), z(rp.buyers))"),
+    ("clv", "ratio(z(d.won_to_date), z(cu.to_date))"),
+    ("cac", "ratio(z(e.acquisition), z(cu.new))"),
+    ("service_cost_per_customer", "ratio(z(e.service), z(cu.active))"),
+    ("renewal_rate", "ratio(z(s.renewed), z(s.ending))"),
+    ("interactions", "z(ac.interactions)"),
+    ("interactions_per_customer", "ratio(z(ac.interactions), z(cu.active))"),
+    ("nps", "ratio(100 * (z(sv.nps_pro) - z(sv.nps_det))::DOUBLE, z(sv.nps_n))"),
+    ("ces", "ratio(z(sv.ces_sum), z(sv.ces_n))"),
+    ("csat", "ratio(z(sv.csat_sum), z(sv.csat_n))"),
+    ("first_response_hours", "ratio(z(t.response_ms)::DOUBLE / 3600000, z(t.answered))"),
+    ("resolution_rate", "ratio(z(t.resolved_by_end), z(t.opened))"),
+    ("resolution_hours", "ratio(z(t.resolve_ms)::DOUBLE / 3600000, z(t.resolved))"),
+    ("service_rating", "ratio(z(t.rating), z(t.rated))"),
+    ("marketing_roi", "ratio(z(r.returns) - z(cp.cost), z(cp.cost))"),
+    ("budget_execution", "ratio(z(cp.cost), z(cp.budget))"),
+    ("campaign_lead_rate", "ratio(z(cp.leads), z(cp.participants))"),
+    ("traffic_to_lead", "ratio(z(w.leads), z(w.visits))"),
+]
+
+ALIASES = [
+    ("deals", "d"),
+    ("forecasts", "f"),
+    ("conversions", "c"),
+    ("repeat", "rp"),
+    ("customers", "cu"),
+    ("expenses", "e"),
+    ("subscriptions", "s"),
+    ("activities", "ac"),
+    ("surveys", "sv"),
+    ("tickets", "t"),
+    ("campaigns", "cp"),
+    ("roi", "r"),
+    ("web_traffic", "w"),
+]
+
+
+def periods_sql(p):
+    rows = []
+    for j, q in enumerate(p["periods"]):
+        mask = sum(1 << k for k in range(q["lo"], q["hi"]))
+        rows.append(
+            f"({j}, '{q['id']}', {q['lo']}, {q['hi']}, {q['clo']}, {q['chi']}, "
+            f"{q['plo']}, {q['phi']}, {mask}::UBIGINT)"
+        )
+    return (
+        "CREATE OR REPLACE TEMP TABLE periods AS SELECT * FROM (VALUES "
+        + ", ".join(rows)
+        + ") v(j, id, lo, hi, clo, chi, plo, phi, mask)"
+    )
+
+
+def compute_once(con, p):
+    """Every KPI for every team and period; returns (values, per-step seconds)."""
+    steps = {}
+    t = time.perf_counter()
+    con.execute(periods_sql(p))
+    con.execute(
+        """CREATE OR REPLACE TEMP TABLE anc AS
+        WITH RECURSIVE a(team, ancestor) AS (
+            SELECT id, id FROM teams
+            UNION
+            SELECT a.team, t.parent FROM a JOIN teams t ON t.id = a.ancestor
+            WHERE t.parent IS NOT NULL)
+        SELECT * FROM a"""
+    )
+    steps["periods+closure"] = time.perf_counter() - t
+    for name, sql in measures(p):
+        t = time.perf_counter()
+        con.execute(f"CREATE OR REPLACE TEMP TABLE m_{name} AS {sql}")
+        steps[name] = time.perf_counter() - t
+    t = time.perf_counter()
+    joins = " ".join(
+        f"LEFT JOIN m_{name} {alias} ON {alias}.team = tp.team AND {alias}.j = tp.j"
+        for name, alias in ALIASES
+    )
+    cols = ", ".join(f"{expr} AS {kpi}" for kpi, expr in KPIS)
+    rows = con.execute(
+        f"""SELECT tp.team, tp.id, {cols}
+        FROM (SELECT t.id AS team, p.j, p.id FROM teams t CROSS JOIN periods p) tp {joins}"""
+    ).fetchall()
+    steps["kpis"] = time.perf_counter() - t
+    values = {}
+    for row in rows:
+        team, period = row[0], row[1]
+        for (kpi, _), v in zip(KPIS, row[2:]):
+            if v is not None:
+                v = float(v)
+                if v != v or v in (float("inf"), float("-inf")):
+                    v = None
+            values.setdefault(kpi, {}).setdefault(team, {})[period] = v
+    return values, steps
+
+
+MACROS = [
+    "CREATE OR REPLACE TEMP MACRO z(x) AS coalesce(x, 0)",
+    "CREATE OR REPLACE TEMP MACRO ratio(a, b) AS "
+    "CASE WHEN b IS NULL OR b = 0 OR a IS NULL THEN NULL ELSE a::DOUBLE / b END",
+]
+
+
+def compute(db, params_json, threads, runs, out_json):
+    p = json.loads(open(params_json).read())
+    con = duckdb.connect(db, read_only=True)
+    con.execute(f"SET threads = {int(threads)}")
+    con.execute("SET TimeZone = 'UTC'")
+    for m in MACROS:
+        con.execute(m)
+    times = []
+    steps = None
+    values = None
+    for _ in range(int(runs)):
+        t = time.perf_counter()
+        values, s = compute_once(con, p)
+        times.append(time.perf_counter() - t)
+        steps = steps or s
+    con.close()
+    with open(out_json, "w") as f:
+        json.dump(values, f)
+    return {"runs": times, "first_run_steps": steps}
+
+
+def main():
+    cmd = sys.argv[1]
+    if cmd == "load":
+        out = load(*sys.argv[2:6])
+    elif cmd == "compute":
+        out = compute(*sys.argv[2:7])
+    else:
+        sys.exit(f"duck.py: unknown command {cmd!r}")
+    out["duckdb"] = duckdb.__version__
+    out["maxrss_kb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()
