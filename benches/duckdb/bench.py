@@ -32,6 +32,7 @@ import argparse
 import csv
 import json
 import os
+import re
 import shutil
 import sqlite3
 import statistics
@@ -321,6 +322,7 @@ def engine_eval(args, work, root, kpis, params):
     first, last = params["periods"][0]["id"], params["periods"][-1]["id"]
     cmd = [args.kpi, "--root", root, "eval", "--kpi", ",".join(kpis)]
     cmd += ["--period", f"{first}..{last}", "--as-of", params["as_of"], "--format", "json"]
+    cmd += live_flag(args)
     out = work / "engine-eval.json"
     walls, peak = [], 0
     for _ in range(args.runs):
@@ -336,6 +338,62 @@ def engine_eval(args, work, root, kpis, params):
                     "value"
                 ]
     return stats(walls), peak, values
+
+
+def live_flag(args):
+    """`--live` where `kpi eval` has it (SPEC 16: a frozen period is otherwise read back, not
+    computed): the benchmark measures computation."""
+    out = subprocess.run([args.kpi, "eval", "--help"], capture_output=True, text=True).stdout
+    return ["--live"] if "--live" in out else []
+
+
+def engine_breakdown(args, root, kpis, params):
+    """One more kpi eval with RUST_LOG=kpi_engine=debug: where its wall time goes (the column
+    loads and query shapes the engine logs with their times; the rest is process start,
+    configuration check, formulas, scoring and output)."""
+    first, last = params["periods"][0]["id"], params["periods"][-1]["id"]
+    cmd = [args.kpi, "--root", root, "eval", "--kpi", ",".join(kpis)]
+    cmd += ["--period", f"{first}..{last}", "--as-of", params["as_of"], "--format", "json"]
+    cmd += live_flag(args)
+    env = dict(os.environ, RUST_LOG="kpi_engine=debug", NO_COLOR="1")
+    t = time.perf_counter()
+    p = subprocess.run(cmd, capture_output=True, env=env)
+    wall = time.perf_counter() - t
+    if p.returncode != 0:
+        raise SystemExit(f"bench: {cmd} failed: {p.stderr.decode()}")
+    loads, shapes = {}, []
+    strip = re.compile(r"\x1b\[[0-9;]*m")
+    lines = [strip.sub("", x) for x in p.stderr.decode().splitlines()]
+    # `kpi eval` first checks the configuration with a dry run over an in-memory database
+    # (loads and shapes of no rows): skip to the second load of the team tree.
+    teams = [i for i, x in enumerate(lines) if "loaded columns entity=teams " in x]
+    def at(line):  # the timestamp that starts a log line, in seconds
+        return datetime.fromisoformat(line.split()[0].replace("Z", "+00:00")).timestamp()
+
+    load_spans, shape_spans = [], []
+    for line in lines[teams[1] if len(teams) > 1 else 0 :]:
+        m = re.search(r"loaded columns entity=(\S+).* rows=(\d+) ms=(\d+)", line)
+        if m:
+            loads[m.group(1)] = loads.get(m.group(1), 0) + int(m.group(3))
+            load_spans.append((at(line) - int(m.group(3)) / 1e3, at(line)))
+            continue
+        m = re.search(r"executed shape .* us=(\d+)", line)
+        if m:
+            shape_spans.append((at(line) - int(m.group(1)) / 1e6, at(line)))
+    # A column read lazily inside a shape is counted as a load, not as the shape's time.
+    for lo, hi in shape_spans:
+        inner = sum(b - a for a, b in load_spans if a >= lo - 1e-3 and b <= hi + 1e-3)
+        shapes.append(max(0.0, (hi - lo) - inner) * 1e6)
+    load_s = sum(loads.values()) / 1e3
+    shape_s = sum(shapes) / 1e6
+    log(
+        f"kpi eval breakdown (one logged run, {wall:.3f} s): column loads {load_s:.3f} s ("
+        + ", ".join(f"{e} {ms / 1e3:.2f}" for e, ms in sorted(loads.items(), key=lambda x: -x[1]))
+        + f"), {len(shapes)} query shapes {shape_s:.3f} s without those loads (largest "
+        + ", ".join(f"{u / 1e3:.0f}" for u in sorted(shapes, reverse=True)[:5])
+        + f" ms), the rest {wall - load_s - shape_s:.3f} s"
+    )
+    return {"wall": wall, "loads": load_s, "shapes": shape_s, "per_entity": loads}
 
 
 class Server:
@@ -415,8 +473,9 @@ def team_scorecards():
 
 def engine_serve(args, root, csv_dir, sch, counts, params):
     cards = team_scorecards()
+    live = "&live=true" if live_flag(args) else ""
     paths = [
-        f"/api/scorecards/{c}?period={p['id']}&as_of={params['as_of']}"
+        f"/api/scorecards/{c}?period={p['id']}&as_of={params['as_of']}{live}"
         for c in cards
         for p in params["periods"]
     ]
@@ -638,6 +697,7 @@ def main():
 
     root, imp, imp_rss = engine_import(args, work, csv_dir, sch, counts)
     ev, ev_rss, engine_values = engine_eval(args, work, root, kpis, params)
+    engine_breakdown(args, root, kpis, params)
     serve, serve_values = (None, None)
     if not args.skip_serve:
         serve, serve_values = engine_serve(args, root, csv_dir, sch, counts, params)

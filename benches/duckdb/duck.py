@@ -32,8 +32,9 @@ How the SQL is written (what an expert would do on a column store):
   (`min(b, 2)`).
 - Marketing ROI joins won deals with campaigns (hash join on campaigns.id) and counts a return
   for an ancestor whose subtree holds both the deal's and the campaign's team.
-- The periods are a small table crossed with the grouped results; the KPIs are FILTERed sums
-  over bucket ranges, and the ratios are NULL when the denominator is 0 or NULL (no data).
+- The periods are a small table crossed with the grouped results; the measures are FILTERed
+  sums over bucket ranges, one small table each; the KPIs join them per (team, period) and
+  divide with `nullif(denominator, 0)`, NULL being "no data".
 """
 
 import json
@@ -354,48 +355,104 @@ def measures(p):
     return q
 
 
-# The KPIs from the measures: (id, SQL expression). z(x) is a sum over no rows (0);
-# ratio(a, b) is NULL (no data) when b is 0 or NULL.
+# The measures each KPI reads, one row per (team, period): (column, source). A sum over no
+# rows is 0 (coalesce).
+COLUMNS = [
+    ("revenue", "d.revenue"),
+    ("won", "d.won"),
+    ("lost", "d.lost"),
+    ("won_ms", "d.won_ms"),
+    ("rev_to_date", "d.rev_to_date"),
+    ("rev_prev_span", "d.rev_prev_span"),
+    ("pipeline", "d.pipeline"),
+    ("won_to_date", "d.won_to_date"),
+    ("forecast", "f.forecast"),
+    ("lead_started", "c.lead_started"),
+    ("lead_won", "c.lead_won"),
+    ("demo_started", "c.demo_started"),
+    ("demo_quoted", "c.demo_quoted"),
+    ("buyers", "rp.buyers"),
+    ("repeaters", "rp.repeaters"),
+    ("cust_new", "cu.new"),
+    ("cust_active", "cu.active"),
+    ("cust_to_date", "cu.to_date"),
+    ("cust_base", "cu.base"),
+    ("cust_retained", "cu.retained"),
+    ("cust_churned_of_base", "cu.churned_of_base"),
+    ("cust_churned", "cu.churned"),
+    ("acquisition", "e.acquisition"),
+    ("service", "e.service"),
+    ("ending", "s.ending"),
+    ("renewed", "s.renewed"),
+    ("interactions", "ac.interactions"),
+    ("nps_n", "sv.nps_n"),
+    ("nps_pro", "sv.nps_pro"),
+    ("nps_det", "sv.nps_det"),
+    ("ces_n", "sv.ces_n"),
+    ("ces_sum", "sv.ces_sum"),
+    ("csat_n", "sv.csat_n"),
+    ("csat_sum", "sv.csat_sum"),
+    ("opened", "t.opened"),
+    ("answered", "t.answered"),
+    ("response_ms", "t.response_ms"),
+    ("resolved_by_end", "t.resolved_by_end"),
+    ("resolved", "t.resolved"),
+    ("resolve_ms", "t.resolve_ms"),
+    ("rated", "t.rated"),
+    ("rating", "t.rating"),
+    ("cost", "cp.cost"),
+    ("budget", "cp.budget"),
+    ("leads", "cp.leads"),
+    ("participants", "cp.participants"),
+    ("returns", "r.returns"),
+    ("web_leads", "w.leads"),
+    ("visits", "w.visits"),
+]
+
+# KPIs other KPIs are built from, computed first (x / nullif(y, 0): no data when y is 0).
+DERIVED = [
+    ("win_rate", "won::DOUBLE / nullif(won + lost, 0)"),
+    ("avg_deal_size", "revenue / nullif(won, 0)"),
+    ("sales_cycle_days", "won_ms::DOUBLE / 86400000 / nullif(won, 0)"),
+]
+
+# Every KPI of the library: (id, SQL expression over COLUMNS and DERIVED).
 KPIS = [
-    ("revenue", "z(d.revenue)"),
-    ("deals_won", "z(d.won)"),
-    ("win_rate", "ratio(z(d.won), z(d.won) + z(d.lost))"),
-    ("avg_deal_size", "ratio(z(d.revenue), z(d.won))"),
-    ("sales_cycle_days", "ratio(z(d.won_ms)::DOUBLE / 86400000, z(d.won))"),
-    ("revenue_growth", "ratio(z(d.rev_to_date) - z(d.rev_prev_span), z(d.rev_prev_span))"),
-    ("pipeline_deals", "z(d.pipeline)"),
-    (
-        "sales_velocity",
-        "ratio(z(d.pipeline) * ratio(z(d.revenue), z(d.won)) * "
-        "ratio(z(d.won), z(d.won) + z(d.lost)), ratio(z(d.won_ms)::DOUBLE / 86400000, z(d.won)))",
-    ),
-    ("forecast_accuracy", "1.0 - ratio(abs(z(d.revenue) - z(f.forecast)), z(f.forecast))"),
-    ("lead_to_won", "ratio(z(c.lead_won), z(c.lead_started))"),
-    ("demo_to_quote", "ratio(z(c.demo_quoted), z(c.demo_started))"),
-    ("new_customers", "z(cu.new)"),
-    ("active_customers", "z(cu.active)"),
-    ("retention_rate", "ratio(z(cu.retained), z(cu.base))"),
-    ("churn_rate", "ratio(z(cu.churned_of_base), z(cu.base))"),
-    ("churn_vs_acquired", "ratio(z(cu.churned), z(cu.new))"),
-    ("new_customer_rate", "ratio(z(cu.new), z(cu.active))"),
-    ("repeat_purchase_rate", "ratio(z(rp.repeaters), z(rp.buyers))"),
-    ("clv", "ratio(z(d.won_to_date), z(cu.to_date))"),
-    ("cac", "ratio(z(e.acquisition), z(cu.new))"),
-    ("service_cost_per_customer", "ratio(z(e.service), z(cu.active))"),
-    ("renewal_rate", "ratio(z(s.renewed), z(s.ending))"),
-    ("interactions", "z(ac.interactions)"),
-    ("interactions_per_customer", "ratio(z(ac.interactions), z(cu.active))"),
-    ("nps", "ratio(100 * (z(sv.nps_pro) - z(sv.nps_det))::DOUBLE, z(sv.nps_n))"),
-    ("ces", "ratio(z(sv.ces_sum), z(sv.ces_n))"),
-    ("csat", "ratio(z(sv.csat_sum), z(sv.csat_n))"),
-    ("first_response_hours", "ratio(z(t.response_ms)::DOUBLE / 3600000, z(t.answered))"),
-    ("resolution_rate", "ratio(z(t.resolved_by_end), z(t.opened))"),
-    ("resolution_hours", "ratio(z(t.resolve_ms)::DOUBLE / 3600000, z(t.resolved))"),
-    ("service_rating", "ratio(z(t.rating), z(t.rated))"),
-    ("marketing_roi", "ratio(z(r.returns) - z(cp.cost), z(cp.cost))"),
-    ("budget_execution", "ratio(z(cp.cost), z(cp.budget))"),
-    ("campaign_lead_rate", "ratio(z(cp.leads), z(cp.participants))"),
-    ("traffic_to_lead", "ratio(z(w.leads), z(w.visits))"),
+    ("revenue", "revenue"),
+    ("deals_won", "won"),
+    ("win_rate", "win_rate"),
+    ("avg_deal_size", "avg_deal_size"),
+    ("sales_cycle_days", "sales_cycle_days"),
+    ("revenue_growth", "(rev_to_date - rev_prev_span) / nullif(rev_prev_span, 0)"),
+    ("pipeline_deals", "pipeline"),
+    ("sales_velocity", "pipeline * avg_deal_size * win_rate / nullif(sales_cycle_days, 0)"),
+    ("forecast_accuracy", "1 - abs(revenue - forecast) / nullif(forecast, 0)"),
+    ("lead_to_won", "lead_won::DOUBLE / nullif(lead_started, 0)"),
+    ("demo_to_quote", "demo_quoted::DOUBLE / nullif(demo_started, 0)"),
+    ("new_customers", "cust_new"),
+    ("active_customers", "cust_active"),
+    ("retention_rate", "cust_retained::DOUBLE / nullif(cust_base, 0)"),
+    ("churn_rate", "cust_churned_of_base::DOUBLE / nullif(cust_base, 0)"),
+    ("churn_vs_acquired", "cust_churned::DOUBLE / nullif(cust_new, 0)"),
+    ("new_customer_rate", "cust_new::DOUBLE / nullif(cust_active, 0)"),
+    ("repeat_purchase_rate", "repeaters::DOUBLE / nullif(buyers, 0)"),
+    ("clv", "won_to_date / nullif(cust_to_date, 0)"),
+    ("cac", "acquisition / nullif(cust_new, 0)"),
+    ("service_cost_per_customer", "service / nullif(cust_active, 0)"),
+    ("renewal_rate", "renewed::DOUBLE / nullif(ending, 0)"),
+    ("interactions", "interactions"),
+    ("interactions_per_customer", "interactions::DOUBLE / nullif(cust_active, 0)"),
+    ("nps", "100 * (nps_pro - nps_det)::DOUBLE / nullif(nps_n, 0)"),
+    ("ces", "ces_sum::DOUBLE / nullif(ces_n, 0)"),
+    ("csat", "csat_sum::DOUBLE / nullif(csat_n, 0)"),
+    ("first_response_hours", "response_ms::DOUBLE / 3600000 / nullif(answered, 0)"),
+    ("resolution_rate", "resolved_by_end::DOUBLE / nullif(opened, 0)"),
+    ("resolution_hours", "resolve_ms::DOUBLE / 3600000 / nullif(resolved, 0)"),
+    ("service_rating", "rating::DOUBLE / nullif(rated, 0)"),
+    ("marketing_roi", "(returns - cost) / nullif(cost, 0)"),
+    ("budget_execution", "cost / nullif(budget, 0)"),
+    ("campaign_lead_rate", "leads::DOUBLE / nullif(participants, 0)"),
+    ("traffic_to_lead", "web_leads::DOUBLE / nullif(visits, 0)"),
 ]
 
 ALIASES = [
@@ -454,10 +511,15 @@ def compute_once(con, p):
         f"LEFT JOIN m_{name} {alias} ON {alias}.team = tp.team AND {alias}.j = tp.j"
         for name, alias in ALIASES
     )
-    cols = ", ".join(f"{expr} AS {kpi}" for kpi, expr in KPIS)
+    cols = ", ".join(f"coalesce({src}, 0) AS {col}" for col, src in COLUMNS)
+    derived = ", ".join(f"{expr} AS {name}" for name, expr in DERIVED)
+    kpis = ", ".join(f"{expr} AS k_{kpi}" for kpi, expr in KPIS)
     rows = con.execute(
-        f"""SELECT tp.team, tp.id, {cols}
-        FROM (SELECT t.id AS team, p.j, p.id FROM teams t CROSS JOIN periods p) tp {joins}"""
+        f"""WITH m AS (
+            SELECT tp.team, tp.id, {cols}
+            FROM (SELECT t.id AS team, p.j, p.id FROM teams t CROSS JOIN periods p) tp {joins}),
+        k AS (SELECT *, {derived} FROM m)
+        SELECT team, id, {kpis} FROM k"""
     ).fetchall()
     steps["kpis"] = time.perf_counter() - t
     values = {}
@@ -472,20 +534,11 @@ def compute_once(con, p):
     return values, steps
 
 
-MACROS = [
-    "CREATE OR REPLACE TEMP MACRO z(x) AS coalesce(x, 0)",
-    "CREATE OR REPLACE TEMP MACRO ratio(a, b) AS "
-    "CASE WHEN b IS NULL OR b = 0 OR a IS NULL THEN NULL ELSE a::DOUBLE / b END",
-]
-
-
 def compute(db, params_json, threads, runs, out_json):
     p = json.loads(open(params_json).read())
     con = duckdb.connect(db, read_only=True)
     con.execute(f"SET threads = {int(threads)}")
     con.execute("SET TimeZone = 'UTC'")
-    for m in MACROS:
-        con.execute(m)
     times = []
     steps = None
     values = None
