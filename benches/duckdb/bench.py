@@ -396,6 +396,41 @@ def engine_breakdown(args, root, kpis, params):
     return {"wall": wall, "loads": load_s, "shapes": shape_s, "per_entity": loads}
 
 
+def engine_in_process(args, work, demo_db, scale, as_of):
+    """examples/bench_eval --only engine on the demo database (stamped as its own, linked into
+    its directory): the engine warm in one process, every scorecard x period x team in one
+    evaluation over columns already loaded, as issue 5 measured it. Returns the best warm
+    time, or None when the example is not built."""
+    exe = Path(args.kpi).parent / "examples" / "bench_eval"
+    if not exe.exists():
+        log(f"(no {exe}: cargo build --release --example bench_eval for the in-process figures)")
+        return None
+    d = work / "bench_eval"
+    d.mkdir(exist_ok=True)
+    db = d / f"crm-{args.deals}.db"
+    if not db.exists():
+        os.link(demo_db, db)
+    con = sqlite3.connect(db)
+    con.execute("CREATE TABLE IF NOT EXISTS _kpi_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+    con.execute(
+        "INSERT OR REPLACE INTO _kpi_meta (key, value) VALUES ('bench_eval', ?)",
+        (f"scale={scale} seed={SEED} until={as_of}",),
+    )
+    con.commit()
+    con.close()
+    cmd = [exe, "--deals", str(args.deals), "--dir", d, "--keep", "--only", "engine"]
+    cmd += ["--warm-runs", str(args.runs)]
+    _, _, out = run_child(cmd)
+    cold = re.search(r"engine cold: ([0-9.]+) s", out)
+    warm = re.search(r"engine warm: (.*)", out)
+    if not (cold and warm):
+        log(out)
+        return None
+    runs = [float(x.split()[0]) for x in warm.group(1).split(",")]
+    log(f"in process (bench_eval --only engine): cold {cold.group(1)} s, warm {fmt_runs(runs)} s")
+    return stats(runs)
+
+
 class Server:
     def __init__(self, args, root):
         env = dict(os.environ, KPI_ADMIN_TOKEN=ADMIN_TOKEN, RUST_LOG="warn")
@@ -644,6 +679,16 @@ def summary(r):
                 w / dc,
                 w / dc <= 0.5,
             )
+    if r.get("in_process"):
+        w = r["in_process"]["best"]
+        line(
+            "warm: in one process, all periods (bench_eval)",
+            f"{w:.3f} s (median {r['in_process']['median']:.3f}, spread {r['in_process']['spread']:.0%})",
+            f"{dc:.3f} s (2 thr)",
+            "<= 0.5x",
+            w / dc,
+            w / dc <= 0.5,
+        )
     er = r["rows"] / r["import"]["best"]
     dr = r["rows"] / r["load"]["best"]
     line(
@@ -698,6 +743,7 @@ def main():
     root, imp, imp_rss = engine_import(args, work, csv_dir, sch, counts)
     ev, ev_rss, engine_values = engine_eval(args, work, root, kpis, params)
     engine_breakdown(args, root, kpis, params)
+    in_process = engine_in_process(args, work, db, scale, as_of)
     serve, serve_values = (None, None)
     if not args.skip_serve:
         serve, serve_values = engine_serve(args, root, csv_dir, sch, counts, params)
@@ -723,6 +769,7 @@ def main():
             "load_after": loadavg(),
             "eval": ev,
             "serve": serve,
+            "in_process": in_process,
             "import": imp,
             "load": load,
             "load_rss_kb": load_rss,

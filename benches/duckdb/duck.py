@@ -25,11 +25,13 @@ How the SQL is written (what an expert would do on a column store):
   few thousand rows whatever the data size.
 - The roll-up (a record counts for its team and every ancestor) joins those small results
   with the closure table `anc(team, ancestor)` (a recursive CTE over teams) and sums. Distinct
-  counts (stage conversions, repeat purchases) group by (ancestor, key) instead: a deal or a
-  customer counts once per subtree. Stage conversions keep per deal a bit set of the buckets
-  of its `from` events and the first bucket of its `to` events, so one scan of stage_events
-  answers every period; repeat purchases keep per customer the two earliest win buckets
-  (`min(b, 2)`).
+  counts (stage conversions, repeat purchases) count a deal or a customer once per subtree:
+  one GROUP BY key, and a key whose rows all carry one team (the usual case) counts for that
+  team's ancestors, so it is reduced to a small (team, shape) table before the roll-up; keys
+  spread over several teams go through (ancestor, key). Stage conversions keep per deal a bit
+  set of the buckets of its `from` events and the first bucket of its `to` events, so one
+  scan of stage_events answers every period; repeat purchases keep per customer the two
+  earliest win buckets (`min(b, 2)`).
 - Marketing ROI joins won deals with campaigns (hash join on campaigns.id) and counts a return
   for an ancestor whose subtree holds both the deal's and the campaign's team.
 - The periods are a small table crossed with the grouped results; the measures are FILTERed
@@ -134,29 +136,42 @@ def measures(p):
         GROUP BY ALL""",
         )
     )
-    # Both stage conversions in one scan of stage_events.
+    # Both stage conversions in one scan of stage_events. A deal counts once per subtree, so
+    # the sets are per (ancestor, deal); but a deal whose events all carry one team (the usual
+    # case) counts for exactly that team's ancestors, so one GROUP BY deal reduces those to a
+    # few thousand (team, bit sets) shapes before the roll-up. Only deals whose events carry
+    # several teams take the general path through (ancestor, deal).
     q.append(
         (
             "conversions",
             f"""
-        WITH e AS (
+        WITH e AS NOT MATERIALIZED (
             SELECT team, deal, stage, {b('entered_at')} AS eb FROM stage_events
             WHERE stage IN ('lead', 'won', 'demo', 'quote')),
         per_deal AS (
-            SELECT team, deal,
+            SELECT deal, min(team) AS t0, max(team) AS t1,
                    bit_or(1::UBIGINT << eb) FILTER (stage = 'lead') AS lead_m,
                    min(eb) FILTER (stage = 'won') AS won_b,
                    bit_or(1::UBIGINT << eb) FILTER (stage = 'demo') AS demo_m,
                    min(eb) FILTER (stage = 'quote') AS quote_b
-            FROM e GROUP BY team, deal),
-        per_anc AS (
-            SELECT a.ancestor AS team, deal,
-                   bit_or(lead_m) AS lead_m, min(won_b) AS won_b,
-                   bit_or(demo_m) AS demo_m, min(quote_b) AS quote_b
-            FROM per_deal JOIN anc a USING (team) GROUP BY ALL),
+            FROM e GROUP BY deal),
+        single AS (
+            SELECT t0 AS team, lead_m, won_b, demo_m, quote_b, count(*) AS n
+            FROM per_deal WHERE t0 = t1 GROUP BY ALL),
+        several AS (
+            SELECT a.ancestor AS team, e.deal,
+                   bit_or(1::UBIGINT << eb) FILTER (stage = 'lead') AS lead_m,
+                   min(eb) FILTER (stage = 'won') AS won_b,
+                   bit_or(1::UBIGINT << eb) FILTER (stage = 'demo') AS demo_m,
+                   min(eb) FILTER (stage = 'quote') AS quote_b
+            FROM e JOIN per_deal d ON d.deal = e.deal AND d.t0 <> d.t1
+            JOIN anc a ON a.team = e.team GROUP BY ALL),
         shapes AS (
+            SELECT a.ancestor AS team, lead_m, won_b, demo_m, quote_b, sum(n) AS n
+            FROM single JOIN anc a USING (team) GROUP BY ALL
+            UNION ALL
             SELECT team, lead_m, won_b, demo_m, quote_b, count(*) AS n
-            FROM per_anc GROUP BY ALL)
+            FROM several GROUP BY ALL)
         SELECT s.team, p.j,
             sum(n) FILTER (lead_m & p.mask <> 0) AS lead_started,
             sum(n) FILTER (lead_m & p.mask <> 0 AND won_b < hi) AS lead_won,
@@ -165,19 +180,30 @@ def measures(p):
         FROM shapes s CROSS JOIN periods p GROUP BY ALL""",
         )
     )
+    # Repeat purchases: per customer the two earliest win buckets (min(b, 2)); the same
+    # single-team shortcut as the conversions.
     q.append(
         (
             "repeat",
             f"""
-        WITH w AS (
+        WITH w AS NOT MATERIALIZED (
             SELECT team, customer, {b('closed_at')} AS kb FROM deals
             WHERE stage = 'won' AND customer IS NOT NULL AND closed_at IS NOT NULL),
         per_customer AS (
-            SELECT a.ancestor AS team, customer, min(kb, 2) AS first_two
-            FROM w JOIN anc a USING (team) GROUP BY ALL),
+            SELECT customer, min(team) AS t0, max(team) AS t1, min(kb, 2) AS first_two
+            FROM w GROUP BY customer),
+        single AS (
+            SELECT t0 AS team, first_two[1] AS b1, first_two[2] AS b2, count(*) AS n
+            FROM per_customer WHERE t0 = t1 GROUP BY ALL),
+        several AS (
+            SELECT a.ancestor AS team, w.customer, min(kb, 2) AS first_two
+            FROM w JOIN per_customer c ON c.customer = w.customer AND c.t0 <> c.t1
+            JOIN anc a ON a.team = w.team GROUP BY ALL),
         shapes AS (
-            SELECT team, first_two[1] AS b1, first_two[2] AS b2, count(*) AS n
-            FROM per_customer GROUP BY ALL)
+            SELECT a.ancestor AS team, b1, b2, sum(n) AS n
+            FROM single JOIN anc a USING (team) GROUP BY ALL
+            UNION ALL
+            SELECT team, first_two[1], first_two[2], count(*) FROM several GROUP BY ALL)
         SELECT s.team, p.j,
             sum(n) FILTER (b1 < hi) AS buyers,
             sum(n) FILTER (b2 < hi) AS repeaters
