@@ -646,20 +646,23 @@ def summary(r):
     log("")
     log(f"== issue 17 at {r['deals']} deals ({r['rows']} rows in {r['entities']} CSVs); {r['load_after']}")
     duck2 = r["duck"][max(r["duck"])]
-    duck1 = r["duck"].get(1)
     rows = []
 
     def line(what, engine, duck, goal, ratio, ok):
         rows.append((what, engine, duck, goal, ratio, ok))
 
     ec = r["eval"]["best"]
-    dc = duck2["stats"]["best"]
+    # DuckDB's figure: its best run with its best thread count (on a loaded machine one thread
+    # can beat two).
+    best_t = min(r["duck"], key=lambda t: r["duck"][t]["stats"]["best"])
+    dc = r["duck"][best_t]["stats"]["best"]
+    per_t = "; ".join(
+        f"{t} thr best {d['stats']['best']:.3f}, first {d['first']:.3f}" for t, d in r["duck"].items()
+    )
     line(
         "cold: new kpi eval process vs DuckDB compute",
         f"{ec:.3f} s (median {r['eval']['median']:.3f}, spread {r['eval']['spread']:.0%})",
-        f"{dc:.3f} s (2 thr; first run {duck2['first']:.3f}; 1 thr {duck1['stats']['best']:.3f})"
-        if duck1
-        else f"{dc:.3f} s",
+        f"{dc:.3f} s ({per_t})",
         "<= 1.0x",
         ec / dc,
         ec / dc <= 1.0,
@@ -674,7 +677,7 @@ def summary(r):
             line(
                 what,
                 f"{w:.3f} s (median {s[key]['median']:.3f}, spread {s[key]['spread']:.0%})",
-                f"{dc:.3f} s (2 thr)",
+                f"{dc:.3f} s ({best_t} thr)",
                 "<= 0.5x",
                 w / dc,
                 w / dc <= 0.5,
@@ -684,7 +687,7 @@ def summary(r):
         line(
             "warm: in one process, all periods (bench_eval)",
             f"{w:.3f} s (median {r['in_process']['median']:.3f}, spread {r['in_process']['spread']:.0%})",
-            f"{dc:.3f} s (2 thr)",
+            f"{dc:.3f} s ({best_t} thr)",
             "<= 0.5x",
             w / dc,
             w / dc <= 0.5,
