@@ -319,10 +319,7 @@ def engine_import(args, work, csv_dir, sch, counts):
 
 
 def engine_eval(args, work, root, kpis, params):
-    first, last = params["periods"][0]["id"], params["periods"][-1]["id"]
-    cmd = [args.kpi, "--root", root, "eval", "--kpi", ",".join(kpis)]
-    cmd += ["--period", f"{first}..{last}", "--as-of", params["as_of"], "--format", "json"]
-    cmd += live_flag(args)
+    cmd = eval_cmd(args, root, kpis, params)
     out = work / "engine-eval.json"
     walls, peak = [], 0
     for _ in range(args.runs):
@@ -340,6 +337,14 @@ def engine_eval(args, work, root, kpis, params):
     return stats(walls), peak, values
 
 
+def eval_cmd(args, root, kpis, params):
+    """`kpi eval` of the KPIs for every team over the benchmark's quarters, as JSON."""
+    first, last = params["periods"][0]["id"], params["periods"][-1]["id"]
+    cmd = [args.kpi, "--root", root, "eval", "--kpi", ",".join(kpis)]
+    cmd += ["--period", f"{first}..{last}", "--as-of", params["as_of"], "--format", "json"]
+    return cmd + live_flag(args)
+
+
 def live_flag(args):
     """`--live` where `kpi eval` has it (SPEC 16: a frozen period is otherwise read back, not
     computed): the benchmark measures computation."""
@@ -351,10 +356,7 @@ def engine_breakdown(args, root, kpis, params):
     """One more kpi eval with RUST_LOG=kpi_engine=debug: where its wall time goes (the column
     loads and query shapes the engine logs with their times; the rest is process start,
     configuration check, formulas, scoring and output)."""
-    first, last = params["periods"][0]["id"], params["periods"][-1]["id"]
-    cmd = [args.kpi, "--root", root, "eval", "--kpi", ",".join(kpis)]
-    cmd += ["--period", f"{first}..{last}", "--as-of", params["as_of"], "--format", "json"]
-    cmd += live_flag(args)
+    cmd = eval_cmd(args, root, kpis, params)
     env = dict(os.environ, RUST_LOG="kpi_engine=debug", NO_COLOR="1")
     t = time.perf_counter()
     p = subprocess.run(cmd, capture_output=True, env=env)

@@ -96,35 +96,58 @@ def bucket(col, bounds):
     return f"(CASE WHEN {col} IS NULL THEN {NULL_BUCKET} {whens} ELSE {len(bounds)} END)"
 
 
+def rolled_up(table, keys, sums, where=None):
+    """CTEs g (one pass over `table`: GROUP BY team and `keys`, the aggregates `sums`) and r
+    (the same rolled up the team tree: every ancestor gets the rows of its subtree, summed).
+    keys and sums are (name, SQL) pairs."""
+    g_cols = ", ".join(f"{sql} AS {name}" for name, sql in keys + sums)
+    r_keys = "".join(f", {name}" for name, _ in keys)
+    r_sums = ", ".join(f"sum({name}) AS {name}" for name, _ in sums)
+    cond = f" WHERE {where}" if where else ""
+    return f"""
+        WITH g AS (SELECT team, {g_cols} FROM {table}{cond} GROUP BY ALL),
+        r AS (SELECT a.ancestor AS team{r_keys}, {r_sums}
+              FROM g JOIN anc a USING (team) GROUP BY ALL)"""
+
+
+def per_period(columns):
+    """The final SELECT of a rolled-up measure: (name, FILTERed aggregate) per team and period."""
+    cols = ", ".join(f"{sql} AS {name}" for name, sql in columns)
+    return f"""
+        SELECT r.team, p.j, {cols}
+        FROM r CROSS JOIN periods p GROUP BY ALL"""
+
+
 def measures(p):
     """(name, SQL) of the measure queries; each makes a temp table m_NAME(team, j, ...)."""
     bounds = p["bounds"]
     b = lambda col: bucket(col, bounds)  # noqa: E731
+    in_p = lambda k: f"{k} >= lo AND {k} < hi"  # noqa: E731
     q = []
-    # The roll-up of a grouped table: every ancestor gets the rows of its subtree.
     q.append(
         (
             "deals",
-            f"""
-        WITH g AS (
-            SELECT team, {b('created_at')} AS cb, {b('closed_at')} AS kb, stage,
-                   count(*) AS n, sum(amount) AS amt,
-                   sum(epoch_ms(closed_at) - epoch_ms(created_at)) AS dur
-            FROM deals GROUP BY ALL),
-        r AS (
-            SELECT a.ancestor AS team, cb, kb, stage,
-                   sum(n) AS n, sum(amt) AS amt, sum(dur) AS dur
-            FROM g JOIN anc a USING (team) GROUP BY ALL)
-        SELECT r.team, p.j,
-            sum(amt) FILTER (stage = 'won' AND kb >= lo AND kb < hi) AS revenue,
-            sum(n)   FILTER (stage = 'won' AND kb >= lo AND kb < hi) AS won,
-            sum(n)   FILTER (stage = 'lost' AND kb >= lo AND kb < hi) AS lost,
-            sum(dur) FILTER (stage = 'won' AND kb >= lo AND kb < hi) AS won_ms,
-            sum(amt) FILTER (stage = 'won' AND kb >= clo AND kb < chi) AS rev_to_date,
-            sum(amt) FILTER (stage = 'won' AND kb >= plo AND kb < phi) AS rev_prev_span,
-            sum(n)   FILTER (cb < hi AND kb >= lo) AS pipeline,
-            sum(amt) FILTER (stage = 'won' AND kb < hi) AS won_to_date
-        FROM r CROSS JOIN periods p GROUP BY ALL""",
+            rolled_up(
+                "deals",
+                [("cb", b("created_at")), ("kb", b("closed_at")), ("stage", "stage")],
+                [
+                    ("n", "count(*)"),
+                    ("amt", "sum(amount)"),
+                    ("dur", "sum(epoch_ms(closed_at) - epoch_ms(created_at))"),
+                ],
+            )
+            + per_period(
+                [
+                    ("revenue", f"sum(amt) FILTER (stage = 'won' AND {in_p('kb')})"),
+                    ("won", f"sum(n) FILTER (stage = 'won' AND {in_p('kb')})"),
+                    ("lost", f"sum(n) FILTER (stage = 'lost' AND {in_p('kb')})"),
+                    ("won_ms", f"sum(dur) FILTER (stage = 'won' AND {in_p('kb')})"),
+                    ("rev_to_date", "sum(amt) FILTER (stage = 'won' AND kb >= clo AND kb < chi)"),
+                    ("rev_prev_span", "sum(amt) FILTER (stage = 'won' AND kb >= plo AND kb < phi)"),
+                    ("pipeline", "sum(n) FILTER (cb < hi AND kb >= lo)"),
+                    ("won_to_date", "sum(amt) FILTER (stage = 'won' AND kb < hi)"),
+                ]
+            ),
         )
     )
     q.append(
@@ -213,135 +236,137 @@ def measures(p):
     q.append(
         (
             "customers",
-            f"""
-        WITH g AS (
-            SELECT team, {b('created_at')} AS cb, {b('churned_at')} AS hb, count(*) AS n
-            FROM customers GROUP BY ALL),
-        r AS (SELECT a.ancestor AS team, cb, hb, sum(n) AS n
-              FROM g JOIN anc a USING (team) GROUP BY ALL)
-        SELECT r.team, p.j,
-            sum(n) FILTER (cb >= lo AND cb < hi) AS new,
-            sum(n) FILTER (cb < hi AND hb >= hi) AS active,
-            sum(n) FILTER (cb < hi) AS to_date,
-            sum(n) FILTER (cb < lo AND hb >= lo) AS base,
-            sum(n) FILTER (cb < lo AND hb >= hi) AS retained,
-            sum(n) FILTER (cb < lo AND hb >= lo AND hb < hi) AS churned_of_base,
-            sum(n) FILTER (hb >= lo AND hb < hi) AS churned
-        FROM r CROSS JOIN periods p GROUP BY ALL""",
+            rolled_up(
+                "customers",
+                [("cb", b("created_at")), ("hb", b("churned_at"))],
+                [("n", "count(*)")],
+            )
+            + per_period(
+                [
+                    ("new", f"sum(n) FILTER ({in_p('cb')})"),
+                    ("active", "sum(n) FILTER (cb < hi AND hb >= hi)"),
+                    ("to_date", "sum(n) FILTER (cb < hi)"),
+                    ("base", "sum(n) FILTER (cb < lo AND hb >= lo)"),
+                    ("retained", "sum(n) FILTER (cb < lo AND hb >= hi)"),
+                    ("churned_of_base", f"sum(n) FILTER (cb < lo AND {in_p('hb')})"),
+                    ("churned", f"sum(n) FILTER ({in_p('hb')})"),
+                ]
+            ),
         )
     )
     q.append(
         (
             "expenses",
-            f"""
-        WITH g AS (
-            SELECT team, category, {b('spent_at')} AS sb, sum(amount) AS amt
-            FROM expenses GROUP BY ALL),
-        r AS (SELECT a.ancestor AS team, category, sb, sum(amt) AS amt
-              FROM g JOIN anc a USING (team) GROUP BY ALL)
-        SELECT r.team, p.j,
-            sum(amt) FILTER (category IN ('marketing', 'sales') AND sb >= lo AND sb < hi)
-                AS acquisition,
-            sum(amt) FILTER (category = 'service' AND sb >= lo AND sb < hi) AS service
-        FROM r CROSS JOIN periods p GROUP BY ALL""",
+            rolled_up(
+                "expenses",
+                [("category", "category"), ("sb", b("spent_at"))],
+                [("amt", "sum(amount)")],
+            )
+            + per_period(
+                [
+                    (
+                        "acquisition",
+                        f"sum(amt) FILTER (category IN ('marketing', 'sales') AND {in_p('sb')})",
+                    ),
+                    ("service", f"sum(amt) FILTER (category = 'service' AND {in_p('sb')})"),
+                ]
+            ),
         )
     )
     q.append(
         (
             "subscriptions",
-            f"""
-        WITH g AS (
-            SELECT team, {b('ends_at')} AS eb, renewed, count(*) AS n
-            FROM subscriptions GROUP BY ALL),
-        r AS (SELECT a.ancestor AS team, eb, renewed, sum(n) AS n
-              FROM g JOIN anc a USING (team) GROUP BY ALL)
-        SELECT r.team, p.j,
-            sum(n) FILTER (eb >= lo AND eb < hi) AS ending,
-            sum(n) FILTER (eb >= lo AND eb < hi AND renewed) AS renewed
-        FROM r CROSS JOIN periods p GROUP BY ALL""",
+            rolled_up(
+                "subscriptions",
+                [("eb", b("ends_at")), ("renewed", "renewed")],
+                [("n", "count(*)")],
+            )
+            + per_period(
+                [
+                    ("ending", f"sum(n) FILTER ({in_p('eb')})"),
+                    ("renewed", f"sum(n) FILTER ({in_p('eb')} AND renewed)"),
+                ]
+            ),
         )
     )
     q.append(
         (
             "activities",
-            f"""
-        WITH g AS (
-            SELECT team, {b('occurred_at')} AS ob, count(*) AS n
-            FROM activities GROUP BY ALL),
-        r AS (SELECT a.ancestor AS team, ob, sum(n) AS n
-              FROM g JOIN anc a USING (team) GROUP BY ALL)
-        SELECT r.team, p.j, sum(n) FILTER (ob >= lo AND ob < hi) AS interactions
-        FROM r CROSS JOIN periods p GROUP BY ALL""",
+            rolled_up("activities", [("ob", b("occurred_at"))], [("n", "count(*)")])
+            + per_period([("interactions", f"sum(n) FILTER ({in_p('ob')})")]),
         )
     )
+    survey = lambda kind, col: f"sum({col}) FILTER (kind = '{kind}' AND {in_p('ab')})"  # noqa: E731
     q.append(
         (
             "surveys",
-            f"""
-        WITH g AS (
-            SELECT team, kind, {b('answered_at')} AS ab, count(*) AS n, sum(score) AS total,
-                   count(*) FILTER (score >= 9) AS promoters,
-                   count(*) FILTER (score <= 6) AS detractors
-            FROM surveys GROUP BY ALL),
-        r AS (SELECT a.ancestor AS team, kind, ab, sum(n) AS n, sum(total) AS total,
-                     sum(promoters) AS promoters, sum(detractors) AS detractors
-              FROM g JOIN anc a USING (team) GROUP BY ALL)
-        SELECT r.team, p.j,
-            sum(n)          FILTER (kind = 'nps' AND ab >= lo AND ab < hi) AS nps_n,
-            sum(promoters)  FILTER (kind = 'nps' AND ab >= lo AND ab < hi) AS nps_pro,
-            sum(detractors) FILTER (kind = 'nps' AND ab >= lo AND ab < hi) AS nps_det,
-            sum(n)          FILTER (kind = 'ces' AND ab >= lo AND ab < hi) AS ces_n,
-            sum(total)      FILTER (kind = 'ces' AND ab >= lo AND ab < hi) AS ces_sum,
-            sum(n)          FILTER (kind = 'csat' AND ab >= lo AND ab < hi) AS csat_n,
-            sum(total)      FILTER (kind = 'csat' AND ab >= lo AND ab < hi) AS csat_sum
-        FROM r CROSS JOIN periods p GROUP BY ALL""",
+            rolled_up(
+                "surveys",
+                [("kind", "kind"), ("ab", b("answered_at"))],
+                [
+                    ("n", "count(*)"),
+                    ("total", "sum(score)"),
+                    ("promoters", "count(*) FILTER (score >= 9)"),
+                    ("detractors", "count(*) FILTER (score <= 6)"),
+                ],
+            )
+            + per_period(
+                [
+                    ("nps_n", survey("nps", "n")),
+                    ("nps_pro", survey("nps", "promoters")),
+                    ("nps_det", survey("nps", "detractors")),
+                    ("ces_n", survey("ces", "n")),
+                    ("ces_sum", survey("ces", "total")),
+                    ("csat_n", survey("csat", "n")),
+                    ("csat_sum", survey("csat", "total")),
+                ]
+            ),
         )
     )
     # Tickets opened in P and tickets resolved in P, from one scan.
     q.append(
         (
             "tickets",
-            f"""
-        WITH g AS (
-            SELECT team, {b('opened_at')} AS ob, {b('resolved_at')} AS rb,
-                   count(*) AS n, count(first_response_at) AS answered,
-                   sum(epoch_ms(first_response_at) - epoch_ms(opened_at)) AS response_ms,
-                   sum(epoch_ms(resolved_at) - epoch_ms(opened_at)) AS resolve_ms,
-                   count(rating) AS rated, sum(rating) AS rating
-            FROM tickets GROUP BY ALL),
-        r AS (SELECT a.ancestor AS team, ob, rb, sum(n) AS n, sum(answered) AS answered,
-                     sum(response_ms) AS response_ms, sum(resolve_ms) AS resolve_ms,
-                     sum(rated) AS rated, sum(rating) AS rating
-              FROM g JOIN anc a USING (team) GROUP BY ALL)
-        SELECT r.team, p.j,
-            sum(n)           FILTER (ob >= lo AND ob < hi) AS opened,
-            sum(answered)    FILTER (ob >= lo AND ob < hi) AS answered,
-            sum(response_ms) FILTER (ob >= lo AND ob < hi) AS response_ms,
-            sum(n)           FILTER (ob >= lo AND ob < hi AND rb < hi) AS resolved_by_end,
-            sum(n)           FILTER (rb >= lo AND rb < hi) AS resolved,
-            sum(resolve_ms)  FILTER (rb >= lo AND rb < hi) AS resolve_ms,
-            sum(rated)       FILTER (rb >= lo AND rb < hi) AS rated,
-            sum(rating)      FILTER (rb >= lo AND rb < hi) AS rating
-        FROM r CROSS JOIN periods p GROUP BY ALL""",
+            rolled_up(
+                "tickets",
+                [("ob", b("opened_at")), ("rb", b("resolved_at"))],
+                [
+                    ("n", "count(*)"),
+                    ("answered", "count(first_response_at)"),
+                    ("response_ms", "sum(epoch_ms(first_response_at) - epoch_ms(opened_at))"),
+                    ("resolve_ms", "sum(epoch_ms(resolved_at) - epoch_ms(opened_at))"),
+                    ("rated", "count(rating)"),
+                    ("rating", "sum(rating)"),
+                ],
+            )
+            + per_period(
+                [
+                    ("opened", f"sum(n) FILTER ({in_p('ob')})"),
+                    ("answered", f"sum(answered) FILTER ({in_p('ob')})"),
+                    ("response_ms", f"sum(response_ms) FILTER ({in_p('ob')})"),
+                    ("resolved_by_end", f"sum(n) FILTER ({in_p('ob')} AND rb < hi)"),
+                    ("resolved", f"sum(n) FILTER ({in_p('rb')})"),
+                    ("resolve_ms", f"sum(resolve_ms) FILTER ({in_p('rb')})"),
+                    ("rated", f"sum(rated) FILTER ({in_p('rb')})"),
+                    ("rating", f"sum(rating) FILTER ({in_p('rb')})"),
+                ]
+            ),
         )
     )
     q.append(
         (
             "campaigns",
-            f"""
-        WITH g AS (
-            SELECT team, {b('ended_at')} AS eb, sum(cost) AS cost, sum(budget) AS budget,
-                   sum(leads) AS leads, sum(participants) AS participants
-            FROM campaigns GROUP BY ALL),
-        r AS (SELECT a.ancestor AS team, eb, sum(cost) AS cost, sum(budget) AS budget,
-                     sum(leads) AS leads, sum(participants) AS participants
-              FROM g JOIN anc a USING (team) GROUP BY ALL)
-        SELECT r.team, p.j,
-            sum(cost)         FILTER (eb >= lo AND eb < hi) AS cost,
-            sum(budget)       FILTER (eb >= lo AND eb < hi) AS budget,
-            sum(leads)        FILTER (eb >= lo AND eb < hi) AS leads,
-            sum(participants) FILTER (eb >= lo AND eb < hi) AS participants
-        FROM r CROSS JOIN periods p GROUP BY ALL""",
+            rolled_up(
+                "campaigns",
+                [("eb", b("ended_at"))],
+                [(c, f"sum({c})") for c in ("cost", "budget", "leads", "participants")],
+            )
+            + per_period(
+                [
+                    (c, f"sum({c}) FILTER ({in_p('eb')})")
+                    for c in ("cost", "budget", "leads", "participants")
+                ]
+            ),
         )
     )
     # Returns: won deals of the subtree whose campaign (of the subtree) ended in P, closed
@@ -358,24 +383,21 @@ def measures(p):
         r AS (SELECT ad.ancestor AS team, eb, kb, sum(amt) AS amt
               FROM g JOIN anc ad ON ad.team = g.deal_team
               JOIN anc ac ON ac.team = g.campaign_team AND ac.ancestor = ad.ancestor
-              GROUP BY ALL)
-        SELECT r.team, p.j, sum(amt) FILTER (eb >= lo AND eb < hi AND kb < hi) AS returns
-        FROM r CROSS JOIN periods p GROUP BY ALL""",
+              GROUP BY ALL)"""
+            + per_period([("returns", f"sum(amt) FILTER ({in_p('eb')} AND kb < hi)")]),
         )
     )
     q.append(
         (
             "web_traffic",
-            f"""
-        WITH g AS (
-            SELECT team, {b('day')} AS db, sum(leads) AS leads, sum(visits) AS visits
-            FROM web_traffic GROUP BY ALL),
-        r AS (SELECT a.ancestor AS team, db, sum(leads) AS leads, sum(visits) AS visits
-              FROM g JOIN anc a USING (team) GROUP BY ALL)
-        SELECT r.team, p.j,
-            sum(leads)  FILTER (db >= lo AND db < hi) AS leads,
-            sum(visits) FILTER (db >= lo AND db < hi) AS visits
-        FROM r CROSS JOIN periods p GROUP BY ALL""",
+            rolled_up(
+                "web_traffic",
+                [("db", b("day"))],
+                [("leads", "sum(leads)"), ("visits", "sum(visits)")],
+            )
+            + per_period(
+                [(c, f"sum({c}) FILTER ({in_p('db')})") for c in ("leads", "visits")]
+            ),
         )
     )
     return q
