@@ -772,12 +772,21 @@ impl Runner<'_> {
 
     /// Runs `sql` with the boundaries bound and calls `f(team, row)` for each row whose first
     /// column is a known team (a record of an unknown team counts for nobody).
-    fn each_row<F>(&self, sql: &str, mut f: F) -> rusqlite::Result<()>
+    fn each_row<F>(&self, sql: &str, f: F) -> rusqlite::Result<()>
     where
         F: FnMut(usize, &Row<'_>) -> rusqlite::Result<()>,
     {
+        self.each_row_with(sql, params_from_iter(self.bounds.iter()), f)
+    }
+
+    /// `each_row` with other parameters than the boundaries.
+    fn each_row_with<P, F>(&self, sql: &str, params: P, mut f: F) -> rusqlite::Result<()>
+    where
+        P: rusqlite::Params,
+        F: FnMut(usize, &Row<'_>) -> rusqlite::Result<()>,
+    {
         let mut stmt = self.conn.prepare_cached(sql)?;
-        let mut rows = stmt.query(params_from_iter(self.bounds.iter()))?;
+        let mut rows = stmt.query(params)?;
         while let Some(row) = rows.next()? {
             let team = row.get_ref(0)?.as_str_or_null()?;
             if let Some(&t) = team.and_then(|id| self.tree.index.get(id)) {
@@ -800,18 +809,13 @@ impl Runner<'_> {
                 ni = self.not_indexed()
             );
             let mut grid = Grid::new(self.tree.len(), 1, 2);
-            let mut stmt = self.conn.prepare_cached(&sql)?;
-            let mut rows = stmt.query(params_from_iter(r.iter()))?;
-            while let Some(row) = rows.next()? {
-                let team = row.get_ref(0)?.as_str_or_null()?;
-                let Some(&t) = team.and_then(|id| self.tree.index.get(id)) else {
-                    continue;
-                };
+            self.each_row_with(&sql, params_from_iter(r.iter()), |t, row| {
                 for f in 0..2 {
                     let x: Option<f64> = row.get(1 + f)?;
                     grid.add(t, 0, f, x.unwrap_or(0.0));
                 }
-            }
+                Ok(())
+            })?;
             Ok(grid.rolled_up(&self.tree))
         })
     }
@@ -827,19 +831,14 @@ impl Runner<'_> {
                 marks.join(", ")
             );
             let mut grid = Grid::new(self.tree.len(), ids.len(), 1);
-            let mut stmt = self.conn.prepare_cached(&sql)?;
-            let mut rows = stmt.query(params_from_iter(ids.iter()))?;
-            while let Some(row) = rows.next()? {
-                let team = row.get_ref(0)?.as_str_or_null()?;
-                let Some(&t) = team.and_then(|id| self.tree.index.get(id)) else {
-                    continue;
-                };
+            self.each_row_with(&sql, params_from_iter(ids.iter()), |t, row| {
                 let period = row.get_ref(1)?.as_str()?;
                 let amount: Option<f64> = row.get(2)?;
                 if let Some(p) = ids.iter().position(|x| x == period) {
                     grid.add(t, p, 0, amount.unwrap_or(0.0));
                 }
-            }
+                Ok(())
+            })?;
             Ok(grid.rolled_up(&self.tree))
         })
     }
