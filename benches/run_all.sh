@@ -9,6 +9,9 @@
 # 2-5. Server and import (examples/bench_server.rs): freshness of a file save and of a
 #    one-record ingest under `kpi serve`, `kpi import` against `sqlite3 .import`,
 #    GET /api/scorecards/sales under wrk, peak RSS of the server; on ~1M deals.
+# 6. Against DuckDB (benches/duckdb.sh, issue 17) at 100k and 1M deals: import, cold and
+#    warm evaluation, peak RSS, every value checked equal (about 15 more minutes; needs
+#    python3 with venv; set SKIP_DUCKDB=1 to leave it out).
 #
 # Needs `wrk` and `sqlite3` on the PATH (Debian: apt-get install wrk sqlite3).
 # bench_server measures target/release/kpi, built here first. Its work files go to
@@ -34,3 +37,10 @@ cargo run --release --example bench_server -- ${BENCH_SERVER_ARGS:-}
 
 echo "=== bench_mapping"
 cargo run --release --example bench_mapping
+
+if [ -z "${SKIP_DUCKDB:-}" ]; then
+    for deals in 100000 1000000; do
+        echo "=== benches/duckdb.sh --deals $deals"
+        benches/duckdb.sh --deals "$deals" --keep
+    done
+fi

@@ -223,7 +223,7 @@ fn run(args: &Args) -> Res<()> {
         None
     };
     let sql = if args.sql {
-        Some(sql_phase(args, &path, &cal, &periods)?)
+        Some(sql_phase(args, &path, &cal, &periods, as_of)?)
     } else {
         None
     };
@@ -374,18 +374,19 @@ fn sql_phase(
     path: &Path,
     cal: &kpi_engine::period::Calendar,
     periods: &[PeriodId],
+    as_of: Millis,
 ) -> Res<SqlPhase> {
     reset_peak();
     let started = Instant::now();
     let conn = sql::open(path, args.sql_hints)?;
-    let values = sql::run(&conn, cal, periods, args.sql_hints)?;
+    let values = sql::run(&conn, cal, periods, as_of, args.sql_hints)?;
     let cold = started.elapsed();
     println!("SQL cold:    {}", secs(cold));
     let mut warm = Vec::new();
     let mut last = None;
     for _ in 0..args.warm_runs {
         let started = Instant::now();
-        let v = sql::run(&conn, cal, periods, args.sql_hints)?;
+        let v = sql::run(&conn, cal, periods, as_of, args.sql_hints)?;
         warm.push(started.elapsed());
         last = Some(v);
     }

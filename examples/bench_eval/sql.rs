@@ -15,6 +15,10 @@
 //! and customers of each team up the tree in Rust; campaign ROI joins through a closure table of
 //! team → ancestor in SQL. The derived KPIs (ratios, growth, velocity…) are plain arithmetic,
 //! and anything that is not a finite number (x/0, 0/0, a mean over no rows) is no data.
+//!
+//! `revenue_growth` compares like for like in an open period (SPEC 16): revenue of [P.start,
+//! as-of) against the previous period's revenue over the same span from its start. One more
+//! grouped query per open period gives both sums.
 
 use std::cell::RefCell;
 use std::time::{Duration, Instant};
@@ -76,12 +80,13 @@ pub fn open(path: &std::path::Path, tuned: bool) -> Result<Connection, Box<dyn s
 }
 
 /// Computes every KPI of [`KPIS`] for every team and each of `evaluated` (consecutive periods
-/// of one grain). `hints`: write `NOT INDEXED` after the scanned tables (see
-/// [`Runner::not_indexed`]).
+/// of one grain) as of `as_of` (UTC ms; it only decides which periods are open). `hints`:
+/// write `NOT INDEXED` after the scanned tables (see [`Runner::not_indexed`]).
 pub fn run(
     conn: &Connection,
     cal: &Calendar,
     evaluated: &[PeriodId],
+    as_of: i64,
     hints: bool,
 ) -> Result<Values, Error> {
     let first = *evaluated
@@ -109,7 +114,24 @@ pub fn run(
         hints,
         timings: RefCell::new(Vec::new()),
     };
-    let measures = Measures::query(&runner)?;
+    let mut measures = Measures::query(&runner)?;
+    measures.like_for_like = evaluated
+        .iter()
+        .map(|p| {
+            let (cur, prev) = (cal.period(*p), cal.period(p.prev()));
+            if as_of >= cur.end {
+                return Ok(None);
+            }
+            let span = (as_of - cur.start).max(0);
+            let ranges = [
+                cur.start,
+                cur.start + span,
+                prev.start,
+                (prev.start + span).min(prev.end),
+            ];
+            runner.like_for_like(&ranges).map(Some)
+        })
+        .collect::<rusqlite::Result<_>>()?;
     let mut values = measures.kpis(&runner.tree, evaluated);
     values.timings = runner.timings.into_inner();
     Ok(values)
@@ -207,6 +229,9 @@ struct Measures {
     roi_returns: Grid,
     /// By day slot: [Σ leads, Σ visits].
     traffic: Grid,
+    /// Per evaluated period, when it is open: [won revenue to as-of, won revenue of the
+    /// previous period over the same span] (one cell).
+    like_for_like: Vec<Option<Grid>>,
 }
 
 impl Measures {
@@ -387,6 +412,7 @@ impl Measures {
             campaigns,
             roi_returns,
             traffic,
+            like_for_like: Vec::new(),
         })
     }
 
@@ -404,7 +430,12 @@ impl Measures {
 
                 let won = |slot: usize, f: usize| self.closed.at(t, slot * 2 + 1, f);
                 let revenue = won(k, 1);
-                let prev_revenue = won(k - 1, 1);
+                // Like for like in an open period (SPEC 16); whole periods once closed.
+                let (revenue_to_date, prev_revenue) =
+                    match self.like_for_like.get(e).and_then(Option::as_ref) {
+                        Some(g) => (g.at(t, 0, 0), g.at(t, 0, 1)),
+                        None => (revenue, won(k - 1, 1)),
+                    };
                 let deals_won = won(k, 0);
                 let lost = self.closed.at(t, k * 2, 0);
                 let win_rate = ratio(deals_won, deals_won + lost);
@@ -482,7 +513,7 @@ impl Measures {
                     ("sales_cycle_days", sales_cycle_days),
                     (
                         "revenue_growth",
-                        ratio(revenue - prev_revenue, prev_revenue),
+                        ratio(revenue_to_date - prev_revenue, prev_revenue),
                     ),
                     ("pipeline_deals", Some(pipeline)),
                     ("sales_velocity", sales_velocity),
@@ -741,12 +772,21 @@ impl Runner<'_> {
 
     /// Runs `sql` with the boundaries bound and calls `f(team, row)` for each row whose first
     /// column is a known team (a record of an unknown team counts for nobody).
-    fn each_row<F>(&self, sql: &str, mut f: F) -> rusqlite::Result<()>
+    fn each_row<F>(&self, sql: &str, f: F) -> rusqlite::Result<()>
     where
         F: FnMut(usize, &Row<'_>) -> rusqlite::Result<()>,
     {
+        self.each_row_with(sql, params_from_iter(self.bounds.iter()), f)
+    }
+
+    /// `each_row` with other parameters than the boundaries.
+    fn each_row_with<P, F>(&self, sql: &str, params: P, mut f: F) -> rusqlite::Result<()>
+    where
+        P: rusqlite::Params,
+        F: FnMut(usize, &Row<'_>) -> rusqlite::Result<()>,
+    {
         let mut stmt = self.conn.prepare_cached(sql)?;
-        let mut rows = stmt.query(params_from_iter(self.bounds.iter()))?;
+        let mut rows = stmt.query(params)?;
         while let Some(row) = rows.next()? {
             let team = row.get_ref(0)?.as_str_or_null()?;
             if let Some(&t) = team.and_then(|id| self.tree.index.get(id)) {
@@ -754,6 +794,30 @@ impl Runner<'_> {
             }
         }
         Ok(())
+    }
+
+    /// Won revenue by team over [r0, r1) and over [r2, r3) (UTC ms), rolled up: one cell.
+    fn like_for_like(&self, r: &[i64; 4]) -> rusqlite::Result<Grid> {
+        self.timed("like_for_like", || {
+            let sql = format!(
+                "SELECT team, \
+                 SUM(CASE WHEN closed_at >= ?1 AND closed_at < ?2 THEN amount END), \
+                 SUM(CASE WHEN closed_at >= ?3 AND closed_at < ?4 THEN amount END) \
+                 FROM deals{ni} WHERE stage = 'won' \
+                 AND ((closed_at >= ?1 AND closed_at < ?2) OR (closed_at >= ?3 AND closed_at < ?4)) \
+                 GROUP BY 1",
+                ni = self.not_indexed()
+            );
+            let mut grid = Grid::new(self.tree.len(), 1, 2);
+            self.each_row_with(&sql, params_from_iter(r.iter()), |t, row| {
+                for f in 0..2 {
+                    let x: Option<f64> = row.get(1 + f)?;
+                    grid.add(t, 0, f, x.unwrap_or(0.0));
+                }
+                Ok(())
+            })?;
+            Ok(grid.rolled_up(&self.tree))
+        })
     }
 
     /// Forecast sums by team and universe period (a text period id), rolled up.
@@ -767,19 +831,14 @@ impl Runner<'_> {
                 marks.join(", ")
             );
             let mut grid = Grid::new(self.tree.len(), ids.len(), 1);
-            let mut stmt = self.conn.prepare_cached(&sql)?;
-            let mut rows = stmt.query(params_from_iter(ids.iter()))?;
-            while let Some(row) = rows.next()? {
-                let team = row.get_ref(0)?.as_str_or_null()?;
-                let Some(&t) = team.and_then(|id| self.tree.index.get(id)) else {
-                    continue;
-                };
+            self.each_row_with(&sql, params_from_iter(ids.iter()), |t, row| {
                 let period = row.get_ref(1)?.as_str()?;
                 let amount: Option<f64> = row.get(2)?;
                 if let Some(p) = ids.iter().position(|x| x == period) {
                     grid.add(t, p, 0, amount.unwrap_or(0.0));
                 }
-            }
+                Ok(())
+            })?;
             Ok(grid.rolled_up(&self.tree))
         })
     }

@@ -304,6 +304,8 @@ const POLL: Duration = Duration::from_secs(30);
 
 enum Msg {
     Wake,
+    /// A lane's thread is done with its work (it may not have exited yet).
+    LaneDone((String, String)),
     Options(DeliveryOptions),
 }
 
@@ -343,15 +345,25 @@ impl Worker {
                                 Duration::from_secs(5)
                             }
                         };
+                    // A finished lane is dropped here, not by `is_finished`: its thread
+                    // sends LaneDone just before it exits, and a lane still counted as
+                    // running would wait for the next 30 s poll for its retry.
+                    let mut handle = |msg: Msg, opts: &mut DeliveryOptions| match msg {
+                        Msg::Wake => {}
+                        Msg::LaneDone(key) => {
+                            if let Some(h) = lanes.remove(&key) {
+                                let _ = h.join();
+                            }
+                        }
+                        Msg::Options(o) => *opts = o,
+                    };
                     match rx.recv_timeout(wait) {
-                        Ok(Msg::Wake) | Err(RecvTimeoutError::Timeout) => {}
-                        Ok(Msg::Options(o)) => opts = o,
+                        Ok(msg) => handle(msg, &mut opts),
+                        Err(RecvTimeoutError::Timeout) => {}
                         Err(RecvTimeoutError::Disconnected) => break,
                     }
                     for msg in rx.try_iter() {
-                        if let Msg::Options(o) = msg {
-                            opts = o;
-                        }
+                        handle(msg, &mut opts);
                     }
                 }
                 for (_, h) in lanes {
@@ -424,11 +436,12 @@ fn coordinate(
             wait = wait.min(until);
             continue;
         }
-        let (path, opts, stop, wake) = (
+        let (path, opts, stop, wake, done) = (
             db_path.to_path_buf(),
             opts.clone(),
             stop.clone(),
             wake.clone(),
+            key.clone(),
         );
         let lane = std::thread::Builder::new()
             .name("kpi-alert-lane".into())
@@ -442,7 +455,7 @@ fn coordinate(
                 if let Err(e) = run() {
                     tracing::warn!("alert delivery to {}: {e}", head.webhook);
                 }
-                let _ = wake.send(Msg::Wake);
+                let _ = wake.send(Msg::LaneDone(done));
             })
             .expect("spawn an alert delivery lane");
         lanes.insert(key, lane);
