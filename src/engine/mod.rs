@@ -25,7 +25,9 @@ use std::sync::{Arc, Mutex, RwLock};
 use rusqlite::Connection;
 
 pub use error::{EngineError, Kind};
-pub use snapshot::{EvalRequest, PreviewReport, Proposal, Snapshot, ValueReport, When, Who};
+pub use snapshot::{
+    EvalRequest, Explained, PreviewReport, Proposal, Snapshot, ValueReport, When, Who,
+};
 
 use crate::config::{self, ConfigSnapshot};
 use crate::demo::DemoOptions;
