@@ -63,8 +63,11 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/api/reload", post(admin::reload))
         .route("/api/config/history", get(api::history))
         .merge(silences::routes())
+        // SPEC 19: the dashboard's pages, and HTML error pages for browsers.
+        .merge(dashboard::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn(dashboard::html_errors))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(CatchPanicLayer::custom(panicked))
         .with_state(state)
