@@ -29,16 +29,21 @@ impl View<'_> {
             let Some(def) = cfg.kpi(kpi).map(|k| &k.def) else {
                 continue;
             };
-            let target = cfg
-                .targets
-                .kpis
-                .get(kpi)
-                .and_then(|k| k.by_key.get("default"))
-                .map(|x| x.target);
+            // The key of the KPI's own (not a team's) targets that applies to the period.
+            let keys = crate::config::targets::period_keys(self.when.period);
+            let own = cfg.targets.kpis.get(kpi).map(|k| &k.by_key);
+            let (tkey, target) = keys
+                .iter()
+                .find_map(|k| {
+                    own.and_then(|m| m.get(k))
+                        .map(|t| (k.as_str(), Some(t.target)))
+                })
+                .unwrap_or(("default", None));
             let target_input = if targets {
                 format!(
-                    "<input type=\"number\" step=\"any\" data-target=\"{k}\" value=\"{v}\" data-was=\"{v}\" aria-label=\"{l} {tw}\">",
+                    "<input type=\"number\" step=\"any\" data-target=\"{k}\" data-key=\"{tk}\" value=\"{v}\" data-was=\"{v}\" aria-label=\"{l} {tw}\"> <span class=\"muted small\">{tk}</span>",
                     k = esc(kpi),
+                    tk = esc(tkey),
                     v = target.map(|x| x.to_string()).unwrap_or_default(),
                     l = esc(def.label(self.lang.code())),
                     tw = esc(t.target),

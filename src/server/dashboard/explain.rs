@@ -119,7 +119,7 @@ impl ExplainPage<'_> {
         let text = match (&self.explained.target, &self.explained.rule) {
             (Some(target), Some(rule)) => {
                 let mut s = format!(
-                    "<code>{}</code> <code>{} = …</code>: {} {}",
+                    "<code>{}</code> · <code>{}</code> → {} {}",
                     esc(&rule.table),
                     esc(&rule.key),
                     t.target,
