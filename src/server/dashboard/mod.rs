@@ -184,12 +184,16 @@ async fn reports(
         } else {
             cached_reports(&st, &sv, &id, now, PICKER)?.reports.clone()
         };
+        // A period where every value is none or 0 (no deal, no ticket: nothing happened) has
+        // no data.
         let mut periods: Vec<PeriodId> = recent
             .iter()
             .filter(|r| {
-                r.teams
-                    .iter()
-                    .any(|l| l.kpis.iter().any(|k| k.value.is_some()))
+                r.teams.iter().any(|l| {
+                    l.kpis
+                        .iter()
+                        .any(|k| k.value.is_some_and(|v| v.is_finite() && v != 0.0))
+                })
             })
             .map(|r| r.period)
             .collect();
