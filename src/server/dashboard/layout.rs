@@ -76,7 +76,7 @@ pub(super) fn footer(served: &Served, lang: Lang) -> String {
         "<footer>kpi-engine · {} v{} ({}) · {} #{} · {}</footer>",
         t.config,
         served.version,
-        esc(&served.loaded_at),
+        esc(&served.config.settings.calendar.humanize(&served.loaded_at)),
         t.data,
         served.data_generation,
         esc(&served.content_hash)

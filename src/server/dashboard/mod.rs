@@ -489,6 +489,18 @@ async fn history_page(
     Ok(Html(history::history_page(&page, &entries)).into_response())
 }
 
+/// Adds `Server-Timing: app;dur=…` (ms) to every response: how long the server took, without
+/// the network (what the server benchmark reports for each page).
+pub async fn server_timing(req: Request, next: Next) -> Response {
+    let started = std::time::Instant::now();
+    let mut response = next.run(req).await;
+    let ms = started.elapsed().as_secs_f64() * 1000.0;
+    if let Ok(v) = HeaderValue::from_str(&format!("app;dur={ms:.2}")) {
+        response.headers_mut().insert("server-timing", v);
+    }
+    response
+}
+
 /// Errors of the dashboard's pages as an HTML page for browsers (a request whose Accept
 /// names text/html), with the same status; API routes and other clients keep the JSON.
 pub async fn html_errors(req: Request, next: Next) -> Response {
