@@ -545,7 +545,7 @@ fn pages(o: &Opts, server: &Server) -> Res<()> {
     let list = [
         "/?scorecard=sales".to_string(),
         "/?scorecard=sales&level=leaves".to_string(),
-        format!("/?scorecard=sales&period=2026-Q1"),
+        "/?scorecard=sales&period=2026-Q1".to_string(),
         format!("/teams/{TEAM}?scorecard=sales"),
         "/teams/hq?scorecard=sales".to_string(),
         format!("/owners/{owner}?scorecard=sales_reps"),

@@ -160,15 +160,16 @@ impl Chart<'_> {
         }
         flush(&mut run, &mut out);
         // A single target is still drawn, across the plot.
-        if class == "target" && series.iter().flatten().count() == 1 {
-            if let Some(t) = series.iter().flatten().next() {
-                let _ = write!(
-                    out,
-                    "<line class=\"target\" x1=\"{LEFT}\" x2=\"{}\" y1=\"{ty:.1}\" y2=\"{ty:.1}\"/>",
-                    W - RIGHT,
-                    ty = y(*t)
-                );
-            }
+        if class == "target"
+            && series.iter().flatten().count() == 1
+            && let Some(t) = series.iter().flatten().next()
+        {
+            let _ = write!(
+                out,
+                "<line class=\"target\" x1=\"{LEFT}\" x2=\"{}\" y1=\"{ty:.1}\" y2=\"{ty:.1}\"/>",
+                W - RIGHT,
+                ty = y(*t)
+            );
         }
         out
     }

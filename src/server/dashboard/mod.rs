@@ -309,21 +309,20 @@ async fn subject_page(
     Ok(Html(page.render()).into_response())
 }
 
+/// One value a `/kpis/{id}` request names, explained, with what the page says around it.
+struct AskedValue {
+    explained: crate::engine::Explained,
+    /// `("team", id)` or `("owner", id)`.
+    param: (&'static str, String),
+    /// The team's or person's name.
+    name: String,
+    /// The scorecard's weight of the KPI and the sum of its weights.
+    weight: Option<(f64, f64)>,
+    cap: f64,
+}
+
 /// The value a `/kpis/{id}` request names, explained (blocking).
-fn explained(
-    shown: &Shown,
-    kpi: &str,
-    q: &PageQuery,
-) -> Result<
-    (
-        crate::engine::Explained,
-        (&'static str, String),
-        String,
-        Option<(f64, f64)>,
-        f64,
-    ),
-    ApiError,
-> {
+fn explained(shown: &Shown, kpi: &str, q: &PageQuery) -> Result<AskedValue, ApiError> {
     let served = &shown.served;
     let (param, who) = match (given(&q.owner), given(&q.team)) {
         (Some(o), _) => (("owner", o.to_string()), EngineWho::Owner(o)),
@@ -351,8 +350,14 @@ fn explained(
         w.iter().find(|(k, _)| k == kpi).map(|(_, x)| (*x, total))
     });
     let cap = card.map_or(crate::config::scorecards::DEFAULT_CAP, |c| c.cap);
-    let e = served.explain(kpi, who, shown.when, weight.map(|w| w.0), cap)?;
-    Ok((e, param, name, weight, cap))
+    let explained = served.explain(kpi, who, shown.when, weight.map(|w| w.0), cap)?;
+    Ok(AskedValue {
+        explained,
+        param,
+        name,
+        weight,
+        cap,
+    })
 }
 
 /// `GET /kpis/{id}?team=|owner=&period=&scorecard=&records=`
@@ -367,7 +372,13 @@ async fn kpi_page(
     shown.served.kpi(&id)?;
     let (_, periods) = reports(&state, &shown).await?;
     let html = blocking(move || {
-        let (e, param, name, weight, cap) = explained(&shown, &id, &q)?;
+        let AskedValue {
+            explained: e,
+            param,
+            name,
+            weight,
+            cap,
+        } = explained(&shown, &id, &q)?;
         let chosen = q.records.unwrap_or(0);
         let records = match e.asked.get(chosen) {
             Some(a) => Some((
@@ -406,7 +417,7 @@ async fn records_csv(
     shown.served.kpi(&id)?;
     let name = format!("{id}-{}.csv", shown.when.period);
     let csv = blocking(move || {
-        let (e, ..) = explained(&shown, &id, &q)?;
+        let e = explained(&shown, &id, &q)?.explained;
         let chosen = q.records.unwrap_or(0);
         let a = e
             .asked

@@ -46,7 +46,7 @@ impl Level {
         let Some(t) = tree.index(id) else {
             return self == Level::All;
         };
-        let has_children = tree.parent.iter().any(|p| *p == Some(t));
+        let has_children = tree.parent.contains(&Some(t));
         match self {
             Level::All => true,
             Level::Leaves => !has_children,
