@@ -9,25 +9,9 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use tower::ServiceExt;
 
-use kpi_engine::server::{AppState, ServeOptions, Tokens, app};
+use kpi_engine::server::{AppState, app};
 
-fn state() -> (tempfile::TempDir, Arc<AppState>) {
-    let dir = tempfile::tempdir().unwrap();
-    crate::util::library(dir.path());
-    let opts = ServeOptions {
-        root: dir.path().to_path_buf(),
-        db: dir.path().join("crm.db"),
-        addr: "127.0.0.1:0".into(),
-        demo: true,
-        limits: Default::default(),
-    };
-    let tokens = Tokens {
-        admin: Some("pages-admin".into()),
-        read: None,
-    };
-    let state = AppState::open(&opts, tokens).unwrap_or_else(|e| panic!("open: {e}"));
-    (dir, Arc::new(state))
-}
+use crate::router::state;
 
 struct Got {
     status: StatusCode,
@@ -386,4 +370,33 @@ async fn open_periods_show_the_projected_score() {
     assert!(!closed.contains("<th class=\"num\">Projected</th>"));
     let team = page(&st, "/teams/beijing?scorecard=sales").await;
     assert!(team.contains("if the period ends as it runs now"));
+}
+
+/// The records behind a count are as many as the count: for the whole tree (hq), a region, and
+/// a person (whose records are read by owner).
+#[tokio::test]
+async fn the_records_behind_a_count_are_as_many_as_it_counts() {
+    let (_dir, st) = state();
+    let owners = fetch(&st, "/api/scorecards/sales_reps?period=2026-Q3", false).await;
+    let owners: serde_json::Value = serde_json::from_str(&owners.text).unwrap();
+    let person = owners["owners"][0]["owner"].as_str().unwrap().to_string();
+    for who in ["team=hq", "team=north", &format!("owner={person}")] {
+        let csv = fetch(
+            &st,
+            &format!("/kpis/deals_won/records.csv?{who}&period=2026-Q3"),
+            false,
+        )
+        .await;
+        assert_eq!(csv.status, 200, "{who}: {}", csv.text);
+        let rows = csv.text.lines().count() - 1;
+        let value = fetch(
+            &st,
+            &format!("/api/values?kpi=deals_won&{who}&period=2026-Q3"),
+            false,
+        )
+        .await;
+        let value: serde_json::Value = serde_json::from_str(&value.text).unwrap();
+        assert_eq!(rows as f64, value["value"].as_f64().unwrap(), "{who}");
+        assert!(rows > 0, "{who} won deals in 2026-Q3");
+    }
 }

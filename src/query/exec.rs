@@ -144,13 +144,7 @@ fn accumulate(
     let tree = store.teams()?;
     // Each row's slot: its team (rolled up the tree afterwards), its person, or one for all.
     let by_owner = query.by_owner && !query.all_teams;
-    let team_rows = if query.all_teams {
-        None
-    } else if by_owner {
-        Some(store.owner_rows(&table)?)
-    } else {
-        Some(store.team_rows(&table)?)
-    };
+    let team_rows = row_slots(store, query, &table)?;
     let slots = match (query.all_teams, by_owner) {
         (true, _) => 1,
         (false, true) => store.owners()?.len(),
@@ -161,18 +155,12 @@ fn accumulate(
             .column(f)
             .ok_or_else(|| QueryError::Name(entity.unknown_field(f)))
     };
-    let statics = query
-        .filters
-        .iter()
-        .filter_map(|f| StaticPred::compile(f, &col).transpose())
-        .collect::<Result<Vec<_>, _>>()?;
-    let times = TimeBounds::compile(&query.filters, &col, periods, cal)?;
-    let semis = query
-        .filters
-        .iter()
-        .filter_map(|f| SemiJoin::compile(store, f, &col, periods, cal).transpose())
-        .collect::<Result<Vec<_>, _>>()?;
-    let input = Input::compile(agg, &col)?;
+    let Compiled {
+        statics,
+        times,
+        semis,
+        input,
+    } = Compiled::new(store, query, agg, &col, periods, cal)?;
     let mut acc = Accumulators::new(agg, periods.len() * slots);
     let all_slot = [0u32];
     for row in 0..table.len() {
@@ -214,6 +202,60 @@ fn accumulate(
     }
     let kind = agg_output_kind(agg, entity, &col)?;
     Ok((acc, slots, kind))
+}
+
+/// Each row's answer slot: its team (rolled up the tree afterwards), its person for a query by
+/// owner (`u32::MAX`: none known), or None when the query is not limited to a team.
+fn row_slots(
+    store: &ColumnStore,
+    query: &Query,
+    table: &crate::store::columns::Table,
+) -> Result<Option<Arc<Vec<u32>>>, QueryError> {
+    Ok(if query.all_teams {
+        None
+    } else if query.by_owner {
+        Some(store.owner_rows(table)?)
+    } else {
+        Some(store.team_rows(table)?)
+    })
+}
+
+/// A query's filters and its aggregate's input, compiled against one table for `periods`.
+struct Compiled {
+    statics: Vec<StaticPred>,
+    times: TimeBounds,
+    semis: Vec<SemiJoin>,
+    input: Input,
+}
+
+impl Compiled {
+    fn new(
+        store: &ColumnStore,
+        query: &Query,
+        agg: &Agg,
+        col: &dyn Fn(&str) -> Result<Arc<Column>, QueryError>,
+        periods: &[PeriodId],
+        cal: &Calendar,
+    ) -> Result<Compiled, QueryError> {
+        let statics = query
+            .filters
+            .iter()
+            .filter_map(|f| StaticPred::compile(f, col).transpose())
+            .collect::<Result<Vec<_>, _>>()?;
+        let times = TimeBounds::compile(&query.filters, col, periods, cal)?;
+        let semis = query
+            .filters
+            .iter()
+            .filter_map(|f| SemiJoin::compile(store, f, col, periods, cal).transpose())
+            .collect::<Result<Vec<_>, _>>()?;
+        let input = Input::compile(agg, col)?;
+        Ok(Compiled {
+            statics,
+            times,
+            semis,
+            input,
+        })
+    }
 }
 
 /// `.one_of(field, query, of)`: per (period, team slot), the keys of `of` in `query`,
@@ -767,31 +809,19 @@ pub fn records(
     let table = store.table(&entity.name, &fields)?;
     let tree = store.teams()?;
     let by_owner = query.by_owner && !query.all_teams;
-    let slots = if query.all_teams {
-        None
-    } else if by_owner {
-        Some(store.owner_rows(&table)?)
-    } else {
-        Some(store.team_rows(&table)?)
-    };
+    let slots = row_slots(store, query, &table)?;
     let col = |f: &str| {
         table
             .column(f)
             .ok_or_else(|| QueryError::Name(entity.unknown_field(f)))
     };
-    let statics = query
-        .filters
-        .iter()
-        .filter_map(|f| StaticPred::compile(f, &col).transpose())
-        .collect::<Result<Vec<_>, _>>()?;
     let periods = [period];
-    let times = TimeBounds::compile(&query.filters, &col, &periods, cal)?;
-    let semis = query
-        .filters
-        .iter()
-        .filter_map(|f| SemiJoin::compile(store, f, &col, &periods, cal).transpose())
-        .collect::<Result<Vec<_>, _>>()?;
-    let input = Input::compile(agg, &col)?;
+    let Compiled {
+        statics,
+        times,
+        semis,
+        input,
+    } = Compiled::new(store, query, agg, &col, &periods, cal)?;
     let columns: Vec<(Arc<Column>, FieldType)> = fields
         .iter()
         .map(|f| Ok((col(f)?, entity.field(f).map_or(FieldType::Text, |x| x.ty))))
