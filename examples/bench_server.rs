@@ -566,7 +566,7 @@ fn pages(o: &Opts, server: &Server) -> Res<()> {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)?
         .as_secs() as i64;
-    for path in &list {
+    for (n, path) in list.iter().enumerate() {
         server_ms(server, path)?;
         let mut warm: Vec<f64> = (0..o.trials)
             .map(|_| server_ms(server, path))
@@ -575,7 +575,8 @@ fn pages(o: &Opts, server: &Server) -> Res<()> {
         let sep = if path.contains('?') { '&' } else { '?' };
         let mut fresh: Vec<f64> = (0..o.trials)
             .map(|i| {
-                let at = now - 60 * (i as i64 + 1);
+                // Minutes no other page or trial asked for.
+                let at = now - 60 * ((n * o.trials + i) as i64 + 1);
                 let stamp = chrono::DateTime::from_timestamp(at, 0)
                     .map(|t| t.format("%Y-%m-%dT%H:%M:00Z").to_string())
                     .unwrap_or_default();

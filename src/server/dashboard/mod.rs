@@ -46,7 +46,7 @@ use crate::alerts::AlertView;
 use crate::config::{Scorecard, Subjects};
 use crate::engine::{Snapshot as Served, When, Who as EngineWho};
 use crate::eval::report::Report;
-use crate::period::{Grain, PeriodId};
+use crate::period::PeriodId;
 use html::url_encode;
 use i18n::Lang;
 use layout::empty_page;
@@ -158,8 +158,8 @@ impl Shown {
 }
 
 /// The trend reports of the shown scorecard (the last [`TREND`] periods up to the shown one)
-/// and the periods with data for the picker. One evaluation serves both when the shown period
-/// is the current one.
+/// and the periods with data for the picker. One cached evaluation serves both when the shown
+/// period is the current one as of now.
 async fn reports(
     state: &Arc<AppState>,
     shown: &Shown,
@@ -176,31 +176,41 @@ async fn reports(
     blocking(move || {
         let all = cached_reports(&st, &sv, &id, when, PICKER)?.reports.clone();
         let trend = all[all.len().saturating_sub(TREND)..].to_vec();
-        let now = cache::when(&sv, None, None)?;
-        let cal = &sv.config.settings.calendar;
-        let latest = cal.containing(Grain::Quarter, now.as_of);
-        let recent = if latest == when.period && now.as_of == when.as_of {
-            all
-        } else {
-            cached_reports(&st, &sv, &id, now, PICKER)?.reports.clone()
-        };
-        // A period where every value is none or 0 (no deal, no ticket: nothing happened) has
-        // no data.
-        let mut periods: Vec<PeriodId> = recent
-            .iter()
-            .filter(|r| {
-                r.teams.iter().any(|l| {
-                    l.kpis
-                        .iter()
-                        .any(|k| k.value.is_some_and(|v| v.is_finite() && v != 0.0))
-                })
-            })
-            .map(|r| r.period)
-            .collect();
-        periods.sort_by(|a, b| b.cmp(a));
-        Ok((trend, periods))
+        Ok((trend, data_periods(&st, &sv, &id)?))
     })
     .await
+}
+
+/// The periods with data for the picker alone (a page without a trend).
+async fn picker_periods(state: &Arc<AppState>, shown: &Shown) -> Result<Vec<PeriodId>, ApiError> {
+    let Some(card) = &shown.card else {
+        return Ok(Vec::new());
+    };
+    let (st, sv, id) = (state.clone(), shown.served.clone(), card.id.clone());
+    blocking(move || data_periods(&st, &sv, &id)).await
+}
+
+/// The last [`PICKER`] quarters up to now that have data, newest first (blocking). Every page
+/// asks the same question within a minute: one cached evaluation answers them all.
+fn data_periods(state: &AppState, served: &Served, card: &str) -> Result<Vec<PeriodId>, ApiError> {
+    let now = cache::when(served, None, None)?;
+    let recent = cached_reports(state, served, card, now, PICKER)?;
+    // A period where every value is none or 0 (no deal, no ticket: nothing happened) has
+    // no data.
+    let mut periods: Vec<PeriodId> = recent
+        .reports
+        .iter()
+        .filter(|r| {
+            r.teams.iter().any(|l| {
+                l.kpis
+                    .iter()
+                    .any(|k| k.value.is_some_and(|v| v.is_finite() && v != 0.0))
+            })
+        })
+        .map(|r| r.period)
+        .collect();
+    periods.sort_by(|a, b| b.cmp(a));
+    Ok(periods)
 }
 
 /// `GET /?scorecard=&period=&as_of=&lang=&level=`
@@ -370,7 +380,7 @@ async fn kpi_page(
     state.tokens.check_read(&headers)?;
     let shown = Shown::read(&state, &q, None)?;
     shown.served.kpi(&id)?;
-    let (_, periods) = reports(&state, &shown).await?;
+    let periods = picker_periods(&state, &shown).await?;
     let html = blocking(move || {
         let AskedValue {
             explained: e,
