@@ -1,16 +1,22 @@
-//! The dashboard at `/`: one server-rendered page, no CDN, no build step.
+//! The dashboard (SPEC 12's `/` and SPEC 19's pages): server-rendered HTML, no CDN, no build
+//! step, readable without JavaScript.
 //!
-//! It shows one scorecard for one period: the teams ranked with their score,
-//! rank change and a trend of the last eight periods (inline SVG), every KPI's
-//! value, target and status per team (missed red, at risk amber), the open
-//! alerts and, while the files on disk do not check, the config error banner.
-//! `?lang=zh` uses the Chinese labels of KPIs and scorecards. The page's
-//! script (`dashboard/app.js`) submits the pickers on change and reloads the
-//! page when /health reports a new config version or data generation.
+//! `/` shows one scorecard for one period: the teams ranked (level filter: leaf teams, regions,
+//! all) with score, projected score, rank change and a trend, every KPI's value, target and
+//! status per team, the editor of weights and targets (live preview, saved through the PUT
+//! routes), the open alerts and the config error banner. `/teams/{id}` and `/owners/{id}` show
+//! one subject with a chart of each KPI; `/kpis/{id}` explains one value with the records behind
+//! it (`/kpis/{id}/records.csv`); `/alerts` and `/history` list alerts and versions. Every page
+//! keeps the scorecard, period, as-of and language in its links. The script (`app.js`) submits
+//! the pickers, reloads a page when /health reports a new version or data generation, and runs
+//! the editor.
 //!
-//! This file is the route; [`view`] and its sections ([`ranking`], [`matrix`], [`alerts`])
-//! render the page, [`layout`] the frame around it, [`i18n`] holds both languages' words and
-//! [`html`] the escaping helpers.
+//! This file holds the routes and the two layers every response passes ([`html_errors`],
+//! [`server_timing`]); [`page`] is the frame every page shares; [`view`] and its sections
+//! ([`ranking`], [`matrix`], [`edit`], [`alerts`]) render `/`; [`subject`], [`explain`] and
+//! [`history`] the other pages; [`chart`] draws the SVG charts; [`layout`] the document, banner,
+//! footer and error page; [`i18n`] holds both languages' words and [`html`] the escaping and
+//! link helpers.
 
 mod alerts;
 mod chart;
