@@ -5,7 +5,11 @@
 //! 3. ingest: `kpi import deals` of a 1M-row CSV against `sqlite3 .import` of
 //!    the same file into a plain table (rows per second, `--runs` each, interleaved);
 //! 4. HTTP: GET /api/scorecards/sales under `wrk -t2 -c64 -d10s --latency`;
-//! 5. memory: peak RSS (VmHWM) of the server after 2 and 4.
+//! 5. memory: peak RSS (VmHWM) of the server after 2 and 4;
+//! 6. pages: every dashboard page (SPEC 19) with a warm store, by the server's own
+//!    `Server-Timing` (p50/p95 over `--trials` of each), once served from the scorecard
+//!    cache and once with a new as-of each time (a cache miss: what the first request of every
+//!    minute costs).
 //!
 //!     cargo build --release && cargo run --release --example bench_server -- [options]
 //!
@@ -13,7 +17,7 @@
 //! `--trials N` (50), `--runs N` (3; wrk and import repetitions), `--rows N`
 //! (1000000, the CSV is padded to it), `--work DIR` (a temp dir; the demo database
 //! is kept there and reused while scale and until match), `--kpi PATH` (the binary
-//! to measure, default target/release/kpi), `--parts freshness,http,memory,ingest`.
+//! to measure, default target/release/kpi), `--parts freshness,http,memory,ingest,pages`.
 //! Needs `wrk` and `sqlite3` on the PATH. Nothing is asserted: it prints figures.
 
 use std::io::{BufRead, BufReader, Write};
@@ -58,7 +62,7 @@ fn opts() -> Res<Opts> {
         rows: 1_000_000,
         work: std::env::temp_dir().join("kpi-bench-server"),
         kpi: default_kpi,
-        parts: ["freshness", "http", "memory", "ingest"]
+        parts: ["freshness", "http", "memory", "ingest", "pages"]
             .map(String::from)
             .to_vec(),
     };
@@ -97,7 +101,7 @@ fn main() -> Res<()> {
     machine(&o);
     let pristine = demo_db(&o)?;
     let wants = |p: &str| o.parts.iter().any(|x| x == p);
-    if wants("freshness") || wants("http") || wants("memory") {
+    if wants("freshness") || wants("http") || wants("memory") || wants("pages") {
         serve_benchmarks(&o, &pristine, &wants)?;
     }
     if wants("ingest") {
@@ -382,6 +386,9 @@ fn serve_benchmarks(o: &Opts, pristine: &Path, wants: &dyn Fn(&str) -> bool) -> 
         if wants("http") {
             http(o, &server)?;
         }
+        if wants("pages") {
+            pages(o, &server)?;
+        }
         Ok(())
     })();
     if wants("memory") {
@@ -504,6 +511,86 @@ fn freshness_ingest(o: &Opts, server: &Server) -> Res<()> {
     }
     report("POST alone", &posts, 0);
     report("POST → scorecard reflects it", &took, failed);
+    println!();
+    Ok(())
+}
+
+/// The server's own time of one GET (its `Server-Timing` header), in ms.
+fn server_ms(server: &Server, path: &str) -> Res<f64> {
+    let r = server
+        .agent
+        .get(format!("{}{path}", server.base))
+        .header("Accept", "text/html")
+        .call()?;
+    if !r.status().is_success() {
+        return Err(format!("GET {path}: {}", r.status()).into());
+    }
+    let timing = r
+        .headers()
+        .get("server-timing")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("app;dur="))
+        .and_then(|v| v.parse::<f64>().ok())
+        .ok_or_else(|| format!("GET {path}: no Server-Timing header"))?;
+    Ok(timing)
+}
+
+/// 6. Every dashboard page, warm, by the server's own time.
+fn pages(o: &Opts, server: &Server) -> Res<()> {
+    let owners = server.get("/api/scorecards/sales_reps")?;
+    let owner = owners["owners"][0]["owner"]
+        .as_str()
+        .ok_or("no person in sales_reps")?
+        .to_string();
+    let list = [
+        "/?scorecard=sales".to_string(),
+        "/?scorecard=sales&level=leaves".to_string(),
+        "/?scorecard=sales&period=2026-Q1".to_string(),
+        format!("/teams/{TEAM}?scorecard=sales"),
+        "/teams/hq?scorecard=sales".to_string(),
+        format!("/owners/{owner}?scorecard=sales_reps"),
+        format!("/kpis/{KPI}?team={TEAM}&scorecard=sales"),
+        format!("/kpis/{KPI}?team=hq&scorecard=sales"),
+        format!("/kpis/{KPI}?owner={owner}&scorecard=sales_reps"),
+        "/alerts?state=all".to_string(),
+        "/history".to_string(),
+    ];
+    println!(
+        "# pages (server time from Server-Timing, ms; {} trials each)",
+        o.trials
+    );
+    println!(
+        "{:<52} {:>9} {:>9} {:>12} {:>12}",
+        "page", "warm p50", "warm p95", "new-as_of p50", "new-as_of p95"
+    );
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs() as i64;
+    for (n, path) in list.iter().enumerate() {
+        server_ms(server, path)?;
+        let mut warm: Vec<f64> = (0..o.trials)
+            .map(|_| server_ms(server, path))
+            .collect::<Res<_>>()?;
+        // A distinct as-of minute per trial: the scorecard cache misses, the store stays warm.
+        let sep = if path.contains('?') { '&' } else { '?' };
+        let mut fresh: Vec<f64> = (0..o.trials)
+            .map(|i| {
+                // Minutes no other page or trial asked for.
+                let at = now - 60 * ((n * o.trials + i) as i64 + 1);
+                let stamp = chrono::DateTime::from_timestamp(at, 0)
+                    .map(|t| t.format("%Y-%m-%dT%H:%M:00Z").to_string())
+                    .unwrap_or_default();
+                server_ms(server, &format!("{path}{sep}as_of={stamp}"))
+            })
+            .collect::<Res<_>>()?;
+        println!(
+            "{path:<52} {:>9.1} {:>9.1} {:>12.1} {:>12.1}",
+            median(&mut warm),
+            pct(&warm, 95.0),
+            median(&mut fresh),
+            pct(&fresh, 95.0)
+        );
+    }
     println!();
     Ok(())
 }

@@ -367,6 +367,23 @@ impl Calendar {
         utc.and_utc().timestamp_millis()
     }
 
+    /// An instant as people read it in this zone, to the minute: "2026-04-01 08:30".
+    pub fn format_human(&self, t: Millis) -> String {
+        to_utc(t)
+            .with_timezone(&self.tz)
+            .format("%Y-%m-%d %H:%M")
+            .to_string()
+    }
+
+    /// RFC 3339 text (as the API writes times) as people read it in this zone; text that is
+    /// not RFC 3339 is returned as it is.
+    pub fn humanize(&self, rfc3339: &str) -> String {
+        DateTime::parse_from_rfc3339(rfc3339).map_or_else(
+            |_| rfc3339.to_string(),
+            |t| self.format_human(t.timestamp_millis()),
+        )
+    }
+
     /// RFC 3339 text of an instant in this zone, seconds precision, e.g. "2026-04-01T00:00:00+08:00".
     pub fn format_local(&self, t: Millis) -> String {
         to_utc(t)

@@ -15,7 +15,7 @@ use kpi_engine::server::{AppState, ServeOptions, Tokens, app};
 const ADMIN: &str = "router-admin";
 
 /// An app over a fresh copy of the library with the demo data, an admin token and no read token.
-fn state() -> (tempfile::TempDir, Arc<AppState>) {
+pub(crate) fn state() -> (tempfile::TempDir, Arc<AppState>) {
     let dir = tempfile::tempdir().unwrap();
     crate::util::library(dir.path());
     let opts = ServeOptions {

@@ -63,6 +63,14 @@ impl Scorecard {
             .map(|(_, w)| w.as_slice())
     }
 
+    /// The key of the weight set a period uses (what `PUT …/weights/{key}` rewrites).
+    pub fn weights_key_for(&self, period: PeriodId) -> Option<&str> {
+        period_keys(period)
+            .iter()
+            .find_map(|k| self.weights.iter().find(|(key, _)| key == k))
+            .map(|(k, _)| k.as_str())
+    }
+
     pub fn label(&self, lang: Option<&str>) -> &str {
         lang.and_then(|l| self.labels.get(l))
             .map_or(&self.name, |s| s)

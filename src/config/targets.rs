@@ -51,15 +51,32 @@ pub fn period_keys(period: PeriodId) -> Vec<String> {
     keys
 }
 
+/// Which table and key of targets.toml gave a target, e.g. `[revenue.teams.east]`, `"Q4"`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TargetRule {
+    pub table: String,
+    pub key: String,
+}
+
 impl Targets {
     pub fn resolve(&self, kpi: &str, team: &str, period: PeriodId) -> Option<Target> {
+        self.resolve_rule(kpi, team, period).map(|(t, _)| t)
+    }
+
+    /// A team's target and the rule it came from.
+    pub fn resolve_rule(
+        &self,
+        kpi: &str,
+        team: &str,
+        period: PeriodId,
+    ) -> Option<(Target, TargetRule)> {
         let t = self.kpis.get(kpi)?;
         let keys = period_keys(period);
-        let team_map = t.teams.get(team);
-        keys.iter()
-            .find_map(|k| team_map.and_then(|m| m.get(k)))
-            .or_else(|| keys.iter().find_map(|k| t.by_key.get(k)))
-            .copied()
+        let team_table = format!("{kpi}.teams.{team}");
+        t.teams
+            .get(team)
+            .and_then(|m| first_key(m, &keys, &team_table))
+            .or_else(|| first_key(&t.by_key, &keys, kpi))
     }
 
     /// A person's target: the person's own keys, then `per_owner`, then (only
@@ -72,18 +89,29 @@ impl Targets {
         period: PeriodId,
         cumulative: bool,
     ) -> Option<Target> {
+        self.resolve_owner_rule(kpi, owner, period, cumulative)
+            .map(|(t, _)| t)
+    }
+
+    /// A person's target and the rule it came from.
+    pub fn resolve_owner_rule(
+        &self,
+        kpi: &str,
+        owner: &str,
+        period: PeriodId,
+        cumulative: bool,
+    ) -> Option<(Target, TargetRule)> {
         let t = self.kpis.get(kpi)?;
         let keys = period_keys(period);
-        let own = t.owners.get(owner);
-        keys.iter()
-            .find_map(|k| own.and_then(|m| m.get(k)))
-            .or_else(|| keys.iter().find_map(|k| t.per_owner.get(k)))
+        t.owners
+            .get(owner)
+            .and_then(|m| first_key(m, &keys, &format!("{kpi}.owners.{owner}")))
+            .or_else(|| first_key(&t.per_owner, &keys, &format!("{kpi}.per_owner")))
             .or_else(|| {
                 (!cumulative)
-                    .then(|| keys.iter().find_map(|k| t.by_key.get(k)))
+                    .then(|| first_key(&t.by_key, &keys, kpi))
                     .flatten()
             })
-            .copied()
     }
 
     /// Reads the file; `direction` tells each KPI's direction (None: unknown KPI).
@@ -205,6 +233,25 @@ fn read_entry(
 pub const MAX_TARGET: f64 = 1e15;
 
 /// The rules of SPEC 7 that make a target scoreable, and finite, sensible numbers.
+/// The first of `keys` (most specific first) that `table` holds.
+fn first_key(
+    map: &BTreeMap<String, Target>,
+    keys: &[String],
+    table: &str,
+) -> Option<(Target, TargetRule)> {
+    keys.iter().find_map(|k| {
+        map.get(k).map(|t| {
+            (
+                *t,
+                TargetRule {
+                    table: format!("[{table}]"),
+                    key: k.clone(),
+                },
+            )
+        })
+    })
+}
+
 pub fn check_target(t: &Target, dir: Direction) -> Result<(), String> {
     for (what, x) in [
         ("target", Some(t.target)),

@@ -28,7 +28,9 @@ use rusqlite::Connection;
 
 pub use error::{EngineError, Kind};
 pub use freeze::{Closed, FrozenSet, How, Restatement};
-pub use snapshot::{EvalRequest, PreviewReport, Proposal, Snapshot, ValueReport, When, Who};
+pub use snapshot::{
+    EvalRequest, Explained, PreviewReport, Proposal, Snapshot, ValueReport, When, Who,
+};
 
 use crate::config::write_set::{self, Changes};
 use crate::config::{self, ConfigSnapshot};

@@ -12,10 +12,10 @@ use serde::Serialize;
 use super::error::{EngineError, Kind};
 use crate::config::scorecards::DEFAULT_CAP;
 use crate::config::scorecards::Subjects;
-use crate::config::targets::KpiTargets;
+use crate::config::targets::{KpiTargets, TargetRule};
 use crate::config::{ConfigSnapshot, Scorecard, Target};
 use crate::eval::report::{self, KpiLine, Report};
-use crate::eval::{Evaluation, Records, Subject};
+use crate::eval::{Asked, Evaluation, Records, Subject};
 use crate::period::{Grain, Millis, PeriodId, parse_period_range};
 use crate::store::Owners;
 use crate::store::TeamTree;
@@ -93,6 +93,16 @@ pub struct ValueReport {
     pub explanation: Option<Vec<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+}
+
+/// One value taken apart (the dashboard's explain page): the judged line, the target and the
+/// rule of targets.toml it came from, and the queries asked with their answer slots.
+#[derive(Debug, Clone)]
+pub struct Explained {
+    pub line: KpiLine,
+    pub target: Option<Target>,
+    pub rule: Option<TargetRule>,
+    pub asked: Vec<Asked>,
 }
 
 /// A score and rank.
@@ -340,10 +350,7 @@ impl Snapshot {
         explain: bool,
     ) -> Result<ValueReport, EngineError> {
         let idx = self.kpi(kpi)?;
-        let subject = match who {
-            Who::Team(t) => Subject::Team(self.team(t)?),
-            Who::Owner(o) => Subject::Owner(self.owner(o)?),
-        };
+        let subject = self.subject(who)?;
         let eval = self.evaluation(when.as_of, &[when.period], explain)?;
         let line: KpiLine =
             report::subject_line(&eval, idx, subject, when.period, None, DEFAULT_CAP);
@@ -369,6 +376,66 @@ impl Snapshot {
             projected: line.projected,
             explanation: explain.then_some(line.explanation),
             error: line.error,
+        })
+    }
+
+    /// One value of KPI `kpi` explained: its line scored with `weight` and `cap` (a
+    /// scorecard's), the target rule that applied, and the queries behind it.
+    pub fn explain(
+        &self,
+        kpi: &str,
+        who: Who<'_>,
+        when: When,
+        weight: Option<f64>,
+        cap: f64,
+    ) -> Result<Explained, EngineError> {
+        let idx = self.kpi(kpi)?;
+        let subject = self.subject(who)?;
+        let eval = self.evaluation(when.as_of, &[when.period], true)?;
+        let line = report::subject_line(&eval, idx, subject, when.period, weight, cap);
+        let def = &self.config.kpis[idx].def;
+        let targets = &self.config.targets;
+        let resolved = match subject {
+            Subject::Team(t) => targets.resolve_rule(kpi, &eval.teams.ids[t as usize], when.period),
+            Subject::Owner(o) => targets.resolve_owner_rule(
+                kpi,
+                &eval.owners.ids[o as usize],
+                when.period,
+                def.cumulative,
+            ),
+        };
+        let (target, rule) = resolved.map_or((None, None), |(t, r)| (Some(t), Some(r)));
+        Ok(Explained {
+            line,
+            target,
+            rule,
+            asked: eval.asked(),
+        })
+    }
+
+    /// The first `limit` records one asked query counts, and how many it counts in all.
+    pub fn records_behind(
+        &self,
+        asked: &Asked,
+        limit: usize,
+    ) -> Result<crate::query::RecordPage, EngineError> {
+        self.records
+            .store
+            .records(
+                &asked.query,
+                &asked.agg,
+                asked.period,
+                asked.slot,
+                &self.config.settings.calendar,
+                limit,
+            )
+            .map_err(|e| EngineError::bad_input("records", e.to_string()))
+    }
+
+    fn subject(&self, who: Who<'_>) -> Result<Subject, EngineError> {
+        Ok(match who {
+            Who::Team(t) => Subject::Team(self.team(t)?),
+            Who::Owner(o) => Subject::Owner(self.owner(o)?),
         })
     }
 

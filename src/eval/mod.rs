@@ -87,6 +87,18 @@ pub struct Evaluation {
     values: RefCell<HashMap<ValueKey, KpiValue>>,
     stack: RefCell<Vec<ValueKey>>,
     traces: RefCell<Vec<Vec<String>>>,
+    /// With `explain`: every query asked, in order, with the period and answer slot it was
+    /// asked for (what the records behind a value are read with).
+    asked: RefCell<Vec<Asked>>,
+}
+
+/// One query a formula asked while explaining: the shape, its period and its answer slot.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Asked {
+    pub query: Query,
+    pub agg: Agg,
+    pub period: PeriodId,
+    pub slot: u32,
 }
 
 impl Evaluation {
@@ -116,6 +128,7 @@ impl Evaluation {
             values: RefCell::new(HashMap::new()),
             stack: RefCell::new(Vec::new()),
             traces: RefCell::new(Vec::new()),
+            asked: RefCell::new(Vec::new()),
         }))
     }
 
@@ -282,6 +295,11 @@ impl Evaluation {
         Ok(result)
     }
 
+    /// With `explain`: the distinct queries asked so far, in the order first asked.
+    pub fn asked(&self) -> Vec<Asked> {
+        self.asked.borrow().clone()
+    }
+
     /// Whether values keep their explanation.
     pub fn explains(&self) -> bool {
         self.explain
@@ -364,6 +382,18 @@ impl Host for Frame {
             .get(slot, self.period)
             .cloned()
             .unwrap_or(AggValue::NoRows);
+        if self.eval.explain {
+            let asked = Asked {
+                query: query.clone(),
+                agg: agg.clone(),
+                period: self.period,
+                slot,
+            };
+            let mut list = self.eval.asked.borrow_mut();
+            if !list.contains(&asked) {
+                list.push(asked);
+            }
+        }
         self.eval.trace(|| {
             let scope = if query.all_teams {
                 "all teams".to_string()

@@ -82,6 +82,18 @@ impl RecordStore for ColumnStore {
         execute(self, query, agg, periods, cal)
     }
 
+    fn records(
+        &self,
+        query: &Query,
+        agg: &Agg,
+        period: PeriodId,
+        slot: u32,
+        cal: &Calendar,
+        limit: usize,
+    ) -> Result<RecordPage, QueryError> {
+        records(self, query, agg, period, slot, cal, limit)
+    }
+
     fn holds_records(&self, entity: &str) -> Result<bool, StoreError> {
         Ok(!self.table(entity, &[])?.is_empty())
     }
@@ -148,13 +160,7 @@ fn accumulate(
     let tree = store.teams()?;
     // Each row's slot: its team (rolled up the tree afterwards), its person, or one for all.
     let by_owner = query.by_owner && !query.all_teams;
-    let team_rows = if query.all_teams {
-        None
-    } else if by_owner {
-        Some(store.owner_rows(&table)?)
-    } else {
-        Some(store.team_rows(&table)?)
-    };
+    let team_rows = row_slots(store, query, &table)?;
     let slots = match (query.all_teams, by_owner) {
         (true, _) => 1,
         (false, true) => store.owners()?.len(),
@@ -165,18 +171,12 @@ fn accumulate(
             .column(f)
             .ok_or_else(|| QueryError::Name(entity.unknown_field(f)))
     };
-    let statics = query
-        .filters
-        .iter()
-        .filter_map(|f| StaticPred::compile(f, &col).transpose())
-        .collect::<Result<Vec<_>, _>>()?;
-    let times = TimeBounds::compile(&query.filters, &col, periods, cal)?;
-    let semis = query
-        .filters
-        .iter()
-        .filter_map(|f| SemiJoin::compile(store, f, &col, periods, cal).transpose())
-        .collect::<Result<Vec<_>, _>>()?;
-    let input = Input::compile(agg, &col)?;
+    let Compiled {
+        statics,
+        times,
+        semis,
+        input,
+    } = Compiled::new(store, query, agg, &col, periods, cal)?;
     let mut acc = Accumulators::new(agg, periods.len() * slots);
     let all_slot = [0u32];
     for row in 0..table.len() {
@@ -218,6 +218,60 @@ fn accumulate(
     }
     let kind = agg_output_kind(agg, entity, &col)?;
     Ok((acc, slots, kind))
+}
+
+/// Each row's answer slot: its team (rolled up the tree afterwards), its person for a query by
+/// owner (`u32::MAX`: none known), or None when the query is not limited to a team.
+fn row_slots(
+    store: &ColumnStore,
+    query: &Query,
+    table: &crate::store::columns::Table,
+) -> Result<Option<Arc<Vec<u32>>>, QueryError> {
+    Ok(if query.all_teams {
+        None
+    } else if query.by_owner {
+        Some(store.owner_rows(table)?)
+    } else {
+        Some(store.team_rows(table)?)
+    })
+}
+
+/// A query's filters and its aggregate's input, compiled against one table for `periods`.
+struct Compiled {
+    statics: Vec<StaticPred>,
+    times: TimeBounds,
+    semis: Vec<SemiJoin>,
+    input: Input,
+}
+
+impl Compiled {
+    fn new(
+        store: &ColumnStore,
+        query: &Query,
+        agg: &Agg,
+        col: &dyn Fn(&str) -> Result<Arc<Column>, QueryError>,
+        periods: &[PeriodId],
+        cal: &Calendar,
+    ) -> Result<Compiled, QueryError> {
+        let statics = query
+            .filters
+            .iter()
+            .filter_map(|f| StaticPred::compile(f, col).transpose())
+            .collect::<Result<Vec<_>, _>>()?;
+        let times = TimeBounds::compile(&query.filters, col, periods, cal)?;
+        let semis = query
+            .filters
+            .iter()
+            .filter_map(|f| SemiJoin::compile(store, f, col, periods, cal).transpose())
+            .collect::<Result<Vec<_>, _>>()?;
+        let input = Input::compile(agg, col)?;
+        Ok(Compiled {
+            statics,
+            times,
+            semis,
+            input,
+        })
+    }
 }
 
 /// `.one_of(field, query, of)`: per (period, team slot), the keys of `of` in `query`,
@@ -734,6 +788,104 @@ fn agg_output_kind(
             _ => ItemKind::Text(Vec::new()),
         },
     })
+}
+
+/// The records behind one answer: the first rows of a query for one slot and period.
+#[derive(Debug, Clone, Default)]
+pub struct RecordPage {
+    pub entity: String,
+    /// `id`, the team and owner fields, then the fields the query reads.
+    pub fields: Vec<String>,
+    pub rows: Vec<Vec<crate::store::Value>>,
+    /// How many records match in all (the page holds at most the limit asked for).
+    pub total: usize,
+}
+
+/// The first `limit` records (in rowid order) that `query` + `agg` counts for `slot` (a team,
+/// whose subtree is read, or a person when the query is by owner) in `period`, and how many
+/// there are. The same filters as [`execute`], read row by row for one slot.
+pub fn records(
+    store: &ColumnStore,
+    query: &Query,
+    agg: &Agg,
+    period: PeriodId,
+    slot: u32,
+    cal: &Calendar,
+    limit: usize,
+) -> Result<RecordPage, QueryError> {
+    let entity = store.schema.require(&query.entity)?;
+    let mut fields: Vec<&str> = vec!["id"];
+    fields.extend(entity.team_field.as_deref());
+    if let Some(crate::store::schema::OwnerLink::Field(f)) = &entity.owner {
+        fields.push(f);
+    }
+    fields.extend(query.fields(agg));
+    let mut seen = HashSet::default();
+    fields.retain(|f| entity.field(f).is_some() && seen.insert(*f));
+    let table = store.table(&entity.name, &fields)?;
+    let tree = store.teams()?;
+    let by_owner = query.by_owner && !query.all_teams;
+    let slots = row_slots(store, query, &table)?;
+    let col = |f: &str| {
+        table
+            .column(f)
+            .ok_or_else(|| QueryError::Name(entity.unknown_field(f)))
+    };
+    let periods = [period];
+    let Compiled {
+        statics,
+        times,
+        semis,
+        input,
+    } = Compiled::new(store, query, agg, &col, &periods, cal)?;
+    let columns: Vec<(Arc<Column>, FieldType)> = fields
+        .iter()
+        .map(|f| Ok((col(f)?, entity.field(f).map_or(FieldType::Text, |x| x.ty))))
+        .collect::<Result<_, QueryError>>()?;
+    let mut page = RecordPage {
+        entity: entity.name.clone(),
+        fields: fields.iter().map(|f| f.to_string()).collect(),
+        ..RecordPage::default()
+    };
+    for row in 0..table.len() {
+        let in_slot = match &slots {
+            None => true,
+            Some(s) if s[row] == u32::MAX => false,
+            Some(s) if by_owner => s[row] == slot,
+            Some(s) => tree.up[s[row] as usize].contains(&slot),
+        };
+        if !in_slot
+            || !statics.iter().all(|p| p.test(row))
+            || !times.test(row, 0)
+            || !semis.iter().all(|s| s.contains(slot as usize, 0, row))
+            || input.read(row).is_none()
+        {
+            continue;
+        }
+        page.total += 1;
+        if page.rows.len() < limit {
+            page.rows
+                .push(columns.iter().map(|(c, ty)| cell(c, *ty, row)).collect());
+        }
+    }
+    Ok(page)
+}
+
+/// One cell of a column as a typed value.
+fn cell(col: &Column, ty: FieldType, row: usize) -> crate::store::Value {
+    use crate::store::Value;
+    if col.is_null(row) {
+        return Value::Null;
+    }
+    match col {
+        Column::Int(v) => match ty {
+            FieldType::Time => Value::Time(v[row]),
+            FieldType::Bool => Value::Bool(v[row] != 0),
+            _ => Value::Int(v[row]),
+        },
+        Column::Real(v) => Value::Real(v[row]),
+        Column::Text { codes, dict } => Value::Text(dict.values[codes[row] as usize].to_string()),
+    }
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@
 
 pub mod exec;
 
-pub use exec::ShapeResult;
+pub use exec::{RecordPage, ShapeResult};
 
 use std::fmt;
 use std::sync::Arc;

@@ -69,8 +69,12 @@ pub fn app(state: Arc<AppState>) -> Router {
         .merge(silences::routes())
         .merge(periods::routes())
         .merge(history::routes())
+        // SPEC 19: the dashboard's pages, and HTML error pages for browsers.
+        .merge(dashboard::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn(dashboard::html_errors))
+        .layer(axum::middleware::from_fn(dashboard::server_timing))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(CatchPanicLayer::custom(panicked))
         .with_state(state)

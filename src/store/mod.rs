@@ -28,7 +28,7 @@ pub use teams::TeamTree;
 pub use value::Value;
 
 use crate::period::{Calendar, PeriodId};
-use crate::query::{Agg, Query, QueryError, ShapeResult};
+use crate::query::{Agg, Query, QueryError, RecordPage, ShapeResult};
 
 /// What evaluation needs of a record store.
 pub trait RecordStore: Send + Sync {
@@ -46,6 +46,18 @@ pub trait RecordStore: Send + Sync {
         periods: &[PeriodId],
         cal: &Calendar,
     ) -> Result<ShapeResult, QueryError>;
+    /// The first `limit` records that `query` + `agg` counts for one team (its subtree) or
+    /// person (`slot`, as in an answer) in `period`, and how many there are in all.
+    #[allow(clippy::too_many_arguments)]
+    fn records(
+        &self,
+        query: &Query,
+        agg: &Agg,
+        period: PeriodId,
+        slot: u32,
+        cal: &Calendar,
+        limit: usize,
+    ) -> Result<RecordPage, QueryError>;
     /// Whether `entity` holds any record at all.
     fn holds_records(&self, entity: &str) -> Result<bool, StoreError>;
     /// Changes when answers given before may be stale for a reason the engine

@@ -76,7 +76,7 @@ pub(super) fn footer(served: &Served, lang: Lang) -> String {
         "<footer>kpi-engine · {} v{} ({}) · {} #{} · {}</footer>",
         t.config,
         served.version,
-        esc(&served.loaded_at),
+        esc(&served.config.settings.calendar.humanize(&served.loaded_at)),
         t.data,
         served.data_generation,
         esc(&served.content_hash)
@@ -94,4 +94,31 @@ pub(super) fn empty_page(served: &Served, health: &Health, lang: Lang) -> String
         footer(served, lang)
     );
     document(t.html_lang, t.app, served, health, &body)
+}
+
+/// The page a browser gets for an error: the status, the message and its details, and a way
+/// back. It stands alone (no served state is needed to render it).
+pub(super) fn error_page(lang: Lang, status: u16, message: &str, details: &[String]) -> String {
+    let t = lang.t();
+    let items: String = details
+        .iter()
+        .map(|d| format!("<li><code>{}</code></li>", esc(d)))
+        .collect();
+    let home = match lang.code() {
+        Some(l) => format!("/?lang={l}"),
+        None => "/".to_string(),
+    };
+    format!(
+        "<!doctype html><html lang=\"{hl}\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <title>{status} · {app}</title><style>{STYLE}</style></head><body>\
+         <header class=\"top\"><a class=\"brand\" href=\"{home}\"><span class=\"logo\">K</span>{app}</a></header>\
+         <main><section class=\"panel errorbox\"><h1>{status} · {title}</h1><p class=\"prose\">{msg}</p><ul>{items}</ul>\
+         <p class=\"prose\"><a href=\"{home}\">{back}</a></p></section></main></body></html>",
+        hl = t.html_lang,
+        app = esc(t.app),
+        title = esc(t.error_title),
+        msg = esc(message),
+        back = esc(t.back),
+    )
 }

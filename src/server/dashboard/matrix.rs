@@ -3,12 +3,11 @@
 
 use std::fmt::Write as _;
 
-use super::html::esc;
+use super::html::{esc, human_value};
 use super::view::View;
 use crate::config::{Direction, KpiDef};
 use crate::eval::report::{KpiLine, TeamLine};
 use crate::eval::scoring::Status;
-use crate::render::format_value;
 
 impl View<'_> {
     /// The KPIs × teams table with its legend.
@@ -35,10 +34,12 @@ impl View<'_> {
             "<th class=\"kpi\">{}</th><th class=\"w\">{}</th>",
             t.kpi, t.weight
         );
-        for team in &self.current().teams {
+        let nav = self.nav();
+        for team in self.shown() {
             let _ = write!(
                 head,
-                "<th class=\"teamcol\"><div class=\"name\">{}</div><div class=\"muted\">{} · {}</div></th>",
+                "<th class=\"teamcol\"><a class=\"name\" href=\"{}\">{}</a><div class=\"muted\">{} · {}</div></th>",
+                esc(&nav.subject(&team.team, team.owner.as_deref())),
                 esc(&team.name),
                 team.rank.map_or("–".into(), |x| format!("#{x}")),
                 team.score.map_or("–".into(), |s| format!("{s:.1}"))
@@ -60,7 +61,7 @@ impl View<'_> {
             id = esc(&def.id),
             weight = fmt_weight(weight),
         );
-        for team in &self.current().teams {
+        for team in self.shown() {
             match team.kpis.iter().find(|l| l.kpi == kpi) {
                 Some(line) => row.push_str(&self.cell(def, team, line)),
                 None => row.push_str("<td></td>"),
@@ -81,13 +82,9 @@ impl View<'_> {
         };
         let value = line
             .value
-            .map_or("–".to_string(), |v| format_value(v, def.unit, currency));
+            .map_or("–".to_string(), |v| human_value(v, def.unit, currency));
         let target = line.target.map_or(String::new(), |v| {
-            format!(
-                "{} {mark} {}",
-                t.target,
-                format_value(v, def.unit, currency)
-            )
+            format!("{} {mark} {}", t.target, human_value(v, def.unit, currency))
         });
         let status = t.status(line.status);
         let mut tip = format!("{} · {} · {status}", def.label(self.lang.code()), team.name);
@@ -97,8 +94,10 @@ impl View<'_> {
         if let Some(e) = &line.error {
             let _ = write!(tip, " · {e}");
         }
+        let href = self.nav().value(&def.id, &team.team, team.owner.as_deref());
         format!(
-            "<td class=\"cell {cls}\" title=\"{tip}\"><div class=\"v\">{value}</div><div class=\"t\">{target}</div></td>",
+            "<td class=\"cell {cls}\" title=\"{tip}\"><a href=\"{href}\"><div class=\"v\">{value}</div><div class=\"t\">{target}</div></a></td>",
+            href = esc(&href),
             cls = line.status.name(),
             tip = esc(&tip),
             value = esc(&value),
@@ -123,7 +122,7 @@ impl View<'_> {
 }
 
 /// A weight as written (`2`, `1.5`).
-fn fmt_weight(w: f64) -> String {
+pub(super) fn fmt_weight(w: f64) -> String {
     if w.fract() == 0.0 {
         format!("{w:.0}")
     } else {

@@ -3,30 +3,39 @@
 
 use std::fmt::Write as _;
 
-use super::html::esc;
-use super::view::View;
+use super::html::{esc, score_text};
+use super::view::{Level, View};
 use crate::eval::report::TeamLine;
 use crate::eval::scoring::Status;
 use crate::period::PeriodId;
 
 impl View<'_> {
-    /// The teams in rank order.
+    /// The teams in rank order, of the chosen level.
     pub(super) fn ranking(&self) -> String {
         let t = self.lang.t();
         let max = self.card.cap * 100.0;
         let first = self.reports.first().map(|x| x.period);
-        let rows: String = self
-            .current()
-            .teams
+        let shown = self.shown();
+        let open = self.current().open;
+        let rows: String = shown
             .iter()
-            .map(|team| self.ranking_row(team, max))
+            .enumerate()
+            .map(|(i, team)| {
+                self.ranking_row(team, max, (self.level != Level::All).then_some(i + 1), open)
+            })
             .collect();
+        let projected = if open {
+            format!("<th class=\"num\">{}</th>", t.projected)
+        } else {
+            String::new()
+        };
         format!(
-            "<section class=\"panel\"><div class=\"panel-head\"><h2>{title}</h2>\
+            "<section class=\"panel\" id=\"ranking\"><div class=\"panel-head\"><h2>{title}</h2>{levels}\
              <span class=\"muted\">{trend} {from} – {to}</span></div>\
-             <table class=\"ranking\"><thead><tr><th class=\"rank\">{rank}</th><th>{team}</th><th>{score}</th>\
-             <th>{change}</th><th>{trend}</th><th>{met} / {missed} / {risk}</th></tr></thead><tbody>{rows}</tbody></table></section>",
+             <div class=\"scroll\"><table class=\"ranking\"><thead><tr><th class=\"rank\">{rank}</th><th>{team}</th><th>{score}</th>{projected}\
+             <th>{change}</th><th>{trend}</th><th>{met} / {missed} / {risk}</th></tr></thead><tbody>{rows}</tbody></table></div></section>",
             title = t.ranking,
+            levels = self.level_links(),
             trend = t.trend,
             from = first.map(|p| p.to_string()).unwrap_or_default(),
             to = self.when.period,
@@ -40,8 +49,43 @@ impl View<'_> {
         )
     }
 
-    /// One team: rank, name, score bar (`max` is a full bar), rank change, trend and counts.
-    fn ranking_row(&self, team: &TeamLine, max: f64) -> String {
+    /// The level filter (leaf teams / regions / all), for a team scorecard.
+    fn level_links(&self) -> String {
+        if self.card.subjects == crate::config::Subjects::Owners {
+            return String::new();
+        }
+        let t = self.lang.t();
+        let nav = self.nav();
+        let links: String = [
+            (Level::Leaves, t.level_leaves),
+            (Level::Regions, t.level_regions),
+            (Level::All, t.level_all),
+        ]
+        .iter()
+        .map(|(l, word)| {
+            format!(
+                "<a href=\"{}\"{}>{}</a>",
+                esc(&nav.href("/", &[("level", l.code())])),
+                super::html::class_on(*l == self.level),
+                esc(word)
+            )
+        })
+        .collect();
+        format!(
+            "<nav class=\"levels\" aria-label=\"{}\">{links}</nav>",
+            esc(t.level)
+        )
+    }
+
+    /// One team: rank (within the level when filtered, the overall rank beside it), name,
+    /// score bar (`max` is a full bar), projected score, rank change, trend and counts.
+    fn ranking_row(
+        &self,
+        team: &TeamLine,
+        max: f64,
+        in_level: Option<usize>,
+        open: bool,
+    ) -> String {
         let t = self.lang.t();
         let score = team.score.map_or(
             format!("<span class=\"muted\">{}</span>", t.no_score),
@@ -50,12 +94,29 @@ impl View<'_> {
         let width = team
             .score
             .map_or(0.0, |s| (s / max * 100.0).clamp(0.0, 100.0));
+        let overall = team.rank.map_or("–".to_string(), |x| x.to_string());
+        let rank = match in_level {
+            Some(i) => format!(
+                "{i}<div class=\"muted small\" title=\"{}\">#{overall}</div>",
+                esc(t.overall_rank)
+            ),
+            None => overall,
+        };
+        let projected = if open {
+            format!(
+                "<td class=\"num\">{}</td>",
+                score_text(team.projected_score)
+            )
+        } else {
+            String::new()
+        };
+        let nav = self.nav();
         format!(
             "<tr><td class=\"rank\">{rank}</td>\
-             <td class=\"team\"><div class=\"name\">{name}</div><div class=\"id\">{id}</div></td>\
-             <td class=\"score\"><div class=\"scoreline\"><b>{score}</b><div class=\"bar\"><i class=\"{band}\" style=\"width:{width:.1}%\"></i></div></div></td>\
+             <td class=\"team\"><a class=\"name\" href=\"{href}\">{name}</a><div class=\"id\">{id}</div></td>\
+             <td class=\"score\"><div class=\"scoreline\"><b>{score}</b><div class=\"bar\"><i class=\"{band}\" style=\"width:{width:.1}%\"></i></div></div></td>{projected}\
              <td class=\"delta\">{delta}</td><td class=\"trend\">{trend}</td><td class=\"counts\">{counts}</td></tr>",
-            rank = team.rank.map_or("–".to_string(), |x| x.to_string()),
+            href = esc(&nav.subject(&team.team, team.owner.as_deref())),
             name = esc(&team.name),
             id = esc(team.key()),
             band = team.score.map_or("none", band),

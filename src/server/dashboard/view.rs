@@ -2,30 +2,72 @@
 //! top sections (the pickers, the heading and the summary cards). The ranking, the KPI matrix and
 //! the alerts each have their own file.
 
-use std::fmt::Write as _;
-
-use super::html::{class_on, esc, selected, url_encode};
+use super::html::{Nav, esc};
 use super::i18n::Lang;
-use super::layout::{banner, document, footer};
+use super::page::Page;
 use crate::config::{ConfigSnapshot, Scorecard};
-use crate::engine::{Snapshot as Served, When};
-use crate::eval::report::Report;
+use crate::engine::When;
+use crate::eval::report::{Report, TeamLine};
 use crate::eval::scoring::Status;
-use crate::period::{Grain, PeriodId};
-use crate::server::state::Health;
+use crate::store::TeamTree;
 
-/// Everything one page shows.
+/// Which teams a ranking lists (`?level=`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Level {
+    All,
+    /// Teams with no child team (cities).
+    Leaves,
+    /// Teams with a parent and children (regions).
+    Regions,
+}
+
+impl Level {
+    pub(super) fn parse(s: Option<&str>) -> Result<Level, String> {
+        match s.map(str::trim) {
+            None | Some("" | "all") => Ok(Level::All),
+            Some("leaves") => Ok(Level::Leaves),
+            Some("regions") => Ok(Level::Regions),
+            Some(other) => Err(format!(
+                "level: expected all, leaves or regions, got {other:?}"
+            )),
+        }
+    }
+
+    pub(super) fn code(self) -> &'static str {
+        match self {
+            Level::All => "all",
+            Level::Leaves => "leaves",
+            Level::Regions => "regions",
+        }
+    }
+
+    /// Whether team `id` is of this level.
+    pub(super) fn holds(self, tree: &TeamTree, id: &str) -> bool {
+        let Some(t) = tree.index(id) else {
+            return self == Level::All;
+        };
+        let has_children = tree.parent.contains(&Some(t));
+        match self {
+            Level::All => true,
+            Level::Leaves => !has_children,
+            Level::Regions => has_children && tree.parent[t as usize].is_some(),
+        }
+    }
+}
+
+/// Everything the scorecard page shows.
 pub(super) struct View<'a> {
+    pub(super) page: Page<'a>,
     /// Firing alerts, newest state changes first as listed.
     pub(super) alerts: &'a [crate::alerts::AlertView],
-    pub(super) served: &'a Served,
-    pub(super) health: &'a Health,
     pub(super) card: &'a Scorecard,
     /// The last `TREND` periods, oldest first; the last one is the selected period.
     pub(super) reports: &'a [Report],
     pub(super) when: When,
     pub(super) lang: Lang,
-    pub(super) as_of_param: Option<String>,
+    /// Which teams the ranking lists.
+    pub(super) level: Level,
+    pub(super) tree: &'a TeamTree,
 }
 
 impl View<'_> {
@@ -39,139 +81,48 @@ impl View<'_> {
     }
 
     pub(super) fn cfg(&self) -> &ConfigSnapshot {
-        &self.served.config
+        &self.page.served.config
     }
 
     pub(super) fn current(&self) -> &Report {
         self.reports.last().expect("at least one period")
     }
 
+    pub(super) fn nav(&self) -> Nav {
+        self.page.nav()
+    }
+
+    /// The lines the ranking and the matrix show: those of the chosen level.
+    pub(super) fn shown(&self) -> Vec<&TeamLine> {
+        self.current()
+            .teams
+            .iter()
+            .filter(|l| l.owner.is_some() || self.level.holds(self.tree, &l.team))
+            .collect()
+    }
+
     /// The whole page.
     pub(super) fn render(&self) -> String {
-        let t = self.lang.t();
         let title = format!(
-            "{} · {} · {}",
+            "{} · {}",
             self.card.label(self.lang.code()),
-            self.when.period,
-            t.app
+            self.when.period
         );
         let mut body = String::new();
-        body.push_str(&self.header());
-        body.push_str(&banner(self.health, self.served, self.lang));
-        body.push_str("<main>");
         body.push_str(&self.heading());
         body.push_str(&self.summary());
         body.push_str(&self.ranking());
         body.push_str(&self.matrix());
+        body.push_str(&self.editor());
         body.push_str(&self.alerts());
-        body.push_str("</main>");
-        body.push_str(&footer(self.served, self.lang));
-        document(t.html_lang, &title, self.served, self.health, &body)
+        self.page.render(&title, &body)
     }
 
-    /// The top bar: the scorecard and period pickers and the language links.
-    fn header(&self) -> String {
-        let t = self.lang.t();
-        format!(
-            "<header class=\"top\"><div class=\"brand\"><span class=\"logo\">K</span>{app}</div>\
-             <form class=\"pickers\" method=\"get\" action=\"/\">\
-             <label>{sc}<select name=\"scorecard\" data-autosubmit>{cards}</select></label>\
-             <label>{pe}<select name=\"period\" data-autosubmit>{options}</select></label>{hidden}\
-             <noscript><button type=\"submit\">{show}</button></noscript></form>\
-             <nav class=\"langs\"><a href=\"{en}\"{en_on}>English</a><a href=\"{zh}\"{zh_on}>中文</a></nav></header>",
-            app = esc(t.app),
-            sc = esc(t.scorecard),
-            pe = esc(t.period),
-            cards = self.scorecard_options(),
-            options = self.period_options(),
-            hidden = self.hidden_inputs(),
-            show = esc(t.show),
-            en = esc(&self.link(None)),
-            zh = esc(&self.link(Some("zh"))),
-            en_on = class_on(self.lang == Lang::En),
-            zh_on = class_on(self.lang == Lang::Zh),
-        )
-    }
-
-    /// Every configured scorecard, the shown one selected.
-    fn scorecard_options(&self) -> String {
-        let mut cards = String::new();
-        for c in &self.cfg().scorecards {
-            let _ = write!(
-                cards,
-                "<option value=\"{}\"{}>{}</option>",
-                esc(&c.id),
-                selected(c.id == self.card.id),
-                esc(c.label(self.lang.code()))
-            );
-        }
-        cards
-    }
-
-    /// The last twelve quarters up to now, and the shown period if it is not one of them.
-    fn period_options(&self) -> String {
-        let cal = &self.cfg().settings.calendar;
-        let now = cal.containing(Grain::Quarter, crate::engine::now());
-        let mut periods: Vec<PeriodId> = (0..12).map(|i| now.shift(-i)).collect();
-        if !periods.contains(&self.when.period) {
-            periods.push(self.when.period);
-            periods.sort_by(|a, b| b.cmp(a));
-        }
-        let mut options = String::new();
-        for p in periods {
-            let _ = write!(
-                options,
-                "<option value=\"{p}\"{}>{p}</option>",
-                selected(p == self.when.period)
-            );
-        }
-        options
-    }
-
-    /// The parameters the pickers keep: the language and the as-of time.
-    fn hidden_inputs(&self) -> String {
-        [
-            ("lang", self.lang.code().map(str::to_string)),
-            ("as_of", self.as_of_param.clone()),
-        ]
-        .into_iter()
-        .filter_map(|(k, v)| {
-            v.map(|v| format!("<input type=\"hidden\" name=\"{k}\" value=\"{}\">", esc(&v)))
-        })
-        .collect::<String>()
-    }
-
-    /// This page in another language (`None`: English).
-    fn link(&self, lang: Option<&str>) -> String {
-        let mut q = vec![
-            format!("scorecard={}", url_encode(&self.card.id)),
-            format!("period={}", self.when.period),
-        ];
-        if let Some(a) = &self.as_of_param {
-            q.push(format!("as_of={}", url_encode(a)));
-        }
-        if let Some(l) = lang {
-            q.push(format!("lang={l}"));
-        }
-        format!("/?{}", q.join("&"))
-    }
-
-    /// The scorecard's name, the period and whether it is open.
+    /// The scorecard's name, the period and whether it is open (or frozen).
     fn heading(&self) -> String {
         let t = self.lang.t();
         let cal = &self.cfg().settings.calendar;
-        let p = cal.period(self.when.period);
         let r = self.current();
-        let state = if p.is_open(r.as_of) {
-            format!(
-                "<span class=\"pill open\">{} · {:.0}% {}</span>",
-                t.open,
-                p.elapsed(r.as_of) * 100.0,
-                t.elapsed
-            )
-        } else {
-            format!("<span class=\"pill\">{}</span>", t.closed)
-        };
         let kpis = self
             .card
             .weights_for(self.when.period)
@@ -181,11 +132,12 @@ impl View<'_> {
              <span class=\"muted\">· {n_teams} {teams} · {kpis} {kpi_word} · {as_of} {time}</span></p></div></section>",
             name = esc(self.card.label(self.lang.code())),
             period = self.when.period,
+            state = self.page.period_state(r),
             n_teams = r.teams.len(),
             teams = self.subjects_word(),
             kpi_word = t.kpis,
             as_of = t.as_of,
-            time = esc(&cal.format_local(r.as_of)),
+            time = esc(&cal.format_human(r.as_of)),
         )
     }
 

@@ -26,7 +26,7 @@ use rustc_hash::FxHashMap as HashMap;
 use super::schema::{OWNERS, TEAMS};
 use super::{Owners, RecordStore, Schema, StoreError, TeamTree};
 use crate::period::{Calendar, PeriodId, format_utc};
-use crate::query::{Agg, AggValue, Item, Query, QueryError, ShapeResult};
+use crate::query::{Agg, AggValue, Item, Query, QueryError, RecordPage, ShapeResult};
 
 /// Whether `--db` names a PostgreSQL database rather than a SQLite file.
 pub fn is_url(db: &str) -> bool {
@@ -389,6 +389,23 @@ impl RecordStore for PgStore {
         cal: &Calendar,
     ) -> Result<ShapeResult, QueryError> {
         self.run(query, agg, periods, cal)
+    }
+
+    fn records(
+        &self,
+        query: &Query,
+        _agg: &Agg,
+        _period: PeriodId,
+        _slot: u32,
+        _cal: &Calendar,
+        _limit: usize,
+    ) -> Result<RecordPage, QueryError> {
+        // The dashboard's page of records behind a value is read by the embedded store only so
+        // far; on PostgreSQL the value page says so instead of listing them.
+        Err(QueryError::Store(StoreError::Postgres(format!(
+            "listing the {} records behind a value is not available on PostgreSQL yet",
+            query.entity
+        ))))
     }
 
     fn holds_records(&self, entity: &str) -> Result<bool, StoreError> {
