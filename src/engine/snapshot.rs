@@ -73,7 +73,7 @@ pub struct Proposal {
 }
 
 /// One value, judged (GET /api/values).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ValueReport {
     pub kpi: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -91,14 +91,14 @@ pub struct ValueReport {
 }
 
 /// A score and rank.
-#[derive(Debug, Clone, Copy, Default, Serialize)]
+#[derive(Debug, Clone, Copy, Default, Serialize, utoipa::ToSchema)]
 pub struct Standing {
     pub score: Option<f64>,
     pub rank: Option<u32>,
 }
 
 /// One team in a preview.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct PreviewTeam {
     pub team: String,
     pub name: String,
@@ -109,7 +109,7 @@ pub struct PreviewTeam {
 }
 
 /// Current and proposed scores side by side (POST /api/preview).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct PreviewReport {
     pub scorecard: String,
     pub period: String,
@@ -235,6 +235,7 @@ impl Snapshot {
     /// Scorecard reports (each period × each scorecard, in that order) or
     /// plain KPI reports (one per period).
     pub fn evaluate(&self, req: &EvalRequest) -> Result<Vec<Report>, EngineError> {
+        let _timer = crate::metrics::get().evaluation_seconds.start_timer();
         let team = req.team.as_deref().map(|t| self.team(t)).transpose()?;
         let owner = req.owner.as_deref().map(|o| self.owner(o)).transpose()?;
         let eval = self.evaluation(req.as_of, &req.periods, req.explain)?;
@@ -308,6 +309,7 @@ impl Snapshot {
         when: When,
         explain: bool,
     ) -> Result<ValueReport, EngineError> {
+        let _timer = crate::metrics::get().evaluation_seconds.start_timer();
         let idx = self.kpi(kpi)?;
         let subject = match who {
             Who::Team(t) => Subject::Team(self.team(t)?),

@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 use super::api::Ordered;
 use super::auth::AdminAccess;
 use super::error::{ApiError, ApiPath, ApiQuery, Body, JsonBody};
+use super::openapi::shapes;
 use super::state::{AppState, Records, blocking};
 use crate::config::edit::{self, Bound, TargetOf, TargetSpec};
 use crate::config::targets::valid_period_key;
@@ -31,6 +32,11 @@ fn applied_json(path: &str, a: &Applied) -> Value {
 }
 
 /// `PUT /api/kpis/{id}`: body = the TOML of that one KPI table.
+#[utoipa::path(put, path = "/api/kpis/{id}", tag = "kpis", security(("bearer" = [])),
+    params(("id" = String, Path, description = "KPI id (a new id adds a KPI)")),
+    request_body(content = String, content_type = "text/plain",
+        description = "The TOML of that one KPI table, e.g. `[kpi.win_rate]` …"),
+    responses((status = 200, description = "Checked, written and applied", body = shapes::Applied)))]
 pub async fn put_kpi(
     State(state): State<Arc<AppState>>,
     _: AdminAccess,
@@ -56,6 +62,11 @@ pub async fn put_kpi(
 }
 
 /// `PUT /api/scorecards/{id}/weights/{key}`: body `{"kpi": weight, …}`.
+#[utoipa::path(put, path = "/api/scorecards/{id}/weights/{key}", tag = "scorecards", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Scorecard id"),
+        ("key" = String, Path, description = "default, Q1..Q4, 01..12 or a period id")),
+    request_body(content = Ordered, description = "KPI → weight (0 to 1,000,000), in order"),
+    responses((status = 200, description = "Checked, written and applied", body = shapes::Applied)))]
 pub async fn put_weights(
     State(state): State<Arc<AppState>>,
     _: AdminAccess,
@@ -87,7 +98,7 @@ pub async fn put_weights(
     Ok(Json(applied_json(&path, &applied)))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TargetBody {
     #[serde(default)]
@@ -110,6 +121,9 @@ fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<f64>>
 }
 
 /// `PUT /api/targets/{kpi}`: body `{"team", "key", "target", "threshold"?, "stretch"?}`.
+#[utoipa::path(put, path = "/api/targets/{kpi}", tag = "targets", security(("bearer" = [])),
+    params(("kpi" = String, Path, description = "KPI id")), request_body = TargetBody,
+    responses((status = 200, description = "Checked, written and applied", body = shapes::Applied)))]
 pub async fn put_target(
     State(state): State<Arc<AppState>>,
     _: AdminAccess,
@@ -161,14 +175,22 @@ pub async fn put_target(
 }
 
 /// `?mapping=NAME` of `POST /api/records/{entity}`.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct RecordsQuery {
+    /// Read the body through kpis/mappings/NAME.toml (SPEC 15).
     mapping: Option<String>,
 }
 
 /// `POST /api/records/{entity}`: a JSON array or NDJSON (a UTF-8 BOM is
 /// accepted), or with `?mapping=NAME` a foreign export read through
 /// kpis/mappings/NAME.toml; all rows or none.
+#[utoipa::path(post, path = "/api/records/{entity}", tag = "records", security(("bearer" = [])),
+    params(("entity" = String, Path, description = "Entity of kpis/schema.toml"), RecordsQuery),
+    request_body(description = "A JSON array of records, NDJSON, or with ?mapping= the CRM's own export; \
+        records are upserted by id (sending the same rows twice changes nothing)",
+        content((Vec<Object> = "application/json"), (String = "application/x-ndjson"), (String = "text/csv"))),
+    responses((status = 200, description = "Every row was written (all or none)", body = shapes::Ingested)))]
 pub async fn post_records(
     State(state): State<Arc<AppState>>,
     _: AdminAccess,
@@ -223,6 +245,8 @@ pub async fn post_records(
 }
 
 /// `POST /api/reload`: reload kpis/ and scripts/ now.
+#[utoipa::path(post, path = "/api/reload", tag = "config", security(("bearer" = [])),
+    responses((status = 200, description = "The configuration now served", body = shapes::Applied)))]
 pub async fn reload(State(state): State<Arc<AppState>>, _: AdminAccess) -> Reply {
     match state.reload().await {
         Ok(a) => Ok(Json(json!({

@@ -8,10 +8,12 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
+use utoipa::{IntoParams, ToSchema};
 
 use super::auth::ReadAccess;
 use super::cache::{self, cached_reports, report_key};
 use super::error::{ApiError, ApiPath, ApiQuery, JsonBody};
+use super::openapi::shapes;
 use super::state::{AppState, blocking};
 use crate::config::{Body, Kpi, Scorecard};
 use crate::engine::{Proposal, Who};
@@ -19,6 +21,8 @@ use crate::engine::{Proposal, Who};
 type Reply = Result<Json<Value>, ApiError>;
 
 /// `GET /health`
+#[utoipa::path(get, path = "/health", tag = "meta", security((), ("bearer" = [])),
+    responses((status = 200, description = "Serving; degraded when the last reload failed", body = shapes::Health)))]
 pub async fn health(State(state): State<Arc<AppState>>, _: ReadAccess) -> Json<Value> {
     Json(health_json(&state))
 }
@@ -38,6 +42,8 @@ pub fn health_json(state: &AppState) -> Value {
 }
 
 /// `GET /api/kpis`
+#[utoipa::path(get, path = "/api/kpis", tag = "kpis", security((), ("bearer" = [])),
+    responses((status = 200, description = "Every KPI definition", body = Vec<shapes::KpiDefinition>)))]
 pub async fn kpis(State(state): State<Arc<AppState>>, _: ReadAccess) -> Json<Value> {
     let served = state.served();
     Json(Value::Array(
@@ -46,6 +52,9 @@ pub async fn kpis(State(state): State<Arc<AppState>>, _: ReadAccess) -> Json<Val
 }
 
 /// `GET /api/kpis/{id}`: the definition, with its targets.
+#[utoipa::path(get, path = "/api/kpis/{id}", tag = "kpis", security((), ("bearer" = [])),
+    params(("id" = String, Path, description = "KPI id")),
+    responses((status = 200, description = "The definition, with its targets", body = shapes::KpiDefinition)))]
 pub async fn kpi(
     State(state): State<Arc<AppState>>,
     _: ReadAccess,
@@ -103,6 +112,8 @@ fn kpi_json(k: &Kpi) -> Value {
 }
 
 /// `GET /api/scorecards`
+#[utoipa::path(get, path = "/api/scorecards", tag = "scorecards", security((), ("bearer" = [])),
+    responses((status = 200, description = "Every scorecard and its weight sets", body = Vec<shapes::ScorecardDefinition>)))]
 pub async fn scorecards(State(state): State<Arc<AppState>>, _: ReadAccess) -> Json<Value> {
     let served = state.served();
     Json(Value::Array(
@@ -135,7 +146,8 @@ fn scorecard_json(s: &Scorecard) -> Value {
     })
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct WhenQuery {
     pub period: Option<String>,
     pub as_of: Option<String>,
@@ -144,6 +156,9 @@ pub struct WhenQuery {
 }
 
 /// `GET /api/scorecards/{id}?period=&as_of=`: the SPEC 11 JSON shape.
+#[utoipa::path(get, path = "/api/scorecards/{id}", tag = "scorecards", security((), ("bearer" = [])),
+    params(("id" = String, Path, description = "Scorecard id"), WhenQuery),
+    responses((status = 200, description = "Scores and ranks (SPEC 11, 14)", body = crate::eval::report::Report)))]
 pub async fn scorecard(
     State(state): State<Arc<AppState>>,
     _: ReadAccess,
@@ -191,7 +206,8 @@ pub async fn scorecard(
         .into_response())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ValueQuery {
     pub kpi: Option<String>,
     pub team: Option<String>,
@@ -202,6 +218,8 @@ pub struct ValueQuery {
 }
 
 /// `GET /api/values?kpi=&team=&period=&as_of=&explain=true`
+#[utoipa::path(get, path = "/api/values", tag = "values", security((), ("bearer" = [])), params(ValueQuery),
+    responses((status = 200, description = "One value, judged", body = crate::engine::ValueReport)))]
 pub async fn values(
     State(state): State<Arc<AppState>>,
     _: ReadAccess,
@@ -267,6 +285,19 @@ impl<'de> Deserialize<'de> for Ordered {
     }
 }
 
+/// `{"name": number, …}` in the document (weights, targets).
+impl utoipa::PartialSchema for Ordered {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        serde_json::from_value(json!({
+            "type": "object",
+            "additionalProperties": {"type": "number"},
+        }))
+        .expect("a JSON Schema")
+    }
+}
+
+impl ToSchema for Ordered {}
+
 impl Ordered {
     /// Every value as a finite number ≥ 0 (`what` names them in errors).
     pub fn numbers(&self, what: &str) -> Result<Vec<(String, f64)>, ApiError> {
@@ -282,7 +313,7 @@ impl Ordered {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PreviewBody {
     pub scorecard: String,
@@ -293,6 +324,8 @@ pub struct PreviewBody {
 }
 
 /// `POST /api/preview`: current and proposed scores side by side; nothing is written.
+#[utoipa::path(post, path = "/api/preview", tag = "scorecards", security((), ("bearer" = [])), request_body = PreviewBody,
+    responses((status = 200, description = "Current and proposed scores side by side", body = crate::engine::PreviewReport)))]
 pub async fn preview(
     State(state): State<Arc<AppState>>,
     _: ReadAccess,
@@ -338,12 +371,17 @@ pub async fn preview(
     Ok(Json(json!(out)))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct AlertsQuery {
+    /// firing (default), resolved or all.
+    #[param(pattern = "^(firing|resolved|all)$")]
     pub state: Option<String>,
 }
 
 /// `GET /api/alerts?state=firing|resolved|all`: alerts with their delivery status.
+#[utoipa::path(get, path = "/api/alerts", tag = "alerts", security((), ("bearer" = [])), params(AlertsQuery),
+    responses((status = 200, description = "Alerts with their delivery status", body = Vec<crate::alerts::AlertView>)))]
 pub async fn alerts(
     State(state): State<Arc<AppState>>,
     _: ReadAccess,
@@ -364,12 +402,15 @@ pub async fn alerts(
     ))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct HistoryQuery {
     pub limit: Option<usize>,
 }
 
 /// `GET /api/config/history?limit=`: applied versions, oldest first.
+#[utoipa::path(get, path = "/api/config/history", tag = "config", security((), ("bearer" = [])), params(HistoryQuery),
+    responses((status = 200, description = "Applied versions, oldest first", body = Vec<shapes::HistoryEntry>)))]
 pub async fn history(
     State(state): State<Arc<AppState>>,
     _: ReadAccess,
