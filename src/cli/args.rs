@@ -195,7 +195,7 @@ pub struct ServeArgs {
     pub max_connections: usize,
     /// How the log on stderr is written: text, or one JSON object a line
     /// ({"time", "level", "message", "fields"}) for log collectors.
-    #[arg(long, value_enum, default_value = "text")]
+    #[arg(long, value_enum, env = "KPI_LOG_FORMAT", default_value = "text")]
     pub log_format: LogFormat,
 }
 

@@ -28,7 +28,10 @@ const TEXT_FORMAT: &str = "text/plain; version=0.0.4; charset=utf-8";
 #[utoipa::path(get, path = "/metrics", tag = "meta", security((), ("bearer" = [])),
     responses((status = 200, description = "Prometheus text exposition (SPEC 21)",
         content_type = "text/plain", body = String)))]
-pub async fn scrape(State(state): State<Arc<AppState>>, _: ReadAccess) -> Result<Response, ApiError> {
+pub async fn scrape(
+    State(state): State<Arc<AppState>>,
+    _: ReadAccess,
+) -> Result<Response, ApiError> {
     let st = state.clone();
     let text = blocking(move || {
         let m = crate::metrics::get();
@@ -65,7 +68,9 @@ fn observe(state: &AppState, m: &Metrics) -> Result<(), ApiError> {
     }
     m.outbox_pending.reset();
     for w in &served.config.alerts.webhooks {
-        m.outbox_pending.with_label_values(&[webhook_label(&w.name)]).set(0.0);
+        m.outbox_pending
+            .with_label_values(&[webhook_label(&w.name)])
+            .set(0.0);
     }
     let pending = crate::alerts::outbox::pending_by_webhook(&conn).map_err(ApiError::internal)?;
     for (webhook, n) in pending {

@@ -34,8 +34,7 @@ use super::state::AppState;
             or the admin token. Writes need `Authorization: Bearer $KPI_ADMIN_TOKEN` and are \
             refused (403) when the server has none. Every error is `{\"error\", \"details\"}`."
     ),
-    components(schemas(ErrorBody)),
-    modifiers(&Shared)
+    components(schemas(ErrorBody))
 )]
 pub struct ApiDoc;
 
@@ -62,15 +61,18 @@ impl Modify for Shared {
         );
         for item in doc.paths.paths.values_mut() {
             let ops = [
-                (&mut item.get, false),
-                (&mut item.put, true),
-                (&mut item.post, true),
-                (&mut item.delete, true),
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
             ];
-            for (op, write) in ops {
-                if let Some(op) = op {
-                    add_errors(&mut op.responses, write);
-                }
+            for op in ops.into_iter().flatten() {
+                // A read may go without a token (an empty requirement); a write may not.
+                let open = op.security.iter().flatten().any(|r| {
+                    serde_json::to_value(r)
+                        .is_ok_and(|v| v.as_object().is_some_and(|o| o.is_empty()))
+                });
+                add_errors(&mut op.responses, !open);
             }
         }
     }
@@ -86,14 +88,26 @@ fn add_errors(responses: &mut utoipa::openapi::Responses, write: bool) {
         ("405", "Method not allowed"),
         ("413", "Body over 10 MiB"),
         ("414", "URI too long"),
-        ("422", "Well-formed input that does not check; details lists every error"),
+        (
+            "422",
+            "Well-formed input that does not check; details lists every error",
+        ),
         ("431", "Request headers too large"),
         ("500", "A bug; the detail is in the server log"),
-        ("503", "The database is locked by another process; try again"),
-        ("507", "The disk of the database is full; nothing was written"),
+        (
+            "503",
+            "The database is locked by another process; try again",
+        ),
+        (
+            "507",
+            "The disk of the database is full; nothing was written",
+        ),
     ];
     if write {
-        errors.push(("403", "Writes are disabled: the server has no KPI_ADMIN_TOKEN"));
+        errors.push((
+            "403",
+            "Writes are disabled: the server has no KPI_ADMIN_TOKEN",
+        ));
     }
     for (status, description) in errors {
         responses
@@ -119,7 +133,11 @@ fn add_errors(responses: &mut utoipa::openapi::Responses, write: bool) {
 
 /// The whole document, as built from the router (once).
 pub fn document() -> &'static Document {
-    static DOC: LazyLock<Document> = LazyLock::new(|| super::api_routes().split_for_parts().1);
+    static DOC: LazyLock<Document> = LazyLock::new(|| {
+        let mut doc = super::api_routes().split_for_parts().1;
+        Shared.modify(&mut doc);
+        doc
+    });
     &DOC
 }
 
@@ -274,8 +292,15 @@ mod tests {
     #[test]
     fn the_document_is_openapi_3_1_with_the_bearer_scheme_and_the_error_shape() {
         let doc: Value = serde_json::from_str(document_json()).unwrap();
-        assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"), "{}", doc["openapi"]);
-        assert_eq!(doc["components"]["securitySchemes"][BEARER]["scheme"], "bearer");
+        assert!(
+            doc["openapi"].as_str().unwrap().starts_with("3.1"),
+            "{}",
+            doc["openapi"]
+        );
+        assert_eq!(
+            doc["components"]["securitySchemes"][BEARER]["scheme"],
+            "bearer"
+        );
         let error = &doc["components"]["schemas"]["ErrorBody"];
         assert_eq!(error["required"], serde_json::json!(["error", "details"]));
         let put = &doc["paths"]["/api/targets/{kpi}"]["put"];
