@@ -33,7 +33,7 @@ fn applied_json(path: &str, a: &Applied) -> Value {
 
 /// `PUT /api/kpis/{id}`: body = the TOML of that one KPI table.
 #[utoipa::path(put, path = "/api/kpis/{id}", tag = "kpis", security(("bearer" = [])),
-    params(("id" = String, Path, description = "KPI id (a new id adds a KPI)")),
+    params(("id" = String, Path, description = "KPI id (a new id adds a KPI)", example = "win_rate")),
     request_body(content = String, content_type = "text/plain",
         description = "The TOML of that one KPI table, e.g. `[kpi.win_rate]` …"),
     responses((status = 200, description = "Checked, written and applied", body = shapes::Applied)))]
@@ -63,8 +63,8 @@ pub async fn put_kpi(
 
 /// `PUT /api/scorecards/{id}/weights/{key}`: body `{"kpi": weight, …}`.
 #[utoipa::path(put, path = "/api/scorecards/{id}/weights/{key}", tag = "scorecards", security(("bearer" = [])),
-    params(("id" = String, Path, description = "Scorecard id"),
-        ("key" = String, Path, description = "default, Q1..Q4, 01..12 or a period id")),
+    params(("id" = String, Path, description = "Scorecard id", example = "sales"),
+        ("key" = String, Path, description = "default, Q1..Q4, 01..12 or a period id", example = "Q4")),
     request_body(content = Ordered, description = "KPI → weight (0 to 1,000,000), in order"),
     responses((status = 200, description = "Checked, written and applied", body = shapes::Applied)))]
 pub async fn put_weights(
@@ -106,7 +106,9 @@ pub struct TargetBody {
     /// A person's target instead of a team's (SPEC 14).
     #[serde(default)]
     pub owner: Option<String>,
+    #[schema(example = "Q4")]
     pub key: String,
+    #[schema(example = 0.3)]
     pub target: f64,
     /// Absent: kept as it is; null: removed (SPEC 17).
     #[serde(default, deserialize_with = "present")]
@@ -122,7 +124,7 @@ fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<f64>>
 
 /// `PUT /api/targets/{kpi}`: body `{"team", "key", "target", "threshold"?, "stretch"?}`.
 #[utoipa::path(put, path = "/api/targets/{kpi}", tag = "targets", security(("bearer" = [])),
-    params(("kpi" = String, Path, description = "KPI id")), request_body = TargetBody,
+    params(("kpi" = String, Path, description = "KPI id", example = "win_rate")), request_body = TargetBody,
     responses((status = 200, description = "Checked, written and applied", body = shapes::Applied)))]
 pub async fn put_target(
     State(state): State<Arc<AppState>>,
@@ -186,7 +188,7 @@ pub struct RecordsQuery {
 /// accepted), or with `?mapping=NAME` a foreign export read through
 /// kpis/mappings/NAME.toml; all rows or none.
 #[utoipa::path(post, path = "/api/records/{entity}", tag = "records", security(("bearer" = [])),
-    params(("entity" = String, Path, description = "Entity of kpis/schema.toml"), RecordsQuery),
+    params(("entity" = String, Path, description = "Entity of kpis/schema.toml", example = "teams"), RecordsQuery),
     request_body(description = "A JSON array of records, NDJSON, or with ?mapping= the CRM's own export; \
         records are upserted by id (sending the same rows twice changes nothing)",
         content((Vec<Object> = "application/json"), (String = "application/x-ndjson"), (String = "text/csv"))),

@@ -53,7 +53,7 @@ pub async fn kpis(State(state): State<Arc<AppState>>, _: ReadAccess) -> Json<Val
 
 /// `GET /api/kpis/{id}`: the definition, with its targets.
 #[utoipa::path(get, path = "/api/kpis/{id}", tag = "kpis", security((), ("bearer" = [])),
-    params(("id" = String, Path, description = "KPI id")),
+    params(("id" = String, Path, description = "KPI id", example = "win_rate")),
     responses((status = 200, description = "The definition, with its targets", body = shapes::KpiDefinition)))]
 pub async fn kpi(
     State(state): State<Arc<AppState>>,
@@ -149,7 +149,11 @@ fn scorecard_json(s: &Scorecard) -> Value {
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct WhenQuery {
+    /// A period id: 2026-Q3, 2026-07, 2026 (default: the quarter of as_of).
+    #[param(example = "2026-Q3")]
     pub period: Option<String>,
+    /// The instant judged (RFC 3339 or YYYY-MM-DD; default: now).
+    #[param(example = "2026-09-30")]
     pub as_of: Option<String>,
     /// `GET /api/scorecards/{id}` only: just this team, with its rank among all.
     pub team: Option<String>,
@@ -157,7 +161,7 @@ pub struct WhenQuery {
 
 /// `GET /api/scorecards/{id}?period=&as_of=`: the SPEC 11 JSON shape.
 #[utoipa::path(get, path = "/api/scorecards/{id}", tag = "scorecards", security((), ("bearer" = [])),
-    params(("id" = String, Path, description = "Scorecard id"), WhenQuery),
+    params(("id" = String, Path, description = "Scorecard id", example = "sales"), WhenQuery),
     responses((status = 200, description = "Scores and ranks (SPEC 11, 14)", body = crate::eval::report::Report)))]
 pub async fn scorecard(
     State(state): State<Arc<AppState>>,
@@ -209,11 +213,19 @@ pub async fn scorecard(
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ValueQuery {
+    /// Required.
+    #[param(example = "win_rate")]
     pub kpi: Option<String>,
+    /// Required unless owner is given.
+    #[param(example = "east")]
     pub team: Option<String>,
+    /// A person instead of a team (SPEC 14).
     pub owner: Option<String>,
+    #[param(example = "2026-Q3")]
     pub period: Option<String>,
     pub as_of: Option<String>,
+    /// true or false.
+    #[param(example = "true")]
     pub explain: Option<String>,
 }
 
@@ -316,7 +328,9 @@ impl Ordered {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PreviewBody {
+    #[schema(example = "sales")]
     pub scorecard: String,
+    #[schema(example = "2026-Q4")]
     pub period: Option<String>,
     pub as_of: Option<String>,
     pub weights: Option<Ordered>,
