@@ -64,7 +64,7 @@ pub async fn put_kpi(
 /// `PUT /api/scorecards/{id}/weights/{key}`: body `{"kpi": weight, …}`.
 #[utoipa::path(put, path = "/api/scorecards/{id}/weights/{key}", tag = "scorecards", security(("bearer" = [])),
     params(("id" = String, Path, description = "Scorecard id", example = "sales"),
-        ("key" = String, Path, description = "default, Q1..Q4, 01..12 or a period id", example = "Q4")),
+        ("key" = String, Path, description = "default, Q1..Q4, 01..12 or a period id", example = "Q4", pattern = "^(default|Q[1-4]|0[1-9]|1[0-2]|[0-9]{4}(-Q[1-4]|-(0[1-9]|1[0-2]))?)$")),
     request_body(content = Ordered, description = "KPI → weight (0 to 1,000,000), in order"),
     responses((status = 200, description = "Checked, written and applied", body = shapes::Applied)))]
 pub async fn put_weights(
@@ -106,7 +106,10 @@ pub struct TargetBody {
     /// A person's target instead of a team's (SPEC 14).
     #[serde(default)]
     pub owner: Option<String>,
-    #[schema(example = "Q4")]
+    #[schema(
+        example = "Q4",
+        pattern = "^(default|Q[1-4]|0[1-9]|1[0-2]|[0-9]{4}(-Q[1-4]|-(0[1-9]|1[0-2]))?)$"
+    )]
     pub key: String,
     #[schema(example = 0.3)]
     pub target: f64,

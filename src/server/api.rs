@@ -150,7 +150,7 @@ fn scorecard_json(s: &Scorecard) -> Value {
 #[into_params(parameter_in = Query)]
 pub struct WhenQuery {
     /// A period id: 2026-Q3, 2026-07, 2026 (default: the quarter of as_of).
-    #[param(example = "2026-Q3")]
+    #[param(example = "2026-Q3", pattern = "^[0-9]{4}(-Q[1-4]|-(0[1-9]|1[0-2]))?$")]
     pub period: Option<String>,
     /// The instant judged (RFC 3339 or YYYY-MM-DD; default: now).
     #[param(example = "2026-09-30")]
@@ -221,7 +221,7 @@ pub struct ValueQuery {
     pub team: Option<String>,
     /// A person instead of a team (SPEC 14).
     pub owner: Option<String>,
-    #[param(example = "2026-Q3")]
+    #[param(example = "2026-Q3", pattern = "^[0-9]{4}(-Q[1-4]|-(0[1-9]|1[0-2]))?$")]
     pub period: Option<String>,
     pub as_of: Option<String>,
     /// true or false.
@@ -330,7 +330,7 @@ impl Ordered {
 pub struct PreviewBody {
     #[schema(example = "sales")]
     pub scorecard: String,
-    #[schema(example = "2026-Q4")]
+    #[schema(example = "2026-Q4", pattern = "^[0-9]{4}(-Q[1-4]|-(0[1-9]|1[0-2]))?$")]
     pub period: Option<String>,
     pub as_of: Option<String>,
     pub weights: Option<Ordered>,
