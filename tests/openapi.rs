@@ -204,9 +204,11 @@ fn api_routes_are_registered_only_through_the_document() {
 
 #[test]
 fn the_document_is_served_under_the_read_token_rule() {
-    let mut opts = crate::util::server::Options::default();
+    let mut opts = crate::util::server::Options {
+        demo: false,
+        ..Default::default()
+    };
     opts.env.push(("KPI_READ_TOKEN", "reader".to_string()));
-    opts.demo = false;
     let s = crate::util::server::Server::start_with(opts);
     s.get("/api/openapi.json").expect(401);
     let r = s.request("GET", "/api/openapi.json", Some("reader"), &[], None);

@@ -427,9 +427,11 @@ fn metrics_have_the_spec_names_and_move_with_reloads_ingests_evaluations_and_del
 
 #[test]
 fn metrics_follow_the_read_token_rule() {
-    let mut opts = Options::default();
+    let mut opts = Options {
+        demo: false,
+        ..Default::default()
+    };
     opts.env.push(("KPI_READ_TOKEN", "reader".to_string()));
-    opts.demo = false;
     let s = Server::start_with(opts);
     s.get("/metrics").expect(401);
     let r = s.request("GET", "/metrics", Some("reader"), &[], None);
@@ -439,8 +441,10 @@ fn metrics_follow_the_read_token_rule() {
 
 #[test]
 fn the_json_log_is_one_object_a_line() {
-    let mut opts = Options::default();
-    opts.demo = false;
+    let mut opts = Options {
+        demo: false,
+        ..Default::default()
+    };
     opts.env.push(("KPI_LOG_FORMAT", "json".to_string()));
     let s = Server::start_with(opts);
     s.get("/health").expect(200);
@@ -479,8 +483,10 @@ fn the_json_log_is_one_object_a_line() {
 
 #[test]
 fn the_text_log_stays_the_default() {
-    let mut opts = Options::default();
-    opts.demo = false;
+    let opts = Options {
+        demo: false,
+        ..Default::default()
+    };
     let s = Server::start_with(opts);
     s.get("/health").expect(200);
     let log = s.log();
