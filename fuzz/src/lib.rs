@@ -151,7 +151,10 @@ pub fn put_json(data: &[u8]) {
     };
     let files = library_files();
     let targets = files.get(edit::TARGETS_FILE).cloned().unwrap_or_default();
-    let scorecards = files.get(edit::SCORECARDS_FILE).cloned().unwrap_or_default();
+    let scorecards = files
+        .get(edit::SCORECARDS_FILE)
+        .cloned()
+        .unwrap_or_default();
     let key = v["key"].as_str().unwrap_or("Q4");
     if let Some(target) = v["target"].as_f64() {
         let spec = TargetSpec {

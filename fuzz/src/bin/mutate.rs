@@ -25,8 +25,29 @@ impl Rng {
 }
 
 const INTERESTING: &[&[u8]] = &[
-    b"\"", b",", b"\n", b"\r\n", b"{", b"}", b"[", b"]", b"..", b"-", b"Q", b"\xef\xbb\xbf",
-    b"\xff", b"0", b"-1", b"1e309", b"NaN", b"9999", b"=", b"'''", b"\\", b"\x00", b"\t",
+    b"\"",
+    b",",
+    b"\n",
+    b"\r\n",
+    b"{",
+    b"}",
+    b"[",
+    b"]",
+    b"..",
+    b"-",
+    b"Q",
+    b"\xef\xbb\xbf",
+    b"\xff",
+    b"0",
+    b"-1",
+    b"1e309",
+    b"NaN",
+    b"9999",
+    b"=",
+    b"'''",
+    b"\\",
+    b"\x00",
+    b"\t",
 ];
 
 fn mutate(rng: &mut Rng, input: &[u8], other: &[u8]) -> Vec<u8> {
@@ -81,7 +102,11 @@ fn main() {
         }
         let dir = repo().join("fuzz/corpus").join(name);
         let corpus: Vec<Vec<u8>> = std::fs::read_dir(&dir)
-            .map(|d| d.flatten().filter_map(|e| std::fs::read(e.path()).ok()).collect())
+            .map(|d| {
+                d.flatten()
+                    .filter_map(|e| std::fs::read(e.path()).ok())
+                    .collect()
+            })
             .unwrap_or_default();
         let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ name.len() as u64);
         let started = Instant::now();
