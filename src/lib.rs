@@ -17,6 +17,7 @@ pub mod formula;
 pub mod init;
 pub mod mapping;
 pub mod memo;
+pub mod metrics;
 pub mod period;
 pub mod query;
 pub mod render;

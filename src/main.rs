@@ -4,7 +4,6 @@
 
 mod cli;
 
-use std::io::IsTerminal;
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -16,17 +15,11 @@ use cli::commands::{UserError, run};
 fn main() -> ExitCode {
     let cli = parse();
     // The server logs what it applies and rejects; other commands only errors.
-    let default_level = match cli.command {
-        Command::Serve(_) => "info",
-        _ => "error",
+    let (default_level, json) = match &cli.command {
+        Command::Serve(a) => ("info", a.log_format == cli::args::LogFormat::Json),
+        _ => ("error", false),
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+    cli::log::init(default_level, json);
     match run(cli) {
         Ok(code) => code,
         Err(UserError(message)) => {

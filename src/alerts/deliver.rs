@@ -13,6 +13,7 @@
 //! order: a receiver that hangs costs its own lane a timeout per try and
 //! never delays another lane.
 
+use crate::metrics::Delivery;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -198,6 +199,7 @@ fn deliver_lane(
         match outcome {
             Ok(()) => {
                 outbox::mark_delivered(conn, n.id, attempts, at)?;
+                crate::metrics::get().notification(name(&n), Delivery::Delivered);
                 report.delivered += 1;
             }
             Err(e) => {
@@ -206,6 +208,7 @@ fn deliver_lane(
                     .then(|| at + opts.backoff_after(attempts).as_millis() as Millis);
                 outbox::mark_attempt_failed(conn, n.id, attempts, &e, retry_at, at)?;
                 if retry_at.is_some() {
+                    crate::metrics::get().notification(name(&n), Delivery::Retried);
                     report.retrying += 1;
                     break;
                 }
@@ -214,6 +217,7 @@ fn deliver_lane(
                     n.alert_id,
                     name(&n)
                 );
+                crate::metrics::get().notification(name(&n), Delivery::Failed);
                 report.failed += 1;
             }
         }

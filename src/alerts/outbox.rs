@@ -25,7 +25,7 @@ use crate::config::alerts::{Webhook, WebhookKind};
 use crate::period::Millis;
 
 /// Where a notification stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum DeliveryStatus {
     Delivered,
@@ -358,6 +358,21 @@ pub fn pending_count(conn: &Connection) -> Result<usize, AlertError> {
         |r| r.get(0),
     )?;
     Ok(n as usize)
+}
+
+/// How many notifications are pending, per webhook name.
+pub fn pending_by_webhook(conn: &Connection) -> Result<Vec<(String, usize)>, AlertError> {
+    ensure_table(conn)?;
+    let mut stmt = conn.prepare(
+        "SELECT webhook, count(*) FROM _kpi_outbox WHERE status = 'pending' GROUP BY webhook",
+    )?;
+    let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (webhook, n) = row?;
+        out.push((webhook, n.max(0) as usize));
+    }
+    Ok(out)
 }
 
 /// Takes a due row for one attempt; false when another deliverer has it.

@@ -175,7 +175,7 @@ pub fn build(calendar: &Calendar, spec: &SilenceSpec, id: String) -> Result<Sile
 }
 
 /// A silence as written: the body of `POST /api/silences`, or a `[[silence]]`.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SilenceSpec {
     pub kpis: Option<Vec<String>>,
@@ -186,14 +186,14 @@ pub struct SilenceSpec {
     pub comment: Option<String>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Weekly {
     pub days: Vec<String>,
 }
 
 /// A silence as the API lists it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct SilenceView {
     pub id: String,
     /// `file` (alerts.toml: change it there) or `api`.

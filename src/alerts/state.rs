@@ -25,7 +25,7 @@ use crate::period::{Millis, PeriodId, format_utc};
 use crate::store::TeamTree;
 
 /// The JSON POSTed to webhooks, exactly SPEC 9's shape (fields in this order).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Payload {
     /// Stable for the alert: "missed:win_rate:north:2026-Q3".
     pub id: String,

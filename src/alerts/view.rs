@@ -46,7 +46,7 @@ impl StateFilter {
 }
 
 /// One alert and its notifications.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct AlertView {
     /// The alert as its webhooks see it (SPEC 9's fields).
     #[serde(flatten)]
@@ -67,7 +67,7 @@ pub struct AlertView {
 }
 
 /// One notification of an alert to one webhook.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct NotificationView {
     pub id: i64,
     /// The transition it tells: the alert state it went to.

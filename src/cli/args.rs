@@ -287,6 +287,16 @@ pub struct ServeArgs {
     /// At most this many open connections; more are answered 503 and closed.
     #[arg(long, env = "KPI_MAX_CONNECTIONS", default_value_t = 512)]
     pub max_connections: usize,
+    /// How the log on stderr is written: text, or one JSON object a line
+    /// ({"time", "level", "message", "fields"}) for log collectors.
+    #[arg(long, value_enum, env = "KPI_LOG_FORMAT", default_value = "text")]
+    pub log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 /// "10s", "2m", or milliseconds as "500ms".

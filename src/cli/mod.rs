@@ -4,4 +4,5 @@ pub mod args;
 pub mod commands;
 pub mod entities;
 pub mod history;
+pub mod log;
 pub mod output;

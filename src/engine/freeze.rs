@@ -89,7 +89,7 @@ impl How {
 }
 
 /// What a close froze.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Closed {
     pub period: String,
     pub frozen_at: String,
@@ -108,7 +108,7 @@ pub struct Closed {
 }
 
 /// One side of a restated value.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Side {
     pub value: Option<f64>,
     pub target: Option<f64>,
@@ -117,7 +117,7 @@ pub struct Side {
 }
 
 /// A value whose live result differs from the frozen one.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Change {
     pub scorecard: String,
     /// The subject's id: the person's or the team's.
@@ -132,7 +132,7 @@ pub struct Change {
 }
 
 /// Every value of a frozen period whose live result differs (SPEC 16).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Restatement {
     pub period: String,
     pub frozen_at: String,

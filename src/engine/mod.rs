@@ -657,6 +657,11 @@ impl Engine {
         demo_writer::has_records(&self.connection()?, &self.snapshot().config.schema)
     }
 
+    /// How many records each entity holds (for `kpi_records`).
+    pub fn record_counts(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        demo_writer::record_counts(&self.connection()?, &self.snapshot().config.schema)
+    }
+
     /// Whether the database's records were written by `kpi demo`.
     pub fn made_by_demo(&self) -> Result<bool, StoreError> {
         if let Some(mut client) = self.pg_client()? {

@@ -78,7 +78,7 @@ pub struct Proposal {
 }
 
 /// One value, judged (GET /api/values).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ValueReport {
     pub kpi: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -106,14 +106,14 @@ pub struct Explained {
 }
 
 /// A score and rank.
-#[derive(Debug, Clone, Copy, Default, Serialize)]
+#[derive(Debug, Clone, Copy, Default, Serialize, utoipa::ToSchema)]
 pub struct Standing {
     pub score: Option<f64>,
     pub rank: Option<u32>,
 }
 
 /// One team in a preview.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct PreviewTeam {
     pub team: String,
     pub name: String,
@@ -124,7 +124,7 @@ pub struct PreviewTeam {
 }
 
 /// Current and proposed scores side by side (POST /api/preview).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct PreviewReport {
     pub scorecard: String,
     pub period: String,
@@ -250,6 +250,7 @@ impl Snapshot {
     /// Scorecard reports (each period × each scorecard, in that order) or
     /// plain KPI reports (one per period).
     pub fn evaluate(&self, req: &EvalRequest) -> Result<Vec<Report>, EngineError> {
+        let _timer = crate::metrics::get().evaluation_seconds.start_timer();
         let team = req.team.as_deref().map(|t| self.team(t)).transpose()?;
         let owner = req.owner.as_deref().map(|o| self.owner(o)).transpose()?;
         let tree = self.teams()?;
@@ -349,6 +350,7 @@ impl Snapshot {
         when: When,
         explain: bool,
     ) -> Result<ValueReport, EngineError> {
+        let _timer = crate::metrics::get().evaluation_seconds.start_timer();
         let idx = self.kpi(kpi)?;
         let subject = self.subject(who)?;
         let eval = self.evaluation(when.as_of, &[when.period], explain)?;

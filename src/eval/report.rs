@@ -415,6 +415,52 @@ impl Serialize for KpiJson<'_> {
     }
 }
 
+/// The JSON Schema of [`Report`]'s serialization above, for the API document (SPEC 21).
+/// A team report has `teams`, a people report `owners`; fields may be added, never removed.
+impl utoipa::PartialSchema for Report {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        let num = serde_json::json!({"type": ["number", "null"]});
+        let kpi = serde_json::json!({
+            "type": "object",
+            "required": ["kpi", "value", "target", "status"],
+            "properties": {
+                "kpi": {"type": "string"}, "value": num, "target": num, "weight": num,
+                "score": num, "projected": num, "projected_score": num,
+                "status": {"type": "string", "enum": ["met", "missed", "on_track", "at_risk",
+                    "no_target", "no_data", "error"]},
+                "explanation": {"type": ["array", "null"], "items": {"type": "string"}},
+                "error": {"type": ["string", "null"]},
+            },
+        });
+        let rank = serde_json::json!({"type": ["integer", "null"], "minimum": 1});
+        let line = serde_json::json!({
+            "type": "object",
+            "required": ["team", "kpis"],
+            "properties": {
+                "team": {"type": "string"}, "owner": {"type": "string"}, "name": {"type": "string"},
+                "score": num, "projected_score": num, "rank": rank, "rank_in_team": rank,
+                "kpis": {"type": "array", "items": kpi},
+            },
+        });
+        let lines = serde_json::json!({"type": "array", "items": line});
+        let schema = serde_json::json!({
+            "type": "object",
+            "description": "The scorecard JSON of SPEC 11 (teams) and SPEC 14 (owners).",
+            "required": ["scorecard", "period", "as_of", "subjects"],
+            "properties": {
+                "scorecard": {"type": ["string", "null"]},
+                "period": {"type": "string", "examples": ["2026-Q3"]},
+                "as_of": {"type": "string", "format": "date-time"},
+                "subjects": {"type": "string", "enum": ["teams", "owners"]},
+                "teams": lines, "owners": lines,
+            },
+        });
+        serde_json::from_value(schema).expect("the Report schema is a JSON Schema")
+    }
+}
+
+impl utoipa::ToSchema for Report {}
+
 /// Direction marker for people: ↑ higher is better, ↓ lower, ◎ closest to target.
 pub fn direction_mark(d: Direction) -> &'static str {
     match d {

@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 use super::api::Ordered;
 use super::auth::AdminAccess;
 use super::error::{ApiError, ApiPath, ApiQuery, Body, JsonBody};
+use super::openapi::shapes;
 use super::state::{AppState, Records, blocking};
 use crate::config::edit::{self, Bound, TargetOf, TargetSpec};
 use crate::config::targets::valid_period_key;
@@ -32,6 +33,11 @@ fn applied_json(path: &str, a: &Applied) -> Value {
 }
 
 /// `PUT /api/kpis/{id}`: body = the TOML of that one KPI table.
+#[utoipa::path(put, path = "/api/kpis/{id}", tag = "kpis", security(("bearer" = [])),
+    params(("id" = String, Path, description = "KPI id (a new id adds a KPI)", example = "win_rate")),
+    request_body(content = String, content_type = "text/plain",
+        description = "The TOML of that one KPI table, e.g. `[kpi.win_rate]` …"),
+    responses((status = 200, description = "Checked, written and applied", body = shapes::Applied)))]
 pub async fn put_kpi(
     State(state): State<Arc<AppState>>,
     AdminAccess(actor): AdminAccess,
@@ -57,6 +63,11 @@ pub async fn put_kpi(
 }
 
 /// `PUT /api/scorecards/{id}/weights/{key}`: body `{"kpi": weight, …}`.
+#[utoipa::path(put, path = "/api/scorecards/{id}/weights/{key}", tag = "scorecards", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Scorecard id", example = "sales"),
+        ("key" = String, Path, description = "default, Q1..Q4, 01..12 or a period id", example = "Q4", pattern = "^(default|Q[1-4]|0[1-9]|1[0-2]|[0-9]{4}(-Q[1-4]|-(0[1-9]|1[0-2]))?)$")),
+    request_body(content = Ordered, description = "KPI → weight (0 to 1,000,000), in order"),
+    responses((status = 200, description = "Checked, written and applied", body = shapes::Applied)))]
 pub async fn put_weights(
     State(state): State<Arc<AppState>>,
     AdminAccess(actor): AdminAccess,
@@ -88,7 +99,7 @@ pub async fn put_weights(
     Ok(Json(applied_json(&path, &applied)))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TargetBody {
     #[serde(default)]
@@ -96,7 +107,12 @@ pub struct TargetBody {
     /// A person's target instead of a team's (SPEC 14).
     #[serde(default)]
     pub owner: Option<String>,
+    #[schema(
+        example = "Q4",
+        pattern = "^(default|Q[1-4]|0[1-9]|1[0-2]|[0-9]{4}(-Q[1-4]|-(0[1-9]|1[0-2]))?)$"
+    )]
     pub key: String,
+    #[schema(example = 0.3)]
     pub target: f64,
     /// Absent: kept as it is; null: removed (SPEC 17).
     #[serde(default, deserialize_with = "present")]
@@ -111,6 +127,9 @@ fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<f64>>
 }
 
 /// `PUT /api/targets/{kpi}`: body `{"team", "key", "target", "threshold"?, "stretch"?}`.
+#[utoipa::path(put, path = "/api/targets/{kpi}", tag = "targets", security(("bearer" = [])),
+    params(("kpi" = String, Path, description = "KPI id", example = "win_rate")), request_body = TargetBody,
+    responses((status = 200, description = "Checked, written and applied", body = shapes::Applied)))]
 pub async fn put_target(
     State(state): State<Arc<AppState>>,
     AdminAccess(actor): AdminAccess,
@@ -162,14 +181,22 @@ pub async fn put_target(
 }
 
 /// `?mapping=NAME` of `POST /api/records/{entity}`.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct RecordsQuery {
+    /// Read the body through kpis/mappings/NAME.toml (SPEC 15).
     mapping: Option<String>,
 }
 
 /// `POST /api/records/{entity}`: a JSON array or NDJSON (a UTF-8 BOM is
 /// accepted), or with `?mapping=NAME` a foreign export read through
 /// kpis/mappings/NAME.toml; all rows or none.
+#[utoipa::path(post, path = "/api/records/{entity}", tag = "records", security(("bearer" = [])),
+    params(("entity" = String, Path, description = "Entity of kpis/schema.toml", example = "teams"), RecordsQuery),
+    request_body(description = "A JSON array of records, NDJSON, or with ?mapping= the CRM's own export; \
+        records are upserted by id (sending the same rows twice changes nothing)",
+        content((Vec<Object> = "application/json"), (String = "application/x-ndjson"), (String = "text/csv"))),
+    responses((status = 200, description = "Every row was written (all or none)", body = shapes::Ingested)))]
 pub async fn post_records(
     State(state): State<Arc<AppState>>,
     AdminAccess(actor): AdminAccess,
@@ -224,6 +251,8 @@ pub async fn post_records(
 }
 
 /// `POST /api/reload`: reload kpis/ and scripts/ now.
+#[utoipa::path(post, path = "/api/reload", tag = "config", security(("bearer" = [])),
+    responses((status = 200, description = "The configuration now served", body = shapes::Applied)))]
 pub async fn reload(State(state): State<Arc<AppState>>, AdminAccess(actor): AdminAccess) -> Reply {
     match state.reload(&actor).await {
         Ok(a) => Ok(Json(json!({

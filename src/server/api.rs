@@ -8,10 +8,12 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
+use utoipa::{IntoParams, ToSchema};
 
 use super::auth::ReadAccess;
 use super::cache::{self, cached_reports, cached_reports_of, report_key};
 use super::error::{ApiError, ApiPath, ApiQuery, JsonBody};
+use super::openapi::shapes;
 use super::state::{AppState, blocking};
 use crate::config::{Body, Kpi, Scorecard};
 use crate::engine::{Proposal, Who};
@@ -19,6 +21,8 @@ use crate::engine::{Proposal, Who};
 type Reply = Result<Json<Value>, ApiError>;
 
 /// `GET /health`
+#[utoipa::path(get, path = "/health", tag = "meta", security((), ("bearer" = [])),
+    responses((status = 200, description = "Serving; degraded when the last reload failed", body = shapes::Health)))]
 pub async fn health(State(state): State<Arc<AppState>>, _: ReadAccess) -> Json<Value> {
     Json(health_json(&state))
 }
@@ -38,6 +42,8 @@ pub fn health_json(state: &AppState) -> Value {
 }
 
 /// `GET /api/kpis`
+#[utoipa::path(get, path = "/api/kpis", tag = "kpis", security((), ("bearer" = [])),
+    responses((status = 200, description = "Every KPI definition", body = Vec<shapes::KpiDefinition>)))]
 pub async fn kpis(State(state): State<Arc<AppState>>, _: ReadAccess) -> Json<Value> {
     let served = state.served();
     Json(Value::Array(
@@ -46,6 +52,9 @@ pub async fn kpis(State(state): State<Arc<AppState>>, _: ReadAccess) -> Json<Val
 }
 
 /// `GET /api/kpis/{id}`: the definition, with its targets.
+#[utoipa::path(get, path = "/api/kpis/{id}", tag = "kpis", security((), ("bearer" = [])),
+    params(("id" = String, Path, description = "KPI id", example = "win_rate")),
+    responses((status = 200, description = "The definition, with its targets", body = shapes::KpiDefinition)))]
 pub async fn kpi(
     State(state): State<Arc<AppState>>,
     _: ReadAccess,
@@ -103,6 +112,8 @@ fn kpi_json(k: &Kpi) -> Value {
 }
 
 /// `GET /api/scorecards`
+#[utoipa::path(get, path = "/api/scorecards", tag = "scorecards", security((), ("bearer" = [])),
+    responses((status = 200, description = "Every scorecard and its weight sets", body = Vec<shapes::ScorecardDefinition>)))]
 pub async fn scorecards(State(state): State<Arc<AppState>>, _: ReadAccess) -> Json<Value> {
     let served = state.served();
     Json(Value::Array(
@@ -135,13 +146,19 @@ fn scorecard_json(s: &Scorecard) -> Value {
     })
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct WhenQuery {
+    /// A period id: 2026-Q3, 2026-07, 2026 (default: the quarter of as_of).
+    #[param(example = "2026-Q3", pattern = "^[0-9]{4}(-Q[1-4]|-(0[1-9]|1[0-2]))?$")]
     pub period: Option<String>,
+    /// The instant judged (RFC 3339 or YYYY-MM-DD; default: now).
+    #[param(example = "2026-09-30")]
     pub as_of: Option<String>,
     /// `GET /api/scorecards/{id}` only: just this team, with its rank among all.
     pub team: Option<String>,
     /// `true`: a frozen period evaluated afresh (SPEC 16).
+    #[param(pattern = "^(true|false|1|0)?$")]
     pub live: Option<String>,
 }
 
@@ -157,6 +174,9 @@ pub fn flag(name: &str, v: Option<&str>) -> Result<bool, ApiError> {
 }
 
 /// `GET /api/scorecards/{id}?period=&as_of=`: the SPEC 11 JSON shape.
+#[utoipa::path(get, path = "/api/scorecards/{id}", tag = "scorecards", security((), ("bearer" = [])),
+    params(("id" = String, Path, description = "Scorecard id", example = "sales"), WhenQuery),
+    responses((status = 200, description = "Scores and ranks (SPEC 11, 14)", body = crate::eval::report::Report)))]
 pub async fn scorecard(
     State(state): State<Arc<AppState>>,
     _: ReadAccess,
@@ -208,17 +228,28 @@ pub async fn scorecard(
         .into_response())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ValueQuery {
+    /// Required.
+    #[param(example = "win_rate")]
     pub kpi: Option<String>,
+    /// Required unless owner is given.
+    #[param(example = "east")]
     pub team: Option<String>,
+    /// A person instead of a team (SPEC 14).
     pub owner: Option<String>,
+    #[param(example = "2026-Q3", pattern = "^[0-9]{4}(-Q[1-4]|-(0[1-9]|1[0-2]))?$")]
     pub period: Option<String>,
     pub as_of: Option<String>,
+    /// true or false.
+    #[param(example = "true")]
     pub explain: Option<String>,
 }
 
 /// `GET /api/values?kpi=&team=&period=&as_of=&explain=true`
+#[utoipa::path(get, path = "/api/values", tag = "values", security((), ("bearer" = [])), params(ValueQuery),
+    responses((status = 200, description = "One value, judged", body = crate::engine::ValueReport)))]
 pub async fn values(
     State(state): State<Arc<AppState>>,
     _: ReadAccess,
@@ -276,6 +307,19 @@ impl<'de> Deserialize<'de> for Ordered {
     }
 }
 
+/// `{"name": number, …}` in the document (weights, targets).
+impl utoipa::PartialSchema for Ordered {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        serde_json::from_value(json!({
+            "type": "object",
+            "additionalProperties": {"type": "number"},
+        }))
+        .expect("a JSON Schema")
+    }
+}
+
+impl ToSchema for Ordered {}
+
 impl Ordered {
     /// Every value as a finite number ≥ 0 (`what` names them in errors).
     pub fn numbers(&self, what: &str) -> Result<Vec<(String, f64)>, ApiError> {
@@ -291,10 +335,12 @@ impl Ordered {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PreviewBody {
+    #[schema(example = "sales")]
     pub scorecard: String,
+    #[schema(example = "2026-Q4", pattern = "^[0-9]{4}(-Q[1-4]|-(0[1-9]|1[0-2]))?$")]
     pub period: Option<String>,
     pub as_of: Option<String>,
     pub weights: Option<Ordered>,
@@ -302,6 +348,8 @@ pub struct PreviewBody {
 }
 
 /// `POST /api/preview`: current and proposed scores side by side; nothing is written.
+#[utoipa::path(post, path = "/api/preview", tag = "scorecards", security((), ("bearer" = [])), request_body = PreviewBody,
+    responses((status = 200, description = "Current and proposed scores side by side", body = crate::engine::PreviewReport)))]
 pub async fn preview(
     State(state): State<Arc<AppState>>,
     _: ReadAccess,
@@ -347,12 +395,17 @@ pub async fn preview(
     Ok(Json(json!(out)))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct AlertsQuery {
+    /// firing (default), resolved or all.
+    #[param(pattern = "^(firing|resolved|all)$")]
     pub state: Option<String>,
 }
 
 /// `GET /api/alerts?state=firing|resolved|all`: alerts with their delivery status.
+#[utoipa::path(get, path = "/api/alerts", tag = "alerts", security((), ("bearer" = [])), params(AlertsQuery),
+    responses((status = 200, description = "Alerts with their delivery status", body = Vec<crate::alerts::AlertView>)))]
 pub async fn alerts(
     State(state): State<Arc<AppState>>,
     _: ReadAccess,
@@ -373,12 +426,15 @@ pub async fn alerts(
     ))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct HistoryQuery {
     pub limit: Option<usize>,
 }
 
 /// `GET /api/config/history?limit=`: applied versions, oldest first.
+#[utoipa::path(get, path = "/api/config/history", tag = "config", security((), ("bearer" = [])), params(HistoryQuery),
+    responses((status = 200, description = "Applied versions, oldest first", body = Vec<shapes::HistoryEntry>)))]
 pub async fn history(
     State(state): State<Arc<AppState>>,
     _: ReadAccess,

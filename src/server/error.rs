@@ -13,7 +13,6 @@ use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
-use serde_json::json;
 
 use crate::config::edit::EditError;
 use crate::diag::Diagnostic;
@@ -170,7 +169,10 @@ impl IntoResponse for ApiError {
         };
         let mut response = (
             status,
-            Json(json!({ "error": message, "details": details })),
+            Json(ErrorBody {
+                error: message,
+                details,
+            }),
         )
             .into_response();
         if status == StatusCode::UNAUTHORIZED {
@@ -180,6 +182,15 @@ impl IntoResponse for ApiError {
         }
         response
     }
+}
+
+/// The JSON of every error: `{"error": "...", "details": [...]}` (SPEC 12).
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// What was wrong, naming the file, line, field or record.
+    pub error: String,
+    /// Every error found (bad rows, configuration diagnostics); often empty.
+    pub details: Vec<String>,
 }
 
 /// A request body of at most [`MAX_BODY_BYTES`]; too large is 413, unreadable 400.

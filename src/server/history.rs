@@ -14,26 +14,28 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::Router;
 use axum::extract::State;
-use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use utoipa::IntoParams;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::auth::{AdminAccess, ReadAccess};
 use super::error::{ApiError, ApiPath, ApiQuery};
+use super::openapi::shapes;
 use super::state::{AppState, blocking};
 use crate::config::diff::FileDiff;
 use crate::engine::history::VersionDetail;
 
 type Reply = Result<Json<Value>, ApiError>;
 
-/// The history routes, to merge into the server's router.
-pub fn routes() -> Router<Arc<AppState>> {
-    Router::new()
-        .route("/api/config/history/{version}", get(version))
-        .route("/api/config/diff", get(diff))
-        .route("/api/config/rollback/{version}", post(rollback))
+/// The history routes, each with its operation of the API document.
+pub fn routes() -> OpenApiRouter<Arc<AppState>> {
+    OpenApiRouter::new()
+        .routes(routes!(version))
+        .routes(routes!(diff))
+        .routes(routes!(rollback))
 }
 
 /// A version number of a path; anything else is a 400 that says so.
@@ -46,6 +48,9 @@ fn version_number(text: &str) -> Result<u64, ApiError> {
 }
 
 /// `GET /api/config/history/{version}`.
+#[utoipa::path(get, path = "/api/config/history/{version}", tag = "config", security((), ("bearer" = [])),
+    params(("version" = String, Path, description = "A config version (GET /api/config/history)", example = "1", pattern = "^[0-9]+$")),
+    responses((status = 200, description = "The version with every file's text and its diff against the version before", body = shapes::VersionDetail)))]
 async fn version(
     State(state): State<Arc<AppState>>,
     _: ReadAccess,
@@ -96,14 +101,21 @@ fn diffs_json(diffs: &[FileDiff]) -> Vec<Value> {
         .collect()
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct DiffQuery {
+    /// A config version.
+    #[param(example = "1", pattern = "^[0-9]+$")]
     from: String,
+    /// Another config version (either may be the older).
+    #[param(example = "1", pattern = "^[0-9]+$")]
     to: String,
 }
 
 /// `GET /api/config/diff?from=&to=`: `from` → `to` (either may be the older).
+#[utoipa::path(get, path = "/api/config/diff", tag = "config", security((), ("bearer" = [])), params(DiffQuery),
+    responses((status = 200, description = "The files that differ, each with its unified diff, and one patch", body = shapes::ConfigDiff)))]
 async fn diff(
     State(state): State<Arc<AppState>>,
     _: ReadAccess,
@@ -123,6 +135,9 @@ async fn diff(
 }
 
 /// `POST /api/config/rollback/{version}` (admin).
+#[utoipa::path(post, path = "/api/config/rollback/{version}", tag = "config", security(("bearer" = [])),
+    params(("version" = String, Path, description = "A config version (GET /api/config/history)", example = "1", pattern = "^[0-9]+$")),
+    responses((status = 200, description = "The version's files written back, as a new version with origin rollback", body = shapes::RolledBack)))]
 async fn rollback(
     State(state): State<Arc<AppState>>,
     AdminAccess(actor): AdminAccess,

@@ -27,6 +27,8 @@ pub mod dashboard;
 pub mod error;
 pub mod history;
 pub mod listen;
+pub mod metrics;
+pub mod openapi;
 pub mod periods;
 pub mod reload;
 pub mod silences;
@@ -39,36 +41,52 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{Method, Uri};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
+use axum::routing::get;
 use tower_http::catch_panic::CatchPanicLayer;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 pub use auth::Tokens;
 use error::{ApiError, MAX_BODY_BYTES};
 pub use state::{AppState, ServeOptions};
 
-/// The routes of SPEC 12 over `state`.
-pub fn app(state: Arc<AppState>) -> Router {
-    Router::new()
-        .route("/", get(dashboard::page))
-        .route("/health", get(api::health))
-        .route("/api/kpis", get(api::kpis))
-        .route("/api/kpis/{id}", get(api::kpi).put(admin::put_kpi))
-        .route("/api/scorecards", get(api::scorecards))
-        .route("/api/scorecards/{id}", get(api::scorecard))
-        .route(
-            "/api/scorecards/{id}/weights/{key}",
-            put(admin::put_weights),
-        )
-        .route("/api/targets/{kpi}", put(admin::put_target))
-        .route("/api/preview", post(api::preview))
-        .route("/api/values", get(api::values))
-        .route("/api/alerts", get(api::alerts))
-        .route("/api/records/{entity}", post(admin::post_records))
-        .route("/api/reload", post(admin::reload))
-        .route("/api/config/history", get(api::history))
+/// Every route of the API document: `/health`, `/metrics` and `/api/*`.
+///
+/// One `.routes(routes!(handler, …))` per path (the handlers of one path's
+/// methods together), each handler annotated with `#[utoipa::path]`: this
+/// registers the route and adds its operation to `GET /api/openapi.json` at
+/// once. A module with several routes returns an `OpenApiRouter` of its own
+/// and is merged (see `silences::routes`). HTML pages are not part of the
+/// document: they go on the plain router of [`app`].
+pub fn api_routes() -> OpenApiRouter<Arc<AppState>> {
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .routes(routes!(api::health))
+        .routes(routes!(metrics::scrape))
+        .routes(routes!(openapi::openapi))
+        .routes(routes!(api::kpis))
+        .routes(routes!(api::kpi, admin::put_kpi))
+        .routes(routes!(api::scorecards))
+        .routes(routes!(api::scorecard))
+        .routes(routes!(admin::put_weights))
+        .routes(routes!(admin::put_target))
+        .routes(routes!(api::preview))
+        .routes(routes!(api::values))
+        .routes(routes!(api::alerts))
+        .routes(routes!(admin::post_records))
+        .routes(routes!(admin::reload))
+        .routes(routes!(api::history))
         .merge(silences::routes())
         .merge(periods::routes())
         .merge(history::routes())
+}
+
+/// The routes of SPEC 12 over `state`: the API and the dashboard's pages.
+pub fn app(state: Arc<AppState>) -> Router {
+    let (api, _document) = api_routes().split_for_parts();
+    Router::new()
+        .route("/", get(dashboard::page))
+        .merge(api)
         // SPEC 19: the dashboard's pages, and HTML error pages for browsers.
         .merge(dashboard::routes())
         .fallback(not_found)
@@ -77,6 +95,7 @@ pub fn app(state: Arc<AppState>) -> Router {
         .layer(axum::middleware::from_fn(dashboard::server_timing))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(CatchPanicLayer::custom(panicked))
+        .layer(axum::middleware::from_fn(metrics::track))
         .with_state(state)
 }
 

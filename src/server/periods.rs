@@ -6,28 +6,30 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::Json;
-use axum::Router;
 use axum::extract::State;
-use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use utoipa::IntoParams;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::api::flag;
 use super::auth::{AdminAccess, ReadAccess};
 use super::error::{ApiError, ApiPath, ApiQuery};
+use super::openapi::shapes;
 use super::state::{AppState, blocking};
 use crate::engine::{EngineError, How};
 use crate::period::{PeriodId, format_utc};
 
 type Reply = Result<Json<Value>, ApiError>;
 
-/// The routes of this module.
-pub fn routes() -> Router<Arc<AppState>> {
-    Router::new()
-        .route("/api/periods", get(list))
-        .route("/api/periods/{id}/close", post(close))
-        .route("/api/periods/{id}/reopen", post(reopen))
-        .route("/api/periods/{id}/restatement", get(restatement))
+/// The routes of this module, each with its operation of the API document.
+pub fn routes() -> OpenApiRouter<Arc<AppState>> {
+    OpenApiRouter::new()
+        .routes(routes!(list))
+        .routes(routes!(close))
+        .routes(routes!(reopen))
+        .routes(routes!(restatement))
 }
 
 fn period(id: &str) -> Result<PeriodId, ApiError> {
@@ -37,6 +39,8 @@ fn period(id: &str) -> Result<PeriodId, ApiError> {
 }
 
 /// `GET /api/periods`: the frozen periods and those reopened by hand.
+#[utoipa::path(get, path = "/api/periods", tag = "periods", security((), ("bearer" = [])),
+    responses((status = 200, description = "The closing settings, the frozen periods and those reopened by hand", body = shapes::Periods)))]
 async fn list(State(state): State<Arc<AppState>>, _: ReadAccess) -> Json<Value> {
     let served = state.served();
     let frozen: Vec<Value> = served
@@ -71,12 +75,18 @@ async fn list(State(state): State<Arc<AppState>>, _: ReadAccess) -> Json<Value> 
     }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct CloseQuery {
+    /// `true`: close a period that has not ended yet.
+    #[param(pattern = "^(true|false|1|0)?$")]
     force: Option<String>,
 }
 
 /// `POST /api/periods/{id}/close?force=true`: freezes the period now.
+#[utoipa::path(post, path = "/api/periods/{id}/close", tag = "periods", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Period id of a frozen grain", example = "2026-Q3", pattern = "^[0-9]{4}(-Q[1-4]|-(0[1-9]|1[0-2]))?$"), CloseQuery),
+    responses((status = 200, description = "What was frozen", body = crate::engine::Closed)))]
 async fn close(
     State(state): State<Arc<AppState>>,
     _: AdminAccess,
@@ -101,6 +111,9 @@ async fn close(
 }
 
 /// `POST /api/periods/{id}/reopen`: drops the freeze (recorded in the config history).
+#[utoipa::path(post, path = "/api/periods/{id}/reopen", tag = "periods", security(("bearer" = [])),
+    params(("id" = String, Path, description = "A frozen period", example = "2026-Q3", pattern = "^[0-9]{4}(-Q[1-4]|-(0[1-9]|1[0-2]))?$")),
+    responses((status = 200, description = "Live again; the config history version that records it", body = shapes::Reopened)))]
 async fn reopen(
     State(state): State<Arc<AppState>>,
     AdminAccess(actor): AdminAccess,
@@ -119,6 +132,9 @@ async fn reopen(
 }
 
 /// `GET /api/periods/{id}/restatement`: every value whose live result differs from the frozen one.
+#[utoipa::path(get, path = "/api/periods/{id}/restatement", tag = "periods", security((), ("bearer" = [])),
+    params(("id" = String, Path, description = "A frozen period", example = "2026-Q3", pattern = "^[0-9]{4}(-Q[1-4]|-(0[1-9]|1[0-2]))?$")),
+    responses((status = 200, description = "Every value whose live result differs from the frozen one, with both", body = crate::engine::Restatement)))]
 async fn restatement(
     State(state): State<Arc<AppState>>,
     _: ReadAccess,

@@ -7,10 +7,10 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::Router;
 use axum::extract::State;
-use axum::routing::{delete, get};
 use serde_json::{Value, json};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::auth::{AdminAccess, ReadAccess};
 use super::error::{ApiError, ApiPath, JsonBody};
@@ -20,11 +20,11 @@ use crate::diag::hint;
 
 type Reply = Result<Json<Value>, ApiError>;
 
-/// The silences routes, to merge into the server's router.
-pub fn routes() -> Router<Arc<AppState>> {
-    Router::new()
-        .route("/api/silences", get(list).post(add))
-        .route("/api/silences/{id}", delete(remove))
+/// The silences routes, to merge into the server's router (and its API document).
+pub fn routes() -> OpenApiRouter<Arc<AppState>> {
+    OpenApiRouter::new()
+        .routes(routes!(list, add))
+        .routes(routes!(remove))
 }
 
 fn now() -> i64 {
@@ -32,6 +32,8 @@ fn now() -> i64 {
 }
 
 /// `GET /api/silences`: every silence, those of alerts.toml first.
+#[utoipa::path(get, path = "/api/silences", tag = "alerts", security((), ("bearer" = [])),
+    responses((status = 200, description = "Every silence, those of alerts.toml first", body = Vec<SilenceView>)))]
 async fn list(State(state): State<Arc<AppState>>, _: ReadAccess) -> Reply {
     let served = state.served();
     let engine = state.engine.clone();
@@ -56,6 +58,9 @@ async fn list(State(state): State<Arc<AppState>>, _: ReadAccess) -> Reply {
 }
 
 /// `POST /api/silences` (admin): `{kpis?, teams?, from?, until, weekly?, comment?}`.
+#[utoipa::path(post, path = "/api/silences", tag = "alerts", security(("bearer" = [])),
+    request_body = SilenceSpec,
+    responses((status = 200, description = "The silence added", body = SilenceView)))]
 async fn add(
     State(state): State<Arc<AppState>>,
     AdminAccess(actor): AdminAccess,
@@ -113,6 +118,9 @@ async fn add(
 }
 
 /// `DELETE /api/silences/{id}` (admin): removes a silence of the database.
+#[utoipa::path(delete, path = "/api/silences/{id}", tag = "alerts", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Silence id (those of the database are numbers)")),
+    responses((status = 200, description = "Removed", body = crate::server::openapi::shapes::Removed)))]
 async fn remove(
     State(state): State<Arc<AppState>>,
     AdminAccess(actor): AdminAccess,

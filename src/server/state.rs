@@ -109,6 +109,7 @@ impl AppState {
             "serving configuration version {}",
             engine.snapshot().version
         );
+        crate::metrics::get().reloaded_ok();
         Ok(AppState {
             engine: Arc::new(engine),
             tokens,
@@ -132,6 +133,12 @@ impl AppState {
     }
 
     fn set_health(&self, h: Health) {
+        let metrics = crate::metrics::get();
+        if h.errors.is_empty() {
+            metrics.reloaded_ok();
+        } else {
+            metrics.reload_successful.set(0);
+        }
         *self.health.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(h);
     }
 

@@ -97,6 +97,24 @@ pub fn has_records(conn: &Connection, schema: &Schema) -> Result<bool, StoreErro
     Ok(false)
 }
 
+/// How many records each entity of the schema holds (a missing table holds none).
+pub fn record_counts(conn: &Connection, schema: &Schema) -> Result<Vec<(String, u64)>, StoreError> {
+    let mut out = Vec::with_capacity(schema.entities.len());
+    for e in schema.entities.keys() {
+        let n: Option<i64> = conn
+            .query_row(&format!("SELECT count(*) FROM \"{e}\""), [], |r| r.get(0))
+            .optional()
+            .or_else(|err| match err {
+                rusqlite::Error::SqliteFailure(_, Some(m)) if m.contains("no such table") => {
+                    Ok(None)
+                }
+                other => Err(other),
+            })?;
+        out.push((e.clone(), n.unwrap_or(0).max(0) as u64));
+    }
+    Ok(out)
+}
+
 impl RecordSink for BulkWriter<'_> {
     type Error = StoreError;
 
