@@ -11,7 +11,7 @@ use tower::ServiceExt;
 
 use kpi_engine::server::{AppState, app};
 
-use crate::router::state;
+use crate::router::{ADMIN, call, put, state};
 
 struct Got {
     status: StatusCode,
@@ -52,10 +52,9 @@ async fn page(state: &Arc<AppState>, path: &str) -> String {
     let g = fetch(state, path, true).await;
     assert_eq!(g.status, 200, "{path}: {}", g.text);
     assert!(g.content_type.starts_with("text/html"), "{path}");
-    assert!(
-        !g.text.contains("http://") && !g.text.contains("https://"),
-        "{path}: no CDN"
-    );
+    for attr in ["src=\"http", "href=\"http", "url(http"] {
+        assert!(!g.text.contains(attr), "{path}: no CDN ({attr})");
+    }
     g.text
 }
 
@@ -310,6 +309,55 @@ async fn history_page_lists_the_versions_in_local_time() {
     let cell = &cell[..cell.find('<').unwrap()];
     assert_eq!(cell.len(), 16, "YYYY-MM-DD HH:MM: {cell}");
     assert!(!cell.contains('T') && !cell.contains('Z'));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_page_names_the_writer_shows_the_diff_and_offers_a_rollback() {
+    let (_dir, st) = state();
+    let body = r#"{"key": "default", "target": 0.4}"#;
+    let (status, v) = call(&st, put("/api/targets/win_rate", Some(ADMIN), body)).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    let html = page(&st, "/history").await;
+    let row = &html[html.find("<th class=\"kpi\">v2").expect("version 2 listed")..];
+    let row = &row[..row.find("</tr>").unwrap()];
+    assert!(row.contains("<td>admin</td>"), "the writer is named: {row}");
+    assert!(row.contains("<code>kpis/targets.toml</code>"), "{row}");
+    // The diff is on the page (no script needed): the new target added, the old one removed.
+    assert!(row.contains("<details class=\"diff\">"), "{row}");
+    assert!(
+        row.contains("<span class=\"add\">+") && row.contains("<span class=\"del\">-"),
+        "{row}"
+    );
+    assert!(row.contains("0.4"), "{row}");
+    assert!(row.contains("data-rollback=\"2\""), "{row}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_period_is_marked_on_the_pages() {
+    let (_dir, st) = state();
+    let open = page(&st, "/?scorecard=sales&period=2026-Q2").await;
+    assert!(!open.contains("pill frozen"));
+    let close = Request::post("/api/periods/2026-Q2/close")
+        .header("authorization", format!("Bearer {ADMIN}"))
+        .body(Body::empty())
+        .unwrap();
+    let (status, v) = call(&st, close).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    for path in [
+        "/?scorecard=sales&period=2026-Q2",
+        "/teams/beijing?scorecard=sales&period=2026-Q2",
+    ] {
+        let html = page(&st, path).await;
+        assert!(
+            html.contains("pill frozen"),
+            "{path} marks the frozen period"
+        );
+    }
+    assert!(
+        !page(&st, "/?scorecard=sales&period=2026-Q1")
+            .await
+            .contains("pill frozen")
+    );
 }
 
 #[tokio::test]

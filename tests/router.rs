@@ -12,7 +12,7 @@ use tower::ServiceExt;
 
 use kpi_engine::server::{AppState, ServeOptions, Tokens, app};
 
-const ADMIN: &str = "router-admin";
+pub(crate) const ADMIN: &str = "router-admin";
 
 /// An app over a fresh copy of the library with the demo data, an admin token and no read token.
 pub(crate) fn state() -> (tempfile::TempDir, Arc<AppState>) {
@@ -31,7 +31,7 @@ pub(crate) fn state() -> (tempfile::TempDir, Arc<AppState>) {
 }
 
 /// One request: its status and its body as JSON (Null when it is not JSON).
-async fn call(state: &Arc<AppState>, req: Request<Body>) -> (StatusCode, Value) {
+pub(crate) async fn call(state: &Arc<AppState>, req: Request<Body>) -> (StatusCode, Value) {
     let res = app(state.clone()).oneshot(req).await.unwrap();
     let status = res.status();
     let bytes = axum::body::to_bytes(res.into_body(), usize::MAX)
@@ -47,7 +47,7 @@ fn get(path: &str) -> Request<Body> {
     Request::get(path).body(Body::empty()).unwrap()
 }
 
-fn put(path: &str, token: Option<&str>, body: &str) -> Request<Body> {
+pub(crate) fn put(path: &str, token: Option<&str>, body: &str) -> Request<Body> {
     let mut r = Request::put(path);
     if let Some(t) = token {
         r = r.header("authorization", format!("Bearer {t}"));

@@ -23,6 +23,24 @@
   }
   setTimeout(poll, 2000);
 
+  // /history: a rollback button per version, for the admin whose token the cookie keeps.
+  document.querySelectorAll("button[data-rollback]").forEach(function (b) {
+    var m = document.cookie.match(/(?:^|; )kpi_admin=([^;]*)/);
+    if (!m) return;
+    b.hidden = false;
+    var out = document.querySelector('[data-rollback-state="' + b.dataset.rollback + '"]');
+    b.addEventListener("click", function () {
+      if (!window.confirm(b.dataset.confirm)) return;
+      fetch("/api/config/rollback/" + encodeURIComponent(b.dataset.rollback), { method: "POST",
+        credentials: "same-origin", headers: { "Authorization": "Bearer " + decodeURIComponent(m[1]) } })
+        .then(function (r) { return r.json().then(function (j) { return { ok: r.ok, j: j }; }); })
+        .then(function (x) {
+          if (x.ok) { location.reload(); return; }
+          out.textContent = (x.j.details && x.j.details.length ? x.j.details : [x.j.error]).join("\n");
+        });
+    });
+  });
+
   var edit = document.getElementById("edit");
   if (!edit) return;
   edit.hidden = false;

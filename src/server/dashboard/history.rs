@@ -1,30 +1,52 @@
 //! The `/history` page: the applied configuration versions, newest first, with their time in
-//! the settings zone, origin and changed files.
-//!
-//! SPEC 17's actor, per-file diff and rollback are built on another branch
-//! (`src/server/history.rs`: `GET /api/config/history/{version}`, `POST
-//! /api/config/rollback/{version}`). The page already has their places: [`actor`] names who
-//! made a version, and while [`DETAILS_SERVED`] is false the diff and rollback controls are not
-//! rendered. Wiring them is these two items.
+//! the settings zone, origin, actor (SPEC 17) and changed files; the per-file unified diff of
+//! each of the newest versions, readable without JavaScript; and a rollback button per version
+//! for admins (the page's script posts `POST /api/config/rollback/{version}` with the token kept
+//! in the cookie).
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use super::html::esc;
 use super::page::Page;
+use crate::config::diff::FileDiff;
 use crate::store::config_history::HistoryEntry;
 
-/// Whether the server has SPEC 17's `GET /api/config/history/{version}` (per-file diffs) and
-/// `POST /api/config/rollback/{version}`. The page's script fetches the diff and posts the
-/// rollback with the admin token when it is true.
-pub(super) const DETAILS_SERVED: bool = false;
+/// How many of the newest versions show their diffs on the page (older ones: the API).
+pub(super) const DIFFS_SHOWN: usize = 50;
 
-/// Who made a version (SPEC 17's `actor`): not recorded yet on this branch.
-fn actor(_entry: &HistoryEntry) -> Option<&str> {
-    None
+/// A version's diffs as collapsed blocks, one per file, lines coloured by kind.
+fn diffs_html(diffs: &[FileDiff], label: &str) -> String {
+    if diffs.is_empty() {
+        return String::new();
+    }
+    let mut body = String::new();
+    for d in diffs {
+        let _ = write!(
+            body,
+            "<div class=\"diff-file\"><code>{}</code><pre>",
+            esc(&d.path)
+        );
+        for line in d.diff.lines() {
+            let class = match line.as_bytes().first() {
+                Some(b'+') if !line.starts_with("+++") => "add",
+                Some(b'-') if !line.starts_with("---") => "del",
+                Some(b'@') => "hunk",
+                _ => "ctx",
+            };
+            let _ = writeln!(body, "<span class=\"{class}\">{}</span>", esc(line));
+        }
+        body.push_str("</pre></div>");
+    }
+    format!("<details class=\"diff\"><summary>{label}</summary>{body}</details>")
 }
 
 /// The page.
-pub(super) fn history_page(page: &Page<'_>, entries: &[HistoryEntry]) -> String {
+pub(super) fn history_page(
+    page: &Page<'_>,
+    entries: &[HistoryEntry],
+    diffs: &BTreeMap<u64, Vec<FileDiff>>,
+) -> String {
     let t = page.t();
     let cal = &page.cfg().settings.calendar;
     let mut rows = String::new();
@@ -38,21 +60,19 @@ pub(super) fn history_page(page: &Page<'_>, entries: &[HistoryEntry]) -> String 
                 .collect::<Vec<_>>()
                 .join(" ")
         };
-        let actions = if DETAILS_SERVED {
-            format!(
-                "<button type=\"button\" data-diff=\"{v}\">{diff}</button> \
-                 <button type=\"button\" class=\"admin-only\" data-rollback=\"{v}\">{rollback}</button>",
-                v = e.version,
-                diff = t.diff,
-                rollback = t.rollback
-            )
-        } else {
-            String::new()
-        };
+        let diff = diffs
+            .get(&(e.version as u64))
+            .map(|d| diffs_html(d, t.diff))
+            .unwrap_or_default();
+        let actions = format!(
+            "<button type=\"button\" hidden data-rollback=\"{v}\" data-confirm=\"{rollback} v{v}?\">{rollback}</button>\
+             <span class=\"err\" data-rollback-state=\"{v}\"></span>",
+            v = e.version,
+            rollback = t.rollback
+        );
         let _ = write!(
             rows,
-            "<tr><th class=\"kpi\">v{v}{current}</th><td>{when}</td><td>{origin}</td><td>{actor}</td><td class=\"files\">{files}</td><td>{actions}</td></tr>\
-             <tr class=\"diff\" hidden data-diff-of=\"{v}\"><td colspan=\"6\"><pre></pre></td></tr>",
+            "<tr><th class=\"kpi\">v{v}{current}</th><td>{when}</td><td>{origin}</td><td>{actor}</td><td class=\"files\">{files}{diff}</td><td>{actions}</td></tr>",
             v = e.version,
             current = if e.version == page.served.version {
                 format!(" <span class=\"pill open\">{}</span>", t.served)
@@ -61,7 +81,7 @@ pub(super) fn history_page(page: &Page<'_>, entries: &[HistoryEntry]) -> String 
             },
             when = esc(&cal.humanize(&e.applied_at)),
             origin = esc(t.origin_word(&e.origin)),
-            actor = esc(actor(e).unwrap_or("–")),
+            actor = esc(e.actor.as_deref().unwrap_or("–")),
         );
     }
     let body = format!(

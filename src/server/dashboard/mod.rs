@@ -510,10 +510,28 @@ async fn history_page(
         None,
     )?;
     let entries = state.history(1000).await?;
+    let engine = state.engine.clone();
+    let newest: Vec<u64> = entries
+        .iter()
+        .rev()
+        .take(history::DIFFS_SHOWN)
+        .map(|e| e.version as u64)
+        .collect();
+    let diffs = blocking(move || {
+        let h = engine.config_history()?;
+        let mut out = std::collections::BTreeMap::new();
+        for v in newest {
+            if let Some(d) = h.version(v)?.diffs {
+                out.insert(v, d);
+            }
+        }
+        Ok(out)
+    })
+    .await?;
     let mut page = shown.page("/history".into(), vec![], vec![]);
     page.card = None;
     page.period = None;
-    Ok(Html(history::history_page(&page, &entries)).into_response())
+    Ok(Html(history::history_page(&page, &entries, &diffs)).into_response())
 }
 
 /// Adds `Server-Timing: app;dur=…` (ms) to every response: how long the server took, without

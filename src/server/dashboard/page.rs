@@ -213,10 +213,11 @@ pub(super) struct Frozen {
     pub(super) config_version: u64,
 }
 
-/// Whether `report` is a frozen assessment, and when and under which configuration it was
-/// frozen. SPEC 16's closing (frozen reads with `"frozen": true, "frozen_at",
-/// "config_version"`) is built on another branch: until a [`Report`] carries those fields,
-/// no report is frozen. Wire them here; every page marks frozen periods through this.
-pub(super) fn frozen(_report: &Report) -> Option<Frozen> {
-    None
+/// Whether `report` is a frozen assessment (served with `"frozen": true`), and when and under
+/// which configuration it was frozen. Every page marks frozen periods through this.
+pub(super) fn frozen(report: &Report) -> Option<Frozen> {
+    report.frozen.as_ref().map(|f| Frozen {
+        frozen_at: crate::period::format_utc(f.frozen_at),
+        config_version: f.config_version,
+    })
 }
