@@ -61,7 +61,7 @@ pub(super) fn history_page(
                 .join(" ")
         };
         let diff = diffs
-            .get(&(e.version as u64))
+            .get(&e.version)
             .map(|d| diffs_html(d, t.diff))
             .unwrap_or_default();
         let actions = format!(

@@ -515,7 +515,7 @@ async fn history_page(
         .iter()
         .rev()
         .take(history::DIFFS_SHOWN)
-        .map(|e| e.version as u64)
+        .map(|e| e.version)
         .collect();
     let diffs = blocking(move || {
         let h = engine.config_history()?;
