@@ -851,3 +851,56 @@ revenue = {revenue}
         "{out}"
     );
 }
+
+/// SPEC 16 in a zone with daylight saving time: `period.to_date()` and
+/// `period.prev().same_span()` cut at elapsed time (start + (as-of − start)), so when the
+/// evaluated quarter crosses the end of summer time the previous quarter's span is an hour
+/// longer than the same local wall-clock date. Europe/Berlin, as of 2026-11-01 00:00 CET:
+/// 2026-Q4 began 2026-10-01 00:00 CEST, so 31 days + 1 hour have elapsed (the clocks went back
+/// on 2026-10-25), and 2026-Q3's span ends at 2026-08-01 01:00 CEST, not at midnight.
+///   q3a 100 (2026-07-10) and q3b 300 (2026-08-01 00:30 CEST, inside only by elapsed time)
+///   are in the span; q3c 600 (2026-08-01 01:00 CEST) is not.
+///   q4a 500 (2026-10-25 02:30 CET, in the repeated hour) is to date; q4b 900 (2026-11-01
+///   00:00 CET, at as-of) is not.
+/// revenue_growth = 500 / (100 + 300) − 1 = 0.25. Closed, the whole
+/// quarters compare: (500 + 900) / (100 + 300 + 600) − 1 = 0.4.
+#[test]
+fn like_for_like_spans_count_elapsed_time_across_a_dst_change() {
+    let root = Root::new();
+    root.write("kpis/settings.toml", "timezone = \"Europe/Berlin\"\n");
+    for f in std::fs::read_dir(root.path().join("kpis/tests")).unwrap() {
+        std::fs::remove_file(f.unwrap().path()).unwrap();
+    }
+    let records = r#"[case.records]
+teams = [{ id = "t", name = "T" }]
+deals = [
+  { id = "q3a", team = "t", stage = "won", amount = 100.0, created_at = "2026-06-01", closed_at = "2026-07-10T12:00:00+02:00" },
+  { id = "q3b", team = "t", stage = "won", amount = 300.0, created_at = "2026-06-01", closed_at = "2026-08-01T00:30:00+02:00" },
+  { id = "q3c", team = "t", stage = "won", amount = 600.0, created_at = "2026-06-01", closed_at = "2026-08-01T01:00:00+02:00" },
+  { id = "q4a", team = "t", stage = "won", amount = 500.0, created_at = "2026-09-01", closed_at = "2026-10-25T02:30:00+01:00" },
+  { id = "q4b", team = "t", stage = "won", amount = 900.0, created_at = "2026-09-01", closed_at = "2026-11-01T00:00:00+01:00" },
+]
+"#;
+    root.write(
+        "kpis/tests/dst.toml",
+        &format!(
+            r#"[[case]]
+name = "open quarter across the end of summer time"
+period = "2026-Q4"
+team = "t"
+as_of = "2026-11-01T00:00:00+01:00"
+{records}[case.expect]
+revenue_growth = 0.25
+
+[[case]]
+name = "closed quarter across the end of summer time"
+period = "2026-Q4"
+team = "t"
+{records}[case.expect]
+revenue_growth = 0.4
+"#
+        ),
+    );
+    let out = root.kpi(&["test"]).ok();
+    assert!(out.contains("2 passed, 0 failed"), "{out}");
+}
