@@ -281,12 +281,9 @@ pub mod shapes {
     #[derive(ToSchema)]
     #[allow(dead_code)]
     pub struct VersionDetail {
-        pub version: i64,
-        pub applied_at: String,
-        pub origin: String,
-        pub actor: Option<String>,
-        pub files_changed: Vec<String>,
-        pub content_hash: String,
+        /// The version's row, as in the list.
+        #[serde(flatten)]
+        pub entry: HistoryEntry,
         /// The version before (null for the first).
         pub previous: Option<i64>,
         /// Every file of the version (null on rows older than SPEC 17).
