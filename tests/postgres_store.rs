@@ -356,3 +356,62 @@ fn kpi_db_names_postgres_and_what_is_not_there_yet_refuses_clearly() {
         assert!(err.contains("kpi:***@"), "{err}");
     }
 }
+
+/// The config history lives in PostgreSQL with the records: `kpi rollback` records the
+/// files it starts with and its rollback there, `kpi history` and `kpi diff` read them
+/// back, and the files on disk are the version's again, byte for byte.
+#[test]
+fn the_config_history_lives_in_postgres_and_a_rollback_restores_the_files() {
+    let url = pg::database();
+    let root = Root::new();
+    let original = root.read("kpis/targets.toml");
+    fn on<'a>(url: &'a str, args: &[&'a str]) -> Vec<&'a str> {
+        [&["--db", url][..], args].concat()
+    }
+    let with = |args: &[&'static str]| on(&url, args);
+    // Recording the start: version 1, the files as they are; a rollback to it changes nothing.
+    root.kpi(&with(&["rollback", "1"])).ok();
+    let edited = format!("{original}\n# a note\n");
+    root.write("kpis/targets.toml", &edited);
+    // The edited files become version 2; rolling back to 1 writes the original back as 3.
+    let out = root
+        .command(&with(&["rollback", "1"]))
+        .env("USER", "carol")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(root.read("kpis/targets.toml"), original);
+    let rows: Vec<(i64, String, Option<String>)> = pg::client(&url)
+        .query(
+            "SELECT version, origin, actor FROM _kpi_config_history ORDER BY version",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            (1, "file".to_string(), Some("file".to_string())),
+            (2, "file".to_string(), Some("file".to_string())),
+            (3, "rollback".to_string(), Some("cli:carol".to_string())),
+        ]
+    );
+    let list = root.kpi(&with(&["history"])).ok();
+    assert!(
+        list.contains("rollback") && list.contains("cli:carol"),
+        "{list}"
+    );
+    let patch = root.kpi(&with(&["diff", "1", "2"])).ok();
+    assert!(
+        patch.contains("+# a note") && patch.contains("kpis/targets.toml"),
+        "{patch}"
+    );
+    let err = root.kpi(&with(&["diff", "1", "9"])).fails(1);
+    assert!(err.contains("versions 1 to 3"), "{err}");
+}

@@ -401,7 +401,11 @@ impl Engine {
         let version = if self.serving {
             served.version
         } else {
-            record_start(&tx, cfg, &served.content_hash)?
+            record_start(
+                &crate::store::engine_db::Db::Sqlite(&tx),
+                cfg,
+                &served.content_hash,
+            )?
         };
         let mark = FrozenMark {
             frozen_at: at,
@@ -450,7 +454,7 @@ impl Engine {
         let at = now();
         frozen::delete(&tx, &period.to_string(), at)?;
         let version = config_history::append(
-            &tx,
+            &crate::store::engine_db::Db::Sqlite(&tx),
             &config_history::NewVersion {
                 applied_at: &format_utc(at),
                 origin: Origin::Reopen,
@@ -514,7 +518,7 @@ impl Engine {
         }
         let _writer = self.write_lock();
         let served = self.snapshot();
-        if let Some(last) = config_history::last(&self.connection()?)?
+        if let Some(last) = config_history::last(&self.engine_conn()?.db())?
             && last.content_hash == served.content_hash
             && last.version > served.version
         {

@@ -38,6 +38,7 @@ use crate::eval::Records;
 use crate::period::{Millis, format_utc};
 use crate::store::columns::ColumnStore;
 use crate::store::config_history::{self, FILE_ACTOR, HistoryEntry, NewVersion, Origin};
+use crate::store::engine_db::{Db, EngineConn};
 use crate::store::import::{ImportReport, Input, import};
 use crate::store::pg::{self, PgStore};
 use crate::store::{StoreError, db, demo_writer};
@@ -127,7 +128,7 @@ impl Engine {
         db::migrate(&mut conn, &cfg.schema)?;
         let hash = cfg.content_hash();
         let version = if opts.serving {
-            record_start(&conn, &cfg, &hash)?
+            record_start(&Db::Sqlite(&conn), &cfg, &hash)?
         } else {
             0
         };
@@ -168,22 +169,22 @@ impl Engine {
         cfg: Arc<ConfigSnapshot>,
         url: &str,
     ) -> Result<Engine, EngineError> {
-        if opts.serving {
-            return Err(EngineError::Io(format!(
-                "--db {}: `kpi serve` on PostgreSQL is not available yet (alerts, outbox and config history live in SQLite); use a SQLite file for serving",
-                pg::redacted(url)
-            )));
-        }
         let mut client = pg::connect(url)?;
         // A refusal reads as on SQLite: "schema change refused: …".
         pg::migrate::migrate(&mut client, &cfg.schema)?;
         let generations = pg::generations(&mut client)?;
-        let store = PgStore::new(client, cfg.schema.clone());
         let hash = cfg.content_hash();
+        let client = std::cell::RefCell::new(client);
+        let version = if opts.serving {
+            record_start(&Db::Postgres(&client), &cfg, &hash)?
+        } else {
+            0
+        };
+        let store = PgStore::new(client.into_inner(), cfg.schema.clone());
         let snapshot = Snapshot {
             config: cfg,
             records: Records::new(Arc::new(store)),
-            version: 0,
+            version,
             loaded_at: format_utc(now()),
             content_hash: hash,
             data_generation: 1,
@@ -194,7 +195,7 @@ impl Engine {
             root,
             db_path: opts.db.clone(),
             pg: Some(url.to_string()),
-            serving: false,
+            serving: opts.serving,
             current: RwLock::new(Arc::new(snapshot)),
             writer: Mutex::new(Seen { generations }),
             watch: Mutex::new(None),
@@ -253,6 +254,12 @@ impl Engine {
             ));
         }
         db::open(&self.db_path)
+    }
+
+    /// A connection to the engine's database for the table families that
+    /// live in both SQLite and PostgreSQL (the config history).
+    pub fn engine_conn(&self) -> Result<EngineConn, StoreError> {
+        EngineConn::open(&self.db_path)
     }
 
     /// A new connection to the engine's PostgreSQL database.
@@ -357,48 +364,23 @@ impl Engine {
                 files_changed: Vec::new(),
             });
         }
-        let mut conn = db::open(&self.db_path)?;
-        let tx = db::begin_write(&mut conn)?;
-        // What `kpi check` also asks of an existing database: no refused schema change.
-        db::migrate_in(&tx, &cfg.schema).map_err(|e| match e {
-            e @ StoreError::Schema(_) => EngineError::rejected(
-                "the schema does not fit the database; nothing was written",
-                schema_diagnostics(&cfg.files, e),
-            ),
-            other => other.into(),
-        })?;
         let files_changed = config_history::changed_files(
             &config_history::file_hashes(&served.config.files),
             &config_history::file_hashes(&cfg.files),
         );
         let applied_at = format_utc(now());
-        let version = if !self.serving {
-            served.version + 1
-        } else {
-            match config_history::last(&tx)? {
-                // Another process recorded these very files (`kpi rollback` while
-                // this server runs): serve its version rather than record them twice.
-                Some(l) if l.content_hash == hash && l.version > served.version => l.version,
-                _ => config_history::append(
-                    &tx,
-                    &NewVersion {
-                        applied_at: &applied_at,
-                        origin,
-                        actor,
-                        files_changed: &files_changed,
-                        content_hash: &hash,
-                        files: &cfg.files,
-                    },
-                )?,
-            }
+        let new = NewVersion {
+            applied_at: &applied_at,
+            origin,
+            actor,
+            files_changed: &files_changed,
+            content_hash: &hash,
+            files: &cfg.files,
         };
-        let written = changes.map(|c| self.write_files(c)).transpose()?;
-        if let Err(e) = tx.commit() {
-            if let Some(w) = written {
-                w.undo();
-            }
-            return Err(StoreError::from(e).into());
-        }
+        let version = match &self.pg {
+            Some(url) => self.apply_on_postgres(url, &served, &cfg, &new, changes)?,
+            None => self.apply_on_sqlite(&served, &cfg, &new, changes)?,
+        };
         let records = match self.records_for(&served, &cfg) {
             Ok(r) => r,
             Err(e) => {
@@ -426,6 +408,84 @@ impl Engine {
             version,
             changed: true,
             files_changed,
+        })
+    }
+
+    /// [`Engine::apply`]'s writes to SQLite: schema additions, the history
+    /// row and the files, committed together. Returns the version served.
+    fn apply_on_sqlite(
+        &self,
+        served: &Snapshot,
+        cfg: &ConfigSnapshot,
+        new: &NewVersion<'_>,
+        changes: Option<&Changes>,
+    ) -> Result<u64, EngineError> {
+        let mut conn = db::open(&self.db_path)?;
+        let tx = db::begin_write(&mut conn)?;
+        // What `kpi check` also asks of an existing database: no refused schema change.
+        db::migrate_in(&tx, &cfg.schema).map_err(|e| schema_rejected(&cfg.files, e))?;
+        let version = self.record_version(&Db::Sqlite(&tx), served, new)?;
+        let written = changes.map(|c| self.write_files(c)).transpose()?;
+        if let Err(e) = tx.commit() {
+            if let Some(w) = written {
+                w.undo();
+            }
+            return Err(StoreError::from(e).into());
+        }
+        Ok(version)
+    }
+
+    /// [`Engine::apply`]'s writes to PostgreSQL: schema additions (in their
+    /// own transaction: they only add), then the files, then the history row
+    /// in one transaction; a history row that fails puts the files back.
+    fn apply_on_postgres(
+        &self,
+        url: &str,
+        served: &Snapshot,
+        cfg: &ConfigSnapshot,
+        new: &NewVersion<'_>,
+        changes: Option<&Changes>,
+    ) -> Result<u64, EngineError> {
+        let mut client = pg::connect(url)?;
+        pg::migrate::migrate(&mut client, &cfg.schema)
+            .map_err(|e| schema_rejected(&cfg.files, e))?;
+        let client = std::cell::RefCell::new(client);
+        let written = changes.map(|c| self.write_files(c)).transpose()?;
+        let recorded = Db::Postgres(&client).in_transaction(|db| {
+            self.record_version(db, served, new).map_err(|e| match e {
+                EngineError::Store(s) => s,
+                other => StoreError::Postgres(other.to_string()),
+            })
+        });
+        match recorded {
+            Ok(v) => Ok(v),
+            Err(e) => {
+                if let Some(w) = written {
+                    w.undo();
+                }
+                Err(e.into())
+            }
+        }
+    }
+
+    /// The version of a configuration being applied: the next one, recorded
+    /// in the history when serving.
+    fn record_version(
+        &self,
+        db: &Db<'_>,
+        served: &Snapshot,
+        new: &NewVersion<'_>,
+    ) -> Result<u64, EngineError> {
+        if !self.serving {
+            return Ok(served.version + 1);
+        }
+        Ok(match config_history::last(db)? {
+            // Another process recorded these very files (`kpi rollback` while
+            // this server runs): serve its version rather than record them twice.
+            Some(l) if l.content_hash == new.content_hash && l.version > served.version => {
+                l.version
+            }
+            _ => config_history::append(db, new)?,
         })
     }
 
@@ -715,7 +775,18 @@ impl Engine {
 
     /// The config history, oldest first (at most `limit` of the newest).
     pub fn history(&self, limit: usize) -> Result<Vec<HistoryEntry>, StoreError> {
-        config_history::list(&self.connection()?, limit)
+        config_history::list(&self.engine_conn()?.db(), limit)
+    }
+}
+
+/// A refused schema change as the rejection of the edit that asked for it.
+fn schema_rejected(files: &BTreeMap<String, String>, e: StoreError) -> EngineError {
+    match e {
+        e @ StoreError::Schema(_) => EngineError::rejected(
+            "the schema does not fit the database; nothing was written",
+            schema_diagnostics(files, e),
+        ),
+        other => other.into(),
     }
 }
 
@@ -753,7 +824,7 @@ fn schema_diagnostics(files: &BTreeMap<String, String>, e: StoreError) -> Vec<Di
 
 /// Records the configuration an engine starts with, unless the history's
 /// last version is the same. Returns its version.
-fn record_start(conn: &Connection, cfg: &ConfigSnapshot, hash: &str) -> Result<u64, StoreError> {
+fn record_start(conn: &Db<'_>, cfg: &ConfigSnapshot, hash: &str) -> Result<u64, StoreError> {
     let hashes = config_history::file_hashes(&cfg.files);
     match config_history::last(conn)? {
         Some(l) if l.content_hash == hash => Ok(l.version),
