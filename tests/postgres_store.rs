@@ -357,6 +357,11 @@ fn kpi_db_names_postgres_and_what_is_not_there_yet_refuses_clearly() {
     }
 }
 
+/// `args` after `--db url`.
+fn on_db<'a>(url: &'a str, args: &[&'a str]) -> Vec<&'a str> {
+    [&["--db", url][..], args].concat()
+}
+
 /// The config history lives in PostgreSQL with the records: `kpi rollback` records the
 /// files it starts with and its rollback there, `kpi history` and `kpi diff` read them
 /// back, and the files on disk are the version's again, byte for byte.
@@ -365,10 +370,7 @@ fn the_config_history_lives_in_postgres_and_a_rollback_restores_the_files() {
     let url = pg::database();
     let root = Root::new();
     let original = root.read("kpis/targets.toml");
-    fn on<'a>(url: &'a str, args: &[&'a str]) -> Vec<&'a str> {
-        [&["--db", url][..], args].concat()
-    }
-    let with = |args: &[&'static str]| on(&url, args);
+    let with = |args: &[&'static str]| on_db(&url, args);
     // Recording the start: version 1, the files as they are; a rollback to it changes nothing.
     root.kpi(&with(&["rollback", "1"])).ok();
     let edited = format!("{original}\n# a note\n");
@@ -414,4 +416,66 @@ fn the_config_history_lives_in_postgres_and_a_rollback_restores_the_files() {
     );
     let err = root.kpi(&with(&["diff", "1", "9"])).fails(1);
     assert!(err.contains("versions 1 to 3"), "{err}");
+}
+
+/// Frozen assessments live in PostgreSQL with the records (SPEC 16 on SPEC 20): a closed
+/// quarter keeps its result through a backdated deal, the restatement names what the
+/// deal changed, and a reopen drops the freeze and is recorded in the history there.
+#[test]
+fn a_quarter_closes_reopens_and_restates_on_postgres() {
+    let url = pg::database();
+    let root = Root::new();
+    let on = |args: &[&'static str]| on_db(&url, args);
+    root.kpi(&on(&["demo", "--until", "2026-06-30"])).ok();
+    let out = root.kpi(&on(&["close", "2026-Q1"])).ok();
+    assert!(out.contains("froze 2026-Q1"), "{out}");
+    let eval = |root: &Root| {
+        root.kpi(&on(&["eval", "--period", "2026-Q1", "--format", "json"]))
+            .json()
+    };
+    let frozen = eval(&root);
+    assert!(
+        frozen
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["frozen"] == true),
+        "{frozen}"
+    );
+    root.write(
+        "late.csv",
+        "id,team,owner,customer,stage,amount,created_at,closed_at,campaign\nlate-1,shanghai,,,won,5000000,2026-01-20,2026-02-15,\n",
+    );
+    root.kpi(&on(&["import", "deals", "late.csv"])).ok();
+    assert_eq!(eval(&root), frozen, "the frozen result is unchanged");
+    let r = root
+        .kpi(&on(&["restatement", "2026-Q1", "--format", "json"]))
+        .json();
+    let revenue = r["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["scorecard"] == "sales" && c["subject"] == "shanghai" && c["kpi"] == "revenue")
+        .unwrap_or_else(|| panic!("{r:#}"));
+    let delta =
+        revenue["live"]["value"].as_f64().unwrap() - revenue["frozen"]["value"].as_f64().unwrap();
+    assert!((delta - 5_000_000.0).abs() < 1e-6, "{revenue}");
+    let out = root.kpi(&on(&["reopen", "2026-Q1"])).ok();
+    assert!(out.contains("reopened 2026-Q1"), "{out}");
+    let err = root.kpi(&on(&["restatement", "2026-Q1"])).fails(1);
+    assert!(err.contains("unknown frozen period '2026-Q1'"), "{err}");
+    let mut client = pg::client(&url);
+    let frozen_rows: i64 = client
+        .query_one("SELECT count(*) FROM _kpi_frozen", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(frozen_rows, 0);
+    let origin: String = client
+        .query_one(
+            "SELECT origin FROM _kpi_config_history ORDER BY version DESC LIMIT 1",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(origin, "reopen");
 }

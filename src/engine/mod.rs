@@ -134,7 +134,7 @@ impl Engine {
         };
         // Read before the columns are: a write committed in between is read again later.
         let generations = db::generations(&conn)?;
-        let frozen = Arc::new(FrozenSet::load(&conn)?);
+        let frozen = Arc::new(FrozenSet::load(&Db::Sqlite(&conn))?);
         let store = ColumnStore::new(conn, cfg.schema.clone()).prefetch(&cfg.fields_used);
         if opts.serving {
             store.warm(&cfg.fields_used, None)?;
@@ -180,6 +180,7 @@ impl Engine {
         } else {
             0
         };
+        let frozen = Arc::new(FrozenSet::load(&Db::Postgres(&client))?);
         let store = PgStore::new(client.into_inner(), cfg.schema.clone());
         let snapshot = Snapshot {
             config: cfg,
@@ -188,8 +189,7 @@ impl Engine {
             loaded_at: format_utc(now()),
             content_hash: hash,
             data_generation: 1,
-            // Frozen assessments live in SQLite only so far: nothing is frozen on PostgreSQL.
-            frozen: Arc::default(),
+            frozen,
         };
         Ok(Engine {
             root,
@@ -260,6 +260,30 @@ impl Engine {
     /// live in both SQLite and PostgreSQL (the config history).
     pub fn engine_conn(&self) -> Result<EngineConn, StoreError> {
         EngineConn::open(&self.db_path)
+    }
+
+    /// Runs `f` in one write transaction over the engine's own tables
+    /// (SQLite: the write lock waited for, see [`db::begin_write`];
+    /// PostgreSQL: BEGIN … COMMIT); rolled back when `f` fails.
+    pub(crate) fn write_engine_tables<T>(
+        &self,
+        f: impl FnOnce(&Db<'_>) -> Result<T, EngineError>,
+    ) -> Result<T, EngineError> {
+        match self.engine_conn()? {
+            EngineConn::Sqlite(mut conn) => {
+                let tx = db::begin_write(&mut conn)?;
+                let v = f(&Db::Sqlite(&tx))?;
+                tx.commit().map_err(StoreError::from)?;
+                Ok(v)
+            }
+            EngineConn::Postgres(client) => {
+                let db = Db::Postgres(&client);
+                db.batch("", "BEGIN")?;
+                let v = f(&db);
+                db.batch("", if v.is_ok() { "COMMIT" } else { "ROLLBACK" })?;
+                v
+            }
+        }
     }
 
     /// A new connection to the engine's PostgreSQL database.

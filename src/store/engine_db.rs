@@ -56,6 +56,10 @@ pub enum Param<'p> {
     Text(&'p str),
     /// A text that may be absent.
     OptText(Option<&'p str>),
+    /// An integer that may be absent.
+    OptInt(Option<i64>),
+    /// A number that may be absent.
+    Real(Option<f64>),
 }
 
 /// One value of a result row.
@@ -63,6 +67,7 @@ pub enum Param<'p> {
 pub enum Cell {
     Null,
     Int(i64),
+    Real(f64),
     Text(String),
 }
 
@@ -74,8 +79,24 @@ impl Row {
     pub fn int(&self, i: usize) -> i64 {
         match self.0.get(i) {
             Some(Cell::Int(v)) => *v,
+            Some(Cell::Real(v)) => *v as i64,
             Some(Cell::Text(t)) => t.parse().unwrap_or(0),
             _ => 0,
+        }
+    }
+
+    pub fn opt_int(&self, i: usize) -> Option<i64> {
+        match self.0.get(i) {
+            Some(Cell::Null) | None => None,
+            _ => Some(self.int(i)),
+        }
+    }
+
+    pub fn real(&self, i: usize) -> Option<f64> {
+        match self.0.get(i) {
+            Some(Cell::Real(v)) => Some(*v),
+            Some(Cell::Int(v)) => Some(*v as f64),
+            _ => None,
         }
     }
 
@@ -83,6 +104,7 @@ impl Row {
         match self.0.get(i) {
             Some(Cell::Text(t)) => Some(t.clone()),
             Some(Cell::Int(v)) => Some(v.to_string()),
+            Some(Cell::Real(v)) => Some(v.to_string()),
             _ => None,
         }
     }
@@ -202,7 +224,9 @@ fn sqlite_param(p: &Param<'_>) -> rusqlite::types::Value {
         Param::Int(v) => Value::Integer(*v),
         Param::Text(t) => Value::Text((*t).to_string()),
         Param::OptText(Some(t)) => Value::Text((*t).to_string()),
-        Param::OptText(None) => Value::Null,
+        Param::OptText(None) | Param::OptInt(None) | Param::Real(None) => Value::Null,
+        Param::OptInt(Some(v)) => Value::Integer(*v),
+        Param::Real(Some(v)) => Value::Real(*v),
     }
 }
 
@@ -211,7 +235,7 @@ fn sqlite_cell(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<Cell> {
     Ok(match r.get_ref(i)? {
         ValueRef::Null => Cell::Null,
         ValueRef::Integer(v) => Cell::Int(v),
-        ValueRef::Real(v) => Cell::Int(v as i64),
+        ValueRef::Real(v) => Cell::Real(v),
         ValueRef::Text(t) | ValueRef::Blob(t) => Cell::Text(String::from_utf8_lossy(t).into()),
     })
 }
@@ -224,6 +248,8 @@ fn pg_params(params: &[Param<'_>]) -> Vec<Box<dyn postgres::types::ToSql + Sync>
                 Param::Int(v) => Box::new(*v),
                 Param::Text(t) => Box::new((*t).to_string()),
                 Param::OptText(t) => Box::new(t.map(str::to_string)),
+                Param::OptInt(v) => Box::new(*v),
+                Param::Real(v) => Box::new(*v),
             }
         })
         .collect()
@@ -242,6 +268,8 @@ fn pg_row(r: &postgres::Row) -> Result<Row, StoreError> {
         } else if *t == Type::INT2 {
             r.try_get::<_, Option<i16>>(i)
                 .map(|v| v.map(|v| Cell::Int(v.into())))
+        } else if *t == Type::FLOAT8 {
+            r.try_get::<_, Option<f64>>(i).map(|v| v.map(Cell::Real))
         } else if *t == Type::BOOL {
             r.try_get::<_, Option<bool>>(i)
                 .map(|v| v.map(|v| Cell::Int(v.into())))
