@@ -591,15 +591,27 @@ impl Engine {
         &self,
         request: crate::mapping::Request<'_>,
     ) -> Result<(crate::mapping::MappedImport, u64), EngineError> {
-        if let Some(url) = &self.pg {
-            return Err(EngineError::Io(format!(
-                "--db {}: imports through a mapping are not available on PostgreSQL yet; import the mapped entities into a SQLite file, or plain CSV/NDJSON here",
-                pg::redacted(url)
-            )));
-        }
         let mut seen = self.write_lock();
         let served = self.snapshot();
         let dry_run = request.dry_run;
+        if let Some(mut client) = self.pg_client()? {
+            let cfg = &served.config;
+            // The mapped rows are checked (and the lookups read) in a staging database.
+            let lookups: Vec<&str> = cfg
+                .mappings
+                .get(&request.mapping)
+                .map(|m| m.lookups.values().filter_map(|l| l.entity()).collect())
+                .unwrap_or_default();
+            let mut staging = pg::stage::stage_with(&mut client, &cfg.schema, &lookups)?;
+            let done = crate::mapping::import_with_mapping(&mut staging.conn, cfg, request)?;
+            if dry_run {
+                return Ok((done, served.data_generation));
+            }
+            let entities: Vec<&str> = done.reports.iter().map(|r| r.entity.as_str()).collect();
+            pg::stage::publish(&mut client, &staging, &cfg.schema, &entities, false, None)?;
+            let generation = self.serve_published(&served, &mut seen, &mut client, &entities)?;
+            return Ok((done, generation));
+        }
         let mut conn = db::open(&self.db_path)?;
         let done = crate::mapping::import_with_mapping(&mut conn, &served.config, request)?;
         let generation = if dry_run {
