@@ -557,3 +557,56 @@ fn mapped_imports_write_to_postgres_and_give_the_embedded_stores_values() {
     differences("", &embedded, &on_pg, &mut diffs);
     assert!(diffs.is_empty(), "{}", diffs.join("\n"));
 }
+
+/// A long-running engine on PostgreSQL (what `kpi serve` will be) sees what another process
+/// wrote: `Engine::refresh` polls the record generations there, reads the written entity
+/// again, and reloads the frozen periods another process closed.
+#[test]
+fn an_engine_on_postgres_sees_another_processs_import_and_close() {
+    use kpi_engine::engine::{Engine, EngineOptions, EvalRequest};
+    let url = pg::database();
+    let root = Root::new();
+    root.kpi(&on_db(&url, &["demo", "--until", "2026-06-30"]))
+        .ok();
+    let engine = Engine::open(&EngineOptions {
+        root: root.path().to_path_buf(),
+        db: url.clone().into(),
+        serving: true,
+    })
+    .unwrap();
+    assert!(
+        engine.refresh().unwrap().is_none(),
+        "nothing written since it opened"
+    );
+    let q1 = "2026-Q1".parse().unwrap();
+    let sales = |engine: &Engine| {
+        let req = EvalRequest {
+            scorecards: vec!["sales".into()],
+            periods: vec![q1],
+            as_of: 1_782_000_000_000,
+            ..EvalRequest::default()
+        };
+        serde_json::to_value(&engine.snapshot().evaluate(&req).unwrap()[0]).unwrap()
+    };
+    let revenue = |r: &Value| crate::util::cli::value(r, "shanghai", "revenue").unwrap();
+    let before = sales(&engine);
+    root.write(
+        "late.csv",
+        "id,team,owner,customer,stage,amount,created_at,closed_at,campaign\nlate-1,shanghai,,,won,5000000,2026-01-20,2026-02-15,\n",
+    );
+    root.kpi(&on_db(&url, &["import", "deals", "late.csv"]))
+        .ok();
+    let (changed, _) = engine.refresh().unwrap().expect("the import is seen");
+    assert_eq!(changed, ["deals"]);
+    let after = sales(&engine);
+    assert!(
+        (revenue(&after) - revenue(&before) - 5_000_000.0).abs() < 1e-6,
+        "{before}\n{after}"
+    );
+    assert!(after.get("frozen").is_none());
+    root.kpi(&on_db(&url, &["close", "2026-Q1"])).ok();
+    engine.refresh().unwrap();
+    let frozen = sales(&engine);
+    assert_eq!(frozen["frozen"], true, "{frozen}");
+    assert_eq!(frozen["teams"], after["teams"]);
+}

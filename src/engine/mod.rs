@@ -245,12 +245,14 @@ impl Engine {
         self.pg.is_some()
     }
 
-    /// A connection to the engine's database, for its own tables (alerts).
+    /// A connection to the engine's SQLite database, for the alert tables
+    /// (alerts, outbox, silences), which are not on PostgreSQL yet.
     pub fn connection(&self) -> Result<Connection, StoreError> {
         if let Some(url) = &self.pg {
             return Err(StoreError::Open(
                 pg::redacted(url),
-                "the engine's own tables (alerts, outbox, silences, history) are not available on PostgreSQL yet".into(),
+                "the alert tables (alerts, outbox, silences) are not available on PostgreSQL yet"
+                    .into(),
             ));
         }
         db::open(&self.db_path)
@@ -685,36 +687,26 @@ impl Engine {
     /// connection committed, the record generations tell which entities were
     /// written; those are read again (teams: the tree too) and the shape
     /// answers that read them are dropped. Returns the entities read again
-    /// and the new data generation, or None. Blocking.
+    /// and the new data generation, or None. On PostgreSQL the generations
+    /// themselves are polled (another server's or a cron's writes). Blocking.
     pub fn refresh(&self) -> Result<Option<(Vec<String>, u64)>, EngineError> {
-        {
-            let mut watch = self.watch.lock().unwrap_or_else(|p| p.into_inner());
-            if watch.is_none() {
-                let conn = db::open(&self.db_path)?;
-                *watch = Some((conn, i64::MIN));
-            }
-            let (conn, last) = watch.as_mut().expect("just opened");
-            let version = db::data_version(conn)?;
-            if version == *last {
-                return Ok(None);
-            }
-            *last = version;
+        // PostgreSQL has no data_version: the generations are polled (one small SELECT).
+        if self.pg.is_none() && !self.another_connection_committed()? {
+            return Ok(None);
         }
-        let frozen_moved = {
-            let generations = db::generations(&self.connection()?)?;
-            generations
-                .get(crate::store::frozen::GENERATION_KEY)
-                .copied()
-                .unwrap_or(0)
-                != self.snapshot().frozen.db_generation
-        };
+        let frozen_moved = self
+            .generations()?
+            .get(crate::store::frozen::GENERATION_KEY)
+            .copied()
+            .unwrap_or(0)
+            != self.snapshot().frozen.db_generation;
         if frozen_moved {
             // Another process closed or reopened a period.
             self.reload_frozen()?;
             self.adopt_recorded_version()?;
         }
         let mut seen = self.write_lock();
-        let generations = db::generations(&self.connection()?)?;
+        let generations = self.generations()?;
         let served = self.snapshot();
         let cfg = &served.config;
         let changed: Vec<String> = generations
@@ -741,6 +733,28 @@ impl Engine {
         let generation = self.swap_records(&served, store, memo);
         seen.generations = generations;
         Ok(Some((changed, generation)))
+    }
+
+    /// Whether another connection committed to the SQLite database since
+    /// the last call: one `PRAGMA data_version` on a connection kept for it.
+    fn another_connection_committed(&self) -> Result<bool, EngineError> {
+        let mut watch = self.watch.lock().unwrap_or_else(|p| p.into_inner());
+        if watch.is_none() {
+            let conn = db::open(&self.db_path)?;
+            *watch = Some((conn, i64::MIN));
+        }
+        let (conn, last) = watch.as_mut().expect("just opened");
+        let version = db::data_version(conn)?;
+        if version == *last {
+            return Ok(false);
+        }
+        *last = version;
+        Ok(true)
+    }
+
+    /// The record generations of the database (see [`db::bump_generation`]).
+    fn generations(&self) -> Result<BTreeMap<String, i64>, StoreError> {
+        db::generations_in(&self.engine_conn()?.db())
     }
 
     /// Whether the database holds records (of any entity).
