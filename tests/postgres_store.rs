@@ -610,3 +610,47 @@ fn an_engine_on_postgres_sees_another_processs_import_and_close() {
     assert_eq!(frozen["frozen"], true, "{frozen}");
     assert_eq!(frozen["teams"], after["teams"]);
 }
+
+/// The alert scheduler's lease on PostgreSQL: one holder at a time, and when the holder's
+/// session ends (the process died) the next one to try takes it over.
+#[test]
+fn one_process_at_a_time_holds_the_scheduler_lease_and_another_takes_it_over() {
+    use kpi_engine::store::pg::lease::Lease;
+    let url = pg::database();
+    let mut first = Lease::try_take(&url).unwrap().expect("nobody holds it yet");
+    assert!(first.still_held());
+    assert!(
+        Lease::try_take(&url).unwrap().is_none(),
+        "held by the first"
+    );
+    // The holder's session ends, as when its process is killed.
+    let pid: i32 = pg::client(&url)
+        .query_one(
+            "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND objid = 7340115202 % 4294967296 AND granted",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    pg::client(&url)
+        .execute("SELECT pg_terminate_backend($1)", &[&pid])
+        .unwrap();
+    // The signal is asynchronous: the session ends soon after.
+    let lost = (0..100).any(|_| {
+        let held = first.still_held();
+        if held {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        !held
+    });
+    assert!(lost, "the holder's connection is gone");
+    let mut second = (0..100)
+        .find_map(|_| {
+            let lease = Lease::try_take(&url).unwrap();
+            if lease.is_none() {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            lease
+        })
+        .expect("the lock is freed with the session");
+    assert!(second.still_held());
+}
