@@ -376,16 +376,8 @@ fn the_config_history_lives_in_postgres_and_a_rollback_restores_the_files() {
     let edited = format!("{original}\n# a note\n");
     root.write("kpis/targets.toml", &edited);
     // The edited files become version 2; rolling back to 1 writes the original back as 3.
-    let out = root
-        .command(&with(&["rollback", "1"]))
-        .env("USER", "carol")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    root.kpi_env(&with(&["rollback", "1"]), &[("USER", "carol")])
+        .ok();
     assert_eq!(root.read("kpis/targets.toml"), original);
     let rows: Vec<(i64, String, Option<String>)> = pg::client(&url)
         .query(
