@@ -646,3 +646,49 @@ fn one_process_at_a_time_holds_the_scheduler_lease_and_another_takes_it_over() {
         .expect("the lock is freed with the session");
     assert!(second.still_held());
 }
+
+/// The silences family through the `Db` seam on PostgreSQL: stored with its lists, bounds
+/// and days, listed back equal (ids from the sequence), and removed.
+#[test]
+fn silences_are_stored_listed_and_removed_on_postgres() {
+    use kpi_engine::alerts::silence::{self, SilenceSpec, Weekly};
+    use kpi_engine::store::engine_db::Db;
+    let url = pg::database();
+    let client = std::cell::RefCell::new(pg::client(&url));
+    let db = Db::Postgres(&client);
+    let cal = kpi_engine::period::Calendar::utc();
+    let spec = SilenceSpec {
+        kpis: Some(vec!["revenue".into()]),
+        teams: Some(vec!["north".into(), "south".into()]),
+        from: Some("2026-10-01T00:00:00Z".into()),
+        until: Some("2026-12-31T00:00:00Z".into()),
+        weekly: Some(Weekly {
+            days: vec!["sat".into(), "sun".into()],
+        }),
+        comment: Some("quarter end".into()),
+    };
+    let built = silence::build(&cal, &spec, String::new()).unwrap();
+    let first = silence::add(&db, &built, 1_780_000_000_000).unwrap();
+    let second = silence::add(
+        &db,
+        &silence::build(
+            &cal,
+            &SilenceSpec {
+                until: Some("2027-01-31T00:00:00Z".into()),
+                ..SilenceSpec::default()
+            },
+            String::new(),
+        )
+        .unwrap(),
+        1,
+    )
+    .unwrap();
+    assert_ne!(first.id, second.id);
+    assert_eq!(
+        silence::stored(&db).unwrap(),
+        [first.clone(), second.clone()]
+    );
+    assert!(silence::remove(&db, first.id.parse().unwrap()).unwrap());
+    assert!(!silence::remove(&db, first.id.parse().unwrap()).unwrap());
+    assert_eq!(silence::stored(&db).unwrap(), [second]);
+}
