@@ -263,7 +263,7 @@ fn silences_hold_notifications_back_while_alerts_still_change_state() {
 
     // A weekly silence from the database: 2026-10-03 is a Saturday.
     kpi_engine::alerts::silence::add(
-        &conn,
+        &(&conn).into(),
         &kpi_engine::alerts::silence::build(
             &kpi_engine::period::Calendar::utc(),
             &kpi_engine::alerts::silence::SilenceSpec {

@@ -294,7 +294,7 @@ fn a_backdated_deal_is_restated_exactly_and_unfrozen_periods_take_it() {
     let err = root.kpi(&["restatement", "2026-Q1"]).fails(1);
     assert!(err.contains("unknown frozen period '2026-Q1'"), "{err}");
     let conn = kpi_engine::store::db::open(&root.path().join("crm.db")).unwrap();
-    let history = kpi_engine::store::config_history::list(&conn, 10).unwrap();
+    let history = kpi_engine::store::config_history::list(&(&conn).into(), 10).unwrap();
     assert_eq!(history.last().unwrap().origin, "reopen");
 }
 

@@ -356,3 +356,339 @@ fn kpi_db_names_postgres_and_what_is_not_there_yet_refuses_clearly() {
         assert!(err.contains("kpi:***@"), "{err}");
     }
 }
+
+/// `args` after `--db url`.
+fn on_db<'a>(url: &'a str, args: &[&'a str]) -> Vec<&'a str> {
+    [&["--db", url][..], args].concat()
+}
+
+/// The config history lives in PostgreSQL with the records: `kpi rollback` records the
+/// files it starts with and its rollback there, `kpi history` and `kpi diff` read them
+/// back, and the files on disk are the version's again, byte for byte.
+#[test]
+fn the_config_history_lives_in_postgres_and_a_rollback_restores_the_files() {
+    let url = pg::database();
+    let root = Root::new();
+    let original = root.read("kpis/targets.toml");
+    let with = |args: &[&'static str]| on_db(&url, args);
+    // Recording the start: version 1, the files as they are; a rollback to it changes nothing.
+    root.kpi(&with(&["rollback", "1"])).ok();
+    let edited = format!("{original}\n# a note\n");
+    root.write("kpis/targets.toml", &edited);
+    // The edited files become version 2; rolling back to 1 writes the original back as 3.
+    root.kpi_env(&with(&["rollback", "1"]), &[("USER", "carol")])
+        .ok();
+    assert_eq!(root.read("kpis/targets.toml"), original);
+    let rows: Vec<(i64, String, Option<String>)> = pg::client(&url)
+        .query(
+            "SELECT version, origin, actor FROM _kpi_config_history ORDER BY version",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            (1, "file".to_string(), Some("file".to_string())),
+            (2, "file".to_string(), Some("file".to_string())),
+            (3, "rollback".to_string(), Some("cli:carol".to_string())),
+        ]
+    );
+    let list = root.kpi(&with(&["history"])).ok();
+    assert!(
+        list.contains("rollback") && list.contains("cli:carol"),
+        "{list}"
+    );
+    let patch = root.kpi(&with(&["diff", "1", "2"])).ok();
+    assert!(
+        patch.contains("+# a note") && patch.contains("kpis/targets.toml"),
+        "{patch}"
+    );
+    let err = root.kpi(&with(&["diff", "1", "9"])).fails(1);
+    assert!(err.contains("versions 1 to 3"), "{err}");
+}
+
+/// Frozen assessments live in PostgreSQL with the records (SPEC 16 on SPEC 20): a closed
+/// quarter keeps its result through a backdated deal, the restatement names what the
+/// deal changed, and a reopen drops the freeze and is recorded in the history there.
+#[test]
+fn a_quarter_closes_reopens_and_restates_on_postgres() {
+    let url = pg::database();
+    let root = Root::new();
+    let on = |args: &[&'static str]| on_db(&url, args);
+    root.kpi(&on(&["demo", "--until", "2026-06-30"])).ok();
+    let out = root.kpi(&on(&["close", "2026-Q1"])).ok();
+    assert!(out.contains("froze 2026-Q1"), "{out}");
+    let eval = |root: &Root| {
+        root.kpi(&on(&["eval", "--period", "2026-Q1", "--format", "json"]))
+            .json()
+    };
+    let frozen = eval(&root);
+    assert!(
+        frozen
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["frozen"] == true),
+        "{frozen}"
+    );
+    root.write(
+        "late.csv",
+        "id,team,owner,customer,stage,amount,created_at,closed_at,campaign\nlate-1,shanghai,,,won,5000000,2026-01-20,2026-02-15,\n",
+    );
+    root.kpi(&on(&["import", "deals", "late.csv"])).ok();
+    assert_eq!(eval(&root), frozen, "the frozen result is unchanged");
+    let r = root
+        .kpi(&on(&["restatement", "2026-Q1", "--format", "json"]))
+        .json();
+    let revenue = r["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["scorecard"] == "sales" && c["subject"] == "shanghai" && c["kpi"] == "revenue")
+        .unwrap_or_else(|| panic!("{r:#}"));
+    let delta =
+        revenue["live"]["value"].as_f64().unwrap() - revenue["frozen"]["value"].as_f64().unwrap();
+    assert!((delta - 5_000_000.0).abs() < 1e-6, "{revenue}");
+    let out = root.kpi(&on(&["reopen", "2026-Q1"])).ok();
+    assert!(out.contains("reopened 2026-Q1"), "{out}");
+    let err = root.kpi(&on(&["restatement", "2026-Q1"])).fails(1);
+    assert!(err.contains("unknown frozen period '2026-Q1'"), "{err}");
+    let mut client = pg::client(&url);
+    let frozen_rows: i64 = client
+        .query_one("SELECT count(*) FROM _kpi_frozen", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(frozen_rows, 0);
+    let origin: String = client
+        .query_one(
+            "SELECT origin FROM _kpi_config_history ORDER BY version DESC LIMIT 1",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(origin, "reopen");
+}
+
+/// Imports through a mapping (SPEC 15) write to PostgreSQL: the Salesforce sample exports,
+/// lookups of records already there included, give the same KPI values on both stores.
+#[test]
+fn mapped_imports_write_to_postgres_and_give_the_embedded_stores_values() {
+    let url = pg::database();
+    let root = Root::new();
+    root.fixture("teams.csv");
+    let dir = crate::util::cli::fixture("salesforce");
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), root.path().join(e.file_name())).unwrap();
+    }
+    let steps: [&[&str]; 6] = [
+        &["import", "teams", "teams.csv"],
+        &[
+            "import",
+            "owners",
+            "User.csv",
+            "--mapping",
+            "salesforce_user",
+        ],
+        &[
+            "import",
+            "customers",
+            "Account.csv",
+            "--mapping",
+            "salesforce_account",
+        ],
+        &[
+            "import",
+            "deals",
+            "Opportunities.csv",
+            "--mapping",
+            "salesforce_opportunity",
+        ],
+        &[
+            "import",
+            "stage_events",
+            "OpportunityHistory.csv",
+            "--mapping",
+            "salesforce_opportunity_history",
+        ],
+        &[
+            "import",
+            "tickets",
+            "Case.csv",
+            "--mapping",
+            "salesforce_case",
+        ],
+    ];
+    for step in steps {
+        let embedded = root.kpi(step).ok();
+        let on_pg = root.kpi(&on_db(&url, step)).ok();
+        assert_eq!(embedded, on_pg, "{step:?}");
+    }
+    let eval = [
+        "eval",
+        "--kpi",
+        "revenue,deals_won,win_rate,lead_to_won,new_customers,resolution_hours",
+        "--period",
+        "2026-Q1",
+        "--as-of",
+        "2026-04-02T00:00:00Z",
+        "--format",
+        "json",
+    ];
+    let embedded = root.kpi(&eval).json();
+    let on_pg = root.kpi(&on_db(&url, &eval)).json();
+    let revenue = crate::util::cli::value(&on_pg, "shanghai", "revenue");
+    assert!(
+        revenue.is_some_and(|v| (v - 125_000.0).abs() < 1e-6),
+        "{on_pg}"
+    );
+    let mut diffs = Vec::new();
+    differences("", &embedded, &on_pg, &mut diffs);
+    assert!(diffs.is_empty(), "{}", diffs.join("\n"));
+}
+
+/// A long-running engine on PostgreSQL (what `kpi serve` will be) sees what another process
+/// wrote: `Engine::refresh` polls the record generations there, reads the written entity
+/// again, and reloads the frozen periods another process closed.
+#[test]
+fn an_engine_on_postgres_sees_another_processs_import_and_close() {
+    use kpi_engine::engine::{Engine, EngineOptions, EvalRequest};
+    let url = pg::database();
+    let root = Root::new();
+    root.kpi(&on_db(&url, &["demo", "--until", "2026-06-30"]))
+        .ok();
+    let engine = Engine::open(&EngineOptions {
+        root: root.path().to_path_buf(),
+        db: url.clone().into(),
+        serving: true,
+    })
+    .unwrap();
+    assert!(
+        engine.refresh().unwrap().is_none(),
+        "nothing written since it opened"
+    );
+    let q1 = "2026-Q1".parse().unwrap();
+    let sales = |engine: &Engine| {
+        let req = EvalRequest {
+            scorecards: vec!["sales".into()],
+            periods: vec![q1],
+            as_of: 1_782_000_000_000,
+            ..EvalRequest::default()
+        };
+        serde_json::to_value(&engine.snapshot().evaluate(&req).unwrap()[0]).unwrap()
+    };
+    let revenue = |r: &Value| crate::util::cli::value(r, "shanghai", "revenue").unwrap();
+    let before = sales(&engine);
+    root.write(
+        "late.csv",
+        "id,team,owner,customer,stage,amount,created_at,closed_at,campaign\nlate-1,shanghai,,,won,5000000,2026-01-20,2026-02-15,\n",
+    );
+    root.kpi(&on_db(&url, &["import", "deals", "late.csv"]))
+        .ok();
+    let (changed, _) = engine.refresh().unwrap().expect("the import is seen");
+    assert_eq!(changed, ["deals"]);
+    let after = sales(&engine);
+    assert!(
+        (revenue(&after) - revenue(&before) - 5_000_000.0).abs() < 1e-6,
+        "{before}\n{after}"
+    );
+    assert!(after.get("frozen").is_none());
+    root.kpi(&on_db(&url, &["close", "2026-Q1"])).ok();
+    engine.refresh().unwrap();
+    let frozen = sales(&engine);
+    assert_eq!(frozen["frozen"], true, "{frozen}");
+    assert_eq!(frozen["teams"], after["teams"]);
+}
+
+/// The alert scheduler's lease on PostgreSQL: one holder at a time, and when the holder's
+/// session ends (the process died) the next one to try takes it over.
+#[test]
+fn one_process_at_a_time_holds_the_scheduler_lease_and_another_takes_it_over() {
+    use kpi_engine::store::pg::lease::Lease;
+    let url = pg::database();
+    let mut first = Lease::try_take(&url).unwrap().expect("nobody holds it yet");
+    assert!(first.still_held());
+    assert!(
+        Lease::try_take(&url).unwrap().is_none(),
+        "held by the first"
+    );
+    // The holder's session ends, as when its process is killed.
+    let pid: i32 = pg::client(&url)
+        .query_one(
+            "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND objid = 7340115202 % 4294967296 AND granted",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    pg::client(&url)
+        .execute("SELECT pg_terminate_backend($1)", &[&pid])
+        .unwrap();
+    // The signal is asynchronous: the session ends soon after.
+    let lost = (0..100).any(|_| {
+        let held = first.still_held();
+        if held {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        !held
+    });
+    assert!(lost, "the holder's connection is gone");
+    let mut second = (0..100)
+        .find_map(|_| {
+            let lease = Lease::try_take(&url).unwrap();
+            if lease.is_none() {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            lease
+        })
+        .expect("the lock is freed with the session");
+    assert!(second.still_held());
+}
+
+/// The silences family through the `Db` seam on PostgreSQL: stored with its lists, bounds
+/// and days, listed back equal (ids from the sequence), and removed.
+#[test]
+fn silences_are_stored_listed_and_removed_on_postgres() {
+    use kpi_engine::alerts::silence::{self, SilenceSpec, Weekly};
+    use kpi_engine::store::engine_db::Db;
+    let url = pg::database();
+    let client = std::cell::RefCell::new(pg::client(&url));
+    let db = Db::Postgres(&client);
+    let cal = kpi_engine::period::Calendar::utc();
+    let spec = SilenceSpec {
+        kpis: Some(vec!["revenue".into()]),
+        teams: Some(vec!["north".into(), "south".into()]),
+        from: Some("2026-10-01T00:00:00Z".into()),
+        until: Some("2026-12-31T00:00:00Z".into()),
+        weekly: Some(Weekly {
+            days: vec!["sat".into(), "sun".into()],
+        }),
+        comment: Some("quarter end".into()),
+    };
+    let built = silence::build(&cal, &spec, String::new()).unwrap();
+    let first = silence::add(&db, &built, 1_780_000_000_000).unwrap();
+    let second = silence::add(
+        &db,
+        &silence::build(
+            &cal,
+            &SilenceSpec {
+                until: Some("2027-01-31T00:00:00Z".into()),
+                ..SilenceSpec::default()
+            },
+            String::new(),
+        )
+        .unwrap(),
+        1,
+    )
+    .unwrap();
+    assert_ne!(first.id, second.id);
+    assert_eq!(
+        silence::stored(&db).unwrap(),
+        [first.clone(), second.clone()]
+    );
+    assert!(silence::remove(&db, first.id.parse().unwrap()).unwrap());
+    assert!(!silence::remove(&db, first.id.parse().unwrap()).unwrap());
+    assert_eq!(silence::stored(&db).unwrap(), [second]);
+}

@@ -42,7 +42,7 @@ pub(crate) fn queue(
         return Ok(0);
     }
     let mut silences: Vec<Silence> = cfg.alerts.silences.clone();
-    silences.extend(silence::stored(tx)?);
+    silences.extend(silence::stored(&crate::store::engine_db::Db::Sqlite(tx))?);
     let cal = &cfg.settings.calendar;
     // Why each transition is held back, and behind which ancestor alert.
     let mut parent_of: Vec<Option<usize>> = vec![None; rows.len()];

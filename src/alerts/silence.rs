@@ -8,11 +8,11 @@
 //! covers that whole day; times are read in settings.timezone.
 
 use chrono::{Datelike, TimeZone, Weekday};
-use rusqlite::{Connection, params};
 use serde::{Deserialize, Serialize};
 
 use super::AlertError;
 use crate::period::{Calendar, Millis, format_utc};
+use crate::store::engine_db::{Db, Param};
 
 /// One silence, from the file or the API.
 #[derive(Debug, Clone, PartialEq)]
@@ -234,9 +234,7 @@ impl SilenceView {
     }
 }
 
-pub(crate) fn ensure_table(conn: &Connection) -> Result<(), AlertError> {
-    conn.execute_batch(
-        "CREATE TABLE IF NOT EXISTS _kpi_silences (
+const TABLE: &str = "CREATE TABLE IF NOT EXISTS _kpi_silences (
             id INTEGER PRIMARY KEY AUTOINCREMENT,
             kpis TEXT,
             teams TEXT,
@@ -245,16 +243,24 @@ pub(crate) fn ensure_table(conn: &Connection) -> Result<(), AlertError> {
             weekly TEXT,
             comment TEXT NOT NULL,
             created_at INTEGER NOT NULL,
-            created_by TEXT);",
-    )?;
+            created_by TEXT);";
+
+pub(crate) fn ensure_table(conn: &Db<'_>) -> Result<(), AlertError> {
+    let postgres = TABLE
+        .replace("INTEGER PRIMARY KEY AUTOINCREMENT", "BIGSERIAL PRIMARY KEY")
+        .replace("INTEGER", "BIGINT");
+    conn.batch(TABLE, &postgres)?;
+    if conn.is_postgres() {
+        return Ok(());
+    }
     // A table made before writers were named lacks created_by.
-    let named: i64 = conn.query_row(
+    let named = conn.row(
         "SELECT COUNT(*) FROM pragma_table_info('_kpi_silences') WHERE name = 'created_by'",
-        [],
-        |r| r.get(0),
+        &[],
     )?;
-    if named == 0 {
-        conn.execute_batch("ALTER TABLE _kpi_silences ADD COLUMN created_by TEXT")?;
+    if named.map_or(0, |r| r.int(0)) == 0 {
+        let add = "ALTER TABLE _kpi_silences ADD COLUMN created_by TEXT";
+        conn.batch(add, add)?;
     }
     Ok(())
 }
@@ -269,60 +275,66 @@ fn from_json(text: Option<String>) -> Option<Vec<String>> {
 }
 
 /// Stores a silence of the API; returns it with its id.
-pub fn add(conn: &Connection, s: &Silence, now: Millis) -> Result<Silence, AlertError> {
+pub fn add(conn: &Db<'_>, s: &Silence, now: Millis) -> Result<Silence, AlertError> {
     ensure_table(conn)?;
     let weekly = s
         .weekly
         .as_ref()
         .map(|d| d.iter().map(|d| day_name(*d)).collect::<Vec<_>>().join(","));
-    conn.execute(
-        "INSERT INTO _kpi_silences
-            (kpis, teams, from_at, until_at, weekly, comment, created_at, created_by)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-        params![
-            to_json(&s.kpis),
-            to_json(&s.teams),
-            s.from,
-            s.until,
-            weekly,
-            s.comment,
-            now,
-            s.created_by
-        ],
-    )?;
+    let (kpis, teams) = (to_json(&s.kpis), to_json(&s.teams));
+    let id = conn
+        .row(
+            "INSERT INTO _kpi_silences
+                (kpis, teams, from_at, until_at, weekly, comment, created_at, created_by)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+             RETURNING id",
+            &[
+                Param::OptText(kpis.as_deref()),
+                Param::OptText(teams.as_deref()),
+                Param::OptInt(s.from),
+                Param::OptInt(s.until),
+                Param::OptText(weekly.as_deref()),
+                Param::Text(&s.comment),
+                Param::Int(now),
+                Param::OptText(s.created_by.as_deref()),
+            ],
+        )?
+        .map_or(0, |r| r.int(0));
     Ok(Silence {
-        id: conn.last_insert_rowid().to_string(),
+        id: id.to_string(),
         ..s.clone()
     })
 }
 
 /// The silences of the API, oldest first.
-pub fn stored(conn: &Connection) -> Result<Vec<Silence>, AlertError> {
+pub fn stored(conn: &Db<'_>) -> Result<Vec<Silence>, AlertError> {
     ensure_table(conn)?;
-    let mut stmt = conn.prepare(
+    let rows = conn.rows(
         "SELECT id, kpis, teams, from_at, until_at, weekly, comment, created_by
          FROM _kpi_silences ORDER BY id",
+        &[],
     )?;
-    let rows = stmt.query_map([], |r| {
-        let weekly: Option<String> = r.get(5)?;
-        Ok(Silence {
-            id: r.get::<_, i64>(0)?.to_string(),
-            kpis: from_json(r.get(1)?),
-            teams: from_json(r.get(2)?),
-            from: r.get(3)?,
-            until: r.get(4)?,
-            weekly: weekly.map(|w| w.split(',').filter_map(|d| parse_day(d).ok()).collect()),
-            comment: r.get(6)?,
-            created_by: r.get(7)?,
+    Ok(rows
+        .iter()
+        .map(|r| Silence {
+            id: r.int(0).to_string(),
+            kpis: from_json(r.opt_text(1)),
+            teams: from_json(r.opt_text(2)),
+            from: r.opt_int(3),
+            until: r.opt_int(4),
+            weekly: r
+                .opt_text(5)
+                .map(|w| w.split(',').filter_map(|d| parse_day(d).ok()).collect()),
+            comment: r.text(6),
+            created_by: r.opt_text(7),
         })
-    })?;
-    Ok(rows.collect::<Result<_, _>>()?)
+        .collect())
 }
 
 /// Removes a silence of the API; false when there is none with that id.
-pub fn remove(conn: &Connection, id: i64) -> Result<bool, AlertError> {
+pub fn remove(conn: &Db<'_>, id: i64) -> Result<bool, AlertError> {
     ensure_table(conn)?;
-    Ok(conn.execute("DELETE FROM _kpi_silences WHERE id = ?1", params![id])? == 1)
+    Ok(conn.execute("DELETE FROM _kpi_silences WHERE id = ?1", &[Param::Int(id)])? == 1)
 }
 
 #[cfg(test)]

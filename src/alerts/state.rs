@@ -84,7 +84,7 @@ pub fn ensure_tables(conn: &Connection) -> Result<(), AlertError> {
         conn.execute_batch("ALTER TABLE _kpi_alerts ADD COLUMN muted TEXT")?;
     }
     outbox::ensure_table(conn)?;
-    silence::ensure_table(conn)
+    silence::ensure_table(&crate::store::engine_db::Db::Sqlite(conn))
 }
 
 /// A stored alert.

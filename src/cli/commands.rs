@@ -432,6 +432,12 @@ fn alerts(root: &Path, db: &Path, args: &AlertsArgs) -> Res<ExitCode> {
 }
 
 fn serve(root: &Path, db: &Path, args: ServeArgs) -> Res<ExitCode> {
+    if kpi_engine::engine::postgres_url(db).is_some() {
+        return Err(UserError(format!(
+            "--db {}: `kpi serve` on PostgreSQL is not available yet (alerts, outbox, silences and frozen assessments live in SQLite); use a SQLite file for serving",
+            shown(db)
+        )));
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;

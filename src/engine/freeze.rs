@@ -33,6 +33,7 @@ use crate::eval::report::{FrozenMark, KpiLine, Report, TeamLine};
 use crate::eval::scoring::Status;
 use crate::period::{Calendar, Grain, Millis, PeriodId, format_utc};
 use crate::store::config_history::{self, Origin};
+use crate::store::engine_db::Db;
 use crate::store::frozen::{self, CardRow, FrozenRows, GENERATION_KEY, SubjectRow, ValueRow};
 use crate::store::{StoreError, db};
 
@@ -144,9 +145,9 @@ pub struct Restatement {
 
 impl FrozenSet {
     /// Reads the frozen periods and the closing marks.
-    pub fn load(conn: &rusqlite::Connection) -> Result<FrozenSet, StoreError> {
+    pub fn load(conn: &Db<'_>) -> Result<FrozenSet, StoreError> {
         let mut set = FrozenSet {
-            db_generation: db::generations(conn)?
+            db_generation: db::generations_in(conn)?
                 .get(GENERATION_KEY)
                 .copied()
                 .unwrap_or(0),
@@ -396,26 +397,26 @@ impl Engine {
             .filter(|(e, _)| e.as_str() != GENERATION_KEY)
             .collect();
         let data_generation: i64 = generations.values().copied().sum();
-        let mut conn = db::open(&self.db_path)?;
-        let tx = db::begin_write(&mut conn)?;
-        let version = if self.serving {
-            served.version
-        } else {
-            record_start(&tx, cfg, &served.content_hash)?
-        };
-        let mark = FrozenMark {
-            frozen_at: at,
-            config_version: version,
-            content_hash: served.content_hash.clone(),
-            data_generation,
-        };
-        for r in &mut reports {
-            r.frozen = Some(mark.clone());
-        }
-        let rows = to_rows(period, as_of, how, &mark, &generations, &reports);
-        frozen::save(&tx, &rows)?;
-        let (stored, bytes) = frozen::stored_size(&tx, &rows.period)?;
-        tx.commit().map_err(StoreError::from)?;
+        let (version, mark, stored, bytes) = self.write_engine_tables(|tx| {
+            let version = if self.serving {
+                served.version
+            } else {
+                record_start(tx, cfg, &served.content_hash)?
+            };
+            let mark = FrozenMark {
+                frozen_at: at,
+                config_version: version,
+                content_hash: served.content_hash.clone(),
+                data_generation,
+            };
+            for r in &mut reports {
+                r.frozen = Some(mark.clone());
+            }
+            let rows = to_rows(period, as_of, how, &mark, &generations, &reports);
+            frozen::save(tx, &rows)?;
+            let (stored, bytes) = frozen::stored_size(tx, &rows.period)?;
+            Ok((version, mark, stored, bytes))
+        })?;
         drop(seen);
         self.reload_frozen()?;
         Ok(Closed {
@@ -445,22 +446,21 @@ impl Engine {
         let _writer = self.write_lock();
         let served = self.snapshot();
         served.frozen_period(period)?;
-        let mut conn = db::open(&self.db_path)?;
-        let tx = db::begin_write(&mut conn)?;
         let at = now();
-        frozen::delete(&tx, &period.to_string(), at)?;
-        let version = config_history::append(
-            &tx,
-            &config_history::NewVersion {
-                applied_at: &format_utc(at),
-                origin: Origin::Reopen,
-                actor,
-                files_changed: &[],
-                content_hash: &served.content_hash,
-                files: &served.config.files,
-            },
-        )?;
-        tx.commit().map_err(StoreError::from)?;
+        let version = self.write_engine_tables(|tx| {
+            frozen::delete(tx, &period.to_string(), at)?;
+            Ok(config_history::append(
+                tx,
+                &config_history::NewVersion {
+                    applied_at: &format_utc(at),
+                    origin: Origin::Reopen,
+                    actor,
+                    files_changed: &[],
+                    content_hash: &served.content_hash,
+                    files: &served.config.files,
+                },
+            )?)
+        })?;
         if self.serving {
             self.swap(Snapshot {
                 version,
@@ -493,10 +493,13 @@ impl Engine {
         for (grain, record, periods) in due {
             if let Some(first) = record {
                 let _writer = self.write_lock();
-                let mut conn = db::open(&self.db_path)?;
-                let tx = db::begin_write(&mut conn)?;
-                frozen::set_watermark(&tx, grain.as_str(), &first.to_string())?;
-                tx.commit().map_err(StoreError::from)?;
+                self.write_engine_tables(|tx| {
+                    Ok(frozen::set_watermark(
+                        tx,
+                        grain.as_str(),
+                        &first.to_string(),
+                    )?)
+                })?;
             }
             for p in periods {
                 closed.push(self.close(p, false, How::Auto, at)?);
@@ -514,7 +517,7 @@ impl Engine {
         }
         let _writer = self.write_lock();
         let served = self.snapshot();
-        if let Some(last) = config_history::last(&self.connection()?)?
+        if let Some(last) = config_history::last(&self.engine_conn()?.db())?
             && last.content_hash == served.content_hash
             && last.version > served.version
         {
@@ -530,7 +533,7 @@ impl Engine {
     /// reopen, or another process's).
     pub(super) fn reload_frozen(&self) -> Result<(), EngineError> {
         let _writer = self.write_lock();
-        let set = FrozenSet::load(&self.connection()?)?;
+        let set = FrozenSet::load(&self.engine_conn()?.db())?;
         let served = self.snapshot();
         self.swap(Snapshot {
             frozen: Arc::new(set),

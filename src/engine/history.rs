@@ -18,6 +18,7 @@ use super::{Applied, Engine, EngineError, Kind};
 use crate::config::diff::{FileDiff, diff_files};
 use crate::config::write_set::Changes;
 use crate::store::config_history::{self, HistoryEntry, Origin};
+use crate::store::engine_db::EngineConn;
 
 /// One version of the configuration with its files.
 #[derive(Debug, Clone)]
@@ -44,35 +45,36 @@ pub struct VersionDiff {
 /// `/api/config/history*`, and what `kpi history` and `kpi diff` read
 /// without opening an engine.
 pub struct History {
-    conn: rusqlite::Connection,
+    conn: EngineConn,
 }
 
 impl History {
-    /// The history of the database at `db`, which must exist.
+    /// The history of the database at `db` (a SQLite file, which must
+    /// exist, or a PostgreSQL URL).
     pub fn open(db: &Path) -> Result<History, EngineError> {
-        if !db.exists() {
+        if super::postgres_url(db).is_none() && !db.exists() {
             return Err(EngineError::Io(format!(
                 "no database at {}: the config history is kept by `kpi serve` (or pass --db)",
                 db.display()
             )));
         }
         Ok(History {
-            conn: crate::store::db::open(db)?,
+            conn: EngineConn::open(db)?,
         })
     }
 
     /// Applied versions, oldest first; at most `limit`, the newest ones.
     pub fn list(&self, limit: usize) -> Result<Vec<HistoryEntry>, EngineError> {
-        Ok(config_history::list(&self.conn, limit)?)
+        Ok(config_history::list(&self.conn.db(), limit)?)
     }
 
     /// One version with its files and its diff against the version before.
     pub fn version(&self, version: u64) -> Result<VersionDetail, EngineError> {
         let entry = self.recorded(version)?;
-        let files = config_history::contents(&self.conn, &entry)?;
-        let previous = config_history::previous(&self.conn, version)?;
+        let files = config_history::contents(&self.conn.db(), &entry)?;
+        let previous = config_history::previous(&self.conn.db(), version)?;
         let before = match &previous {
-            Some(p) => config_history::contents(&self.conn, p)?,
+            Some(p) => config_history::contents(&self.conn.db(), p)?,
             None => Some(BTreeMap::new()),
         };
         let diffs = match (&before, &files) {
@@ -99,8 +101,8 @@ impl History {
     }
 
     fn recorded(&self, version: u64) -> Result<HistoryEntry, EngineError> {
-        config_history::get(&self.conn, version)?.ok_or_else(|| {
-            let last = config_history::last(&self.conn).ok().flatten();
+        config_history::get(&self.conn.db(), version)?.ok_or_else(|| {
+            let last = config_history::last(&self.conn.db()).ok().flatten();
             EngineError::Unknown {
                 kind: Kind::Version,
                 id: version.to_string(),
@@ -115,7 +117,7 @@ impl History {
     /// Every file's text of a recorded version.
     fn files_of(&self, version: u64) -> Result<BTreeMap<String, String>, EngineError> {
         let entry = self.recorded(version)?;
-        config_history::contents(&self.conn, &entry)?.ok_or_else(|| {
+        config_history::contents(&self.conn.db(), &entry)?.ok_or_else(|| {
             EngineError::rejected(
                 format!(
                     "version {version} was recorded before the history kept file contents: its files are not known"
@@ -130,7 +132,7 @@ impl Engine {
     /// The engine's config history.
     pub fn config_history(&self) -> Result<History, EngineError> {
         Ok(History {
-            conn: self.connection()?,
+            conn: self.engine_conn()?,
         })
     }
 

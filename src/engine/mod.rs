@@ -40,6 +40,7 @@ use crate::eval::Records;
 use crate::period::{Millis, format_utc};
 use crate::store::columns::ColumnStore;
 use crate::store::config_history::{self, FILE_ACTOR, HistoryEntry, NewVersion, Origin};
+use crate::store::engine_db::{Db, EngineConn};
 use crate::store::import::{ImportReport, Input, import};
 use crate::store::pg::{self, PgStore};
 use crate::store::{StoreError, db, demo_writer};
@@ -129,13 +130,13 @@ impl Engine {
         db::migrate(&mut conn, &cfg.schema)?;
         let hash = cfg.content_hash();
         let version = if opts.serving {
-            record_start(&conn, &cfg, &hash)?
+            record_start(&Db::Sqlite(&conn), &cfg, &hash)?
         } else {
             0
         };
         // Read before the columns are: a write committed in between is read again later.
         let generations = db::generations(&conn)?;
-        let frozen = Arc::new(FrozenSet::load(&conn)?);
+        let frozen = Arc::new(FrozenSet::load(&Db::Sqlite(&conn))?);
         let store = ColumnStore::new(conn, cfg.schema.clone()).prefetch(&cfg.fields_used);
         if opts.serving {
             store.warm(&cfg.fields_used, None)?;
@@ -170,33 +171,33 @@ impl Engine {
         cfg: Arc<ConfigSnapshot>,
         url: &str,
     ) -> Result<Engine, EngineError> {
-        if opts.serving {
-            return Err(EngineError::Io(format!(
-                "--db {}: `kpi serve` on PostgreSQL is not available yet (alerts, outbox and config history live in SQLite); use a SQLite file for serving",
-                pg::redacted(url)
-            )));
-        }
         let mut client = pg::connect(url)?;
         // A refusal reads as on SQLite: "schema change refused: …".
         pg::migrate::migrate(&mut client, &cfg.schema)?;
         let generations = pg::generations(&mut client)?;
-        let store = PgStore::new(client, cfg.schema.clone());
         let hash = cfg.content_hash();
+        let client = std::cell::RefCell::new(client);
+        let version = if opts.serving {
+            record_start(&Db::Postgres(&client), &cfg, &hash)?
+        } else {
+            0
+        };
+        let frozen = Arc::new(FrozenSet::load(&Db::Postgres(&client))?);
+        let store = PgStore::new(client.into_inner(), cfg.schema.clone());
         let snapshot = Snapshot {
             config: cfg,
             records: Records::new(Arc::new(store)),
-            version: 0,
+            version,
             loaded_at: format_utc(now()),
             content_hash: hash,
             data_generation: 1,
-            // Frozen assessments live in SQLite only so far: nothing is frozen on PostgreSQL.
-            frozen: Arc::default(),
+            frozen,
         };
         Ok(Engine {
             root,
             db_path: opts.db.clone(),
             pg: Some(url.to_string()),
-            serving: false,
+            serving: opts.serving,
             current: RwLock::new(Arc::new(snapshot)),
             writer: Mutex::new(Seen { generations }),
             watch: Mutex::new(None),
@@ -246,15 +247,47 @@ impl Engine {
         self.pg.is_some()
     }
 
-    /// A connection to the engine's database, for its own tables (alerts).
+    /// A connection to the engine's SQLite database, for the alert tables
+    /// (alerts, outbox, silences), which are not on PostgreSQL yet.
     pub fn connection(&self) -> Result<Connection, StoreError> {
         if let Some(url) = &self.pg {
             return Err(StoreError::Open(
                 pg::redacted(url),
-                "the engine's own tables (alerts, outbox, silences, history) are not available on PostgreSQL yet".into(),
+                "the alert tables (alerts, outbox, silences) are not available on PostgreSQL yet"
+                    .into(),
             ));
         }
         db::open(&self.db_path)
+    }
+
+    /// A connection to the engine's database for the table families that
+    /// live in both SQLite and PostgreSQL (the config history).
+    pub fn engine_conn(&self) -> Result<EngineConn, StoreError> {
+        EngineConn::open(&self.db_path)
+    }
+
+    /// Runs `f` in one write transaction over the engine's own tables
+    /// (SQLite: the write lock waited for, see [`db::begin_write`];
+    /// PostgreSQL: BEGIN … COMMIT); rolled back when `f` fails.
+    pub(crate) fn write_engine_tables<T>(
+        &self,
+        f: impl FnOnce(&Db<'_>) -> Result<T, EngineError>,
+    ) -> Result<T, EngineError> {
+        match self.engine_conn()? {
+            EngineConn::Sqlite(mut conn) => {
+                let tx = db::begin_write(&mut conn)?;
+                let v = f(&Db::Sqlite(&tx))?;
+                tx.commit().map_err(StoreError::from)?;
+                Ok(v)
+            }
+            EngineConn::Postgres(client) => {
+                let db = Db::Postgres(&client);
+                db.batch("", "BEGIN")?;
+                let v = f(&db);
+                db.batch("", if v.is_ok() { "COMMIT" } else { "ROLLBACK" })?;
+                v
+            }
+        }
     }
 
     /// A new connection to the engine's PostgreSQL database.
@@ -359,48 +392,23 @@ impl Engine {
                 files_changed: Vec::new(),
             });
         }
-        let mut conn = db::open(&self.db_path)?;
-        let tx = db::begin_write(&mut conn)?;
-        // What `kpi check` also asks of an existing database: no refused schema change.
-        db::migrate_in(&tx, &cfg.schema).map_err(|e| match e {
-            e @ StoreError::Schema(_) => EngineError::rejected(
-                "the schema does not fit the database; nothing was written",
-                schema_diagnostics(&cfg.files, e),
-            ),
-            other => other.into(),
-        })?;
         let files_changed = config_history::changed_files(
             &config_history::file_hashes(&served.config.files),
             &config_history::file_hashes(&cfg.files),
         );
         let applied_at = format_utc(now());
-        let version = if !self.serving {
-            served.version + 1
-        } else {
-            match config_history::last(&tx)? {
-                // Another process recorded these very files (`kpi rollback` while
-                // this server runs): serve its version rather than record them twice.
-                Some(l) if l.content_hash == hash && l.version > served.version => l.version,
-                _ => config_history::append(
-                    &tx,
-                    &NewVersion {
-                        applied_at: &applied_at,
-                        origin,
-                        actor,
-                        files_changed: &files_changed,
-                        content_hash: &hash,
-                        files: &cfg.files,
-                    },
-                )?,
-            }
+        let new = NewVersion {
+            applied_at: &applied_at,
+            origin,
+            actor,
+            files_changed: &files_changed,
+            content_hash: &hash,
+            files: &cfg.files,
         };
-        let written = changes.map(|c| self.write_files(c)).transpose()?;
-        if let Err(e) = tx.commit() {
-            if let Some(w) = written {
-                w.undo();
-            }
-            return Err(StoreError::from(e).into());
-        }
+        let version = match &self.pg {
+            Some(url) => self.apply_on_postgres(url, &served, &cfg, &new, changes)?,
+            None => self.apply_on_sqlite(&served, &cfg, &new, changes)?,
+        };
         let records = match self.records_for(&served, &cfg) {
             Ok(r) => r,
             Err(e) => {
@@ -428,6 +436,84 @@ impl Engine {
             version,
             changed: true,
             files_changed,
+        })
+    }
+
+    /// [`Engine::apply`]'s writes to SQLite: schema additions, the history
+    /// row and the files, committed together. Returns the version served.
+    fn apply_on_sqlite(
+        &self,
+        served: &Snapshot,
+        cfg: &ConfigSnapshot,
+        new: &NewVersion<'_>,
+        changes: Option<&Changes>,
+    ) -> Result<u64, EngineError> {
+        let mut conn = db::open(&self.db_path)?;
+        let tx = db::begin_write(&mut conn)?;
+        // What `kpi check` also asks of an existing database: no refused schema change.
+        db::migrate_in(&tx, &cfg.schema).map_err(|e| schema_rejected(&cfg.files, e))?;
+        let version = self.record_version(&Db::Sqlite(&tx), served, new)?;
+        let written = changes.map(|c| self.write_files(c)).transpose()?;
+        if let Err(e) = tx.commit() {
+            if let Some(w) = written {
+                w.undo();
+            }
+            return Err(StoreError::from(e).into());
+        }
+        Ok(version)
+    }
+
+    /// [`Engine::apply`]'s writes to PostgreSQL: schema additions (in their
+    /// own transaction: they only add), then the files, then the history row
+    /// in one transaction; a history row that fails puts the files back.
+    fn apply_on_postgres(
+        &self,
+        url: &str,
+        served: &Snapshot,
+        cfg: &ConfigSnapshot,
+        new: &NewVersion<'_>,
+        changes: Option<&Changes>,
+    ) -> Result<u64, EngineError> {
+        let mut client = pg::connect(url)?;
+        pg::migrate::migrate(&mut client, &cfg.schema)
+            .map_err(|e| schema_rejected(&cfg.files, e))?;
+        let client = std::cell::RefCell::new(client);
+        let written = changes.map(|c| self.write_files(c)).transpose()?;
+        let recorded = Db::Postgres(&client).in_transaction(|db| {
+            self.record_version(db, served, new).map_err(|e| match e {
+                EngineError::Store(s) => s,
+                other => StoreError::Postgres(other.to_string()),
+            })
+        });
+        match recorded {
+            Ok(v) => Ok(v),
+            Err(e) => {
+                if let Some(w) = written {
+                    w.undo();
+                }
+                Err(e.into())
+            }
+        }
+    }
+
+    /// The version of a configuration being applied: the next one, recorded
+    /// in the history when serving.
+    fn record_version(
+        &self,
+        db: &Db<'_>,
+        served: &Snapshot,
+        new: &NewVersion<'_>,
+    ) -> Result<u64, EngineError> {
+        if !self.serving {
+            return Ok(served.version + 1);
+        }
+        Ok(match config_history::last(db)? {
+            // Another process recorded these very files (`kpi rollback` while
+            // this server runs): serve its version rather than record them twice.
+            Some(l) if l.content_hash == new.content_hash && l.version > served.version => {
+                l.version
+            }
+            _ => config_history::append(db, new)?,
         })
     }
 
@@ -509,15 +595,27 @@ impl Engine {
         &self,
         request: crate::mapping::Request<'_>,
     ) -> Result<(crate::mapping::MappedImport, u64), EngineError> {
-        if let Some(url) = &self.pg {
-            return Err(EngineError::Io(format!(
-                "--db {}: imports through a mapping are not available on PostgreSQL yet; import the mapped entities into a SQLite file, or plain CSV/NDJSON here",
-                pg::redacted(url)
-            )));
-        }
         let mut seen = self.write_lock();
         let served = self.snapshot();
         let dry_run = request.dry_run;
+        if let Some(mut client) = self.pg_client()? {
+            let cfg = &served.config;
+            // The mapped rows are checked (and the lookups read) in a staging database.
+            let lookups: Vec<&str> = cfg
+                .mappings
+                .get(&request.mapping)
+                .map(|m| m.lookups.values().filter_map(|l| l.entity()).collect())
+                .unwrap_or_default();
+            let mut staging = pg::stage::stage_with(&mut client, &cfg.schema, &lookups)?;
+            let done = crate::mapping::import_with_mapping(&mut staging.conn, cfg, request)?;
+            if dry_run {
+                return Ok((done, served.data_generation));
+            }
+            let entities: Vec<&str> = done.reports.iter().map(|r| r.entity.as_str()).collect();
+            pg::stage::publish(&mut client, &staging, &cfg.schema, &entities, false, None)?;
+            let generation = self.serve_published(&served, &mut seen, &mut client, &entities)?;
+            return Ok((done, generation));
+        }
         let mut conn = db::open(&self.db_path)?;
         let done = crate::mapping::import_with_mapping(&mut conn, &served.config, request)?;
         let generation = if dry_run {
@@ -591,36 +689,26 @@ impl Engine {
     /// connection committed, the record generations tell which entities were
     /// written; those are read again (teams: the tree too) and the shape
     /// answers that read them are dropped. Returns the entities read again
-    /// and the new data generation, or None. Blocking.
+    /// and the new data generation, or None. On PostgreSQL the generations
+    /// themselves are polled (another server's or a cron's writes). Blocking.
     pub fn refresh(&self) -> Result<Option<(Vec<String>, u64)>, EngineError> {
-        {
-            let mut watch = self.watch.lock().unwrap_or_else(|p| p.into_inner());
-            if watch.is_none() {
-                let conn = db::open(&self.db_path)?;
-                *watch = Some((conn, i64::MIN));
-            }
-            let (conn, last) = watch.as_mut().expect("just opened");
-            let version = db::data_version(conn)?;
-            if version == *last {
-                return Ok(None);
-            }
-            *last = version;
+        // PostgreSQL has no data_version: the generations are polled (one small SELECT).
+        if self.pg.is_none() && !self.another_connection_committed()? {
+            return Ok(None);
         }
-        let frozen_moved = {
-            let generations = db::generations(&self.connection()?)?;
-            generations
-                .get(crate::store::frozen::GENERATION_KEY)
-                .copied()
-                .unwrap_or(0)
-                != self.snapshot().frozen.db_generation
-        };
+        let frozen_moved = self
+            .generations()?
+            .get(crate::store::frozen::GENERATION_KEY)
+            .copied()
+            .unwrap_or(0)
+            != self.snapshot().frozen.db_generation;
         if frozen_moved {
             // Another process closed or reopened a period.
             self.reload_frozen()?;
             self.adopt_recorded_version()?;
         }
         let mut seen = self.write_lock();
-        let generations = db::generations(&self.connection()?)?;
+        let generations = self.generations()?;
         let served = self.snapshot();
         let cfg = &served.config;
         let changed: Vec<String> = generations
@@ -647,6 +735,28 @@ impl Engine {
         let generation = self.swap_records(&served, store, memo);
         seen.generations = generations;
         Ok(Some((changed, generation)))
+    }
+
+    /// Whether another connection committed to the SQLite database since
+    /// the last call: one `PRAGMA data_version` on a connection kept for it.
+    fn another_connection_committed(&self) -> Result<bool, EngineError> {
+        let mut watch = self.watch.lock().unwrap_or_else(|p| p.into_inner());
+        if watch.is_none() {
+            let conn = db::open(&self.db_path)?;
+            *watch = Some((conn, i64::MIN));
+        }
+        let (conn, last) = watch.as_mut().expect("just opened");
+        let version = db::data_version(conn)?;
+        if version == *last {
+            return Ok(false);
+        }
+        *last = version;
+        Ok(true)
+    }
+
+    /// The record generations of the database (see [`db::bump_generation`]).
+    fn generations(&self) -> Result<BTreeMap<String, i64>, StoreError> {
+        db::generations_in(&self.engine_conn()?.db())
     }
 
     /// Whether the database holds records (of any entity).
@@ -722,7 +832,18 @@ impl Engine {
 
     /// The config history, oldest first (at most `limit` of the newest).
     pub fn history(&self, limit: usize) -> Result<Vec<HistoryEntry>, StoreError> {
-        config_history::list(&self.connection()?, limit)
+        config_history::list(&self.engine_conn()?.db(), limit)
+    }
+}
+
+/// A refused schema change as the rejection of the edit that asked for it.
+fn schema_rejected(files: &BTreeMap<String, String>, e: StoreError) -> EngineError {
+    match e {
+        e @ StoreError::Schema(_) => EngineError::rejected(
+            "the schema does not fit the database; nothing was written",
+            schema_diagnostics(files, e),
+        ),
+        other => other.into(),
     }
 }
 
@@ -760,7 +881,7 @@ fn schema_diagnostics(files: &BTreeMap<String, String>, e: StoreError) -> Vec<Di
 
 /// Records the configuration an engine starts with, unless the history's
 /// last version is the same. Returns its version.
-fn record_start(conn: &Connection, cfg: &ConfigSnapshot, hash: &str) -> Result<u64, StoreError> {
+fn record_start(conn: &Db<'_>, cfg: &ConfigSnapshot, hash: &str) -> Result<u64, StoreError> {
     let hashes = config_history::file_hashes(&cfg.files);
     match config_history::last(conn)? {
         Some(l) if l.content_hash == hash => Ok(l.version),

@@ -147,6 +147,16 @@ pub enum LookupFrom {
     Entity(String),
 }
 
+impl LookupSpec {
+    /// The entity the lookup reads, when it reads one.
+    pub fn entity(&self) -> Option<&str> {
+        match &self.from {
+            LookupFrom::Entity(e) => Some(e),
+            LookupFrom::File(_) => None,
+        }
+    }
+}
+
 const MAPPING_KEYS: &[&str] = &[
     "entity",
     "format",

@@ -17,6 +17,7 @@ use super::error::{ApiError, ApiPath, JsonBody};
 use super::state::{AppState, blocking};
 use crate::alerts::silence::{self, SilenceSpec, SilenceView};
 use crate::diag::hint;
+use crate::store::engine_db::Db;
 
 type Reply = Result<Json<Value>, ApiError>;
 
@@ -39,7 +40,7 @@ async fn list(State(state): State<Arc<AppState>>, _: ReadAccess) -> Reply {
     let engine = state.engine.clone();
     let views = blocking(move || {
         let conn = engine.connection()?;
-        let stored = silence::stored(&conn).map_err(ApiError::internal)?;
+        let stored = silence::stored(&Db::Sqlite(&conn)).map_err(ApiError::internal)?;
         let cal = &served.config.settings.calendar;
         let t = now();
         Ok(served
@@ -103,7 +104,7 @@ async fn add(
     let served2 = served.clone();
     let view = blocking(move || {
         let conn = engine.connection()?;
-        let s = silence::add(&conn, &built, now()).map_err(ApiError::internal)?;
+        let s = silence::add(&Db::Sqlite(&conn), &built, now()).map_err(ApiError::internal)?;
         Ok(SilenceView::new(
             &s,
             now(),
@@ -145,7 +146,7 @@ async fn remove(
     let engine = state.engine.clone();
     let removed = blocking(move || {
         let conn = engine.connection()?;
-        silence::remove(&conn, n).map_err(ApiError::internal)
+        silence::remove(&Db::Sqlite(&conn), n).map_err(ApiError::internal)
     })
     .await?;
     if removed {

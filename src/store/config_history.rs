@@ -15,10 +15,10 @@
 
 use std::collections::BTreeMap;
 
-use rusqlite::{Connection, OptionalExtension, params};
 use sha2::{Digest, Sha256};
 
 use super::StoreError;
+use super::engine_db::{Db, Param, Row};
 
 /// Where an applied configuration came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,10 +104,8 @@ pub const TABLE_BEFORE_SPEC_17: &str = "CREATE TABLE _kpi_config_history (
 const COLUMNS: &str =
     "version, applied_at, origin, files_changed, content_hash, file_hashes, actor, files";
 
-fn ensure(conn: &Connection) -> Result<(), StoreError> {
-    conn.execute_batch(
-        "CREATE TABLE IF NOT EXISTS _kpi_config_history (
-            version INTEGER PRIMARY KEY,
+const TABLES: &str = "CREATE TABLE IF NOT EXISTS _kpi_config_history (
+            version BIGINT PRIMARY KEY,
             applied_at TEXT NOT NULL,
             origin TEXT NOT NULL,
             files_changed TEXT NOT NULL,
@@ -117,18 +115,28 @@ fn ensure(conn: &Connection) -> Result<(), StoreError> {
             files TEXT);
          CREATE TABLE IF NOT EXISTS _kpi_config_blobs (
             hash TEXT PRIMARY KEY,
-            text TEXT NOT NULL);",
-    )?;
-    // A table of an older version lacks the SPEC 17 columns: add them.
-    let mut stmt = conn.prepare("SELECT name FROM pragma_table_info('_kpi_config_history')")?;
-    let have: Vec<String> = stmt
-        .query_map([], |r| r.get(0))?
-        .collect::<Result<_, _>>()?;
-    if !have.iter().any(|c| c == "actor") {
-        conn.execute_batch("ALTER TABLE _kpi_config_history ADD COLUMN actor TEXT")?;
+            text TEXT NOT NULL);";
+
+fn ensure(conn: &Db<'_>) -> Result<(), StoreError> {
+    // SQLite's `version` stays INTEGER (the rowid) on tables made before.
+    conn.batch(&TABLES.replacen("BIGINT", "INTEGER", 1), TABLES)?;
+    if conn.is_postgres() {
+        return Ok(());
     }
-    if !have.iter().any(|c| c == "files") {
-        conn.execute_batch("ALTER TABLE _kpi_config_history ADD COLUMN files TEXT")?;
+    // A table of an older version lacks the SPEC 17 columns: add them.
+    let have: Vec<String> = conn
+        .rows(
+            "SELECT name FROM pragma_table_info('_kpi_config_history')",
+            &[],
+        )?
+        .iter()
+        .map(|r| r.text(0))
+        .collect();
+    for column in ["actor", "files"] {
+        if !have.iter().any(|c| c == column) {
+            let add = format!("ALTER TABLE _kpi_config_history ADD COLUMN {column} TEXT");
+            conn.batch(&add, &add)?;
+        }
     }
     Ok(())
 }
@@ -167,61 +175,52 @@ pub fn changed_files(
 }
 
 /// The latest applied configuration, if any.
-pub fn last(conn: &Connection) -> Result<Option<HistoryEntry>, StoreError> {
+pub fn last(conn: &Db<'_>) -> Result<Option<HistoryEntry>, StoreError> {
     ensure(conn)?;
-    Ok(conn
-        .query_row(
-            &format!("SELECT {COLUMNS} FROM _kpi_config_history ORDER BY version DESC LIMIT 1"),
-            [],
-            row,
-        )
-        .optional()?)
+    let sql = format!("SELECT {COLUMNS} FROM _kpi_config_history ORDER BY version DESC LIMIT 1");
+    Ok(conn.row(&sql, &[])?.map(|r| entry(&r)))
 }
 
 /// One version, if it was recorded.
-pub fn get(conn: &Connection, version: u64) -> Result<Option<HistoryEntry>, StoreError> {
+pub fn get(conn: &Db<'_>, version: u64) -> Result<Option<HistoryEntry>, StoreError> {
     ensure(conn)?;
+    let sql = format!("SELECT {COLUMNS} FROM _kpi_config_history WHERE version = ?1");
     Ok(conn
-        .query_row(
-            &format!("SELECT {COLUMNS} FROM _kpi_config_history WHERE version = ?1"),
-            [version as i64],
-            row,
-        )
-        .optional()?)
+        .row(&sql, &[Param::Int(version as i64)])?
+        .map(|r| entry(&r)))
 }
 
 /// The version recorded just before `version`, if any.
-pub fn previous(conn: &Connection, version: u64) -> Result<Option<HistoryEntry>, StoreError> {
+pub fn previous(conn: &Db<'_>, version: u64) -> Result<Option<HistoryEntry>, StoreError> {
     ensure(conn)?;
+    let sql = format!(
+        "SELECT {COLUMNS} FROM _kpi_config_history WHERE version < ?1
+         ORDER BY version DESC LIMIT 1"
+    );
     Ok(conn
-        .query_row(
-            &format!(
-                "SELECT {COLUMNS} FROM _kpi_config_history WHERE version < ?1
-                 ORDER BY version DESC LIMIT 1"
-            ),
-            [version as i64],
-            row,
-        )
-        .optional()?)
+        .row(&sql, &[Param::Int(version as i64)])?
+        .map(|r| entry(&r)))
 }
 
 /// Every file's text of a version (path → text), or None when the row was
 /// written before texts were kept.
 pub fn contents(
-    conn: &Connection,
+    conn: &Db<'_>,
     entry: &HistoryEntry,
 ) -> Result<Option<BTreeMap<String, String>>, StoreError> {
     let Some(blobs) = &entry.blobs else {
         return Ok(None);
     };
     ensure(conn)?;
-    let mut stmt = conn.prepare("SELECT text FROM _kpi_config_blobs WHERE hash = ?1")?;
     let mut out = BTreeMap::new();
     for (path, hash) in blobs {
-        let text: Option<String> = stmt.query_row([hash], |r| r.get(0)).optional()?;
+        let text = conn.row(
+            "SELECT text FROM _kpi_config_blobs WHERE hash = ?1",
+            &[Param::Text(hash)],
+        )?;
         match text {
             Some(t) => {
-                out.insert(path.clone(), t);
+                out.insert(path.clone(), t.text(0));
             }
             // A blob removed by hand: the version's files are not all known.
             None => return Ok(None),
@@ -232,66 +231,66 @@ pub fn contents(
 
 /// Records a newly applied configuration, its texts stored once each;
 /// returns its version (the previous one + 1).
-pub fn append(conn: &Connection, new: &NewVersion<'_>) -> Result<u64, StoreError> {
+pub fn append(conn: &Db<'_>, new: &NewVersion<'_>) -> Result<u64, StoreError> {
     ensure(conn)?;
     let mut blobs = BTreeMap::new();
-    {
-        let mut insert =
-            conn.prepare("INSERT OR IGNORE INTO _kpi_config_blobs (hash, text) VALUES (?1, ?2)")?;
-        for (path, text) in new.files {
-            let hash = blob_hash(text);
-            insert.execute(params![hash, text])?;
-            blobs.insert(path.clone(), hash);
-        }
+    for (path, text) in new.files {
+        let hash = blob_hash(text);
+        conn.execute(
+            "INSERT INTO _kpi_config_blobs (hash, text) VALUES (?1, ?2)
+             ON CONFLICT (hash) DO NOTHING",
+            &[Param::Text(&hash), Param::Text(text)],
+        )?;
+        blobs.insert(path.clone(), hash);
     }
-    conn.execute(
-        "INSERT INTO _kpi_config_history
-            (version, applied_at, origin, files_changed, content_hash, file_hashes, actor, files)
-         VALUES ((SELECT COALESCE(MAX(version), 0) + 1 FROM _kpi_config_history),
-                 ?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        params![
-            new.applied_at,
-            new.origin.as_str(),
-            serde_json::to_string(new.files_changed).unwrap_or_default(),
-            new.content_hash,
-            serde_json::to_string(&file_hashes(new.files)).unwrap_or_default(),
-            new.actor,
-            serde_json::to_string(&blobs).unwrap_or_default(),
-        ],
-    )?;
-    let version: i64 = conn.query_row("SELECT MAX(version) FROM _kpi_config_history", [], |r| {
-        r.get(0)
-    })?;
+    let files_changed = serde_json::to_string(new.files_changed).unwrap_or_default();
+    let hashes = serde_json::to_string(&file_hashes(new.files)).unwrap_or_default();
+    let blobs = serde_json::to_string(&blobs).unwrap_or_default();
+    let version = conn
+        .row(
+            "INSERT INTO _kpi_config_history
+                (version, applied_at, origin, files_changed, content_hash, file_hashes, actor, files)
+             VALUES ((SELECT COALESCE(MAX(version), 0) + 1 FROM _kpi_config_history),
+                     ?1, ?2, ?3, ?4, ?5, ?6, ?7)
+             RETURNING version",
+            &[
+                Param::Text(new.applied_at),
+                Param::Text(new.origin.as_str()),
+                Param::Text(&files_changed),
+                Param::Text(new.content_hash),
+                Param::Text(&hashes),
+                Param::Text(new.actor),
+                Param::Text(&blobs),
+            ],
+        )?
+        .map_or(0, |r| r.int(0));
     Ok(version as u64)
 }
 
 /// Applied configurations, oldest first; at most `limit`, the newest ones.
-pub fn list(conn: &Connection, limit: usize) -> Result<Vec<HistoryEntry>, StoreError> {
+pub fn list(conn: &Db<'_>, limit: usize) -> Result<Vec<HistoryEntry>, StoreError> {
     ensure(conn)?;
-    let mut stmt = conn.prepare(&format!(
-        "SELECT {COLUMNS} FROM _kpi_config_history ORDER BY version DESC LIMIT ?1"
-    ))?;
-    let mut rows = stmt
-        .query_map([limit as i64], row)?
-        .collect::<Result<Vec<_>, _>>()?;
+    let sql = format!("SELECT {COLUMNS} FROM _kpi_config_history ORDER BY version DESC LIMIT ?1");
+    let mut rows: Vec<HistoryEntry> = conn
+        .rows(&sql, &[Param::Int(limit as i64)])?
+        .iter()
+        .map(entry)
+        .collect();
     rows.reverse();
     Ok(rows)
 }
 
-fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<HistoryEntry> {
-    let files: String = r.get(3)?;
-    let hashes: String = r.get(5)?;
-    let blobs: Option<String> = r.get(7)?;
-    Ok(HistoryEntry {
-        version: r.get::<_, i64>(0)? as u64,
-        applied_at: r.get(1)?,
-        origin: r.get(2)?,
-        files_changed: serde_json::from_str(&files).unwrap_or_default(),
-        content_hash: r.get(4)?,
-        file_hashes: serde_json::from_str(&hashes).unwrap_or_default(),
-        actor: r.get(6)?,
-        blobs: blobs.and_then(|b| serde_json::from_str(&b).ok()),
-    })
+fn entry(r: &Row) -> HistoryEntry {
+    HistoryEntry {
+        version: r.int(0) as u64,
+        applied_at: r.text(1),
+        origin: r.text(2),
+        files_changed: serde_json::from_str(&r.text(3)).unwrap_or_default(),
+        content_hash: r.text(4),
+        file_hashes: serde_json::from_str(&r.text(5)).unwrap_or_default(),
+        actor: r.opt_text(6),
+        blobs: r.opt_text(7).and_then(|b| serde_json::from_str(&b).ok()),
+    }
 }
 
 #[cfg(test)]
@@ -299,7 +298,7 @@ mod tests {
     use super::*;
     use crate::config::diff::files;
 
-    fn record(conn: &Connection, origin: Origin, actor: &str, f: &BTreeMap<String, String>) -> u64 {
+    fn record(conn: &Db<'_>, origin: Origin, actor: &str, f: &BTreeMap<String, String>) -> u64 {
         let before = last(conn)
             .unwrap()
             .map(|l| l.file_hashes)
@@ -320,37 +319,39 @@ mod tests {
     #[test]
     fn versions_count_up_and_keep_actors_hashes_and_texts() {
         let conn = crate::store::db::open_in_memory().unwrap();
-        assert_eq!(last(&conn).unwrap(), None);
+        let db = Db::from(&conn);
+        assert_eq!(last(&db).unwrap(), None);
         let a = files(&[("kpis/a.toml", "x = 1")]);
         let b = files(&[("kpis/a.toml", "x = 2"), ("kpis/b.toml", "")]);
-        assert_eq!(record(&conn, Origin::File, FILE_ACTOR, &a), 1);
-        assert_eq!(record(&conn, Origin::Api, "alice", &b), 2);
-        let l = last(&conn).unwrap().unwrap();
+        assert_eq!(record(&db, Origin::File, FILE_ACTOR, &a), 1);
+        assert_eq!(record(&db, Origin::Api, "alice", &b), 2);
+        let l = last(&db).unwrap().unwrap();
         assert_eq!((l.version, l.origin.as_str()), (2, "api"));
         assert_eq!(l.actor.as_deref(), Some("alice"));
         assert_eq!(l.files_changed, ["kpis/a.toml", "kpis/b.toml"]);
         assert_eq!(l.file_hashes, file_hashes(&b));
-        assert_eq!(contents(&conn, &l).unwrap(), Some(b));
-        let one = get(&conn, 1).unwrap().unwrap();
-        assert_eq!(contents(&conn, &one).unwrap(), Some(a));
-        assert_eq!(previous(&conn, 2).unwrap().unwrap().version, 1);
-        assert_eq!(previous(&conn, 1).unwrap(), None);
-        assert_eq!(get(&conn, 3).unwrap(), None);
-        let all = list(&conn, 10).unwrap();
+        assert_eq!(contents(&db, &l).unwrap(), Some(b));
+        let one = get(&db, 1).unwrap().unwrap();
+        assert_eq!(contents(&db, &one).unwrap(), Some(a));
+        assert_eq!(previous(&db, 2).unwrap().unwrap().version, 1);
+        assert_eq!(previous(&db, 1).unwrap(), None);
+        assert_eq!(get(&db, 3).unwrap(), None);
+        let all = list(&db, 10).unwrap();
         assert_eq!(all.iter().map(|e| e.version).collect::<Vec<_>>(), [1, 2]);
-        assert_eq!(list(&conn, 1).unwrap()[0].version, 2);
+        assert_eq!(list(&db, 1).unwrap()[0].version, 2);
     }
 
     #[test]
     fn a_text_is_stored_once_however_many_versions_hold_it() {
         let conn = crate::store::db::open_in_memory().unwrap();
+        let db = Db::from(&conn);
         let big = "y = 1\n".repeat(1000);
         for i in 0..5 {
             let f = files(&[
                 ("kpis/big.toml", &big),
                 ("kpis/small.toml", &format!("n = {i}")),
             ]);
-            record(&conn, Origin::Api, "bob", &f);
+            record(&db, Origin::Api, "bob", &f);
         }
         let blobs: i64 = conn
             .query_row("SELECT COUNT(*) FROM _kpi_config_blobs", [], |r| r.get(0))
@@ -361,6 +362,7 @@ mod tests {
     #[test]
     fn a_table_of_an_older_version_gains_the_new_columns_and_its_rows_still_list() {
         let conn = crate::store::db::open_in_memory().unwrap();
+        let db = Db::from(&conn);
         conn.execute_batch(TABLE_BEFORE_SPEC_17).unwrap();
         conn.execute(
             "INSERT INTO _kpi_config_history VALUES
@@ -368,20 +370,20 @@ mod tests {
             [],
         )
         .unwrap();
-        let old = list(&conn, 10).unwrap();
+        let old = list(&db, 10).unwrap();
         assert_eq!(old.len(), 1);
         assert_eq!(
             (old[0].actor.as_deref(), old[0].blobs.as_ref()),
             (None, None)
         );
         assert_eq!(old[0].files_changed, ["kpis/a.toml"]);
-        assert_eq!(contents(&conn, &old[0]).unwrap(), None);
+        assert_eq!(contents(&db, &old[0]).unwrap(), None);
         let f = files(&[("kpis/a.toml", "x = 3")]);
-        assert_eq!(record(&conn, Origin::File, FILE_ACTOR, &f), 2);
-        let new = get(&conn, 2).unwrap().unwrap();
+        assert_eq!(record(&db, Origin::File, FILE_ACTOR, &f), 2);
+        let new = get(&db, 2).unwrap().unwrap();
         assert_eq!(new.actor.as_deref(), Some("file"));
-        assert_eq!(contents(&conn, &new).unwrap(), Some(f));
+        assert_eq!(contents(&db, &new).unwrap(), Some(f));
         // Migrating twice is a no-op.
-        assert_eq!(list(&conn, 10).unwrap().len(), 2);
+        assert_eq!(list(&db, 10).unwrap().len(), 2);
     }
 }

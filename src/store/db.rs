@@ -12,6 +12,7 @@ use std::time::Duration;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::StoreError;
+use super::engine_db::{Db, Param};
 use super::schema::{Entity, Field, FieldType, Schema};
 
 /// Opens (creating if needed) the database with the settings every connection uses.
@@ -49,12 +50,28 @@ fn configure(conn: &Connection) -> Result<(), StoreError> {
 /// process serving the same database (`kpi serve`) sees that it must read
 /// the entity again.
 pub fn bump_generation(conn: &Connection, entity: &str) -> Result<(), StoreError> {
+    bump_generation_in(&Db::Sqlite(conn), entity)
+}
+
+/// [`bump_generation`] on either database.
+pub fn bump_generation_in(conn: &Db<'_>, entity: &str) -> Result<(), StoreError> {
     conn.execute(
         "INSERT INTO _kpi_data (entity, generation) VALUES (?1, 1)
-         ON CONFLICT(entity) DO UPDATE SET generation = generation + 1",
-        params![entity],
+         ON CONFLICT (entity) DO UPDATE SET generation = _kpi_data.generation + 1",
+        &[Param::Text(entity)],
     )?;
     Ok(())
+}
+
+/// [`generations`] on either database.
+pub fn generations_in(
+    conn: &Db<'_>,
+) -> Result<std::collections::BTreeMap<String, i64>, StoreError> {
+    Ok(conn
+        .rows("SELECT entity, generation FROM _kpi_data", &[])?
+        .iter()
+        .map(|r| (r.text(0), r.int(1)))
+        .collect())
 }
 
 /// The generation of every entity that was ever written (see [`bump_generation`]).

@@ -10,9 +10,8 @@
 //! or not at all. The rows are plain typed values; turning reports into rows
 //! and back is the engine's (`engine::freeze`).
 
-use rusqlite::{Connection, OptionalExtension, params};
-
 use super::StoreError;
+use super::engine_db::{Db, Param};
 
 /// The `_kpi_data` key bumped by every freeze and reopen, so another process
 /// serving the database (see `db::generations`) reads the frozen periods again.
@@ -85,10 +84,7 @@ pub struct CloseMarks {
     pub watermarks: Vec<(String, String)>,
 }
 
-/// Creates the tables when missing.
-pub fn ensure(conn: &Connection) -> Result<(), StoreError> {
-    conn.execute_batch(
-        "CREATE TABLE IF NOT EXISTS _kpi_frozen (
+const TABLES: &str = "CREATE TABLE IF NOT EXISTS _kpi_frozen (
             period TEXT PRIMARY KEY NOT NULL, grain TEXT NOT NULL,
             frozen_at INTEGER NOT NULL, as_of INTEGER NOT NULL,
             config_version INTEGER NOT NULL, content_hash TEXT NOT NULL,
@@ -111,221 +107,225 @@ pub fn ensure(conn: &Connection) -> Result<(), StoreError> {
             PRIMARY KEY (period, card, subject, pos));
          CREATE TABLE IF NOT EXISTS _kpi_close_marks (
             kind TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL,
-            PRIMARY KEY (kind, key));",
-    )?;
-    Ok(())
+            PRIMARY KEY (kind, key));";
+
+/// Creates the tables when missing (on PostgreSQL with 64-bit integers and doubles).
+pub fn ensure(conn: &Db<'_>) -> Result<(), StoreError> {
+    let postgres = TABLES
+        .replace("INTEGER", "BIGINT")
+        .replace("REAL", "DOUBLE PRECISION");
+    conn.batch(TABLES, &postgres)
 }
 
 /// Writes a frozen period whole, in the caller's transaction (`conn` is
 /// the transaction): a failure of any row leaves nothing once it rolls back.
 /// The period's reopened mark is cleared and the frozen generation bumped.
-pub fn save(conn: &Connection, f: &FrozenRows) -> Result<(), StoreError> {
+pub fn save(conn: &Db<'_>, f: &FrozenRows) -> Result<(), StoreError> {
     ensure(conn)?;
     conn.execute(
         "INSERT INTO _kpi_frozen (period, grain, frozen_at, as_of, config_version,
             content_hash, data_generation, data_generations, how)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-        params![
-            f.period,
-            f.grain,
-            f.frozen_at,
-            f.as_of,
-            f.config_version as i64,
-            f.content_hash,
-            f.data_generation,
-            f.data_generations,
-            f.how
+        &[
+            Param::Text(&f.period),
+            Param::Text(&f.grain),
+            Param::Int(f.frozen_at),
+            Param::Int(f.as_of),
+            Param::Int(f.config_version as i64),
+            Param::Text(&f.content_hash),
+            Param::Int(f.data_generation),
+            Param::Text(&f.data_generations),
+            Param::Text(&f.how),
         ],
     )?;
-    let mut card_stmt = conn.prepare_cached(
-        "INSERT INTO _kpi_frozen_cards (period, pos, scorecard, subjects, open)
-         VALUES (?1, ?2, ?3, ?4, ?5)",
-    )?;
-    let mut subject_stmt = conn.prepare_cached(
-        "INSERT INTO _kpi_frozen_subjects (period, card, pos, team, name, owner, score, rank,
-            rank_in_team, projected_score)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-    )?;
-    let mut value_stmt = conn.prepare_cached(
-        "INSERT INTO _kpi_frozen_values (period, card, subject, pos, kpi, value, target, weight,
-            score, status, projected, forecast, projected_score, error)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
-    )?;
     for (c, card) in f.cards.iter().enumerate() {
-        card_stmt.execute(params![
-            f.period,
-            c as i64,
-            card.scorecard,
-            card.subjects,
-            card.open
-        ])?;
-        for (s, l) in card.lines.iter().enumerate() {
-            subject_stmt.execute(params![
-                f.period,
-                c as i64,
-                s as i64,
-                l.team,
-                l.name,
-                l.owner,
-                l.score,
-                l.rank,
-                l.rank_in_team,
-                l.projected_score
-            ])?;
-            for (k, v) in l.values.iter().enumerate() {
-                value_stmt.execute(params![
-                    f.period,
-                    c as i64,
-                    s as i64,
-                    k as i64,
-                    v.kpi,
-                    v.value,
-                    v.target,
-                    v.weight,
-                    v.score,
-                    v.status,
-                    v.projected,
-                    v.forecast,
-                    v.projected_score,
-                    v.error
-                ])?;
-            }
-        }
+        save_card(conn, &f.period, c as i64, card)?;
     }
     conn.execute(
         "DELETE FROM _kpi_close_marks WHERE kind = 'reopened' AND key = ?1",
-        params![f.period],
+        &[Param::Text(&f.period)],
     )?;
-    super::db::bump_generation(conn, GENERATION_KEY)?;
+    super::db::bump_generation_in(conn, GENERATION_KEY)?;
+    Ok(())
+}
+
+fn save_card(conn: &Db<'_>, period: &str, c: i64, card: &CardRow) -> Result<(), StoreError> {
+    conn.execute(
+        "INSERT INTO _kpi_frozen_cards (period, pos, scorecard, subjects, open)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+        &[
+            Param::Text(period),
+            Param::Int(c),
+            Param::Text(&card.scorecard),
+            Param::Text(&card.subjects),
+            Param::Int(card.open.into()),
+        ],
+    )?;
+    for (s, l) in card.lines.iter().enumerate() {
+        conn.execute(
+            "INSERT INTO _kpi_frozen_subjects (period, card, pos, team, name, owner, score, rank,
+                rank_in_team, projected_score)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            &[
+                Param::Text(period),
+                Param::Int(c),
+                Param::Int(s as i64),
+                Param::Text(&l.team),
+                Param::Text(&l.name),
+                Param::OptText(l.owner.as_deref()),
+                Param::Real(l.score),
+                Param::OptInt(l.rank.map(i64::from)),
+                Param::OptInt(l.rank_in_team.map(i64::from)),
+                Param::Real(l.projected_score),
+            ],
+        )?;
+        for (k, v) in l.values.iter().enumerate() {
+            conn.execute(
+                "INSERT INTO _kpi_frozen_values (period, card, subject, pos, kpi, value, target,
+                    weight, score, status, projected, forecast, projected_score, error)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+                &[
+                    Param::Text(period),
+                    Param::Int(c),
+                    Param::Int(s as i64),
+                    Param::Int(k as i64),
+                    Param::Text(&v.kpi),
+                    Param::Real(v.value),
+                    Param::Real(v.target),
+                    Param::Real(v.weight),
+                    Param::Real(v.score),
+                    Param::Text(&v.status),
+                    Param::Real(v.projected),
+                    Param::Real(v.forecast),
+                    Param::Real(v.projected_score),
+                    Param::OptText(v.error.as_deref()),
+                ],
+            )?;
+        }
+    }
     Ok(())
 }
 
 /// Removes a frozen period whole and marks it reopened (at `at`), in the
 /// caller's transaction. Returns whether it was frozen.
-pub fn delete(conn: &Connection, period: &str, at: i64) -> Result<bool, StoreError> {
+pub fn delete(conn: &Db<'_>, period: &str, at: i64) -> Result<bool, StoreError> {
     ensure(conn)?;
-    let n = conn.execute("DELETE FROM _kpi_frozen WHERE period = ?1", params![period])?;
+    let p = [Param::Text(period)];
+    let n = conn.execute("DELETE FROM _kpi_frozen WHERE period = ?1", &p)?;
     for sql in [
         "DELETE FROM _kpi_frozen_cards WHERE period = ?1",
         "DELETE FROM _kpi_frozen_subjects WHERE period = ?1",
         "DELETE FROM _kpi_frozen_values WHERE period = ?1",
     ] {
-        conn.execute(sql, params![period])?;
+        conn.execute(sql, &p)?;
     }
     conn.execute(
-        "INSERT OR REPLACE INTO _kpi_close_marks (kind, key, value) VALUES ('reopened', ?1, ?2)",
-        params![period, at.to_string()],
+        "INSERT INTO _kpi_close_marks (kind, key, value) VALUES ('reopened', ?1, ?2)
+         ON CONFLICT (kind, key) DO UPDATE SET value = excluded.value",
+        &[Param::Text(period), Param::Text(&at.to_string())],
     )?;
-    super::db::bump_generation(conn, GENERATION_KEY)?;
+    super::db::bump_generation_in(conn, GENERATION_KEY)?;
     Ok(n > 0)
 }
 
 /// Records the first period of `grain` the server closes on its own (kept
 /// when one is recorded already).
-pub fn set_watermark(conn: &Connection, grain: &str, period: &str) -> Result<(), StoreError> {
+pub fn set_watermark(conn: &Db<'_>, grain: &str, period: &str) -> Result<(), StoreError> {
     ensure(conn)?;
     conn.execute(
-        "INSERT OR IGNORE INTO _kpi_close_marks (kind, key, value) VALUES ('watermark', ?1, ?2)",
-        params![grain, period],
+        "INSERT INTO _kpi_close_marks (kind, key, value) VALUES ('watermark', ?1, ?2)
+         ON CONFLICT (kind, key) DO NOTHING",
+        &[Param::Text(grain), Param::Text(period)],
     )?;
-    super::db::bump_generation(conn, GENERATION_KEY)?;
+    super::db::bump_generation_in(conn, GENERATION_KEY)?;
     Ok(())
 }
 
 /// Every frozen period, oldest first.
-pub fn load_all(conn: &Connection) -> Result<Vec<FrozenRows>, StoreError> {
+pub fn load_all(conn: &Db<'_>) -> Result<Vec<FrozenRows>, StoreError> {
     ensure(conn)?;
-    let mut stmt = conn.prepare(
+    let rows = conn.rows(
         "SELECT period, grain, frozen_at, as_of, config_version, content_hash, data_generation,
             data_generations, how
          FROM _kpi_frozen ORDER BY frozen_at, period",
+        &[],
     )?;
-    let mut out = stmt
-        .query_map([], |r| {
-            Ok(FrozenRows {
-                period: r.get(0)?,
-                grain: r.get(1)?,
-                frozen_at: r.get(2)?,
-                as_of: r.get(3)?,
-                config_version: r.get::<_, i64>(4)? as u64,
-                content_hash: r.get(5)?,
-                data_generation: r.get(6)?,
-                data_generations: r.get(7)?,
-                how: r.get(8)?,
-                cards: Vec::new(),
-            })
-        })?
-        .collect::<Result<Vec<_>, _>>()?;
+    let mut out: Vec<FrozenRows> = rows
+        .iter()
+        .map(|r| FrozenRows {
+            period: r.text(0),
+            grain: r.text(1),
+            frozen_at: r.int(2),
+            as_of: r.int(3),
+            config_version: r.int(4) as u64,
+            content_hash: r.text(5),
+            data_generation: r.int(6),
+            data_generations: r.text(7),
+            how: r.text(8),
+            cards: Vec::new(),
+        })
+        .collect();
     for f in &mut out {
         f.cards = cards(conn, &f.period)?;
     }
     Ok(out)
 }
 
-fn cards(conn: &Connection, period: &str) -> Result<Vec<CardRow>, StoreError> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT scorecard, subjects, open FROM _kpi_frozen_cards WHERE period = ?1 ORDER BY pos",
-    )?;
-    let mut cards = stmt
-        .query_map(params![period], |r| {
-            Ok(CardRow {
-                scorecard: r.get(0)?,
-                subjects: r.get(1)?,
-                open: r.get(2)?,
-                lines: Vec::new(),
-            })
-        })?
-        .collect::<Result<Vec<_>, _>>()?;
-    let mut subjects = conn.prepare_cached(
+fn cards(conn: &Db<'_>, period: &str) -> Result<Vec<CardRow>, StoreError> {
+    let p = [Param::Text(period)];
+    let mut cards: Vec<CardRow> = conn
+        .rows(
+            "SELECT scorecard, subjects, open FROM _kpi_frozen_cards WHERE period = ?1 ORDER BY pos",
+            &p,
+        )?
+        .iter()
+        .map(|r| CardRow {
+            scorecard: r.text(0),
+            subjects: r.text(1),
+            open: r.int(2) != 0,
+            lines: Vec::new(),
+        })
+        .collect();
+    let subjects = conn.rows(
         "SELECT card, team, name, owner, score, rank, rank_in_team, projected_score
          FROM _kpi_frozen_subjects WHERE period = ?1 ORDER BY card, pos",
+        &p,
     )?;
-    let rows = subjects.query_map(params![period], |r| {
-        Ok((
-            r.get::<_, i64>(0)? as usize,
-            SubjectRow {
-                team: r.get(1)?,
-                name: r.get(2)?,
-                owner: r.get(3)?,
-                score: r.get(4)?,
-                rank: r.get(5)?,
-                rank_in_team: r.get(6)?,
-                projected_score: r.get(7)?,
-                values: Vec::new(),
-            },
-        ))
-    })?;
-    for row in rows {
-        let (card, line) = row?;
-        if let Some(c) = cards.get_mut(card) {
+    for r in &subjects {
+        let line = SubjectRow {
+            team: r.text(1),
+            name: r.text(2),
+            owner: r.opt_text(3),
+            score: r.real(4),
+            rank: r.opt_int(5).map(|v| v as u32),
+            rank_in_team: r.opt_int(6).map(|v| v as u32),
+            projected_score: r.real(7),
+            values: Vec::new(),
+        };
+        if let Some(c) = cards.get_mut(r.int(0) as usize) {
             c.lines.push(line);
         }
     }
-    let mut values = conn.prepare_cached(
+    let values = conn.rows(
         "SELECT card, subject, kpi, value, target, weight, score, status, projected, forecast,
             projected_score, error
          FROM _kpi_frozen_values WHERE period = ?1 ORDER BY card, subject, pos",
+        &p,
     )?;
-    let rows = values.query_map(params![period], |r| {
-        Ok((
-            r.get::<_, i64>(0)? as usize,
-            r.get::<_, i64>(1)? as usize,
-            ValueRow {
-                kpi: r.get(2)?,
-                value: r.get(3)?,
-                target: r.get(4)?,
-                weight: r.get(5)?,
-                score: r.get(6)?,
-                status: r.get(7)?,
-                projected: r.get(8)?,
-                forecast: r.get(9)?,
-                projected_score: r.get(10)?,
-                error: r.get(11)?,
-            },
-        ))
-    })?;
-    for row in rows {
-        let (card, subject, value) = row?;
+    for r in &values {
+        let value = ValueRow {
+            kpi: r.text(2),
+            value: r.real(3),
+            target: r.real(4),
+            weight: r.real(5),
+            score: r.real(6),
+            status: r.text(7),
+            projected: r.real(8),
+            forecast: r.real(9),
+            projected_score: r.real(10),
+            error: r.opt_text(11),
+        };
+        let (card, subject) = (r.int(0) as usize, r.int(1) as usize);
         if let Some(l) = cards.get_mut(card).and_then(|c| c.lines.get_mut(subject)) {
             l.values.push(value);
         }
@@ -334,23 +334,18 @@ fn cards(conn: &Connection, period: &str) -> Result<Vec<CardRow>, StoreError> {
 }
 
 /// The marks of the closing rules.
-pub fn marks(conn: &Connection) -> Result<CloseMarks, StoreError> {
+pub fn marks(conn: &Db<'_>) -> Result<CloseMarks, StoreError> {
     ensure(conn)?;
-    let mut stmt = conn.prepare("SELECT kind, key, value FROM _kpi_close_marks ORDER BY key")?;
     let mut out = CloseMarks::default();
-    let rows = stmt.query_map([], |r| {
-        Ok((
-            r.get::<_, String>(0)?,
-            r.get::<_, String>(1)?,
-            r.get::<_, String>(2)?,
-        ))
-    })?;
-    for row in rows {
-        match row? {
-            (kind, key, value) if kind == "reopened" => {
-                out.reopened.push((key, value.parse().unwrap_or(0)))
-            }
-            (_, key, value) => out.watermarks.push((key, value)),
+    for r in conn.rows(
+        "SELECT kind, key, value FROM _kpi_close_marks ORDER BY key",
+        &[],
+    )? {
+        let (key, value) = (r.text(1), r.text(2));
+        if r.text(0) == "reopened" {
+            out.reopened.push((key, value.parse().unwrap_or(0)));
+        } else {
+            out.watermarks.push((key, value));
         }
     }
     Ok(out)
@@ -359,23 +354,19 @@ pub fn marks(conn: &Connection) -> Result<CloseMarks, StoreError> {
 /// The size of a period's stored rows (cards, subjects and KPI lines): how
 /// many, and about how many bytes of values (text lengths, 8 bytes a number),
 /// for `kpi close`'s summary and the benchmark.
-pub fn stored_size(conn: &Connection, period: &str) -> Result<(u64, u64), StoreError> {
+pub fn stored_size(conn: &Db<'_>, period: &str) -> Result<(u64, u64), StoreError> {
     ensure(conn)?;
-    let (rows, bytes): (i64, i64) = conn
-        .query_row(
-            "SELECT (SELECT count(*) FROM _kpi_frozen_values WHERE period = ?1)
-                  + (SELECT count(*) FROM _kpi_frozen_subjects WHERE period = ?1)
-                  + (SELECT count(*) FROM _kpi_frozen_cards WHERE period = ?1),
-                    (SELECT COALESCE(SUM(length(kpi) + length(status) + 8 * 8 + COALESCE(length(error), 0)), 0)
-                       FROM _kpi_frozen_values WHERE period = ?1)
-                  + (SELECT COALESCE(SUM(length(team) + length(name) + COALESCE(length(owner), 0) + 5 * 8), 0)
-                       FROM _kpi_frozen_subjects WHERE period = ?1)",
-            params![period],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .optional()?
-        .unwrap_or((0, 0));
-    Ok((rows as u64, bytes as u64))
+    let row = conn.row(
+        "SELECT (SELECT count(*) FROM _kpi_frozen_values WHERE period = ?1)
+              + (SELECT count(*) FROM _kpi_frozen_subjects WHERE period = ?1)
+              + (SELECT count(*) FROM _kpi_frozen_cards WHERE period = ?1),
+                (SELECT COALESCE(SUM(length(kpi) + length(status) + 8 * 8 + COALESCE(length(error), 0)), 0)
+                   FROM _kpi_frozen_values WHERE period = ?1)
+              + (SELECT COALESCE(SUM(length(team) + length(name) + COALESCE(length(owner), 0) + 5 * 8), 0)
+                   FROM _kpi_frozen_subjects WHERE period = ?1)",
+        &[Param::Text(period)],
+    )?;
+    Ok(row.map_or((0, 0), |r| (r.int(0) as u64, r.int(1) as u64)))
 }
 
 #[cfg(test)]
@@ -427,21 +418,24 @@ mod tests {
     fn a_period_is_saved_and_read_back_exactly_and_reopened_whole() {
         let mut conn = crate::store::db::open_in_memory().unwrap();
         let tx = conn.transaction().unwrap();
-        save(&tx, &sample("2026-Q3")).unwrap();
+        save(&Db::Sqlite(&tx), &sample("2026-Q3")).unwrap();
         tx.commit().unwrap();
-        assert_eq!(load_all(&conn).unwrap(), [sample("2026-Q3")]);
-        assert_eq!(stored_size(&conn, "2026-Q3").unwrap().0, 4);
-        assert!(delete(&conn, "2026-Q3", 7).unwrap());
-        assert!(load_all(&conn).unwrap().is_empty());
-        assert_eq!(stored_size(&conn, "2026-Q3").unwrap().0, 0);
-        assert_eq!(marks(&conn).unwrap().reopened, [("2026-Q3".into(), 7)]);
-        // Frozen again: the reopened mark goes.
-        save(&conn, &sample("2026-Q3")).unwrap();
-        assert!(marks(&conn).unwrap().reopened.is_empty());
-        set_watermark(&conn, "quarter", "2026-Q2").unwrap();
-        set_watermark(&conn, "quarter", "2026-Q3").unwrap();
+        assert_eq!(load_all(&Db::Sqlite(&conn)).unwrap(), [sample("2026-Q3")]);
+        assert_eq!(stored_size(&Db::Sqlite(&conn), "2026-Q3").unwrap().0, 4);
+        assert!(delete(&Db::Sqlite(&conn), "2026-Q3", 7).unwrap());
+        assert!(load_all(&Db::Sqlite(&conn)).unwrap().is_empty());
+        assert_eq!(stored_size(&Db::Sqlite(&conn), "2026-Q3").unwrap().0, 0);
         assert_eq!(
-            marks(&conn).unwrap().watermarks,
+            marks(&Db::Sqlite(&conn)).unwrap().reopened,
+            [("2026-Q3".into(), 7)]
+        );
+        // Frozen again: the reopened mark goes.
+        save(&Db::Sqlite(&conn), &sample("2026-Q3")).unwrap();
+        assert!(marks(&Db::Sqlite(&conn)).unwrap().reopened.is_empty());
+        set_watermark(&Db::Sqlite(&conn), "quarter", "2026-Q2").unwrap();
+        set_watermark(&Db::Sqlite(&conn), "quarter", "2026-Q3").unwrap();
+        assert_eq!(
+            marks(&Db::Sqlite(&conn)).unwrap().watermarks,
             [("quarter".into(), "2026-Q2".into())]
         );
     }
@@ -449,7 +443,7 @@ mod tests {
     #[test]
     fn a_failing_row_leaves_nothing_of_the_period() {
         let mut conn = crate::store::db::open_in_memory().unwrap();
-        ensure(&conn).unwrap();
+        ensure(&Db::Sqlite(&conn)).unwrap();
         // The second value row of the period fails, as a full disk would.
         conn.execute_batch(
             "CREATE TRIGGER fail BEFORE INSERT ON _kpi_frozen_values
@@ -458,10 +452,10 @@ mod tests {
         )
         .unwrap();
         let tx = conn.transaction().unwrap();
-        assert!(save(&tx, &sample("2026-Q3")).is_err());
+        assert!(save(&Db::Sqlite(&tx), &sample("2026-Q3")).is_err());
         drop(tx);
-        assert!(load_all(&conn).unwrap().is_empty());
-        assert_eq!(stored_size(&conn, "2026-Q3").unwrap().0, 0);
+        assert!(load_all(&Db::Sqlite(&conn)).unwrap().is_empty());
+        assert_eq!(stored_size(&Db::Sqlite(&conn), "2026-Q3").unwrap().0, 0);
         assert!(
             !crate::store::db::generations(&conn)
                 .unwrap()

@@ -11,6 +11,7 @@ pub mod columns;
 pub mod config_history;
 pub mod db;
 pub mod demo_writer;
+pub mod engine_db;
 pub mod frozen;
 pub mod import;
 pub mod owners;

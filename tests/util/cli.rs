@@ -134,7 +134,14 @@ impl Root {
 
     /// Runs `kpi --root <tmp> ARGS…`.
     pub fn kpi(&self, args: &[&str]) -> Output {
-        let out = self.command(args).output().expect("run kpi");
+        self.kpi_env(args, &[])
+    }
+
+    /// [`Root::kpi`] with environment variables set.
+    pub fn kpi_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        let mut cmd = self.command(args);
+        cmd.envs(env.iter().copied());
+        let out = cmd.output().expect("run kpi");
         Output {
             code: out.status.code().unwrap_or(-1),
             stdout: String::from_utf8(out.stdout).expect("stdout is UTF-8"),

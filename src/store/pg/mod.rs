@@ -13,6 +13,7 @@
 //! imports and the demo (checked by the SQLite import itself in a private
 //! staging database, then copied with COPY and upserted in one transaction).
 
+pub mod lease;
 pub mod migrate;
 pub mod sql;
 pub mod stage;

@@ -95,6 +95,8 @@ pub fn drop_scratch(name: &str) -> String {
 
 /// Serialises schema changes and imports across processes (inside a transaction).
 pub const WRITE_LOCK: &str = "SELECT pg_advisory_xact_lock(7340115201)";
+/// The alert scheduler's lease (`lease`): session-level, so it lasts as long as its connection.
+pub const TRY_SCHEDULER_LOCK: &str = "SELECT pg_try_advisory_lock(7340115202)";
 
 pub const STORED_FIELDS: &str =
     "SELECT entity, field, type, optional FROM _kpi_fields ORDER BY seq";

@@ -35,6 +35,16 @@ impl Drop for Staging {
 /// A staging database with `schema`'s tables, holding the teams and people
 /// of the PostgreSQL database (what the import checks its rows against).
 pub fn stage(client: &mut Client, schema: &Schema) -> Result<Staging, StoreError> {
+    stage_with(client, schema, &[])
+}
+
+/// [`stage`], with the records of the entities `also` copied down too (what
+/// a mapping's lookups read).
+pub fn stage_with(
+    client: &mut Client,
+    schema: &Schema,
+    also: &[&str],
+) -> Result<Staging, StoreError> {
     static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let path = std::env::temp_dir().join(format!("kpi-stage-{}-{n}.db", std::process::id()));
@@ -43,7 +53,9 @@ pub fn stage(client: &mut Client, schema: &Schema) -> Result<Staging, StoreError
         crate::store::db::migrate(&mut conn, schema)?;
         Staging { conn, path }
     };
-    for name in [TEAMS, OWNERS] {
+    let mut names = vec![TEAMS, OWNERS];
+    names.extend(also.iter().filter(|e| **e != TEAMS && **e != OWNERS));
+    for name in names {
         if let Some(entity) = schema.entity(name) {
             copy_down(client, &staging.conn, entity)?;
         }
