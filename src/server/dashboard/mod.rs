@@ -165,7 +165,8 @@ impl Shown {
 
 /// The trend reports of the shown scorecard (the last [`TREND`] periods up to the shown one)
 /// and the periods with data for the picker. One cached evaluation serves both when the shown
-/// period is the current one as of now.
+/// period is the current one as of now; any other as-of or period evaluates only the trend's
+/// periods (a report does not depend on the other periods evaluated with it).
 async fn reports(
     state: &Arc<AppState>,
     shown: &Shown,
@@ -180,7 +181,11 @@ async fn reports(
         shown.when,
     );
     blocking(move || {
-        let all = cached_reports(&st, &sv, &id, when, PICKER)?.reports.clone();
+        let span = match when == cache::when(&sv, None, None)? {
+            true => PICKER,
+            false => TREND as u32,
+        };
+        let all = cached_reports(&st, &sv, &id, when, span)?.reports.clone();
         let trend = all[all.len().saturating_sub(TREND)..].to_vec();
         Ok((trend, data_periods(&st, &sv, &id)?))
     })
