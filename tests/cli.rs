@@ -943,7 +943,10 @@ fn a_period_to_date_is_the_same_alone_and_in_a_batch() {
     let (alone, batch) = (of_q2(&alone), of_q2(&batch));
     assert_eq!(alone["teams"], batch["teams"]);
     let growth = |t: &str| value(&alone, t, "revenue_growth");
-    assert!(close(growth("east").unwrap(), 7000.0 / 1500.0 - 1.0), "{alone:#}");
+    assert!(
+        close(growth("east").unwrap(), 7000.0 / 1500.0 - 1.0),
+        "{alone:#}"
+    );
     assert!(close(growth("shanghai").unwrap(), -1.0), "{alone:#}");
     assert_eq!(growth("hangzhou"), None);
 }
