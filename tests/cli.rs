@@ -904,3 +904,49 @@ revenue_growth = 0.4
     let out = root.kpi(&["test"]).ok();
     assert!(out.contains("2 passed, 0 failed"), "{out}");
 }
+
+/// A period to date answers the same alone and in a batch of periods (its cut queries are
+/// asked for the open period and the one before it only). As of 2026-04-15 (Asia/Shanghai),
+/// 2026-Q2 to date holds d4 (hangzhou 7000) and 2026-Q1's same span d8 (shanghai 1500):
+/// east's revenue growth is 7000 / 1500 − 1, shanghai's −1, hangzhou's none (nothing before).
+#[test]
+fn a_period_to_date_is_the_same_alone_and_in_a_batch() {
+    let root = imported();
+    let eval = |period: &str| {
+        root.kpi(&[
+            "eval",
+            "--kpi",
+            "revenue_growth,revenue",
+            "--period",
+            period,
+            "--as-of",
+            "2026-04-15T00:00:00+08:00",
+            "--format",
+            "json",
+        ])
+        .json()
+    };
+    let alone = eval("2026-Q2");
+    let batch = eval("2025-Q3..2026-Q2");
+    let reports = |v: &Value| -> Vec<Value> {
+        match v.as_array() {
+            Some(a) => a.clone(),
+            None => vec![v.clone()],
+        }
+    };
+    let of_q2 = |v: &Value| {
+        reports(v)
+            .into_iter()
+            .find(|r| r["period"] == "2026-Q2")
+            .unwrap_or_else(|| panic!("no 2026-Q2 in {v:#}"))
+    };
+    let (alone, batch) = (of_q2(&alone), of_q2(&batch));
+    assert_eq!(alone["teams"], batch["teams"]);
+    let growth = |t: &str| value(&alone, t, "revenue_growth");
+    assert!(
+        close(growth("east").unwrap(), 7000.0 / 1500.0 - 1.0),
+        "{alone:#}"
+    );
+    assert!(close(growth("shanghai").unwrap(), -1.0), "{alone:#}");
+    assert_eq!(growth("hangzhou"), None);
+}

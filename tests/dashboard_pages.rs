@@ -255,6 +255,47 @@ async fn the_period_picker_offers_only_periods_with_data() {
     assert!(picker.contains("2025-Q1"));
 }
 
+/// The picker offers exactly the periods whose whole scorecard report has a value other than
+/// none or 0, for teams and for people (it stops at the first such value of each period).
+#[tokio::test]
+async fn the_period_picker_offers_what_the_reports_show() {
+    let (_dir, st) = state();
+    for card in ["sales", "sales_reps"] {
+        let html = page(&st, &format!("/?scorecard={card}")).await;
+        let picker = &html[html.find("name=\"period\"").unwrap()..];
+        let picker = &picker[..picker.find("</select>").unwrap()];
+        let offered: Vec<&str> = picker
+            .split("<option value=\"")
+            .skip(1)
+            .filter_map(|o| o.split('"').next())
+            .collect();
+        assert!(offered.len() >= 2, "{card}: {picker}");
+        let has_value = async |period: &str| {
+            let g = fetch(
+                &st,
+                &format!("/api/scorecards/{card}?period={period}"),
+                false,
+            )
+            .await;
+            assert_eq!(g.status, 200, "{}", g.text);
+            let v: serde_json::Value = serde_json::from_str(&g.text).unwrap();
+            let lines = if card == "sales" { "teams" } else { "owners" };
+            v[lines].as_array().unwrap().iter().any(|l| {
+                l["kpis"].as_array().unwrap().iter().any(|k| {
+                    k["value"]
+                        .as_f64()
+                        .is_some_and(|x| x.is_finite() && x != 0.0)
+                })
+            })
+        };
+        for p in &offered {
+            assert!(has_value(p).await, "{card} {p} is offered without a value");
+        }
+        assert!(!offered.contains(&"2024-Q4"));
+        assert!(!has_value("2024-Q4").await, "{card}: 2024-Q4 has a value");
+    }
+}
+
 /// The alerts page needs the alert scheduler: the real server.
 #[test]
 fn alerts_page_names_filters_and_links() {

@@ -342,6 +342,44 @@ impl Snapshot {
         Ok(out)
     }
 
+    /// The periods of `periods` in which some subject of scorecard `card` has a KPI value
+    /// that is a number other than 0, as of `as_of` (a frozen period: in its frozen report):
+    /// what the scorecard's reports of those periods would show, but each period stops at its
+    /// first such value instead of scoring every subject.
+    pub fn periods_with_values(
+        &self,
+        card: &str,
+        periods: &[PeriodId],
+        as_of: Millis,
+    ) -> Result<Vec<PeriodId>, EngineError> {
+        let card = self.scorecard(card)?;
+        let req = EvalRequest {
+            scorecards: vec![card.id.clone()],
+            periods: periods.to_vec(),
+            as_of,
+            ..EvalRequest::default()
+        };
+        let has = |x: Option<f64>| x.is_some_and(|v| v.is_finite() && v != 0.0);
+        let eval = self.evaluation(as_of, periods, false)?;
+        let subjects = members(&eval, card);
+        let live = |p: PeriodId| {
+            let kpis: Vec<usize> = (card.weights_for(p).unwrap_or_default().iter())
+                .filter_map(|(k, _)| self.config.kpi_index(k))
+                .collect();
+            subjects
+                .iter()
+                .any(|&s| kpis.iter().any(|&k| has(eval.value_of(k, s, p).value)))
+        };
+        Ok(periods
+            .iter()
+            .copied()
+            .filter(|&p| match self.frozen_report(&card.id, p, &req) {
+                Some(r) => r.teams.iter().any(|l| l.kpis.iter().any(|k| has(k.value))),
+                None => live(p),
+            })
+            .collect())
+    }
+
     /// One value of KPI `kpi` for a team or a person.
     pub fn value(
         &self,

@@ -274,8 +274,13 @@ impl Evaluation {
         {
             return Ok(s.clone());
         }
-        // A period outside the batch (rare: a formula reaching far back) joins it.
-        let periods = {
+        // A cut query (a period to date) is asked for the open period and the one before it
+        // (`same_span()`): answering it over the whole batch would scan every row once per
+        // period for nothing. Each period's answer is the same whatever the batch.
+        let periods = if query.is_cut() {
+            vec![period.prev(), period]
+        } else {
+            // A period outside the batch (rare: a formula reaching far back) joins it.
             let mut ps = self.periods.borrow_mut();
             if !ps.contains(&period) {
                 ps.push(period);

@@ -246,6 +246,16 @@ impl Query {
         q
     }
 
+    /// Whether it counts only the first part of a period (SPEC 16's `to_date()`, `same_span()`),
+    /// semi-joins included: a question of one as-of, asked for the periods around it.
+    pub fn is_cut(&self) -> bool {
+        self.filters.iter().any(|f| match f {
+            Filter::InPeriod { cut, .. } => cut.is_some(),
+            Filter::InQuery { query, .. } => query.is_cut(),
+            _ => false,
+        })
+    }
+
     /// Every entity this query reads, semi-joins included.
     pub fn read_entities(&self) -> Vec<&str> {
         let mut out = vec![&*self.entity];

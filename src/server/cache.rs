@@ -56,6 +56,8 @@ impl CachedReports {
 /// Evaluated scorecards, shared by the API and the dashboard.
 pub struct ReportCache {
     memo: Memo<ReportKey, CachedReports>,
+    /// The periods with data of the key's span (the dashboard's period picker).
+    with_data: Memo<ReportKey, Vec<PeriodId>>,
 }
 
 /// Entries kept before the cache starts over.
@@ -65,6 +67,7 @@ impl Default for ReportCache {
     fn default() -> Self {
         ReportCache {
             memo: Memo::new(CACHE_ENTRIES),
+            with_data: Memo::new(CACHE_ENTRIES),
         }
     }
 }
@@ -142,6 +145,37 @@ pub fn cached_reports(
     cached_reports_of(state, served, card, when, span, false)
 }
 
+/// The periods among the `span` ending with `when.period` (oldest first) in which some
+/// subject of scorecard `card` has a KPI value other than none or 0
+/// (`Snapshot::periods_with_values`), cached like the reports. Blocking.
+pub fn cached_periods_with_values(
+    state: &AppState,
+    served: &Snapshot,
+    card: &str,
+    when: When,
+    span: u32,
+) -> Result<Arc<Vec<PeriodId>>, ApiError> {
+    let key = report_key(served, card, when, span);
+    let memo = &state.cache.with_data;
+    if memo.get(&key).is_none() {
+        memo.retain(|k| k.version >= key.version && k.generation >= key.generation);
+    }
+    memo.get_or_fill(
+        &key,
+        |_| true,
+        |_| served.periods_with_values(card, &span_periods(when, span), when.as_of),
+    )
+    .map_err(ApiError::from)
+}
+
+/// The `span` periods ending with `when.period`, oldest first.
+fn span_periods(when: When, span: u32) -> Vec<PeriodId> {
+    (0..span as i32)
+        .rev()
+        .map(|i| when.period.shift(-i))
+        .collect()
+}
+
 /// [`cached_reports`], or with `live` every period evaluated afresh (frozen ones too).
 pub fn cached_reports_of(
     state: &AppState,
@@ -159,13 +193,9 @@ pub fn cached_reports_of(
     state
         .cache
         .get_or_fill(&key, || {
-            let periods: Vec<PeriodId> = (0..span as i32)
-                .rev()
-                .map(|i| when.period.shift(-i))
-                .collect();
             served.evaluate(&EvalRequest {
                 scorecards: vec![card.to_string()],
-                periods,
+                periods: span_periods(when, span),
                 as_of: when.as_of,
                 live,
                 ..EvalRequest::default()

@@ -164,8 +164,7 @@ impl Shown {
 }
 
 /// The trend reports of the shown scorecard (the last [`TREND`] periods up to the shown one)
-/// and the periods with data for the picker. One cached evaluation serves both when the shown
-/// period is the current one as of now.
+/// and the periods with data for the picker, each cached.
 async fn reports(
     state: &Arc<AppState>,
     shown: &Shown,
@@ -180,8 +179,9 @@ async fn reports(
         shown.when,
     );
     blocking(move || {
-        let all = cached_reports(&st, &sv, &id, when, PICKER)?.reports.clone();
-        let trend = all[all.len().saturating_sub(TREND)..].to_vec();
+        let trend = cached_reports(&st, &sv, &id, when, TREND as u32)?
+            .reports
+            .to_vec();
         Ok((trend, data_periods(&st, &sv, &id)?))
     })
     .await
@@ -197,24 +197,12 @@ async fn picker_periods(state: &Arc<AppState>, shown: &Shown) -> Result<Vec<Peri
 }
 
 /// The last [`PICKER`] quarters up to now that have data, newest first (blocking). Every page
-/// asks the same question within a minute: one cached evaluation answers them all.
+/// asks the same question within a minute: one cached answer serves them all. A period where
+/// every value is none or 0 (no deal, no ticket: nothing happened) has no data; finding one
+/// value that is not stops the period's evaluation.
 fn data_periods(state: &AppState, served: &Served, card: &str) -> Result<Vec<PeriodId>, ApiError> {
     let now = cache::when(served, None, None)?;
-    let recent = cached_reports(state, served, card, now, PICKER)?;
-    // A period where every value is none or 0 (no deal, no ticket: nothing happened) has
-    // no data.
-    let mut periods: Vec<PeriodId> = recent
-        .reports
-        .iter()
-        .filter(|r| {
-            r.teams.iter().any(|l| {
-                l.kpis
-                    .iter()
-                    .any(|k| k.value.is_some_and(|v| v.is_finite() && v != 0.0))
-            })
-        })
-        .map(|r| r.period)
-        .collect();
+    let mut periods = cache::cached_periods_with_values(state, served, card, now, PICKER)?.to_vec();
     periods.sort_by(|a, b| b.cmp(a));
     Ok(periods)
 }
