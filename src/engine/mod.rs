@@ -115,6 +115,15 @@ impl ReloadError {
     }
 }
 
+/// What opening a store found: the checked configuration and the state recorded for it.
+struct Opened {
+    cfg: Arc<ConfigSnapshot>,
+    hash: String,
+    version: u64,
+    frozen: Arc<FrozenSet>,
+    generations: BTreeMap<String, i64>,
+}
+
 impl Engine {
     /// Checks the configuration, opens the database and applies schema
     /// additions, and (when serving) records the configuration and warms the
@@ -142,24 +151,14 @@ impl Engine {
             store.warm(&cfg.fields_used, None)?;
             crate::config::edit::remove_stale_temp_files(&root);
         }
-        let snapshot = Snapshot {
-            config: cfg,
-            records: Records::new(Arc::new(store)),
+        let opened = Opened {
+            cfg,
+            hash,
             version,
-            loaded_at: format_utc(now()),
-            content_hash: hash,
-            data_generation: 1,
             frozen,
+            generations,
         };
-        Ok(Engine {
-            root,
-            db_path: opts.db.clone(),
-            pg: None,
-            serving: opts.serving,
-            current: RwLock::new(Arc::new(snapshot)),
-            writer: Mutex::new(Seen { generations }),
-            watch: Mutex::new(None),
-        })
+        Ok(Engine::first(opts, root, None, Arc::new(store), opened))
     }
 
     /// [`Engine::open`] over PostgreSQL: the schema migrated there, every
@@ -184,24 +183,50 @@ impl Engine {
         };
         let frozen = Arc::new(FrozenSet::load(&Db::Postgres(&client))?);
         let store = PgStore::new(client.into_inner(), cfg.schema.clone());
-        let snapshot = Snapshot {
-            config: cfg,
-            records: Records::new(Arc::new(store)),
+        let opened = Opened {
+            cfg,
+            hash,
             version,
-            loaded_at: format_utc(now()),
-            content_hash: hash,
-            data_generation: 1,
             frozen,
+            generations,
         };
-        Ok(Engine {
+        Ok(Engine::first(
+            opts,
+            root,
+            Some(url.to_string()),
+            Arc::new(store),
+            opened,
+        ))
+    }
+
+    /// The engine over `store` serving its first snapshot (both stores open this way).
+    fn first(
+        opts: &EngineOptions,
+        root: PathBuf,
+        pg: Option<String>,
+        store: Arc<dyn crate::store::RecordStore>,
+        o: Opened,
+    ) -> Engine {
+        let snapshot = Snapshot {
+            config: o.cfg,
+            records: Records::new(store),
+            version: o.version,
+            loaded_at: format_utc(now()),
+            content_hash: o.hash,
+            data_generation: 1,
+            frozen: o.frozen,
+        };
+        Engine {
             root,
             db_path: opts.db.clone(),
-            pg: Some(url.to_string()),
+            pg,
             serving: opts.serving,
             current: RwLock::new(Arc::new(snapshot)),
-            writer: Mutex::new(Seen { generations }),
+            writer: Mutex::new(Seen {
+                generations: o.generations,
+            }),
             watch: Mutex::new(None),
-        })
+        }
     }
 
     /// What `kpi check` checks: the configuration, and that an existing
