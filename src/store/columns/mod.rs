@@ -11,10 +11,13 @@
 mod column;
 mod load;
 mod patch;
+mod snapshot;
 
 pub use column::{Column, Dict, NULL_CODE, NULL_INT, Table};
+pub use snapshot::ENV as SNAPSHOT_ENV;
 
 use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
@@ -41,11 +44,14 @@ pub struct ColumnStore {
     /// Counts tables read again because their rows changed underneath (another
     /// writer): results computed before a change are stale (see [`ColumnStore::epoch`]).
     epoch: Arc<AtomicU64>,
+    /// Where the column snapshots of the database live (None: in memory, or turned off).
+    snapshot: Option<PathBuf>,
 }
 
 impl ColumnStore {
     pub fn new(conn: Connection, schema: Arc<Schema>) -> ColumnStore {
         ColumnStore {
+            snapshot: snapshot::dir_of(&conn),
             conn: Arc::new(Mutex::new(conn)),
             schema,
             tables: Mutex::new(HashMap::new()),
@@ -149,48 +155,145 @@ impl ColumnStore {
             return Ok(t);
         }
         let conn = self.conn.lock().expect("connection lock");
-        let (rowids, loaded) = load_columns(&conn, ent, &missing)?;
         let table = match existing {
-            Some(t) if t.rowids == rowids => {
-                t.columns.write().expect("columns lock").extend(loaded);
-                t
-            }
-            // First load, or the rows changed underneath: start a fresh table
-            // with every column the old one had.
-            old => {
-                let old_rows_changed = old.is_some();
-                let mut all: Vec<String> = old
-                    .map(|t| {
-                        t.columns
-                            .read()
-                            .expect("columns lock")
-                            .keys()
-                            .cloned()
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                let (rowids, loaded) = if all.is_empty() {
-                    (rowids, loaded)
-                } else {
-                    all.extend(missing.iter().map(|s| s.to_string()));
-                    let names: Vec<&str> = all.iter().map(String::as_str).collect();
-                    load_columns(&conn, ent, &names)?
-                };
-                if old_rows_changed {
-                    self.epoch.fetch_add(1, Ordering::AcqRel);
+            None => self.read_first(&conn, ent, &missing)?,
+            Some(t) => {
+                let loaded = load_columns(&conn, ent, &missing)?;
+                if t.rowids == loaded.rowids {
+                    t.columns.write().expect("columns lock").extend(loaded.columns);
+                    if t.generation == Some(loaded.generation) {
+                        self.persist(&conn, ent, &t);
+                    }
+                    return Ok(t);
                 }
-                let t = Arc::new(Table {
-                    entity: entity.to_string(),
-                    rowids,
-                    columns: RwLock::new(loaded),
-                    team_rows: OnceLock::new(),
-                    owner_rows: OnceLock::new(),
-                });
-                tables.insert(entity.to_string(), t.clone());
-                t
+                // The rows changed underneath: start a fresh table with
+                // every column the old one had.
+                let mut all: Vec<String> = t
+                    .columns
+                    .read()
+                    .expect("columns lock")
+                    .keys()
+                    .cloned()
+                    .collect();
+                all.extend(missing.iter().map(|s| s.to_string()));
+                let names: Vec<&str> = all.iter().map(String::as_str).collect();
+                self.epoch.fetch_add(1, Ordering::AcqRel);
+                self.read_sqlite(&conn, ent, &names)?
             }
         };
+        tables.insert(entity.to_string(), table.clone());
         Ok(table)
+    }
+
+    /// The first load of `ent`: its snapshot when it is valid (with the
+    /// fields it lacks read from SQLite and the snapshot rewritten with
+    /// them), else `fields` read from SQLite.
+    fn read_first(
+        &self,
+        conn: &Connection,
+        ent: &Entity,
+        fields: &[&str],
+    ) -> Result<Arc<Table>, StoreError> {
+        let Some((generation, rowids, mut columns)) = self.read_snapshot(conn, ent)? else {
+            return self.read_sqlite(conn, ent, fields);
+        };
+        let absent: Vec<&str> = fields
+            .iter()
+            .copied()
+            .filter(|f| !columns.contains_key(*f))
+            .collect();
+        if absent.is_empty() {
+            return Ok(new_table(ent, rowids, columns, Some(generation)));
+        }
+        let more = load_columns(conn, ent, &absent)?;
+        if more.generation != generation || more.rowids != rowids {
+            // Written meanwhile: the snapshot is behind; read every field again.
+            let mut all: Vec<&str> = columns.keys().map(String::as_str).collect();
+            all.extend(&absent);
+            return self.read_sqlite(conn, ent, &all);
+        }
+        columns.extend(more.columns);
+        let table = new_table(ent, rowids, columns, Some(generation));
+        self.persist(conn, ent, &table);
+        Ok(table)
+    }
+
+    /// `fields` of `ent` read from SQLite into a new table, written to the snapshot.
+    fn read_sqlite(
+        &self,
+        conn: &Connection,
+        ent: &Entity,
+        fields: &[&str],
+    ) -> Result<Arc<Table>, StoreError> {
+        let loaded = load_columns(conn, ent, fields)?;
+        let table = new_table(ent, loaded.rowids, loaded.columns, Some(loaded.generation));
+        self.persist(conn, ent, &table);
+        Ok(table)
+    }
+
+    /// The valid snapshot of `ent`: its generation and columns (every one it holds).
+    fn read_snapshot(
+        &self,
+        conn: &Connection,
+        ent: &Entity,
+    ) -> Result<Option<(i64, Vec<i64>, HashMap<String, Arc<Column>>)>, StoreError> {
+        let Some(dir) = &self.snapshot else {
+            return Ok(None);
+        };
+        let started = std::time::Instant::now();
+        let Some(tag) = snapshot::current_tag(conn, ent)? else {
+            return Ok(None);
+        };
+        let Some((rowids, columns)) = snapshot::read(dir, ent, &tag) else {
+            return Ok(None);
+        };
+        let fields: Vec<&String> = columns.keys().collect();
+        tracing::debug!(entity = %ent.name, source = "snapshot", ?fields, rows = rowids.len(), ms = started.elapsed().as_millis() as u64, "loaded columns");
+        Ok(Some((tag.generation, rowids, columns)))
+    }
+
+    /// Writes the snapshot of `table` (when it has a known generation and the
+    /// store has a snapshot directory). A failure is logged, never returned:
+    /// the snapshot is a cache.
+    fn persist(&self, conn: &Connection, ent: &Entity, table: &Table) {
+        if let Some((dir, tag)) = self.snapshot_tag(conn, ent, table) {
+            let columns = table.columns.read().expect("columns lock").clone();
+            write_snapshot(&dir, ent, &tag, &table.rowids, &columns);
+        }
+    }
+
+    /// [`ColumnStore::persist`] on a thread of its own: an ingest does not
+    /// wait for the entity's file to be written again.
+    fn persist_later(&self, conn: &Connection, ent: &Entity, table: &Arc<Table>) {
+        if let Some((dir, tag)) = self.snapshot_tag(conn, ent, table) {
+            let (ent, table) = (ent.clone(), table.clone());
+            std::thread::spawn(move || {
+                let columns = table.columns.read().expect("columns lock").clone();
+                write_snapshot(&dir, &ent, &tag, &table.rowids, &columns);
+            });
+        }
+    }
+
+    /// Where and with which tag `table` is to be written, if it can be.
+    fn snapshot_tag(
+        &self,
+        conn: &Connection,
+        ent: &Entity,
+        table: &Table,
+    ) -> Option<(PathBuf, snapshot::Tag)> {
+        let (dir, generation) = (self.snapshot.as_ref()?, table.generation?);
+        let database = snapshot::database_id(conn, true)
+            .inspect_err(|e| {
+                tracing::debug!(entity = %ent.name, "no column snapshot: the database id: {e}")
+            })
+            .ok()??;
+        let tag = snapshot::Tag {
+            database,
+            generation,
+            max_rowid: table.rowids.last().copied().unwrap_or(i64::MIN),
+            fields: snapshot::fingerprint(ent),
+        };
+        Some((dir.clone(), tag))
     }
 
     /// A store for `schema` over the same database and connection, reading
@@ -220,6 +323,7 @@ impl ColumnStore {
             owners: self.owners.clone(),
             prefetch: HashMap::new(),
             epoch: self.epoch.clone(),
+            snapshot: self.snapshot.clone(),
         }
         .prefetch(prefetch)
     }
@@ -271,14 +375,21 @@ impl ColumnStore {
                 let started = std::time::Instant::now();
                 let conn = self.conn.lock().expect("connection lock");
                 match patch(&conn, ent, &old, self.teams.get().map(|t| &**t), ids)? {
-                    Some(t) => {
+                    Some(mut t) => {
+                        // The engine passes ids only when this upsert was the one
+                        // write since its last look: if the old table was read at
+                        // the generation before, the patched one is at this one.
+                        let now = snapshot::generation(&conn, entity)?;
+                        t.generation = old.generation.filter(|g| g + 1 == now).map(|_| now);
+                        let t = Arc::new(t);
+                        self.persist_later(&conn, ent, &t);
                         tracing::debug!(
                             entity,
                             rows = ids.len(),
                             ms = started.elapsed().as_millis() as u64,
                             "patched columns"
                         );
-                        tables.insert(entity.to_string(), Arc::new(t));
+                        tables.insert(entity.to_string(), t);
                     }
                     None => tracing::info!(
                         "the rows of {entity} changed underneath; its columns are read again"
@@ -295,6 +406,7 @@ impl ColumnStore {
             owners,
             prefetch: self.prefetch.clone(),
             epoch: self.epoch.clone(),
+            snapshot: self.snapshot.clone(),
         })
     }
 
@@ -424,6 +536,38 @@ impl ColumnStore {
             }
             _ => vec![u32::MAX; t.len()],
         })
+    }
+}
+
+/// A new table of `ent` (indexes to be computed).
+fn new_table(
+    ent: &Entity,
+    rowids: Vec<i64>,
+    columns: HashMap<String, Arc<Column>>,
+    generation: Option<i64>,
+) -> Arc<Table> {
+    Arc::new(Table {
+        entity: ent.name.clone(),
+        rowids,
+        columns: RwLock::new(columns),
+        team_rows: OnceLock::new(),
+        owner_rows: OnceLock::new(),
+        generation,
+    })
+}
+
+/// Writes a snapshot, logging how long it took or why it failed.
+fn write_snapshot(
+    dir: &Path,
+    ent: &Entity,
+    tag: &snapshot::Tag,
+    rowids: &[i64],
+    columns: &HashMap<String, Arc<Column>>,
+) {
+    let started = std::time::Instant::now();
+    match snapshot::write(dir, ent, tag, rowids, columns) {
+        Ok(bytes) => tracing::debug!(entity = %ent.name, generation = tag.generation, bytes, ms = started.elapsed().as_millis() as u64, "wrote column snapshot"),
+        Err(e) => tracing::debug!(entity = %ent.name, "column snapshot not written: {e}"),
     }
 }
 
