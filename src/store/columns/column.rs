@@ -34,11 +34,8 @@ impl Dict {
     }
 
     fn index(&self) -> &rustc_hash::FxHashMap<Arc<str>, u32> {
-        self.index.get_or_init(|| {
-            (self.values.iter().cloned())
-                .zip(0..)
-                .collect()
-        })
+        self.index
+            .get_or_init(|| (self.values.iter().cloned()).zip(0..).collect())
     }
 
     pub(super) fn intern(&mut self, s: &str) -> u32 {
@@ -48,7 +45,10 @@ impl Dict {
         let code = self.values.len() as u32;
         let v: Arc<str> = Arc::from(s);
         self.values.push(v.clone());
-        self.index.get_mut().expect("built by code()").insert(v, code);
+        self.index
+            .get_mut()
+            .expect("built by code()")
+            .insert(v, code);
         code
     }
 }

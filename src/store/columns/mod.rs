@@ -14,10 +14,10 @@ mod patch;
 mod snapshot;
 
 pub use column::{Column, Dict, NULL_CODE, NULL_INT, Table};
-pub use snapshot::ENV as SNAPSHOT_ENV;
+pub use snapshot::{ENV as SNAPSHOT_ENV, wait_for_writes as wait_for_snapshot_writes};
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
@@ -160,7 +160,10 @@ impl ColumnStore {
             Some(t) => {
                 let loaded = load_columns(&conn, ent, &missing)?;
                 if t.rowids == loaded.rowids {
-                    t.columns.write().expect("columns lock").extend(loaded.columns);
+                    t.columns
+                        .write()
+                        .expect("columns lock")
+                        .extend(loaded.columns);
                     if t.generation == Some(loaded.generation) {
                         self.persist(&conn, ent, &t);
                     }
@@ -252,25 +255,15 @@ impl ColumnStore {
         Ok(Some((tag.generation, rowids, columns)))
     }
 
-    /// Writes the snapshot of `table` (when it has a known generation and the
-    /// store has a snapshot directory). A failure is logged, never returned:
-    /// the snapshot is a cache.
-    fn persist(&self, conn: &Connection, ent: &Entity, table: &Table) {
+    /// Writes the snapshot of `table` on a thread (when it has a known
+    /// generation and the store has a snapshot directory): a load or an
+    /// ingest does not wait for it. A failure is logged, never returned: the
+    /// snapshot is a cache.
+    fn persist(&self, conn: &Connection, ent: &Entity, table: &Arc<Table>) {
         if let Some((dir, tag)) = self.snapshot_tag(conn, ent, table) {
+            // The columns as they are now: a column added later may be of another generation.
             let columns = table.columns.read().expect("columns lock").clone();
-            write_snapshot(&dir, ent, &tag, &table.rowids, &columns);
-        }
-    }
-
-    /// [`ColumnStore::persist`] on a thread of its own: an ingest does not
-    /// wait for the entity's file to be written again.
-    fn persist_later(&self, conn: &Connection, ent: &Entity, table: &Arc<Table>) {
-        if let Some((dir, tag)) = self.snapshot_tag(conn, ent, table) {
-            let (ent, table) = (ent.clone(), table.clone());
-            std::thread::spawn(move || {
-                let columns = table.columns.read().expect("columns lock").clone();
-                write_snapshot(&dir, &ent, &tag, &table.rowids, &columns);
-            });
+            snapshot::write_later(dir, ent.clone(), tag, table.clone(), columns);
         }
     }
 
@@ -283,9 +276,9 @@ impl ColumnStore {
     ) -> Option<(PathBuf, snapshot::Tag)> {
         let (dir, generation) = (self.snapshot.as_ref()?, table.generation?);
         let database = snapshot::database_id(conn, true)
-            .inspect_err(|e| {
-                tracing::debug!(entity = %ent.name, "no column snapshot: the database id: {e}")
-            })
+            .inspect_err(
+                |e| tracing::debug!(entity = %ent.name, "no column snapshot: the database id: {e}"),
+            )
             .ok()??;
         let tag = snapshot::Tag {
             database,
@@ -382,7 +375,7 @@ impl ColumnStore {
                         let now = snapshot::generation(&conn, entity)?;
                         t.generation = old.generation.filter(|g| g + 1 == now).map(|_| now);
                         let t = Arc::new(t);
-                        self.persist_later(&conn, ent, &t);
+                        self.persist(&conn, ent, &t);
                         tracing::debug!(
                             entity,
                             rows = ids.len(),
@@ -556,21 +549,6 @@ fn new_table(
     })
 }
 
-/// Writes a snapshot, logging how long it took or why it failed.
-fn write_snapshot(
-    dir: &Path,
-    ent: &Entity,
-    tag: &snapshot::Tag,
-    rowids: &[i64],
-    columns: &HashMap<String, Arc<Column>>,
-) {
-    let started = std::time::Instant::now();
-    match snapshot::write(dir, ent, tag, rowids, columns) {
-        Ok(bytes) => tracing::debug!(entity = %ent.name, generation = tag.generation, bytes, ms = started.elapsed().as_millis() as u64, "wrote column snapshot"),
-        Err(e) => tracing::debug!(entity = %ent.name, "column snapshot not written: {e}"),
-    }
-}
-
 /// The text of row `row` of a text column, if it has one.
 fn text(c: &Option<Arc<Column>>, row: usize) -> Option<String> {
     match c.as_deref() {
@@ -708,5 +686,163 @@ mod tests {
             dump(&fresh, "deals", &FIELDS)
         );
         assert_ne!(dump(&next, "deals", &FIELDS), before);
+    }
+
+    /// A database of two teams and three deals, and its path.
+    fn three_deals() -> (tempfile::TempDir, std::path::PathBuf, Arc<Schema>) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("crm.db");
+        let schema = schema();
+        db::migrate(&mut db::open(&path).unwrap(), &schema).unwrap();
+        csv(
+            &path,
+            &schema,
+            "teams",
+            "id,name,parent\nhq,HQ,\nnorth,North,hq\n",
+        );
+        csv(
+            &path,
+            &schema,
+            "deals",
+            "id,team,stage,owner,amount,closed_at\nd1,north,won,ann,10,2026-01-02\n\
+             d2,hq,lost,,20,\nd3,north,won,bob,30,2026-02-03\n",
+        );
+        (dir, path, schema)
+    }
+
+    fn store(path: &std::path::Path, schema: &Arc<Schema>) -> ColumnStore {
+        ColumnStore::new(db::open(path).unwrap(), schema.clone())
+    }
+
+    /// Rewrites the snapshot of deals, valid for the database as it is now,
+    /// with every amount doubled: what a store reads shows whether it used it.
+    fn doctor_snapshot(path: &std::path::Path, schema: &Arc<Schema>) {
+        snapshot::wait_for_writes();
+        let conn = db::open(path).unwrap();
+        let ent = schema.entity("deals").unwrap();
+        let tag = snapshot::current_tag(&conn, ent)
+            .unwrap()
+            .expect("a database id");
+        let dir = snapshot::dir_of(&conn).unwrap();
+        let (rowids, mut cols) = snapshot::read(&dir, ent, &tag).expect("a valid snapshot");
+        let Column::Real(v) = &*cols["amount"] else {
+            panic!()
+        };
+        let doubled = Column::Real(v.iter().map(|x| x * 2.0).collect());
+        cols.insert("amount".into(), Arc::new(doubled));
+        snapshot::write(&dir, ent, &tag, &rowids, &cols).unwrap();
+    }
+
+    fn amounts(store: &ColumnStore) -> Vec<String> {
+        let t = store.table("deals", &["amount"]).unwrap();
+        let Column::Real(v) = &*t.column("amount").unwrap() else {
+            panic!()
+        };
+        v.iter().map(|x| x.to_string()).collect()
+    }
+
+    #[test]
+    fn a_new_store_reads_the_snapshot_the_first_one_wrote() {
+        let (_dir, path, schema) = three_deals();
+        let first = dump(&store(&path, &schema), "deals", &FIELDS);
+        snapshot::wait_for_writes();
+        assert!(path.with_file_name("crm.db-columns/deals.arrow").exists());
+        // The same rows, columns, dictionaries and team index from the file.
+        assert_eq!(dump(&store(&path, &schema), "deals", &FIELDS), first);
+        doctor_snapshot(&path, &schema);
+        assert_eq!(amounts(&store(&path, &schema)), ["20", "40", "60"]);
+    }
+
+    #[test]
+    fn a_snapshot_of_another_generation_is_not_used_and_is_written_again() {
+        let (_dir, path, schema) = three_deals();
+        amounts(&store(&path, &schema));
+        doctor_snapshot(&path, &schema);
+        csv(
+            &path,
+            &schema,
+            "deals",
+            "id,team,stage,amount\nd4,hq,won,5\n",
+        );
+        assert_eq!(amounts(&store(&path, &schema)), ["10", "20", "30", "5"]);
+        // Written again at the new generation: the next store reads that one.
+        doctor_snapshot(&path, &schema);
+        assert_eq!(amounts(&store(&path, &schema)), ["20", "40", "60", "10"]);
+    }
+
+    #[test]
+    fn a_snapshot_of_another_schema_is_not_used() {
+        let (dir, path, schema) = three_deals();
+        amounts(&store(&path, &schema));
+        doctor_snapshot(&path, &schema);
+        let text = "[entity.teams.fields]\nname = \"text\"\nparent = \"text?\"\n\
+            [entity.deals]\nteam_field = \"team\"\n[entity.deals.fields]\nteam = \"text\"\n\
+            stage = \"text\"\nowner = \"text?\"\namount = \"real\"\nclosed_at = \"time?\"\n\
+            note = \"text?\"\n";
+        let wider = Arc::new(Schema::from_source(&Source::new("schema.toml", text)).unwrap());
+        db::migrate(&mut db::open(&path).unwrap(), &wider).unwrap();
+        assert_eq!(amounts(&store(&path, &wider)), ["10", "20", "30"]);
+        drop(dir);
+    }
+
+    #[test]
+    fn a_snapshot_of_another_database_at_the_same_path_is_not_used() {
+        let (_dir, path, schema) = three_deals();
+        amounts(&store(&path, &schema));
+        doctor_snapshot(&path, &schema);
+        // A new database with the same records and generations in its place.
+        let (_other_dir, other, _) = three_deals();
+        for ext in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{ext}", path.display()));
+        }
+        std::fs::copy(&other, &path).unwrap();
+        assert_eq!(amounts(&store(&path, &schema)), ["10", "20", "30"]);
+    }
+
+    #[test]
+    fn a_damaged_snapshot_is_not_used_and_is_written_again() {
+        let (_dir, path, schema) = three_deals();
+        let first = dump(&store(&path, &schema), "deals", &FIELDS);
+        snapshot::wait_for_writes();
+        let file = path.with_file_name("crm.db-columns/deals.arrow");
+        let mut bytes = std::fs::read(&file).unwrap();
+        bytes.truncate(bytes.len() - 3);
+        std::fs::write(&file, &bytes).unwrap();
+        assert_eq!(dump(&store(&path, &schema), "deals", &FIELDS), first);
+        doctor_snapshot(&path, &schema);
+        assert_eq!(amounts(&store(&path, &schema)), ["20", "40", "60"]);
+    }
+
+    #[test]
+    fn an_upsert_writes_the_patched_table_at_its_generation() {
+        let (_dir, path, schema) = three_deals();
+        let before = store(&path, &schema);
+        dump(&before, "deals", &FIELDS);
+        let ids = csv(
+            &path,
+            &schema,
+            "deals",
+            "id,team,stage,amount\nd2,north,won,25\n",
+        );
+        let after = before.after_upsert("deals", Some(&ids)).unwrap();
+        let want = dump(&after, "deals", &FIELDS);
+        // Written on a thread: wait until a new store reads it.
+        let started = std::time::Instant::now();
+        loop {
+            let conn = db::open(&path).unwrap();
+            let ent = schema.entity("deals").unwrap();
+            let tag = snapshot::current_tag(&conn, ent).unwrap().unwrap();
+            if snapshot::read(&snapshot::dir_of(&conn).unwrap(), ent, &tag).is_some() {
+                break;
+            }
+            assert!(
+                started.elapsed().as_secs() < 30,
+                "the patched table was not written"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        assert_eq!(dump(&store(&path, &schema), "deals", &FIELDS), want);
+        doctor_snapshot(&path, &schema);
+        assert_eq!(amounts(&store(&path, &schema)), ["20", "50", "60"]);
     }
 }
