@@ -11,6 +11,7 @@
 mod column;
 mod load;
 mod patch;
+mod preload;
 mod snapshot;
 
 pub use column::{Column, Dict, NULL_CODE, NULL_INT, Table};
@@ -29,6 +30,7 @@ use super::schema::{Entity, OWNERS, OwnerLink, Schema, TEAMS};
 use super::teams::TeamTree;
 use load::load_columns;
 use patch::patch;
+use preload::Preload;
 
 /// Lazily loaded columns of every entity, read from one database.
 pub struct ColumnStore {
@@ -46,12 +48,15 @@ pub struct ColumnStore {
     epoch: Arc<AtomicU64>,
     /// Where the column snapshots of the database live (None: in memory, or turned off).
     snapshot: Option<PathBuf>,
+    /// The snapshots being read ahead (see [`ColumnStore::prefetch`]).
+    preload: Option<Arc<Preload>>,
 }
 
 impl ColumnStore {
     pub fn new(conn: Connection, schema: Arc<Schema>) -> ColumnStore {
         ColumnStore {
             snapshot: snapshot::dir_of(&conn),
+            preload: None,
             conn: Arc::new(Mutex::new(conn)),
             schema,
             tables: Mutex::new(HashMap::new()),
@@ -86,11 +91,34 @@ impl ColumnStore {
     }
 
     /// Reads these fields of an entity in the same scan as its first use
-    /// (fields the configuration's formulas name; unknown names are skipped).
+    /// (fields the configuration's formulas name; unknown names are skipped),
+    /// and starts reading the snapshots of these entities ahead on a thread.
     pub fn prefetch(
         mut self,
         fields: &std::collections::BTreeMap<String, Vec<String>>,
     ) -> ColumnStore {
+        self = self.with_prefetch(fields);
+        let db = self
+            .conn
+            .lock()
+            .expect("connection lock")
+            .path()
+            .map(PathBuf::from);
+        if let (Some(db), Some(dir)) = (db, &self.snapshot) {
+            let entities = fields.keys().cloned().collect();
+            self.preload = Some(Preload::start(
+                db,
+                dir.clone(),
+                self.schema.clone(),
+                entities,
+            ));
+        }
+        self
+    }
+
+    /// [`ColumnStore::prefetch`] without reading ahead (a derived store
+    /// keeps the tables it was derived with).
+    fn with_prefetch(mut self, fields: &std::collections::BTreeMap<String, Vec<String>>) -> Self {
         self.prefetch = fields.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
         self
     }
@@ -234,25 +262,22 @@ impl ColumnStore {
         Ok(table)
     }
 
-    /// The valid snapshot of `ent`: its generation and columns (every one it holds).
+    /// The valid snapshot of `ent`: its generation and columns (every one it
+    /// holds), from the preload when it read it.
     fn read_snapshot(
         &self,
         conn: &Connection,
         ent: &Entity,
-    ) -> Result<Option<(i64, Vec<i64>, HashMap<String, Arc<Column>>)>, StoreError> {
+    ) -> Result<Option<snapshot::Snap>, StoreError> {
         let Some(dir) = &self.snapshot else {
             return Ok(None);
         };
-        let started = std::time::Instant::now();
-        let Some(tag) = snapshot::current_tag(conn, ent)? else {
-            return Ok(None);
-        };
-        let Some((rowids, columns)) = snapshot::read(dir, ent, &tag) else {
-            return Ok(None);
-        };
-        let fields: Vec<&String> = columns.keys().collect();
-        tracing::debug!(entity = %ent.name, source = "snapshot", ?fields, rows = rowids.len(), ms = started.elapsed().as_millis() as u64, "loaded columns");
-        Ok(Some((tag.generation, rowids, columns)))
+        if let Some(preload) = &self.preload
+            && let preload::Claim::Read(read) = preload.claim(&ent.name)
+        {
+            return Ok(read);
+        }
+        Ok(snapshot::load(conn, dir, ent)?)
     }
 
     /// Writes the snapshot of `table` on a thread (when it has a known
@@ -317,8 +342,9 @@ impl ColumnStore {
             prefetch: HashMap::new(),
             epoch: self.epoch.clone(),
             snapshot: self.snapshot.clone(),
+            preload: None,
         }
-        .prefetch(prefetch)
+        .with_prefetch(prefetch)
     }
 
     /// The store to serve after records of `entity` were upserted into this
@@ -400,6 +426,7 @@ impl ColumnStore {
             prefetch: self.prefetch.clone(),
             epoch: self.epoch.clone(),
             snapshot: self.snapshot.clone(),
+            preload: None,
         })
     }
 

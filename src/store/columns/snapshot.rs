@@ -52,6 +52,9 @@ pub const ENV: &str = "KPI_COLUMN_SNAPSHOT";
 /// Row ids in rowid order, and the columns by field name.
 pub(super) type Columns = (Vec<i64>, HashMap<String, Arc<Column>>);
 
+/// A valid snapshot read: its generation, row ids and columns.
+pub(super) type Snap = (i64, Vec<i64>, HashMap<String, Arc<Column>>);
+
 /// What a snapshot of an entity must match to be used.
 #[derive(Debug, Clone, PartialEq)]
 pub(super) struct Tag {
@@ -89,7 +92,7 @@ pub(super) fn dir_of(conn: &Connection) -> Option<PathBuf> {
     Some(Path::new(path).with_file_name(name))
 }
 
-fn file_of(dir: &Path, entity: &str) -> PathBuf {
+pub(super) fn file_of(dir: &Path, entity: &str) -> PathBuf {
     dir.join(format!("{entity}.arrow"))
 }
 
@@ -163,6 +166,21 @@ pub(super) fn current_tag(conn: &Connection, ent: &Entity) -> rusqlite::Result<O
         max_rowid: max_rowid(conn, &ent.name)?,
         fields: fingerprint(ent),
     }))
+}
+
+/// The snapshot of `ent` in `dir` when it is valid for the database `conn`
+/// opened as it is now (and the database has an id).
+pub(super) fn load(conn: &Connection, dir: &Path, ent: &Entity) -> rusqlite::Result<Option<Snap>> {
+    let started = std::time::Instant::now();
+    let Some(tag) = current_tag(conn, ent)? else {
+        return Ok(None);
+    };
+    let Some((rowids, columns)) = read(dir, ent, &tag) else {
+        return Ok(None);
+    };
+    let fields: Vec<&String> = columns.keys().collect();
+    tracing::debug!(entity = %ent.name, source = "snapshot", ?fields, rows = rowids.len(), ms = started.elapsed().as_millis() as u64, "loaded columns");
+    Ok(Some((tag.generation, rowids, columns)))
 }
 
 /// The columns of the snapshot of `ent` in `dir`, when its tag is `want` and
@@ -565,16 +583,16 @@ fn nulls<T>(v: &[T], valid: impl Fn(&T) -> bool) -> Option<NullBuffer> {
 /// dictionary texts), as decoded: what the file must give back.
 fn checksum(rowids: &[i64], columns: &HashMap<String, Arc<Column>>) -> u64 {
     let mut sum = Sum::default();
-    sum.words(rowids.iter().map(|r| *r as u64));
+    sum.words(rowids, |r| r as u64);
     let mut names: Vec<&String> = columns.keys().collect();
     names.sort_unstable();
     for name in names {
         sum.bytes(name.as_bytes());
         match &*columns[name] {
-            Column::Int(v) => sum.words(v.iter().map(|x| *x as u64)),
-            Column::Real(v) => sum.words(v.iter().map(|x| x.to_bits())),
+            Column::Int(v) => sum.words(v, |x| x as u64),
+            Column::Real(v) => sum.words(v, f64::to_bits),
             Column::Text { codes, dict } => {
-                sum.words(codes.iter().map(|c| u64::from(*c)));
+                sum.words(codes, u64::from);
                 for s in &dict.values {
                     sum.bytes(s.as_bytes());
                 }
@@ -585,37 +603,51 @@ fn checksum(rowids: &[i64], columns: &HashMap<String, Arc<Column>>) -> u64 {
 }
 
 /// Four independent multiply-rotate lanes (each step a bijection of the
-/// state, so any single changed word changes the result), combined at the end.
+/// state, so any single changed word changes the result), combined at the
+/// end; a column feeds them four words at a time, so the multiplications
+/// overlap.
 #[derive(Default)]
 struct Sum {
     lanes: [u64; 4],
-    n: usize,
+    n: u64,
 }
 
 impl Sum {
     const K: u64 = 0x9e37_79b9_7f4a_7c15;
 
-    fn words(&mut self, words: impl Iterator<Item = u64>) {
-        for w in words {
-            let lane = &mut self.lanes[self.n & 3];
-            *lane = (lane.rotate_left(23) ^ w).wrapping_mul(Self::K);
-            self.n += 1;
+    fn step(h: u64, w: u64) -> u64 {
+        (h.rotate_left(23) ^ w).wrapping_mul(Self::K)
+    }
+
+    fn words<T: Copy>(&mut self, v: &[T], word: impl Fn(T) -> u64) {
+        let mut chunks = v.chunks_exact(4);
+        let [mut a, mut b, mut c, mut d] = self.lanes;
+        for w in &mut chunks {
+            a = Self::step(a, word(w[0]));
+            b = Self::step(b, word(w[1]));
+            c = Self::step(c, word(w[2]));
+            d = Self::step(d, word(w[3]));
         }
+        for w in chunks.remainder() {
+            a = Self::step(a, word(*w));
+        }
+        self.lanes = [a, b, c, d];
+        self.n += v.len() as u64;
     }
 
     fn bytes(&mut self, b: &[u8]) {
-        self.words(std::iter::once(b.len() as u64));
-        self.words(b.chunks(8).map(|c| {
+        let mut h = Self::step(self.lanes[0], b.len() as u64);
+        for c in b.chunks(8) {
             let mut w = [0u8; 8];
             w[..c.len()].copy_from_slice(c);
-            u64::from_le_bytes(w)
-        }));
+            h = Self::step(h, u64::from_le_bytes(w));
+        }
+        self.lanes[0] = h;
+        self.n += 1;
     }
 
     fn finish(&self) -> u64 {
-        self.lanes.iter().fold(self.n as u64, |h, l| {
-            (h.rotate_left(23) ^ l).wrapping_mul(Self::K)
-        })
+        (self.lanes.iter()).fold(self.n, |h, l| Self::step(h, *l))
     }
 }
 
