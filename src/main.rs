@@ -20,7 +20,10 @@ fn main() -> ExitCode {
         _ => ("error", false),
     };
     cli::log::init(default_level, json);
-    match run(cli) {
+    let result = run(cli);
+    // A column snapshot being written is finished, not left as a temporary file.
+    kpi_engine::store::columns::wait_for_snapshot_writes();
+    match result {
         Ok(code) => code,
         Err(UserError(message)) => {
             eprintln!("{}", message.trim_end());

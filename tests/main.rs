@@ -11,6 +11,7 @@ mod alerts_state;
 mod browser;
 mod cli;
 mod cli_usage;
+mod column_snapshot;
 mod dashboard_pages;
 mod freeze;
 mod history;

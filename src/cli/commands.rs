@@ -270,6 +270,9 @@ fn eval(root: &Path, db: &Path, args: &EvalArgs) -> Res<ExitCode> {
         })
         .map_err(option_error)?;
     output::reports(&snapshot.config, &reports, args);
+    // The process ends here: freeing every column and dictionary string one
+    // by one would only delay the exit (about 7% of a cold evaluation at 1M deals).
+    std::mem::forget((reports, snapshot, engine));
     Ok(ExitCode::SUCCESS)
 }
 

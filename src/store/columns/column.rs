@@ -10,25 +10,45 @@ pub const NULL_INT: i64 = i64::MIN;
 pub const NULL_CODE: u32 = u32::MAX;
 
 /// Distinct text values of one column, each with a small integer code.
+///
+/// The index from value to code is built on first use: a dictionary read from
+/// a snapshot is used by code, and hashing its values up front (for example
+/// every deal id of `stage_events.deal`) would cost what reading it saves.
 #[derive(Debug, Default, Clone)]
 pub struct Dict {
     pub values: Vec<Arc<str>>,
-    index: rustc_hash::FxHashMap<Arc<str>, u32>,
+    index: OnceLock<rustc_hash::FxHashMap<Arc<str>, u32>>,
 }
 
 impl Dict {
+    /// A dictionary of these values, coded in order (the values are distinct).
+    pub(super) fn from_values(values: impl Iterator<Item = Arc<str>>) -> Dict {
+        Dict {
+            values: values.collect(),
+            index: OnceLock::new(),
+        }
+    }
+
     pub fn code(&self, s: &str) -> Option<u32> {
-        self.index.get(s).copied()
+        self.index().get(s).copied()
+    }
+
+    fn index(&self) -> &rustc_hash::FxHashMap<Arc<str>, u32> {
+        self.index
+            .get_or_init(|| (self.values.iter().cloned()).zip(0..).collect())
     }
 
     pub(super) fn intern(&mut self, s: &str) -> u32 {
-        if let Some(c) = self.index.get(s) {
-            return *c;
+        if let Some(c) = self.code(s) {
+            return c;
         }
         let code = self.values.len() as u32;
         let v: Arc<str> = Arc::from(s);
         self.values.push(v.clone());
-        self.index.insert(v, code);
+        self.index
+            .get_mut()
+            .expect("built by code()")
+            .insert(v, code);
         code
     }
 }
@@ -85,6 +105,10 @@ pub struct Table {
     pub(super) team_rows: OnceLock<Arc<Vec<u32>>>,
     /// Owner index of each row (u32::MAX: no known owner).
     pub(super) owner_rows: OnceLock<Arc<Vec<u32>>>,
+    /// The entity's `_kpi_data` generation every loaded column reflects, when
+    /// known (None after a load or patch that cannot tell): what a snapshot
+    /// of the table is tagged with.
+    pub(super) generation: Option<i64>,
 }
 
 impl Table {
@@ -104,6 +128,7 @@ impl Table {
             columns: RwLock::new(self.columns.read().expect("columns lock").clone()),
             team_rows: OnceLock::new(),
             owner_rows: OnceLock::new(),
+            generation: self.generation,
         }
     }
 
@@ -115,6 +140,7 @@ impl Table {
             columns: RwLock::new(self.columns.read().expect("columns lock").clone()),
             team_rows: self.team_rows.clone(),
             owner_rows: OnceLock::new(),
+            generation: self.generation,
         }
     }
 

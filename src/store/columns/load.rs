@@ -10,22 +10,46 @@ use super::column::{Column, Dict, NULL_CODE, NULL_INT};
 use crate::store::StoreError;
 use crate::store::schema::{Entity, FieldType};
 
-/// Row ids, and the columns read, by field name.
-pub(super) type Loaded = (Vec<i64>, HashMap<String, Arc<Column>>);
+/// Columns read out of SQLite.
+pub(super) struct Loaded {
+    /// Row ids in rowid order.
+    pub rowids: Vec<i64>,
+    /// The columns read, by field name.
+    pub columns: HashMap<String, Arc<Column>>,
+    /// The entity's `_kpi_data` generation, read in the same transaction.
+    pub generation: i64,
+}
 
-/// Reads `fields` of every row of `entity` in rowid order.
+/// Reads `fields` of every row of `entity` in rowid order, and the entity's
+/// generation as of the same read.
 pub(super) fn load_columns(
     conn: &Connection,
     entity: &Entity,
     fields: &[&str],
 ) -> Result<Loaded, StoreError> {
     let started = std::time::Instant::now();
-    let loaded = read_columns(conn, entity, fields)?;
-    tracing::debug!(entity = %entity.name, ?fields, rows = loaded.0.len(), ms = started.elapsed().as_millis() as u64, "loaded columns");
-    Ok(loaded)
+    // One read transaction: the generation is the one the rows are at.
+    let tx = if conn.is_autocommit() {
+        Some(conn.unchecked_transaction()?)
+    } else {
+        None
+    };
+    let generation = super::snapshot::generation(conn, &entity.name)?;
+    let (rowids, columns) = read_columns(conn, entity, fields)?;
+    drop(tx);
+    tracing::debug!(entity = %entity.name, source = "sqlite", ?fields, rows = rowids.len(), ms = started.elapsed().as_millis() as u64, "loaded columns");
+    Ok(Loaded {
+        rowids,
+        columns,
+        generation,
+    })
 }
 
-fn read_columns(conn: &Connection, entity: &Entity, fields: &[&str]) -> Result<Loaded, StoreError> {
+fn read_columns(
+    conn: &Connection,
+    entity: &Entity,
+    fields: &[&str],
+) -> Result<super::snapshot::Columns, StoreError> {
     let mut types = Vec::with_capacity(fields.len());
     for f in fields {
         let field = entity.field(f).ok_or_else(|| entity.unknown_field(f))?;

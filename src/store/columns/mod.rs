@@ -11,10 +11,14 @@
 mod column;
 mod load;
 mod patch;
+mod preload;
+mod snapshot;
 
 pub use column::{Column, Dict, NULL_CODE, NULL_INT, Table};
+pub use snapshot::{ENV as SNAPSHOT_ENV, wait_for_writes as wait_for_snapshot_writes};
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
@@ -26,6 +30,7 @@ use super::schema::{Entity, OWNERS, OwnerLink, Schema, TEAMS};
 use super::teams::TeamTree;
 use load::load_columns;
 use patch::patch;
+use preload::Preload;
 
 /// Lazily loaded columns of every entity, read from one database.
 pub struct ColumnStore {
@@ -41,11 +46,17 @@ pub struct ColumnStore {
     /// Counts tables read again because their rows changed underneath (another
     /// writer): results computed before a change are stale (see [`ColumnStore::epoch`]).
     epoch: Arc<AtomicU64>,
+    /// Where the column snapshots of the database live (None: in memory, or turned off).
+    snapshot: Option<PathBuf>,
+    /// The snapshots being read ahead (see [`ColumnStore::prefetch`]).
+    preload: Option<Arc<Preload>>,
 }
 
 impl ColumnStore {
     pub fn new(conn: Connection, schema: Arc<Schema>) -> ColumnStore {
         ColumnStore {
+            snapshot: snapshot::dir_of(&conn),
+            preload: None,
             conn: Arc::new(Mutex::new(conn)),
             schema,
             tables: Mutex::new(HashMap::new()),
@@ -80,11 +91,34 @@ impl ColumnStore {
     }
 
     /// Reads these fields of an entity in the same scan as its first use
-    /// (fields the configuration's formulas name; unknown names are skipped).
+    /// (fields the configuration's formulas name; unknown names are skipped),
+    /// and starts reading the snapshots of these entities ahead on a thread.
     pub fn prefetch(
         mut self,
         fields: &std::collections::BTreeMap<String, Vec<String>>,
     ) -> ColumnStore {
+        self = self.with_prefetch(fields);
+        let db = self
+            .conn
+            .lock()
+            .expect("connection lock")
+            .path()
+            .map(PathBuf::from);
+        if let (Some(db), Some(dir)) = (db, &self.snapshot) {
+            let entities = fields.keys().cloned().collect();
+            self.preload = Some(Preload::start(
+                db,
+                dir.clone(),
+                self.schema.clone(),
+                entities,
+            ));
+        }
+        self
+    }
+
+    /// [`ColumnStore::prefetch`] without reading ahead (a derived store
+    /// keeps the tables it was derived with).
+    fn with_prefetch(mut self, fields: &std::collections::BTreeMap<String, Vec<String>>) -> Self {
         self.prefetch = fields.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
         self
     }
@@ -149,48 +183,135 @@ impl ColumnStore {
             return Ok(t);
         }
         let conn = self.conn.lock().expect("connection lock");
-        let (rowids, loaded) = load_columns(&conn, ent, &missing)?;
         let table = match existing {
-            Some(t) if t.rowids == rowids => {
-                t.columns.write().expect("columns lock").extend(loaded);
-                t
-            }
-            // First load, or the rows changed underneath: start a fresh table
-            // with every column the old one had.
-            old => {
-                let old_rows_changed = old.is_some();
-                let mut all: Vec<String> = old
-                    .map(|t| {
-                        t.columns
-                            .read()
-                            .expect("columns lock")
-                            .keys()
-                            .cloned()
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                let (rowids, loaded) = if all.is_empty() {
-                    (rowids, loaded)
-                } else {
-                    all.extend(missing.iter().map(|s| s.to_string()));
-                    let names: Vec<&str> = all.iter().map(String::as_str).collect();
-                    load_columns(&conn, ent, &names)?
-                };
-                if old_rows_changed {
-                    self.epoch.fetch_add(1, Ordering::AcqRel);
+            None => self.read_first(&conn, ent, &missing)?,
+            Some(t) => {
+                let loaded = load_columns(&conn, ent, &missing)?;
+                if t.rowids == loaded.rowids {
+                    t.columns
+                        .write()
+                        .expect("columns lock")
+                        .extend(loaded.columns);
+                    if t.generation == Some(loaded.generation) {
+                        self.persist(&conn, ent, &t);
+                    }
+                    return Ok(t);
                 }
-                let t = Arc::new(Table {
-                    entity: entity.to_string(),
-                    rowids,
-                    columns: RwLock::new(loaded),
-                    team_rows: OnceLock::new(),
-                    owner_rows: OnceLock::new(),
-                });
-                tables.insert(entity.to_string(), t.clone());
-                t
+                // The rows changed underneath: start a fresh table with
+                // every column the old one had.
+                let mut all: Vec<String> = t
+                    .columns
+                    .read()
+                    .expect("columns lock")
+                    .keys()
+                    .cloned()
+                    .collect();
+                all.extend(missing.iter().map(|s| s.to_string()));
+                let names: Vec<&str> = all.iter().map(String::as_str).collect();
+                self.epoch.fetch_add(1, Ordering::AcqRel);
+                self.read_sqlite(&conn, ent, &names)?
             }
         };
+        tables.insert(entity.to_string(), table.clone());
         Ok(table)
+    }
+
+    /// The first load of `ent`: its snapshot when it is valid (with the
+    /// fields it lacks read from SQLite and the snapshot rewritten with
+    /// them), else `fields` read from SQLite.
+    fn read_first(
+        &self,
+        conn: &Connection,
+        ent: &Entity,
+        fields: &[&str],
+    ) -> Result<Arc<Table>, StoreError> {
+        let Some((generation, rowids, mut columns)) = self.read_snapshot(conn, ent)? else {
+            return self.read_sqlite(conn, ent, fields);
+        };
+        let absent: Vec<&str> = fields
+            .iter()
+            .copied()
+            .filter(|f| !columns.contains_key(*f))
+            .collect();
+        if absent.is_empty() {
+            return Ok(new_table(ent, rowids, columns, Some(generation)));
+        }
+        let more = load_columns(conn, ent, &absent)?;
+        if more.generation != generation || more.rowids != rowids {
+            // Written meanwhile: the snapshot is behind; read every field again.
+            let mut all: Vec<&str> = columns.keys().map(String::as_str).collect();
+            all.extend(&absent);
+            return self.read_sqlite(conn, ent, &all);
+        }
+        columns.extend(more.columns);
+        let table = new_table(ent, rowids, columns, Some(generation));
+        self.persist(conn, ent, &table);
+        Ok(table)
+    }
+
+    /// `fields` of `ent` read from SQLite into a new table, written to the snapshot.
+    fn read_sqlite(
+        &self,
+        conn: &Connection,
+        ent: &Entity,
+        fields: &[&str],
+    ) -> Result<Arc<Table>, StoreError> {
+        let loaded = load_columns(conn, ent, fields)?;
+        let table = new_table(ent, loaded.rowids, loaded.columns, Some(loaded.generation));
+        self.persist(conn, ent, &table);
+        Ok(table)
+    }
+
+    /// The valid snapshot of `ent`: its generation and columns (every one it
+    /// holds), from the preload when it read it.
+    fn read_snapshot(
+        &self,
+        conn: &Connection,
+        ent: &Entity,
+    ) -> Result<Option<snapshot::Snap>, StoreError> {
+        let Some(dir) = &self.snapshot else {
+            return Ok(None);
+        };
+        if let Some(preload) = &self.preload
+            && let preload::Claim::Read(read) = preload.claim(&ent.name)
+        {
+            return Ok(read);
+        }
+        Ok(snapshot::load(conn, dir, ent)?)
+    }
+
+    /// Writes the snapshot of `table` on a thread (when it has a known
+    /// generation and the store has a snapshot directory): a load or an
+    /// ingest does not wait for it. A failure is logged, never returned: the
+    /// snapshot is a cache.
+    fn persist(&self, conn: &Connection, ent: &Entity, table: &Arc<Table>) {
+        if let Some((dir, tag)) = self.snapshot_tag(conn, ent, table) {
+            // The columns as they are now: a column added later may be of another generation.
+            let columns = table.columns.read().expect("columns lock").clone();
+            snapshot::write_later(dir, ent.clone(), tag, table.clone(), columns);
+        }
+    }
+
+    /// Where and with which tag `table` is to be written, if it can be.
+    fn snapshot_tag(
+        &self,
+        conn: &Connection,
+        ent: &Entity,
+        table: &Table,
+    ) -> Option<(PathBuf, snapshot::Tag)> {
+        let (dir, generation) = (self.snapshot.as_ref()?, table.generation?);
+        let database = snapshot::database_id(conn, true)
+            .inspect_err(
+                |e| tracing::debug!(entity = %ent.name, "no column snapshot: the database id: {e}"),
+            )
+            .ok()??;
+        let tag = snapshot::Tag {
+            database,
+            generation,
+            max_rowid: table.rowids.last().copied().unwrap_or(i64::MIN),
+            fields: snapshot::fingerprint(ent),
+        };
+        Some((dir.clone(), tag))
     }
 
     /// A store for `schema` over the same database and connection, reading
@@ -220,8 +341,10 @@ impl ColumnStore {
             owners: self.owners.clone(),
             prefetch: HashMap::new(),
             epoch: self.epoch.clone(),
+            snapshot: self.snapshot.clone(),
+            preload: None,
         }
-        .prefetch(prefetch)
+        .with_prefetch(prefetch)
     }
 
     /// The store to serve after records of `entity` were upserted into this
@@ -271,14 +394,21 @@ impl ColumnStore {
                 let started = std::time::Instant::now();
                 let conn = self.conn.lock().expect("connection lock");
                 match patch(&conn, ent, &old, self.teams.get().map(|t| &**t), ids)? {
-                    Some(t) => {
+                    Some(mut t) => {
+                        // The engine passes ids only when this upsert was the one
+                        // write since its last look: if the old table was read at
+                        // the generation before, the patched one is at this one.
+                        let now = snapshot::generation(&conn, entity)?;
+                        t.generation = old.generation.filter(|g| g + 1 == now).map(|_| now);
+                        let t = Arc::new(t);
+                        self.persist(&conn, ent, &t);
                         tracing::debug!(
                             entity,
                             rows = ids.len(),
                             ms = started.elapsed().as_millis() as u64,
                             "patched columns"
                         );
-                        tables.insert(entity.to_string(), Arc::new(t));
+                        tables.insert(entity.to_string(), t);
                     }
                     None => tracing::info!(
                         "the rows of {entity} changed underneath; its columns are read again"
@@ -295,6 +425,8 @@ impl ColumnStore {
             owners,
             prefetch: self.prefetch.clone(),
             epoch: self.epoch.clone(),
+            snapshot: self.snapshot.clone(),
+            preload: None,
         })
     }
 
@@ -425,6 +557,23 @@ impl ColumnStore {
             _ => vec![u32::MAX; t.len()],
         })
     }
+}
+
+/// A new table of `ent` (indexes to be computed).
+fn new_table(
+    ent: &Entity,
+    rowids: Vec<i64>,
+    columns: HashMap<String, Arc<Column>>,
+    generation: Option<i64>,
+) -> Arc<Table> {
+    Arc::new(Table {
+        entity: ent.name.clone(),
+        rowids,
+        columns: RwLock::new(columns),
+        team_rows: OnceLock::new(),
+        owner_rows: OnceLock::new(),
+        generation,
+    })
 }
 
 /// The text of row `row` of a text column, if it has one.
@@ -564,5 +713,163 @@ mod tests {
             dump(&fresh, "deals", &FIELDS)
         );
         assert_ne!(dump(&next, "deals", &FIELDS), before);
+    }
+
+    /// A database of two teams and three deals, and its path.
+    fn three_deals() -> (tempfile::TempDir, std::path::PathBuf, Arc<Schema>) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("crm.db");
+        let schema = schema();
+        db::migrate(&mut db::open(&path).unwrap(), &schema).unwrap();
+        csv(
+            &path,
+            &schema,
+            "teams",
+            "id,name,parent\nhq,HQ,\nnorth,North,hq\n",
+        );
+        csv(
+            &path,
+            &schema,
+            "deals",
+            "id,team,stage,owner,amount,closed_at\nd1,north,won,ann,10,2026-01-02\n\
+             d2,hq,lost,,20,\nd3,north,won,bob,30,2026-02-03\n",
+        );
+        (dir, path, schema)
+    }
+
+    fn store(path: &std::path::Path, schema: &Arc<Schema>) -> ColumnStore {
+        ColumnStore::new(db::open(path).unwrap(), schema.clone())
+    }
+
+    /// Rewrites the snapshot of deals, valid for the database as it is now,
+    /// with every amount doubled: what a store reads shows whether it used it.
+    fn doctor_snapshot(path: &std::path::Path, schema: &Arc<Schema>) {
+        snapshot::wait_for_writes();
+        let conn = db::open(path).unwrap();
+        let ent = schema.entity("deals").unwrap();
+        let tag = snapshot::current_tag(&conn, ent)
+            .unwrap()
+            .expect("a database id");
+        let dir = snapshot::dir_of(&conn).unwrap();
+        let (rowids, mut cols) = snapshot::read(&dir, ent, &tag).expect("a valid snapshot");
+        let Column::Real(v) = &*cols["amount"] else {
+            panic!()
+        };
+        let doubled = Column::Real(v.iter().map(|x| x * 2.0).collect());
+        cols.insert("amount".into(), Arc::new(doubled));
+        snapshot::write(&dir, ent, &tag, &rowids, &cols).unwrap();
+    }
+
+    fn amounts(store: &ColumnStore) -> Vec<String> {
+        let t = store.table("deals", &["amount"]).unwrap();
+        let Column::Real(v) = &*t.column("amount").unwrap() else {
+            panic!()
+        };
+        v.iter().map(|x| x.to_string()).collect()
+    }
+
+    #[test]
+    fn a_new_store_reads_the_snapshot_the_first_one_wrote() {
+        let (_dir, path, schema) = three_deals();
+        let first = dump(&store(&path, &schema), "deals", &FIELDS);
+        snapshot::wait_for_writes();
+        assert!(path.with_file_name("crm.db-columns/deals.arrow").exists());
+        // The same rows, columns, dictionaries and team index from the file.
+        assert_eq!(dump(&store(&path, &schema), "deals", &FIELDS), first);
+        doctor_snapshot(&path, &schema);
+        assert_eq!(amounts(&store(&path, &schema)), ["20", "40", "60"]);
+    }
+
+    #[test]
+    fn a_snapshot_of_another_generation_is_not_used_and_is_written_again() {
+        let (_dir, path, schema) = three_deals();
+        amounts(&store(&path, &schema));
+        doctor_snapshot(&path, &schema);
+        csv(
+            &path,
+            &schema,
+            "deals",
+            "id,team,stage,amount\nd4,hq,won,5\n",
+        );
+        assert_eq!(amounts(&store(&path, &schema)), ["10", "20", "30", "5"]);
+        // Written again at the new generation: the next store reads that one.
+        doctor_snapshot(&path, &schema);
+        assert_eq!(amounts(&store(&path, &schema)), ["20", "40", "60", "10"]);
+    }
+
+    #[test]
+    fn a_snapshot_of_another_schema_is_not_used() {
+        let (dir, path, schema) = three_deals();
+        amounts(&store(&path, &schema));
+        doctor_snapshot(&path, &schema);
+        let text = "[entity.teams.fields]\nname = \"text\"\nparent = \"text?\"\n\
+            [entity.deals]\nteam_field = \"team\"\n[entity.deals.fields]\nteam = \"text\"\n\
+            stage = \"text\"\nowner = \"text?\"\namount = \"real\"\nclosed_at = \"time?\"\n\
+            note = \"text?\"\n";
+        let wider = Arc::new(Schema::from_source(&Source::new("schema.toml", text)).unwrap());
+        db::migrate(&mut db::open(&path).unwrap(), &wider).unwrap();
+        assert_eq!(amounts(&store(&path, &wider)), ["10", "20", "30"]);
+        drop(dir);
+    }
+
+    #[test]
+    fn a_snapshot_of_another_database_at_the_same_path_is_not_used() {
+        let (_dir, path, schema) = three_deals();
+        amounts(&store(&path, &schema));
+        doctor_snapshot(&path, &schema);
+        // A new database with the same records and generations in its place.
+        let (_other_dir, other, _) = three_deals();
+        for ext in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{ext}", path.display()));
+        }
+        std::fs::copy(&other, &path).unwrap();
+        assert_eq!(amounts(&store(&path, &schema)), ["10", "20", "30"]);
+    }
+
+    #[test]
+    fn a_damaged_snapshot_is_not_used_and_is_written_again() {
+        let (_dir, path, schema) = three_deals();
+        let first = dump(&store(&path, &schema), "deals", &FIELDS);
+        snapshot::wait_for_writes();
+        let file = path.with_file_name("crm.db-columns/deals.arrow");
+        let mut bytes = std::fs::read(&file).unwrap();
+        bytes.truncate(bytes.len() - 3);
+        std::fs::write(&file, &bytes).unwrap();
+        assert_eq!(dump(&store(&path, &schema), "deals", &FIELDS), first);
+        doctor_snapshot(&path, &schema);
+        assert_eq!(amounts(&store(&path, &schema)), ["20", "40", "60"]);
+    }
+
+    #[test]
+    fn an_upsert_writes_the_patched_table_at_its_generation() {
+        let (_dir, path, schema) = three_deals();
+        let before = store(&path, &schema);
+        dump(&before, "deals", &FIELDS);
+        let ids = csv(
+            &path,
+            &schema,
+            "deals",
+            "id,team,stage,amount\nd2,north,won,25\n",
+        );
+        let after = before.after_upsert("deals", Some(&ids)).unwrap();
+        let want = dump(&after, "deals", &FIELDS);
+        // Written on a thread: wait until a new store reads it.
+        let started = std::time::Instant::now();
+        loop {
+            let conn = db::open(&path).unwrap();
+            let ent = schema.entity("deals").unwrap();
+            let tag = snapshot::current_tag(&conn, ent).unwrap().unwrap();
+            if snapshot::read(&snapshot::dir_of(&conn).unwrap(), ent, &tag).is_some() {
+                break;
+            }
+            assert!(
+                started.elapsed().as_secs() < 30,
+                "the patched table was not written"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        assert_eq!(dump(&store(&path, &schema), "deals", &FIELDS), want);
+        doctor_snapshot(&path, &schema);
+        assert_eq!(amounts(&store(&path, &schema)), ["20", "50", "60"]);
     }
 }

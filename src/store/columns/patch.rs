@@ -131,6 +131,7 @@ pub(super) fn patch(
         columns: RwLock::new(patched),
         team_rows,
         owner_rows: OnceLock::new(),
+        generation: None,
     }))
 }
 
