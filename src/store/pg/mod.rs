@@ -59,7 +59,10 @@ pub fn connect(url: &str) -> Result<Client, StoreError> {
 
 /// A connection whose errors name the database (without its password).
 fn open(url: &str) -> Result<Client, StoreError> {
-    Client::connect(url, NoTls).map_err(|e| StoreError::Open(redacted(url), describe(&e)))
+    let mut client =
+        Client::connect(url, NoTls).map_err(|e| StoreError::Open(redacted(url), describe(&e)))?;
+    client.batch_execute(sql::QUIET)?;
+    Ok(client)
 }
 
 /// A store over a new, private schema of the database at `url` holding only

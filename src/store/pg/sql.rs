@@ -77,6 +77,10 @@ pub fn column_type(ty: FieldType) -> &'static str {
 
 // ---------------------------------------------------------------- schema
 
+/// Said first on every connection: PostgreSQL's notices ("relation … already
+/// exists, skipping" of every `CREATE … IF NOT EXISTS`) are not logged.
+pub const QUIET: &str = "SET client_min_messages TO warning";
+
 /// The engine's bookkeeping tables, made when missing.
 pub const BOOKKEEPING: &str = "CREATE TABLE IF NOT EXISTS _kpi_fields (
         entity text NOT NULL, field text NOT NULL, type text NOT NULL, optional boolean NOT NULL,
@@ -121,6 +125,11 @@ pub const GET_META: &str = "SELECT value FROM _kpi_meta WHERE key = $1";
 
 pub fn has_rows(entity: &Entity) -> String {
     format!("SELECT EXISTS (SELECT 1 FROM {})", ident(&entity.name))
+}
+
+/// Fresh planner statistics of an entity's table.
+pub fn analyze(entity: &Entity) -> String {
+    format!("ANALYZE {}", ident(&entity.name))
 }
 
 /// How many records an entity holds.
