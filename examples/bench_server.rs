@@ -17,7 +17,9 @@
 //! `--trials N` (50), `--runs N` (3; wrk and import repetitions), `--rows N`
 //! (1000000, the CSV is padded to it), `--work DIR` (a temp dir; the demo database
 //! is kept there and reused while scale and until match), `--kpi PATH` (the binary
-//! to measure, default target/release/kpi), `--parts freshness,http,memory,ingest,pages`.
+//! to measure, default target/release/kpi), `--parts freshness,http,memory,ingest,pages`,
+//! `--db postgres://…` (serve a PostgreSQL database instead: the demo is written there
+//! afresh on each run, and the ingest part, which compares SQLite imports, is skipped).
 //! Needs `wrk` and `sqlite3` on the PATH. Nothing is asserted: it prints figures.
 
 use std::io::{BufRead, BufReader, Write};
@@ -44,6 +46,8 @@ struct Opts {
     work: PathBuf,
     kpi: PathBuf,
     parts: Vec<String>,
+    /// A PostgreSQL URL to serve instead of a SQLite file.
+    db: Option<String>,
 }
 
 fn opts() -> Res<Opts> {
@@ -65,6 +69,7 @@ fn opts() -> Res<Opts> {
         parts: ["freshness", "http", "memory", "ingest", "pages"]
             .map(String::from)
             .to_vec(),
+        db: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -78,6 +83,7 @@ fn opts() -> Res<Opts> {
             "--work" => o.work = val()?.into(),
             "--kpi" => o.kpi = val()?.into(),
             "--parts" => o.parts = val()?.split(',').map(String::from).collect(),
+            "--db" => o.db = Some(val()?),
             "-h" | "--help" => {
                 println!("see the doc comment of examples/bench_server.rs");
                 std::process::exit(0);
@@ -104,7 +110,7 @@ fn main() -> Res<()> {
     if wants("freshness") || wants("http") || wants("memory") || wants("pages") {
         serve_benchmarks(&o, &pristine, &wants)?;
     }
-    if wants("ingest") {
+    if wants("ingest") && o.db.is_none() {
         ingest_benchmark(&o, &pristine)?;
     }
     Ok(())
@@ -192,6 +198,9 @@ fn copy_dir(from: &Path, to: &Path) -> Res<()> {
 fn kpi(o: &Opts, root: &Path) -> Command {
     let mut c = Command::new(&o.kpi);
     c.arg("--root").arg(root);
+    if let Some(db) = &o.db {
+        c.args(["--db", db]);
+    }
     c
 }
 
@@ -213,13 +222,37 @@ fn demo_db(o: &Opts) -> Res<PathBuf> {
     let db = o.work.join("pristine.db");
     let stamp = o.work.join("pristine.txt");
     let want = format!("scale={} until={}", o.scale, o.until);
+    if o.db.is_some() {
+        return pg_demo(o, &want);
+    }
     if db.exists() && std::fs::read_to_string(&stamp).unwrap_or_default() == want {
         println!("# demo database: {} (reused; {want})\n", db.display());
         return Ok(db);
     }
+    let _ = std::fs::remove_file(&stamp);
+    let root = write_demo(o, &format!("demo database ({want})"))?;
+    // One file, no WAL beside it, so it can be copied.
+    let conn = rusqlite::Connection::open(root.join("crm.db"))?;
+    conn.pragma_update(None, "journal_mode", "DELETE")?;
+    drop(conn);
+    std::fs::rename(root.join("crm.db"), &db)?;
+    std::fs::write(&stamp, want)?;
+    println!();
+    Ok(db)
+}
+
+/// The demo written into the PostgreSQL database of `--db` (the path it returns is unused).
+fn pg_demo(o: &Opts, want: &str) -> Res<PathBuf> {
+    let root = write_demo(o, &format!("demo written to PostgreSQL ({want})"))?;
+    println!();
+    Ok(root.join("crm.db"))
+}
+
+/// `kpi demo --force` for `--scale` and `--until` in a fresh demo root (into `--db` when
+/// given); prints how long it took and what it wrote. Returns the root.
+fn write_demo(o: &Opts, what: &str) -> Res<PathBuf> {
     let root = o.work.join("demo-root");
     fresh_root(&root)?;
-    let _ = std::fs::remove_file(&stamp);
     let t = Instant::now();
     let mut c = kpi(o, &root);
     c.args([
@@ -231,19 +264,9 @@ fn demo_db(o: &Opts) -> Res<PathBuf> {
         &o.until,
     ]);
     let out = run_ok(c)?;
-    println!(
-        "# demo database ({want}): {:.1} s",
-        t.elapsed().as_secs_f64()
-    );
+    println!("# {what}: {:.1} s", t.elapsed().as_secs_f64());
     println!("{}", out.trim());
-    // One file, no WAL beside it, so it can be copied.
-    let conn = rusqlite::Connection::open(root.join("crm.db"))?;
-    conn.pragma_update(None, "journal_mode", "DELETE")?;
-    drop(conn);
-    std::fs::rename(root.join("crm.db"), &db)?;
-    std::fs::write(&stamp, want)?;
-    println!();
-    Ok(db)
+    Ok(root)
 }
 
 // ---------------------------------------------------------------- the server
@@ -361,7 +384,9 @@ fn values_path() -> String {
 fn serve_benchmarks(o: &Opts, pristine: &Path, wants: &dyn Fn(&str) -> bool) -> Res<()> {
     let root = o.work.join("serve-root");
     fresh_root(&root)?;
-    std::fs::copy(pristine, root.join("crm.db"))?;
+    if o.db.is_none() {
+        std::fs::copy(pristine, root.join("crm.db"))?;
+    }
     let server = Server::start(o, &root)?;
     println!("# kpi serve");
     println!(

@@ -26,6 +26,9 @@ pub struct Metrics {
     pub outbox_pending: GaugeVec,
     pub http_requests: IntCounterVec,
     pub http_request_seconds: Histogram,
+    /// 1 while this process runs the alert scheduler (always on SQLite; on
+    /// PostgreSQL while it holds the scheduler's lease).
+    pub scheduler_leader: IntGauge,
 }
 
 /// How a delivery attempt ended, the `result` label of `kpi_notifications_total`.
@@ -102,6 +105,10 @@ fn build() -> Result<Metrics, prometheus::Error> {
             &["route", "status"],
         )?,
         http_request_seconds: seconds("kpi_http_request_seconds", "Time to answer a request")?,
+        scheduler_leader: IntGauge::new(
+            "kpi_alert_scheduler_leader",
+            "Whether this process runs the alert scheduler (1) or another one does (0)",
+        )?,
         registry,
     };
     let r = &m.registry;
@@ -115,6 +122,7 @@ fn build() -> Result<Metrics, prometheus::Error> {
     r.register(Box::new(m.outbox_pending.clone()))?;
     r.register(Box::new(m.http_requests.clone()))?;
     r.register(Box::new(m.http_request_seconds.clone()))?;
+    r.register(Box::new(m.scheduler_leader.clone()))?;
     Ok(m)
 }
 

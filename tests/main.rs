@@ -20,6 +20,8 @@ mod openapi;
 mod ops;
 mod ops_metrics;
 mod people;
+mod postgres_alerts;
+mod postgres_servers;
 mod postgres_store;
 mod router;
 mod server_alerts;

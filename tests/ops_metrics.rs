@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use alerts_common::robot::{Robot, Vendor};
 use serde_json::Value;
-use server_common::{Options, Server, root};
+use server_common::{Options, Server, root_with_missing_probe};
 
 /// One sample: name, labels, value.
 #[derive(Debug, Clone, PartialEq)]
@@ -251,16 +251,8 @@ fn dead_url() -> String {
 /// A root whose probe KPI misses its target for east, and two webhooks for
 /// it: one that takes every message, one that cannot be reached.
 fn root_with_hooks(good: &str, dead: &str) -> tempfile::TempDir {
-    let dir = root();
+    let dir = root_with_missing_probe();
     let kpis = dir.path().join("kpis");
-    std::fs::write(
-        kpis.join("probe.toml"),
-        "[kpi.probe]\nname = \"Probe\"\nunit = \"count\"\ndirection = \"higher\"\nformula = \"0.0\"\n",
-    )
-    .unwrap();
-    let mut targets = std::fs::read_to_string(kpis.join("targets.toml")).unwrap();
-    targets.push_str("\n[probe]\ndefault = 1.0\n");
-    std::fs::write(kpis.join("targets.toml"), targets).unwrap();
     let hook = |name: &str, kind: &str, url: &str| {
         format!(
             "[[webhook]]\nname = \"{name}\"\nkind = \"{kind}\"\nurl = \"{url}\"\nkpis = [\"probe\"]\nteams = [\"east\"]\n"

@@ -10,8 +10,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use rusqlite::{Connection, TransactionBehavior};
-
 use super::view::{self, Filter};
 use super::{AlertError, DeliveryOptions, Kind, conditions};
 use crate::config::ConfigSnapshot;
@@ -19,6 +17,7 @@ use crate::eval::Records;
 use crate::period::Millis;
 use crate::store::StoreError;
 use crate::store::TeamTree;
+use crate::store::engine_db::{AsDb, Db};
 
 /// The options of `kpi alerts`.
 #[derive(Debug, Clone, Default, clap::Args)]
@@ -77,10 +76,11 @@ pub struct Output {
 /// Runs `kpi alerts` against `conn` (the alert tables) and `store` (records).
 pub fn run(
     cfg: &Arc<ConfigSnapshot>,
-    conn: &mut Connection,
+    conn: &impl AsDb,
     store: Records,
     args: &AlertsArgs,
 ) -> Result<Output, CliError> {
+    let conn = conn.as_db();
     let as_of = match &args.as_of {
         Some(t) => cfg
             .settings
@@ -91,25 +91,25 @@ pub fn run(
     };
     let filter = filter(cfg, &*store.store.teams()?, args)?;
     let dry = args.as_of.is_some() && !args.send && !args.record;
-    let judged = super::judge(cfg, conn, store, as_of)?;
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let applied = super::apply_in(cfg, &tx, &judged, as_of)?;
+    let judged = super::judge(cfg, &conn, store, as_of)?;
     if dry {
-        let text = format!(
-            "dry run: nothing is written (--record stores this evaluation, --send stores and sends)\n{}",
-            render(cfg, &tx, as_of, &applied.transitions, None, &filter, args)?
-        );
-        tx.rollback()?;
+        let text = conn.rolled_back(|tx| -> Result<String, CliError> {
+            let applied = super::apply_in(cfg, tx, &judged, as_of)?;
+            Ok(format!(
+                "dry run: nothing is written (--record stores this evaluation, --send stores and sends)\n{}",
+                render(cfg, tx, as_of, &applied.transitions, None, &filter, args)?
+            ))
+        })?;
         return Ok(Output {
             text,
             warnings: Vec::new(),
         });
     }
-    tx.commit()?;
+    let applied = conn.in_transaction(|tx| super::apply_in(cfg, tx, &judged, as_of))?;
     let mut warnings = Vec::new();
     let delivery = if args.send {
         let opts = DeliveryOptions::from_settings(&cfg.alerts);
-        let r = super::deliver_within(conn, &opts, Duration::from_secs(30))?;
+        let r = super::deliver_within(&conn, &opts, Duration::from_secs(30))?;
         warnings.extend(r.errors.iter().cloned());
         Some(r)
     } else {
@@ -117,7 +117,7 @@ pub fn run(
     };
     let text = render(
         cfg,
-        conn,
+        &conn,
         as_of,
         &applied.transitions,
         delivery.as_ref(),
@@ -129,7 +129,7 @@ pub fn run(
 
 fn render(
     cfg: &ConfigSnapshot,
-    conn: &Connection,
+    conn: &Db<'_>,
     as_of: Millis,
     transitions: &[super::Transition],
     delivery: Option<&super::DeliveryReport>,

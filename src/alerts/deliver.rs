@@ -22,7 +22,6 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use rusqlite::Connection;
 use serde::Serialize;
 
 use super::outbox::{self, LaneHead, Notification};
@@ -30,6 +29,7 @@ use super::{AlertError, robots};
 use crate::config::AlertSettings;
 use crate::period::Millis;
 use crate::store::db;
+use crate::store::engine_db::{AsDb, Db, EngineConn};
 
 /// How notifications are sent.
 #[derive(Debug, Clone, PartialEq)]
@@ -103,11 +103,11 @@ impl DeliveryReport {
 /// Blocking: a POST may take up to `opts.timeout`; lanes run side by side.
 /// No transaction is held while a POST is in flight.
 pub fn deliver_due(
-    conn: &Connection,
+    conn: &impl AsDb,
     now: Millis,
     opts: &DeliveryOptions,
 ) -> Result<DeliveryReport, AlertError> {
-    deliver_due_until(conn, now, opts, &|| false)
+    deliver_due_until(&conn.as_db(), now, opts, &|| false)
 }
 
 /// How long a claim outlasts the request's timeout: a deliverer that dies
@@ -118,7 +118,7 @@ const LEASE_MARGIN: Millis = 5_000;
 type Stop<'a> = &'a (dyn Fn() -> bool + Sync);
 
 fn deliver_due_until(
-    conn: &Connection,
+    conn: &Db<'_>,
     now: Millis,
     opts: &DeliveryOptions,
     stop: Stop<'_>,
@@ -127,7 +127,9 @@ fn deliver_due_until(
         .into_iter()
         .filter(|h| h.next_attempt_at <= now)
         .collect();
-    let path = conn.path().filter(|p| !p.is_empty()).map(PathBuf::from);
+    // A SQLite file gives each lane a connection of its own; lanes over one
+    // PostgreSQL connection (`kpi alerts --send`) take turns.
+    let path = conn.path();
     let mut report = DeliveryReport::default();
     match path {
         Some(path) if heads.len() > 1 => {
@@ -138,7 +140,7 @@ fn deliver_due_until(
                         let path = &path;
                         s.spawn(move || {
                             let c = db::open(path)?;
-                            deliver_lane(&c, h, now, opts, stop)
+                            deliver_lane(&Db::Sqlite(&c), h, now, opts, stop)
                         })
                     })
                     .collect();
@@ -173,7 +175,7 @@ fn agent(opts: &DeliveryOptions) -> ureq::Agent {
 
 /// Delivers one lane's due messages in order, up to its first failure.
 fn deliver_lane(
-    conn: &Connection,
+    conn: &Db<'_>,
     head: &LaneHead,
     now: Millis,
     opts: &DeliveryOptions,
@@ -273,10 +275,11 @@ fn post(agent: &ureq::Agent, n: &Notification, timeout: Duration) -> Result<(), 
 /// start; no POST starts after the budget is spent. What is left stays
 /// pending for a later run. For `kpi alerts --send`.
 pub fn deliver_within(
-    conn: &Connection,
+    conn: &impl AsDb,
     opts: &DeliveryOptions,
     budget: Duration,
 ) -> Result<DeliveryReport, AlertError> {
+    let conn = &conn.as_db();
     let started = Instant::now();
     let over = || started.elapsed() >= budget;
     let mut total = DeliveryReport::default();
@@ -336,7 +339,7 @@ impl Worker {
             .name("kpi-alert-delivery".into())
             .spawn(move || {
                 let mut opts = opts;
-                let mut conn: Option<Connection> = None;
+                let mut conn: Option<EngineConn> = None;
                 let mut lanes = Lanes::new();
                 while !flag.load(Ordering::SeqCst) {
                     lanes.retain(|_, h| !h.is_finished());
@@ -418,14 +421,14 @@ impl Drop for Worker {
 /// before looking again.
 fn coordinate(
     db_path: &Path,
-    conn: &mut Option<Connection>,
+    conn: &mut Option<EngineConn>,
     opts: &DeliveryOptions,
     stop: &Arc<AtomicBool>,
     lanes: &mut Lanes,
     wake: &Sender<Msg>,
 ) -> Result<Duration, AlertError> {
     if conn.is_none() {
-        *conn = Some(db::open(db_path)?);
+        *conn = Some(EngineConn::open(db_path)?);
     }
     let c = conn.as_ref().expect("just opened");
     let now = wall_clock();
@@ -451,8 +454,8 @@ fn coordinate(
             .name("kpi-alert-lane".into())
             .spawn(move || {
                 let run = || -> Result<DeliveryReport, AlertError> {
-                    let c = db::open(&path)?;
-                    deliver_lane(&c, &head, wall_clock(), &opts, &|| {
+                    let c = EngineConn::open(&path)?;
+                    deliver_lane(&c.db(), &head, wall_clock(), &opts, &|| {
                         stop.load(Ordering::SeqCst)
                     })
                 };

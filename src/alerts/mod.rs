@@ -44,13 +44,13 @@ pub mod view;
 
 use std::sync::Arc;
 
-use rusqlite::{Connection, TransactionBehavior};
 use serde::Serialize;
 
 use crate::config::ConfigSnapshot;
 use crate::eval::{Evaluation, Records};
 use crate::period::Millis;
 use crate::store::StoreError;
+use crate::store::engine_db::AsDb;
 
 pub use deliver::{DeliveryOptions, DeliveryReport, Worker, deliver_due, deliver_within};
 pub use schedule::Scheduler;
@@ -70,6 +70,8 @@ pub enum AlertError {
     BadKind(String),
     #[error("{0}")]
     Silence(#[from] silence::SilenceError),
+    #[error("alerts database error: {0}")]
+    Corrupt(String),
 }
 
 /// The two kinds of alert.
@@ -129,12 +131,13 @@ impl AlertState {
 /// queued in the outbox), all in one transaction. Returns the transitions;
 /// none when nothing changed.
 ///
-/// `records` are read; `conn` holds the alert state (usually the same
-/// database file, through another connection). Call it on a blocking thread:
-/// it runs formulas and writes SQLite.
+/// `records` are read; `conn` holds the alert state (a SQLite connection,
+/// usually to the same database file, or the engine's PostgreSQL database;
+/// taken by reference or by value).
+/// Call it on a blocking thread: it runs formulas and writes the database.
 pub fn evaluate(
     config: &Arc<ConfigSnapshot>,
-    conn: &mut Connection,
+    conn: impl AsDb,
     records: Records,
     as_of: Millis,
 ) -> Result<Vec<Transition>, AlertError> {
@@ -145,15 +148,13 @@ pub fn evaluate(
 /// closed periods were settled.
 pub fn evaluate_applied(
     config: &Arc<ConfigSnapshot>,
-    conn: &mut Connection,
+    conn: impl AsDb,
     records: Records,
     as_of: Millis,
 ) -> Result<Applied, AlertError> {
-    let judged = judge(config, conn, records, as_of)?;
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let applied = state::apply(&tx, config, &judged, as_of)?;
-    tx.commit()?;
-    Ok(applied)
+    let db = conn.as_db();
+    let judged = judge(config, &db, records, as_of)?;
+    db.in_transaction(|tx| state::apply(tx, config, &judged, as_of))
 }
 
 /// Judges every condition as of `as_of` (the watched periods, and closed
@@ -161,12 +162,12 @@ pub fn evaluate_applied(
 /// transaction is held while formulas run.
 pub fn judge(
     config: &Arc<ConfigSnapshot>,
-    conn: &Connection,
+    conn: &impl AsDb,
     records: Records,
     as_of: Millis,
 ) -> Result<Judged, AlertError> {
     let periods = conditions::watched_periods(config, as_of);
-    let settling = state::settling_periods(conn, config, &periods, as_of)?;
+    let settling = state::settling_periods(&conn.as_db(), config, &periods, as_of)?;
     let mut all = settling.clone();
     all.extend([periods.closed, periods.open]);
     let eval = Evaluation::new(config.clone(), records, as_of, &all, false)?;
@@ -183,9 +184,9 @@ pub fn judge(
 /// commits, or rolls back for a dry run).
 pub fn apply_in(
     config: &Arc<ConfigSnapshot>,
-    tx: &rusqlite::Transaction<'_>,
+    tx: &impl AsDb,
     judged: &Judged,
     as_of: Millis,
 ) -> Result<Applied, AlertError> {
-    state::apply(tx, config, judged, as_of)
+    state::apply(&tx.as_db(), config, judged, as_of)
 }

@@ -9,8 +9,6 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use rusqlite::Connection;
-
 use super::message::{self, Entry, Names};
 use super::outbox::{self, Outgoing, Told};
 use super::silence::{self, Silence};
@@ -20,6 +18,7 @@ use crate::config::ConfigSnapshot;
 use crate::config::alerts::{Webhook, WebhookKind};
 use crate::period::Millis;
 use crate::store::TeamTree;
+use crate::store::engine_db::Db;
 
 /// (kpi, team, period) of `missed` alerts that are firing after the evaluation.
 pub(crate) type FiringMissed = HashSet<(String, String, String)>;
@@ -29,7 +28,7 @@ pub(crate) type FiringMissed = HashSet<(String, String, String)>;
 /// mutes). Returns how many messages were queued.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn queue(
-    tx: &Connection,
+    tx: &Db<'_>,
     cfg: &Arc<ConfigSnapshot>,
     teams: &TeamTree,
     rows: &[Row],
@@ -42,7 +41,7 @@ pub(crate) fn queue(
         return Ok(0);
     }
     let mut silences: Vec<Silence> = cfg.alerts.silences.clone();
-    silences.extend(silence::stored(&crate::store::engine_db::Db::Sqlite(tx))?);
+    silences.extend(silence::stored(tx)?);
     let cal = &cfg.settings.calendar;
     // Why each transition is held back, and behind which ancestor alert.
     let mut parent_of: Vec<Option<usize>> = vec![None; rows.len()];
@@ -106,7 +105,7 @@ fn top_firing_ancestor(
 
 /// Queues the messages of one webhook; returns how many.
 fn queue_for(
-    tx: &Connection,
+    tx: &Db<'_>,
     names: &Names<'_>,
     hook: &Webhook,
     rows: &[Row],

@@ -17,12 +17,12 @@
 //! lane waits while its oldest pending message waits for a retry. Lanes never
 //! wait for each other.
 
-use rusqlite::{Connection, params};
 use serde::Serialize;
 
 use super::AlertError;
 use crate::config::alerts::{Webhook, WebhookKind};
 use crate::period::Millis;
+use crate::store::engine_db::{AsDb, Db, Param, Row};
 
 /// Where a notification stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, utoipa::ToSchema)]
@@ -76,9 +76,7 @@ pub struct Notification {
     pub delivered_at: Option<Millis>,
 }
 
-pub(crate) fn ensure_table(conn: &Connection) -> Result<(), AlertError> {
-    conn.execute_batch(
-        "CREATE TABLE IF NOT EXISTS _kpi_outbox (
+const TABLES: &str = "CREATE TABLE IF NOT EXISTS _kpi_outbox (
             id INTEGER PRIMARY KEY AUTOINCREMENT,
             alert_id TEXT NOT NULL,
             transition INTEGER NOT NULL,
@@ -94,50 +92,66 @@ pub(crate) fn ensure_table(conn: &Connection) -> Result<(), AlertError> {
             delivered_at INTEGER,
             UNIQUE (alert_id, transition, webhook, url));
         CREATE INDEX IF NOT EXISTS _kpi_outbox_due ON _kpi_outbox (status, next_attempt_at);
-        CREATE INDEX IF NOT EXISTS _kpi_outbox_alert ON _kpi_outbox (alert_id);",
-    )?;
-    // Databases made before SPEC 18 lack `kind`, `secret` and the list of
-    // alerts per message (each older message told exactly its own alert).
-    if !has_column(conn, "_kpi_outbox", "kind")? {
-        conn.execute_batch(
-            "ALTER TABLE _kpi_outbox ADD COLUMN kind TEXT NOT NULL DEFAULT 'json';
-             ALTER TABLE _kpi_outbox ADD COLUMN secret TEXT;
-             CREATE INDEX IF NOT EXISTS _kpi_outbox_lane ON _kpi_outbox (status, webhook, url, id);",
-        )?;
-    }
-    if !has_table(conn, "_kpi_outbox_alerts")? {
-        conn.execute_batch(
-            "CREATE TABLE IF NOT EXISTS _kpi_outbox_alerts (
+        CREATE INDEX IF NOT EXISTS _kpi_outbox_alert ON _kpi_outbox (alert_id);";
+
+const LANE_INDEX: &str =
+    "CREATE INDEX IF NOT EXISTS _kpi_outbox_lane ON _kpi_outbox (status, webhook, url, id);";
+
+/// What SPEC 18 added to SQLite's table: each message's kind and secret.
+const SPEC_18_COLUMNS: &str =
+    "ALTER TABLE _kpi_outbox ADD COLUMN kind TEXT NOT NULL DEFAULT 'json';
+     ALTER TABLE _kpi_outbox ADD COLUMN secret TEXT;";
+
+const TOLD_TABLE: &str = "CREATE TABLE IF NOT EXISTS _kpi_outbox_alerts (
                 outbox_id INTEGER NOT NULL,
                 alert_id TEXT NOT NULL,
                 transition INTEGER NOT NULL,
                 state TEXT NOT NULL,
                 PRIMARY KEY (outbox_id, alert_id));
-             CREATE INDEX IF NOT EXISTS _kpi_outbox_alerts_alert ON _kpi_outbox_alerts (alert_id);
+             CREATE INDEX IF NOT EXISTS _kpi_outbox_alerts_alert ON _kpi_outbox_alerts (alert_id);";
+
+pub(crate) fn ensure_table(conn: &Db<'_>) -> Result<(), AlertError> {
+    if conn.is_postgres() {
+        // Made whole at once (one implicit transaction): a PostgreSQL database
+        // never had the older tables. Checked first, so that readers never
+        // take the table lock CREATE INDEX takes.
+        if !conn.has_table("_kpi_outbox_alerts")? {
+            let all = format!(
+                "{}\n{TOLD_TABLE}",
+                TABLES.replace(
+                    "delivered_at INTEGER,",
+                    "delivered_at INTEGER, kind TEXT NOT NULL DEFAULT 'json', secret TEXT,"
+                )
+            );
+            conn.batch("", &super::state::postgres_ddl(&all))?;
+            conn.batch("", LANE_INDEX)?;
+        }
+        return Ok(());
+    }
+    conn.batch(TABLES, "")?;
+    // Databases made before SPEC 18 lack `kind`, `secret` and the list of
+    // alerts per message (each older message told exactly its own alert).
+    if !has_column(conn, "_kpi_outbox", "kind")? {
+        conn.batch(&format!("{SPEC_18_COLUMNS}\n{LANE_INDEX}"), "")?;
+    }
+    if !conn.has_table("_kpi_outbox_alerts")? {
+        let migrate = format!(
+            "{TOLD_TABLE}
              INSERT OR IGNORE INTO _kpi_outbox_alerts (outbox_id, alert_id, transition, state)
-                SELECT id, alert_id, transition, state FROM _kpi_outbox;",
-        )?;
+                SELECT id, alert_id, transition, state FROM _kpi_outbox;"
+        );
+        conn.batch(&migrate, "")?;
     }
     Ok(())
 }
 
-/// Does `table` have `column`? (Both are the engine's own names.)
-pub(crate) fn has_column(conn: &Connection, table: &str, column: &str) -> Result<bool, AlertError> {
-    let n: i64 = conn.query_row(
+/// Does `table` have `column`? (SQLite; both are the engine's own names.)
+pub(crate) fn has_column(conn: &Db<'_>, table: &str, column: &str) -> Result<bool, AlertError> {
+    let n = conn.row(
         "SELECT count(*) FROM pragma_table_info(?1) WHERE name = ?2",
-        params![table, column],
-        |r| r.get(0),
+        &[Param::Text(table), Param::Text(column)],
     )?;
-    Ok(n > 0)
-}
-
-pub(crate) fn has_table(conn: &Connection, table: &str) -> Result<bool, AlertError> {
-    let n: i64 = conn.query_row(
-        "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?1",
-        params![table],
-        |r| r.get(0),
-    )?;
-    Ok(n > 0)
+    Ok(n.is_some_and(|r| r.int(0) > 0))
 }
 
 /// Does a webhook take notifications of this KPI and team? (Its lists, when
@@ -172,34 +186,41 @@ pub struct Outgoing {
 
 /// Queues one message; false when it was queued before (the same first
 /// transition to the same webhook and URL).
-pub(crate) fn enqueue(conn: &Connection, m: &Outgoing, now: Millis) -> Result<bool, AlertError> {
+pub(crate) fn enqueue(conn: &Db<'_>, m: &Outgoing, now: Millis) -> Result<bool, AlertError> {
     let first = &m.tells[0];
-    let n = conn.execute(
-        "INSERT OR IGNORE INTO _kpi_outbox
+    let id = conn.row(
+        "INSERT INTO _kpi_outbox
             (alert_id, transition, state, webhook, url, payload, attempts, next_attempt_at, status,
              created_at, kind, secret)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, ?7, 'pending', ?7, ?8, ?9)",
-        params![
-            first.alert_id,
-            first.transition,
-            first.state,
-            m.webhook,
-            m.url,
-            m.body,
-            now,
-            m.kind.as_str(),
-            m.secret
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, ?7, 'pending', ?7, ?8, ?9)
+         ON CONFLICT DO NOTHING
+         RETURNING id",
+        &[
+            Param::Text(&first.alert_id),
+            Param::Int(first.transition),
+            Param::Text(&first.state),
+            Param::Text(&m.webhook),
+            Param::Text(&m.url),
+            Param::Text(&m.body),
+            Param::Int(now),
+            Param::Text(m.kind.as_str()),
+            Param::OptText(m.secret.as_deref()),
         ],
     )?;
-    if n == 0 {
+    let Some(id) = id.map(|r| r.int(0)) else {
         return Ok(false);
-    }
-    let id = conn.last_insert_rowid();
+    };
     for t in &m.tells {
         conn.execute(
-            "INSERT OR IGNORE INTO _kpi_outbox_alerts (outbox_id, alert_id, transition, state)
-             VALUES (?1, ?2, ?3, ?4)",
-            params![id, t.alert_id, t.transition, t.state],
+            "INSERT INTO _kpi_outbox_alerts (outbox_id, alert_id, transition, state)
+             VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT DO NOTHING",
+            &[
+                Param::Int(id),
+                Param::Text(&t.alert_id),
+                Param::Int(t.transition),
+                Param::Text(&t.state),
+            ],
         )?;
     }
     Ok(true)
@@ -213,68 +234,69 @@ const O_COLUMNS: &str = "o.id, o.alert_id, o.transition, o.state, o.webhook, o.u
      o.attempts, o.next_attempt_at, o.status, o.last_error, o.created_at, o.delivered_at, o.kind, \
      o.secret";
 
-fn read(r: &rusqlite::Row<'_>) -> rusqlite::Result<Notification> {
-    Ok(Notification {
-        id: r.get(0)?,
-        alert_id: r.get(1)?,
-        transition: r.get(2)?,
-        state: r.get(3)?,
-        webhook: r.get(4)?,
-        url: r.get(5)?,
-        payload: r.get(6)?,
-        attempts: r.get(7)?,
-        next_attempt_at: r.get(8)?,
-        status: DeliveryStatus::parse(&r.get::<_, String>(9)?),
-        last_error: r.get(10)?,
-        created_at: r.get(11)?,
-        delivered_at: r.get(12)?,
-        kind: WebhookKind::parse(&r.get::<_, String>(13)?).unwrap_or(WebhookKind::Json),
-        secret: r.get(14)?,
-    })
+fn read(r: &Row) -> Notification {
+    Notification {
+        id: r.int(0),
+        alert_id: r.text(1),
+        transition: r.int(2),
+        state: r.text(3),
+        webhook: r.text(4),
+        url: r.text(5),
+        payload: r.text(6),
+        attempts: r.int(7).clamp(0, u32::MAX.into()) as u32,
+        next_attempt_at: r.int(8),
+        status: DeliveryStatus::parse(&r.text(9)),
+        last_error: r.opt_text(10),
+        created_at: r.int(11),
+        delivered_at: r.opt_int(12),
+        kind: WebhookKind::parse(&r.text(13)).unwrap_or(WebhookKind::Json),
+        secret: r.opt_text(14),
+    }
 }
 
 fn select(
-    conn: &Connection,
+    conn: &Db<'_>,
     filter: &str,
-    args: impl rusqlite::Params,
+    args: &[Param<'_>],
 ) -> Result<Vec<Notification>, AlertError> {
     ensure_table(conn)?;
-    let mut stmt = conn.prepare(&format!(
-        "SELECT {COLUMNS} FROM _kpi_outbox {filter} ORDER BY id"
-    ))?;
-    let rows = stmt.query_map(args, read)?;
-    Ok(rows.collect::<Result<_, _>>()?)
+    let sql = format!("SELECT {COLUMNS} FROM _kpi_outbox {filter} ORDER BY id");
+    Ok(conn.rows(&sql, args)?.iter().map(read).collect())
 }
 
 /// Every message, oldest first.
-pub fn all(conn: &Connection) -> Result<Vec<Notification>, AlertError> {
-    select(conn, "", [])
+pub fn all(conn: &impl AsDb) -> Result<Vec<Notification>, AlertError> {
+    select(&conn.as_db(), "", &[])
 }
 
 /// Every (alert transition, message that tells it), oldest message first.
-pub fn told(conn: &Connection) -> Result<Vec<(Told, Notification)>, AlertError> {
-    ensure_table(conn)?;
-    let mut stmt = conn.prepare(&format!(
+pub fn told(conn: &impl AsDb) -> Result<Vec<(Told, Notification)>, AlertError> {
+    let conn = conn.as_db();
+    ensure_table(&conn)?;
+    let sql = format!(
         "SELECT {O_COLUMNS}, a.alert_id, a.transition, a.state
          FROM _kpi_outbox_alerts a JOIN _kpi_outbox o ON o.id = a.outbox_id
          ORDER BY o.id, a.alert_id"
-    ))?;
-    let rows = stmt.query_map([], |r| {
-        Ok((
-            Told {
-                alert_id: r.get(15)?,
-                transition: r.get(16)?,
-                state: r.get(17)?,
-            },
-            read(r)?,
-        ))
-    })?;
-    Ok(rows.collect::<Result<_, _>>()?)
+    );
+    Ok(conn
+        .rows(&sql, &[])?
+        .iter()
+        .map(|r| {
+            (
+                Told {
+                    alert_id: r.text(15),
+                    transition: r.int(16),
+                    state: r.text(17),
+                },
+                read(r),
+            )
+        })
+        .collect())
 }
 
 /// The messages that tell one alert, oldest first, each with the
 /// transition of that alert it tells.
-pub fn of_alert(conn: &Connection, alert_id: &str) -> Result<Vec<Notification>, AlertError> {
+pub fn of_alert(conn: &impl AsDb, alert_id: &str) -> Result<Vec<Notification>, AlertError> {
     Ok(told(conn)?
         .into_iter()
         .filter(|(t, _)| t.alert_id == alert_id)
@@ -296,88 +318,90 @@ pub struct LaneHead {
 }
 
 /// The oldest pending message of every lane, oldest lane first.
-pub fn lane_heads(conn: &Connection) -> Result<Vec<LaneHead>, AlertError> {
-    ensure_table(conn)?;
-    let mut stmt = conn.prepare(
+pub fn lane_heads(conn: &impl AsDb) -> Result<Vec<LaneHead>, AlertError> {
+    let conn = conn.as_db();
+    ensure_table(&conn)?;
+    let rows = conn.rows(
         "SELECT o.webhook, o.url, o.next_attempt_at FROM _kpi_outbox o
          JOIN (SELECT min(id) AS id FROM _kpi_outbox WHERE status = 'pending'
                GROUP BY webhook, url) h ON o.id = h.id
          ORDER BY o.id",
+        &[],
     )?;
-    let rows = stmt.query_map([], |r| {
-        Ok(LaneHead {
-            webhook: r.get(0)?,
-            url: r.get(1)?,
-            next_attempt_at: r.get(2)?,
+    Ok(rows
+        .iter()
+        .map(|r| LaneHead {
+            webhook: r.text(0),
+            url: r.text(1),
+            next_attempt_at: r.int(2),
         })
-    })?;
-    Ok(rows.collect::<Result<_, _>>()?)
+        .collect())
 }
 
 /// The pending messages of one lane, oldest first.
 pub(crate) fn lane(
-    conn: &Connection,
+    conn: &Db<'_>,
     webhook: &str,
     url: &str,
 ) -> Result<Vec<Notification>, AlertError> {
     select(
         conn,
         "WHERE status = 'pending' AND webhook = ?1 AND url = ?2",
-        params![webhook, url],
+        &[Param::Text(webhook), Param::Text(url)],
     )
 }
 
 /// When the next lane's head falls due, if anything is pending.
-pub fn next_due(conn: &Connection) -> Result<Option<Millis>, AlertError> {
+pub fn next_due(conn: &impl AsDb) -> Result<Option<Millis>, AlertError> {
     Ok(lane_heads(conn)?.iter().map(|h| h.next_attempt_at).min())
 }
 
 /// Deletes messages delivered before `before`; returns how many.
-pub fn prune(conn: &Connection, before: Millis) -> Result<usize, AlertError> {
-    ensure_table(conn)?;
+pub fn prune(conn: &impl AsDb, before: Millis) -> Result<usize, AlertError> {
+    let conn = conn.as_db();
+    ensure_table(&conn)?;
     let n = conn.execute(
         "DELETE FROM _kpi_outbox WHERE status = 'delivered' AND delivered_at < ?1",
-        params![before],
+        &[Param::Int(before)],
     )?;
     if n > 0 {
         conn.execute(
             "DELETE FROM _kpi_outbox_alerts
              WHERE outbox_id NOT IN (SELECT id FROM _kpi_outbox)",
-            [],
+            &[],
         )?;
     }
-    Ok(n)
-}
-
-/// How many notifications are pending.
-pub fn pending_count(conn: &Connection) -> Result<usize, AlertError> {
-    ensure_table(conn)?;
-    let n: i64 = conn.query_row(
-        "SELECT count(*) FROM _kpi_outbox WHERE status = 'pending'",
-        [],
-        |r| r.get(0),
-    )?;
     Ok(n as usize)
 }
 
-/// How many notifications are pending, per webhook name.
-pub fn pending_by_webhook(conn: &Connection) -> Result<Vec<(String, usize)>, AlertError> {
-    ensure_table(conn)?;
-    let mut stmt = conn.prepare(
-        "SELECT webhook, count(*) FROM _kpi_outbox WHERE status = 'pending' GROUP BY webhook",
+/// How many notifications are pending.
+pub fn pending_count(conn: &impl AsDb) -> Result<usize, AlertError> {
+    let conn = conn.as_db();
+    ensure_table(&conn)?;
+    let n = conn.row(
+        "SELECT count(*) FROM _kpi_outbox WHERE status = 'pending'",
+        &[],
     )?;
-    let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
-    let mut out = Vec::new();
-    for row in rows {
-        let (webhook, n) = row?;
-        out.push((webhook, n.max(0) as usize));
-    }
-    Ok(out)
+    Ok(n.map_or(0, |r| r.int(0).max(0) as usize))
+}
+
+/// How many notifications are pending, per webhook name.
+pub fn pending_by_webhook(conn: &impl AsDb) -> Result<Vec<(String, usize)>, AlertError> {
+    let conn = conn.as_db();
+    ensure_table(&conn)?;
+    let rows = conn.rows(
+        "SELECT webhook, count(*) FROM _kpi_outbox WHERE status = 'pending' GROUP BY webhook",
+        &[],
+    )?;
+    Ok(rows
+        .iter()
+        .map(|r| (r.text(0), r.int(1).max(0) as usize))
+        .collect())
 }
 
 /// Takes a due row for one attempt; false when another deliverer has it.
 pub(crate) fn claim(
-    conn: &Connection,
+    conn: &Db<'_>,
     id: i64,
     now: Millis,
     lease_until: Millis,
@@ -385,43 +409,50 @@ pub(crate) fn claim(
     let n = conn.execute(
         "UPDATE _kpi_outbox SET next_attempt_at = ?3
          WHERE id = ?1 AND status = 'pending' AND next_attempt_at <= ?2",
-        params![id, now, lease_until],
+        &[Param::Int(id), Param::Int(now), Param::Int(lease_until)],
     )?;
     Ok(n == 1)
 }
 
 pub(crate) fn mark_delivered(
-    conn: &Connection,
+    conn: &Db<'_>,
     id: i64,
     attempts: u32,
     at: Millis,
 ) -> Result<(), AlertError> {
     conn.execute(
         "UPDATE _kpi_outbox SET status = 'delivered', attempts = ?2, delivered_at = ?3 WHERE id = ?1",
-        params![id, attempts, at],
+        &[Param::Int(id), Param::Int(attempts.into()), Param::Int(at)],
     )?;
     Ok(())
 }
 
 /// Records a failed attempt: retried at `retry_at`, or failed for good when None.
 pub(crate) fn mark_attempt_failed(
-    conn: &Connection,
+    conn: &Db<'_>,
     id: i64,
     attempts: u32,
     error: &str,
     retry_at: Option<Millis>,
     at: Millis,
 ) -> Result<(), AlertError> {
-    match retry_at {
-        Some(t) => conn.execute(
-            "UPDATE _kpi_outbox SET attempts = ?2, last_error = ?3, next_attempt_at = ?4 WHERE id = ?1",
-            params![id, attempts, error, t],
-        )?,
-        None => conn.execute(
-            "UPDATE _kpi_outbox SET status = 'failed', attempts = ?2, last_error = ?3, next_attempt_at = ?4 WHERE id = ?1",
-            params![id, attempts, error, at],
-        )?,
+    let sql = match retry_at {
+        Some(_) => {
+            "UPDATE _kpi_outbox SET attempts = ?2, last_error = ?3, next_attempt_at = ?4 WHERE id = ?1"
+        }
+        None => {
+            "UPDATE _kpi_outbox SET status = 'failed', attempts = ?2, last_error = ?3, next_attempt_at = ?4 WHERE id = ?1"
+        }
     };
+    conn.execute(
+        sql,
+        &[
+            Param::Int(id),
+            Param::Int(attempts.into()),
+            Param::Text(error),
+            Param::Int(retry_at.unwrap_or(at)),
+        ],
+    )?;
     Ok(())
 }
 

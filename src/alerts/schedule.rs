@@ -8,6 +8,13 @@
 //! It asks for the configuration and store to use at each evaluation, so it
 //! always judges what the server serves; it keeps nothing between runs but a
 //! database connection (the state is in the database).
+//!
+//! On PostgreSQL several servers may share the database (SPEC 20): only the
+//! one holding the scheduler's lease ([`Lease`], a session-level advisory
+//! lock) evaluates. The others try to take it at each of their turns (every
+//! `evaluate_every`, and when poked), so one of them takes over within
+//! `evaluate_every` of the holder's death. `kpi_alert_scheduler_leader` tells
+//! which server holds it.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -16,15 +23,14 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use rusqlite::Connection;
-
 use super::deliver::{DeliveryOptions, Worker};
 use super::message::Names;
 use super::state::Applied;
 use super::{AlertError, AlertState, Kind, evaluate_applied, outbox};
 use crate::config::ConfigSnapshot;
 use crate::eval::Records;
-use crate::store::db;
+use crate::store::engine_db::EngineConn;
+use crate::store::pg::lease::Lease;
 
 /// The evaluation loop plus its delivery worker.
 pub struct Scheduler {
@@ -53,7 +59,8 @@ impl Scheduler {
         let handle = std::thread::Builder::new()
             .name("kpi-alert-scheduler".into())
             .spawn(move || {
-                let mut conn: Option<Connection> = None;
+                let mut conn: Option<EngineConn> = None;
+                let mut turn = Turn::new(&db_path);
                 let mut opts = DeliveryOptions::from_settings(&cfg.alerts);
                 while !flag.load(Ordering::SeqCst) {
                     let (cfg, store) = current();
@@ -62,7 +69,9 @@ impl Scheduler {
                         w.set_options(fresh.clone());
                         opts = fresh;
                     }
-                    if let Err(e) = tick(&db_path, &mut conn, &cfg, store, &w) {
+                    if turn.mine()
+                        && let Err(e) = tick(&db_path, &mut conn, &cfg, store, &w)
+                    {
                         tracing::warn!("alert evaluation: {e}");
                         conn = None;
                     }
@@ -112,17 +121,86 @@ impl Drop for Scheduler {
     }
 }
 
+/// Whether this process evaluates: always on SQLite; on PostgreSQL while it
+/// holds the scheduler's lease.
+enum Turn {
+    Always,
+    Lease {
+        url: String,
+        held: Option<Box<Lease>>,
+        /// Whether "another server holds it" was logged since the last change.
+        told_waiting: bool,
+    },
+}
+
+impl Turn {
+    fn new(db_path: &std::path::Path) -> Turn {
+        match crate::engine::postgres_url(db_path) {
+            Some(url) => Turn::Lease {
+                url: url.to_string(),
+                held: None,
+                told_waiting: false,
+            },
+            None => {
+                crate::metrics::get().scheduler_leader.set(1);
+                Turn::Always
+            }
+        }
+    }
+
+    /// Whether this turn is ours: the lease is kept, or taken now.
+    fn mine(&mut self) -> bool {
+        let Turn::Lease {
+            url,
+            held,
+            told_waiting,
+        } = self
+        else {
+            return true;
+        };
+        if let Some(lease) = held {
+            if lease.still_held() {
+                return true;
+            }
+            tracing::warn!("lost the alert scheduler's lease (the database connection dropped)");
+            *held = None;
+        }
+        let taken = match Lease::try_take(url) {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::warn!("cannot ask for the alert scheduler's lease: {e}");
+                None
+            }
+        };
+        let mine = taken.is_some();
+        if mine {
+            tracing::info!(
+                "this server runs the alert scheduler (it holds the lease on the database)"
+            );
+            *told_waiting = false;
+        } else if !*told_waiting {
+            tracing::info!(
+                "another server runs the alert scheduler; this one tries to take over every evaluate_every"
+            );
+            *told_waiting = true;
+        }
+        *held = taken.map(Box::new);
+        crate::metrics::get().scheduler_leader.set(i64::from(mine));
+        mine
+    }
+}
+
 fn tick(
     db_path: &std::path::Path,
-    conn: &mut Option<Connection>,
+    conn: &mut Option<EngineConn>,
     cfg: &Arc<ConfigSnapshot>,
     store: Records,
     worker: &Worker,
 ) -> Result<(), AlertError> {
     if conn.is_none() {
-        *conn = Some(db::open(db_path)?);
+        *conn = Some(EngineConn::open(db_path)?);
     }
-    let c = conn.as_mut().expect("just opened");
+    let c = conn.as_ref().expect("just opened");
     let now = chrono::Utc::now().timestamp_millis();
     let teams = store.store.teams()?;
     let applied = evaluate_applied(cfg, c, store, now)?;

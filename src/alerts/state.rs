@@ -15,7 +15,6 @@
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
-use rusqlite::{Connection, params};
 use serde::Serialize;
 
 use super::conditions::{AlertKey, Condition, Verdict, WatchedPeriods};
@@ -23,6 +22,7 @@ use super::{AlertError, AlertState, Kind, notify, outbox, silence};
 use crate::config::ConfigSnapshot;
 use crate::period::{Millis, PeriodId, format_utc};
 use crate::store::TeamTree;
+use crate::store::engine_db::{Db, Param, Row as DbRow};
 
 /// The JSON POSTed to webhooks, exactly SPEC 9's shape (fields in this order).
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
@@ -56,10 +56,7 @@ pub struct Transition {
     pub muted: Option<String>,
 }
 
-/// Creates the alert and outbox tables when missing.
-pub fn ensure_tables(conn: &Connection) -> Result<(), AlertError> {
-    conn.execute_batch(
-        "CREATE TABLE IF NOT EXISTS _kpi_alerts (
+const ALERTS_TABLE: &str = "CREATE TABLE IF NOT EXISTS _kpi_alerts (
             kind TEXT NOT NULL,
             kpi TEXT NOT NULL,
             team TEXT NOT NULL,
@@ -77,14 +74,33 @@ pub fn ensure_tables(conn: &Connection) -> Result<(), AlertError> {
             transitions INTEGER NOT NULL,
             muted TEXT,
             PRIMARY KEY (kind, kpi, team, period));
-        CREATE INDEX IF NOT EXISTS _kpi_alerts_period ON _kpi_alerts (period);",
-    )?;
-    // Databases made before SPEC 18 lack `muted`.
-    if !outbox::has_column(conn, "_kpi_alerts", "muted")? {
-        conn.execute_batch("ALTER TABLE _kpi_alerts ADD COLUMN muted TEXT")?;
+        CREATE INDEX IF NOT EXISTS _kpi_alerts_period ON _kpi_alerts (period);";
+
+/// SQLite DDL as PostgreSQL's: 64-bit integers, doubles, identity ids.
+pub(crate) fn postgres_ddl(sqlite: &str) -> String {
+    sqlite
+        .replace("INTEGER PRIMARY KEY AUTOINCREMENT", "BIGSERIAL PRIMARY KEY")
+        .replace("INTEGER", "BIGINT")
+        .replace("REAL", "DOUBLE PRECISION")
+}
+
+/// Creates the alert, outbox and silence tables when missing.
+pub fn ensure_tables(conn: &Db<'_>) -> Result<(), AlertError> {
+    if conn.is_postgres() {
+        // Checked first: CREATE INDEX IF NOT EXISTS would lock the table.
+        if !conn.has_table("_kpi_alerts")? {
+            conn.batch("", &postgres_ddl(ALERTS_TABLE))?;
+        }
+    } else {
+        conn.batch(ALERTS_TABLE, "")?;
+    }
+    // Databases made before SPEC 18 lack `muted` (PostgreSQL ones never do).
+    if !conn.is_postgres() && !outbox::has_column(conn, "_kpi_alerts", "muted")? {
+        let add = "ALTER TABLE _kpi_alerts ADD COLUMN muted TEXT";
+        conn.batch(add, add)?;
     }
     outbox::ensure_table(conn)?;
-    silence::ensure_table(&crate::store::engine_db::Db::Sqlite(conn))
+    silence::ensure_table(conn)
 }
 
 /// A stored alert.
@@ -114,34 +130,27 @@ pub(crate) const ROW_COLUMNS: &str = "kind, kpi, team, period, state, kpi_name, 
 const WRITE_COLUMNS: &str = "kind, kpi, team, period, state, kpi_name, value, target, \
      projected, direction, fired_at, resolved_at, updated_at, transitions";
 
-pub(crate) fn read_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
-    let kind: String = r.get(0)?;
-    let state: String = r.get(4)?;
-    let bad = |i, s: &str| {
-        rusqlite::Error::FromSqlConversionFailure(
-            i,
-            rusqlite::types::Type::Text,
-            format!("unexpected value {s:?} in _kpi_alerts").into(),
-        )
-    };
+pub(crate) fn read_row(r: &DbRow) -> Result<Row, AlertError> {
+    let bad = |s: String| AlertError::Corrupt(format!("unexpected value {s:?} in _kpi_alerts"));
+    let (kind, state) = (r.text(0), r.text(4));
     Ok(Row {
         key: AlertKey {
-            kind: Kind::parse(&kind).ok_or_else(|| bad(0, &kind))?,
-            kpi: r.get(1)?,
-            team: r.get(2)?,
-            period: r.get(3)?,
+            kind: Kind::parse(&kind).ok_or_else(|| bad(kind.clone()))?,
+            kpi: r.text(1),
+            team: r.text(2),
+            period: r.text(3),
         },
-        state: AlertState::parse(&state).ok_or_else(|| bad(4, &state))?,
-        kpi_name: r.get(5)?,
-        value: r.get(6)?,
-        target: r.get(7)?,
-        projected: r.get(8)?,
-        direction: r.get(9)?,
-        fired_at: r.get(10)?,
-        resolved_at: r.get(11)?,
-        updated_at: r.get(12)?,
-        transitions: r.get(13)?,
-        muted: r.get(14)?,
+        state: AlertState::parse(&state).ok_or_else(|| bad(state.clone()))?,
+        kpi_name: r.text(5),
+        value: r.real(6),
+        target: r.real(7),
+        projected: r.real(8),
+        direction: r.text(9),
+        fired_at: r.int(10),
+        resolved_at: r.opt_int(11),
+        updated_at: r.int(12),
+        transitions: r.int(13),
+        muted: r.opt_text(14),
     })
 }
 
@@ -274,22 +283,22 @@ pub struct Judged {
 /// Periods of the alert grain, closed before the watched ones, that still
 /// have firing `at_risk` alerts (at most the latest eight).
 pub(crate) fn settling_periods(
-    conn: &Connection,
+    conn: &Db<'_>,
     config: &ConfigSnapshot,
     periods: &WatchedPeriods,
     as_of: Millis,
 ) -> Result<Vec<PeriodId>, AlertError> {
-    if !outbox::has_table(conn, "_kpi_alerts")? {
+    if !conn.has_table("_kpi_alerts")? {
         return Ok(Vec::new());
     }
-    let mut stmt = conn.prepare(
+    let names = conn.rows(
         "SELECT DISTINCT period FROM _kpi_alerts WHERE kind = 'at_risk' AND state = 'firing'",
+        &[],
     )?;
-    let names = stmt.query_map([], |r| r.get::<_, String>(0))?;
     let cal = &config.settings.calendar;
     let mut out: Vec<PeriodId> = Vec::new();
     for name in names {
-        let Ok(p) = name?.parse::<PeriodId>() else {
+        let Ok(p) = name.text(0).parse::<PeriodId>() else {
             continue;
         };
         if p.grain == config.alerts.grain && p < periods.closed && cal.period(p).end <= as_of {
@@ -301,12 +310,12 @@ pub(crate) fn settling_periods(
     Ok(out.split_off(keep))
 }
 
-fn stored_rows(conn: &Connection, period: &str) -> Result<Vec<Row>, AlertError> {
-    let mut stmt = conn.prepare(&format!(
-        "SELECT {ROW_COLUMNS} FROM _kpi_alerts WHERE period = ?1"
-    ))?;
-    let rows = stmt.query_map(params![period], read_row)?;
-    Ok(rows.collect::<Result<_, _>>()?)
+fn stored_rows(conn: &Db<'_>, period: &str) -> Result<Vec<Row>, AlertError> {
+    let sql = format!("SELECT {ROW_COLUMNS} FROM _kpi_alerts WHERE period = ?1");
+    conn.rows(&sql, &[Param::Text(period)])?
+        .iter()
+        .map(read_row)
+        .collect()
 }
 
 /// The keys a settling period decides: its firing `at_risk` alerts and the
@@ -327,15 +336,17 @@ fn settling_keys(rows: &[Row]) -> Vec<AlertKey> {
 
 /// Compares the judged conditions with the stored alerts and applies the
 /// transitions, queuing their notifications, inside `tx` (an immediate
-/// transaction, so two evaluators never apply the same one twice). The
-/// settling periods come first, so their notifications are sent first.
+/// transaction on SQLite; on PostgreSQL one that first takes the alerts'
+/// advisory lock: either way two evaluators never apply the same one twice).
+/// The settling periods come first, so their notifications are sent first.
 pub(crate) fn apply(
-    tx: &Connection,
+    tx: &Db<'_>,
     config: &Arc<ConfigSnapshot>,
     judged: &Judged,
     as_of: Millis,
 ) -> Result<Applied, AlertError> {
     let now = chrono::Utc::now().timestamp_millis();
+    tx.batch("", crate::store::pg::sql::ALERTS_LOCK)?;
     ensure_tables(tx)?;
     let mut stored: BTreeMap<AlertKey, Row> = BTreeMap::new();
     let mut keys: Vec<AlertKey> = Vec::new();
@@ -422,19 +433,15 @@ pub struct Applied {
 }
 
 /// Records why a transition was not sent (or clears it).
-pub(crate) fn set_muted(
-    conn: &Connection,
-    id: &str,
-    muted: Option<&str>,
-) -> Result<(), AlertError> {
+pub(crate) fn set_muted(conn: &Db<'_>, id: &str, muted: Option<&str>) -> Result<(), AlertError> {
     conn.execute(
         "UPDATE _kpi_alerts SET muted = ?2 WHERE id = ?1",
-        params![id, muted],
+        &[Param::Text(id), Param::OptText(muted)],
     )?;
     Ok(())
 }
 
-fn write_row(conn: &Connection, r: &Row) -> Result<(), AlertError> {
+fn write_row(conn: &Db<'_>, r: &Row) -> Result<(), AlertError> {
     conn.execute(
         &format!(
             "INSERT INTO _kpi_alerts (id, {WRITE_COLUMNS})
@@ -446,22 +453,22 @@ fn write_row(conn: &Connection, r: &Row) -> Result<(), AlertError> {
                 resolved_at = excluded.resolved_at, updated_at = excluded.updated_at,
                 transitions = excluded.transitions"
         ),
-        params![
-            r.key.id(),
-            r.key.kind.as_str(),
-            r.key.kpi,
-            r.key.team,
-            r.key.period,
-            r.state.as_str(),
-            r.kpi_name,
-            r.value,
-            r.target,
-            r.projected,
-            r.direction,
-            r.fired_at,
-            r.resolved_at,
-            r.updated_at,
-            r.transitions,
+        &[
+            Param::Text(&r.key.id()),
+            Param::Text(r.key.kind.as_str()),
+            Param::Text(&r.key.kpi),
+            Param::Text(&r.key.team),
+            Param::Text(&r.key.period),
+            Param::Text(r.state.as_str()),
+            Param::Text(&r.kpi_name),
+            Param::Real(r.value),
+            Param::Real(r.target),
+            Param::Real(r.projected),
+            Param::Text(&r.direction),
+            Param::Int(r.fired_at),
+            Param::OptInt(r.resolved_at),
+            Param::Int(r.updated_at),
+            Param::Int(r.transitions),
         ],
     )?;
     Ok(())

@@ -4,7 +4,6 @@
 use std::collections::HashMap;
 use std::fmt::Write as _;
 
-use rusqlite::Connection;
 use serde::Serialize;
 
 use super::conditions::watched_periods;
@@ -15,6 +14,7 @@ use super::{AlertError, AlertState, Kind};
 use crate::config::ConfigSnapshot;
 use crate::period::{Millis, format_utc};
 use crate::render::format_value;
+use crate::store::engine_db::AsDb;
 
 /// Which alerts to list.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -132,7 +132,7 @@ impl Filter {
 /// The alerts in `state` (`firing`, `resolved`, `all`; None = all): firing
 /// first, then the latest periods first. A bad `state` is
 /// [`AlertError::BadState`] (a 400 for the API).
-pub fn list(conn: &Connection, state: Option<&str>) -> Result<Vec<AlertView>, AlertError> {
+pub fn list(conn: &impl AsDb, state: Option<&str>) -> Result<Vec<AlertView>, AlertError> {
     list_filtered(
         conn,
         &Filter {
@@ -143,18 +143,22 @@ pub fn list(conn: &Connection, state: Option<&str>) -> Result<Vec<AlertView>, Al
 }
 
 /// The alerts that pass `filter`, ordered as [`list`] orders them.
-pub fn list_filtered(conn: &Connection, filter: &Filter) -> Result<Vec<AlertView>, AlertError> {
-    ensure_tables(conn)?;
-    let rows = {
-        let mut stmt = conn.prepare(&format!(
-            "SELECT {ROW_COLUMNS} FROM _kpi_alerts
-             ORDER BY state = 'resolved', period DESC, kind, kpi, team"
-        ))?;
-        let rows = stmt.query_map([], read_row)?;
-        rows.collect::<Result<Vec<_>, _>>()?
-    };
+pub fn list_filtered(conn: &impl AsDb, filter: &Filter) -> Result<Vec<AlertView>, AlertError> {
+    let conn = conn.as_db();
+    ensure_tables(&conn)?;
+    let rows = conn
+        .rows(
+            &format!(
+                "SELECT {ROW_COLUMNS} FROM _kpi_alerts
+                 ORDER BY state = 'resolved', period DESC, kind, kpi, team"
+            ),
+            &[],
+        )?
+        .iter()
+        .map(read_row)
+        .collect::<Result<Vec<_>, _>>()?;
     let mut by_alert: HashMap<String, Vec<NotificationView>> = HashMap::new();
-    for (t, n) in outbox::told(conn)? {
+    for (t, n) in outbox::told(&conn)? {
         by_alert
             .entry(t.alert_id.clone())
             .or_default()
@@ -267,7 +271,7 @@ pub fn table(cfg: &ConfigSnapshot, alerts: &[AlertView]) -> String {
 /// applied, the delivery outcome, and the alerts of the watched periods.
 pub fn report(
     cfg: &ConfigSnapshot,
-    conn: &Connection,
+    conn: &impl AsDb,
     as_of: Millis,
     transitions: &[Transition],
     delivery: Option<&DeliveryReport>,
@@ -278,7 +282,7 @@ pub fn report(
 /// [`report`], listing only the alerts that pass `filter`.
 pub fn report_filtered(
     cfg: &ConfigSnapshot,
-    conn: &Connection,
+    conn: &impl AsDb,
     as_of: Millis,
     transitions: &[Transition],
     delivery: Option<&DeliveryReport>,

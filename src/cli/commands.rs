@@ -424,9 +424,9 @@ fn test(root: &Path, db: &Path) -> Res<ExitCode> {
 fn alerts(root: &Path, db: &Path, args: &AlertsArgs) -> Res<ExitCode> {
     let engine = open_existing(root, db)?;
     let snapshot = engine.snapshot();
-    let mut conn = engine.connection()?;
+    let conn = engine.engine_conn()?;
     let out =
-        kpi_engine::alerts::cli::run(&snapshot.config, &mut conn, snapshot.records.clone(), args)?;
+        kpi_engine::alerts::cli::run(&snapshot.config, &conn, snapshot.records.clone(), args)?;
     for w in &out.warnings {
         eprintln!("warning: {w}");
     }
@@ -435,12 +435,6 @@ fn alerts(root: &Path, db: &Path, args: &AlertsArgs) -> Res<ExitCode> {
 }
 
 fn serve(root: &Path, db: &Path, args: ServeArgs) -> Res<ExitCode> {
-    if kpi_engine::engine::postgres_url(db).is_some() {
-        return Err(UserError(format!(
-            "--db {}: `kpi serve` on PostgreSQL is not available yet (alerts, outbox, silences and frozen assessments live in SQLite); use a SQLite file for serving",
-            shown(db)
-        )));
-    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;

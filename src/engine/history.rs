@@ -10,6 +10,11 @@
 //! with origin `rollback`. Files of the configuration that exist now but not
 //! in that version are removed, so the served files are the version's, byte
 //! for byte.
+//!
+//! Servers sharing a PostgreSQL database adopt each other's changes the
+//! same way: the history's last version, recorded by another server, is
+//! written under this server's root and served under that version
+//! ([`Engine::adopt_recorded_config`]).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -142,6 +147,52 @@ impl Engine {
     /// no longer checks. Blocking.
     pub fn rollback(&self, version: u64, actor: &str) -> Result<Applied, EngineError> {
         let _writer = self.write_lock();
+        self.write_version(version, Origin::Rollback, actor)
+    }
+
+    /// Serves the configuration another server sharing the PostgreSQL
+    /// database recorded last (an API edit or a rollback through it; SPEC
+    /// 20): its files are written under this server's root (those that
+    /// differ), checked here as any edit is, and served under that version,
+    /// without a new history row. None when the history's last version is
+    /// the one served, on SQLite, or when not serving. A version that does
+    /// not check here is refused once and not tried again. Blocking.
+    pub fn adopt_recorded_config(&self) -> Result<Option<Applied>, EngineError> {
+        if !self.on_postgres() || !self.serving {
+            return Ok(None);
+        }
+        let Some((version, hash)) = self.polled(config_history::latest)? else {
+            return Ok(None);
+        };
+        let served = self.snapshot();
+        let refused = *self.refused.lock().unwrap_or_else(|p| p.into_inner());
+        if version <= served.version || hash == served.content_hash || refused == Some(version) {
+            return Ok(None);
+        }
+        let _writer = self.write_lock();
+        if self.snapshot().version >= version {
+            // Applied meanwhile (by this server's own change).
+            return Ok(None);
+        }
+        match self.write_version(version, Origin::File, config_history::FILE_ACTOR) {
+            Ok(applied) => Ok(Some(applied)),
+            Err(e) => {
+                if matches!(e, EngineError::Rejected { .. }) {
+                    *self.refused.lock().unwrap_or_else(|p| p.into_inner()) = Some(version);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Writes the files of a recorded version under the root (all or
+    /// nothing) and applies them; the caller holds the writer lock.
+    fn write_version(
+        &self,
+        version: u64,
+        origin: Origin,
+        actor: &str,
+    ) -> Result<Applied, EngineError> {
         let files = self.config_history()?.files_of(version)?;
         if let Some(bad) = files.keys().find(|p| !inside_config(p)) {
             return Err(EngineError::rejected(
@@ -171,7 +222,7 @@ impl Engine {
         };
         let candidate = crate::config::from_files(&self.root, files).map_err(|d| rejected(d.0))?;
         let candidate = crate::check_snapshot(std::sync::Arc::new(candidate)).map_err(rejected)?;
-        self.apply(candidate, Origin::Rollback, actor, Some(&changes))
+        self.apply(candidate, origin, actor, Some(&changes))
             .map_err(|e| match e {
                 EngineError::Rejected { diagnostics, .. } => rejected(diagnostics),
                 other => other,

@@ -85,6 +85,12 @@ pub struct Engine {
     /// The connection whose `PRAGMA data_version` tells that another
     /// connection (another process: a cron `kpi import`) committed.
     watch: Mutex<Option<(Connection, i64)>>,
+    /// On PostgreSQL, the connection the upkeep polls the generations and
+    /// the config history through (kept: polled a few times a second).
+    poll: Mutex<Option<EngineConn>>,
+    /// A version another server recorded that does not check here: not
+    /// tried again (see [`Engine::adopt_recorded_config`]).
+    refused: Mutex<Option<u64>>,
 }
 
 /// The record generations (see [`db::bump_generation`]) the served records reflect.
@@ -162,8 +168,7 @@ impl Engine {
     }
 
     /// [`Engine::open`] over PostgreSQL: the schema migrated there, every
-    /// shape pushed down by a [`PgStore`]. `kpi serve` is not offered on
-    /// PostgreSQL yet (its alert, outbox and history tables are SQLite's).
+    /// shape pushed down by a [`PgStore`].
     fn open_postgres(
         opts: &EngineOptions,
         root: PathBuf,
@@ -177,7 +182,11 @@ impl Engine {
         let hash = cfg.content_hash();
         let client = std::cell::RefCell::new(client);
         let version = if opts.serving {
-            record_start(&Db::Postgres(&client), &cfg, &hash)?
+            // Under the write lock: servers starting together record one version, not two.
+            Db::Postgres(&client).in_transaction(|db| {
+                db.batch("", pg::sql::WRITE_LOCK)?;
+                record_start(db, &cfg, &hash)
+            })?
         } else {
             0
         };
@@ -226,6 +235,8 @@ impl Engine {
                 generations: o.generations,
             }),
             watch: Mutex::new(None),
+            poll: Mutex::new(None),
+            refused: Mutex::new(None),
         }
     }
 
@@ -272,21 +283,21 @@ impl Engine {
         self.pg.is_some()
     }
 
-    /// A connection to the engine's SQLite database, for the alert tables
-    /// (alerts, outbox, silences), which are not on PostgreSQL yet.
+    /// A connection to the engine's SQLite database, for the embedded
+    /// store's own work (records, the demo); refused on PostgreSQL, where
+    /// [`Engine::engine_conn`] reaches the engine's tables.
     pub fn connection(&self) -> Result<Connection, StoreError> {
         if let Some(url) = &self.pg {
             return Err(StoreError::Open(
                 pg::redacted(url),
-                "the alert tables (alerts, outbox, silences) are not available on PostgreSQL yet"
-                    .into(),
+                "a SQLite connection was asked of a PostgreSQL database".into(),
             ));
         }
         db::open(&self.db_path)
     }
 
-    /// A connection to the engine's database for the table families that
-    /// live in both SQLite and PostgreSQL (the config history).
+    /// A connection to the engine's own tables (config history, frozen
+    /// assessments, alerts, outbox, silences), SQLite or PostgreSQL.
     pub fn engine_conn(&self) -> Result<EngineConn, StoreError> {
         EngineConn::open(&self.db_path)
     }
@@ -781,7 +792,24 @@ impl Engine {
 
     /// The record generations of the database (see [`db::bump_generation`]).
     fn generations(&self) -> Result<BTreeMap<String, i64>, StoreError> {
+        if self.pg.is_some() {
+            return self.polled(db::generations_in);
+        }
         db::generations_in(&self.engine_conn()?.db())
+    }
+
+    /// Runs `f` on the kept polling connection (PostgreSQL), opened again
+    /// after an error.
+    fn polled<T>(&self, f: impl FnOnce(&Db<'_>) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        let mut slot = self.poll.lock().unwrap_or_else(|p| p.into_inner());
+        if slot.is_none() {
+            *slot = Some(self.engine_conn()?);
+        }
+        let result = f(&slot.as_ref().expect("just opened").db());
+        if result.is_err() {
+            *slot = None;
+        }
+        result
     }
 
     /// Whether the database holds records (of any entity).
@@ -794,6 +822,9 @@ impl Engine {
 
     /// How many records each entity holds (for `kpi_records`).
     pub fn record_counts(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        if let Some(mut client) = self.pg_client()? {
+            return pg::record_counts(&mut client, &self.snapshot().config.schema);
+        }
         demo_writer::record_counts(&self.connection()?, &self.snapshot().config.schema)
     }
 

@@ -801,6 +801,24 @@ pub struct RecordPage {
     pub total: usize,
 }
 
+/// The fields a [`RecordPage`] shows, in order: `id`, the team and owner
+/// fields, then the fields the query reads (each once; both stores show these).
+pub fn page_fields<'e>(
+    entity: &'e crate::store::Entity,
+    query: &'e Query,
+    agg: &'e Agg,
+) -> Vec<&'e str> {
+    let mut fields: Vec<&str> = vec!["id"];
+    fields.extend(entity.team_field.as_deref());
+    if let Some(crate::store::schema::OwnerLink::Field(f)) = &entity.owner {
+        fields.push(f);
+    }
+    fields.extend(query.fields(agg));
+    let mut seen = HashSet::default();
+    fields.retain(|f| entity.field(f).is_some() && seen.insert(*f));
+    fields
+}
+
 /// The first `limit` records (in rowid order) that `query` + `agg` counts for `slot` (a team,
 /// whose subtree is read, or a person when the query is by owner) in `period`, and how many
 /// there are. The same filters as [`execute`], read row by row for one slot.
@@ -814,14 +832,7 @@ pub fn records(
     limit: usize,
 ) -> Result<RecordPage, QueryError> {
     let entity = store.schema.require(&query.entity)?;
-    let mut fields: Vec<&str> = vec!["id"];
-    fields.extend(entity.team_field.as_deref());
-    if let Some(crate::store::schema::OwnerLink::Field(f)) = &entity.owner {
-        fields.push(f);
-    }
-    fields.extend(query.fields(agg));
-    let mut seen = HashSet::default();
-    fields.retain(|f| entity.field(f).is_some() && seen.insert(*f));
+    let fields = page_fields(entity, query, agg);
     let table = store.table(&entity.name, &fields)?;
     let tree = store.teams()?;
     let by_owner = query.by_owner && !query.all_teams;

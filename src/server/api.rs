@@ -417,7 +417,7 @@ pub async fn alerts(
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
     let engine = state.engine.clone();
     let list = blocking(move || {
-        let conn = engine.connection()?;
+        let conn = engine.engine_conn()?;
         crate::alerts::list(&conn, filter.as_deref()).map_err(ApiError::internal)
     })
     .await?;

@@ -52,7 +52,7 @@ fn observe(state: &AppState, m: &Metrics) -> Result<(), ApiError> {
     for (entity, n) in state.engine.record_counts()? {
         m.records.with_label_values(&[&entity]).set(n as f64);
     }
-    let conn = state.engine.connection()?;
+    let conn = state.engine.engine_conn()?;
     let alerts = crate::alerts::list(&conn, Some("all")).map_err(ApiError::internal)?;
     m.alerts.reset();
     for s in [AlertState::Firing, AlertState::Resolved] {

@@ -17,7 +17,6 @@ use super::error::{ApiError, ApiPath, JsonBody};
 use super::state::{AppState, blocking};
 use crate::alerts::silence::{self, SilenceSpec, SilenceView};
 use crate::diag::hint;
-use crate::store::engine_db::Db;
 
 type Reply = Result<Json<Value>, ApiError>;
 
@@ -39,8 +38,8 @@ async fn list(State(state): State<Arc<AppState>>, _: ReadAccess) -> Reply {
     let served = state.served();
     let engine = state.engine.clone();
     let views = blocking(move || {
-        let conn = engine.connection()?;
-        let stored = silence::stored(&Db::Sqlite(&conn)).map_err(ApiError::internal)?;
+        let conn = engine.engine_conn()?;
+        let stored = silence::stored(&conn.db()).map_err(ApiError::internal)?;
         let cal = &served.config.settings.calendar;
         let t = now();
         Ok(served
@@ -103,8 +102,8 @@ async fn add(
     let engine = state.engine.clone();
     let served2 = served.clone();
     let view = blocking(move || {
-        let conn = engine.connection()?;
-        let s = silence::add(&Db::Sqlite(&conn), &built, now()).map_err(ApiError::internal)?;
+        let conn = engine.engine_conn()?;
+        let s = silence::add(&conn.db(), &built, now()).map_err(ApiError::internal)?;
         Ok(SilenceView::new(
             &s,
             now(),
@@ -145,8 +144,8 @@ async fn remove(
     };
     let engine = state.engine.clone();
     let removed = blocking(move || {
-        let conn = engine.connection()?;
-        silence::remove(&Db::Sqlite(&conn), n).map_err(ApiError::internal)
+        let conn = engine.engine_conn()?;
+        silence::remove(&conn.db(), n).map_err(ApiError::internal)
     })
     .await?;
     if removed {

@@ -91,6 +91,9 @@ impl AppState {
             db: opts.db.clone(),
             serving: true,
         })?;
+        if engine.on_postgres() {
+            prepare_alert_tables(&engine)?;
+        }
         if opts.demo {
             if engine.has_records()? {
                 tracing::info!("the database already holds records; --demo left it as it is");
@@ -291,8 +294,9 @@ impl AppState {
         Ok(applied)
     }
 
-    /// After a deliberate change through the API: healthy, and alerts judged at once.
-    fn config_changed_by_api(&self, applied: &Applied) {
+    /// After a deliberate change through the API (this server's, or another
+    /// server's adopted by [`upkeep`](super::upkeep)): healthy, and alerts judged at once.
+    pub(super) fn config_changed_by_api(&self, applied: &Applied) {
         self.set_health(Health::default());
         if applied.changed {
             // A deliberate, atomic change: judged at once, ending any hold.
@@ -341,6 +345,23 @@ impl AppState {
         let engine = self.engine.clone();
         blocking(move || Ok(engine.history(limit)?)).await
     }
+}
+
+/// Makes the alert, outbox and silence tables of a PostgreSQL database under
+/// the alerts' lock, so that servers starting together on a new database do
+/// not race to create them.
+fn prepare_alert_tables(engine: &Engine) -> Result<(), EngineError> {
+    use crate::alerts::AlertError;
+    let conn = engine.engine_conn()?;
+    conn.db()
+        .in_transaction(|db| -> Result<(), AlertError> {
+            db.batch("", crate::store::pg::sql::ALERTS_LOCK)?;
+            crate::alerts::state::ensure_tables(db)
+        })
+        .map_err(|e| match e {
+            AlertError::Store(s) => EngineError::from(s),
+            other => EngineError::Io(other.to_string()),
+        })
 }
 
 /// Runs blocking work (SQLite, evaluation) off the async threads. A panic in

@@ -5,6 +5,9 @@
 //!   process (a cron `kpi import`) are served without a restart
 //!   ([`Engine::refresh`](crate::engine::Engine::refresh): one
 //!   `PRAGMA data_version` a tick while nothing changed);
+//! - on PostgreSQL, a configuration another server sharing the database
+//!   recorded (an API edit through it) is written under this root and served
+//!   ([`Engine::adopt_recorded_config`](crate::engine::Engine::adopt_recorded_config));
 //! - a reload that failed for a reason of the database's (locked, disk full)
 //!   is tried again until it applies, so a transient error never leaves the
 //!   server degraded once it clears;
@@ -34,6 +37,7 @@ pub fn spawn(state: Arc<AppState>) -> tokio::task::JoinHandle<()> {
         loop {
             tick.tick().await;
             refresh(&state).await;
+            adopt(&state).await;
             super::periods::auto_close(&state, &mut close_failed).await;
             if state.health().transient && last_retry.elapsed() >= RETRY_RELOAD {
                 last_retry = Instant::now();
@@ -59,5 +63,23 @@ async fn refresh(state: &Arc<AppState>) {
         }
         Ok(None) => {}
         Err(e) => tracing::warn!("cannot check the database for changes: {e}"),
+    }
+}
+
+async fn adopt(state: &Arc<AppState>) {
+    let engine = state.engine.clone();
+    match blocking(move || Ok(engine.adopt_recorded_config()?)).await {
+        Ok(Some(applied)) => {
+            tracing::info!(
+                "applied configuration version {} recorded by another server sharing the database (files written here: {})",
+                applied.version,
+                applied.files_changed.join(", ")
+            );
+            state.config_changed_by_api(&applied);
+        }
+        Ok(None) => {}
+        Err(e) => {
+            tracing::warn!("cannot apply the configuration another server recorded: {e}")
+        }
     }
 }

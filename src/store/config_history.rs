@@ -181,6 +181,18 @@ pub fn last(conn: &Db<'_>) -> Result<Option<HistoryEntry>, StoreError> {
     Ok(conn.row(&sql, &[])?.map(|r| entry(&r)))
 }
 
+/// The latest version and its content hash, if any (cheap: polled by
+/// servers sharing a PostgreSQL database).
+pub fn latest(conn: &Db<'_>) -> Result<Option<(u64, String)>, StoreError> {
+    ensure(conn)?;
+    Ok(conn
+        .row(
+            "SELECT version, content_hash FROM _kpi_config_history ORDER BY version DESC LIMIT 1",
+            &[],
+        )?
+        .map(|r| (r.int(0) as u64, r.text(1))))
+}
+
 /// One version, if it was recorded.
 pub fn get(conn: &Db<'_>, version: u64) -> Result<Option<HistoryEntry>, StoreError> {
     ensure(conn)?;
@@ -229,8 +241,18 @@ pub fn contents(
     Ok(Some(out))
 }
 
+/// How many times an append is tried when other processes keep taking the
+/// next version first.
+const APPEND_ATTEMPTS: usize = 100;
+
 /// Records a newly applied configuration, its texts stored once each;
 /// returns its version (the previous one + 1).
+///
+/// Safe when several processes append at once (servers sharing a database,
+/// a `kpi rollback` beside them): the version is computed inside the INSERT
+/// (on SQLite the statement holds the write lock from its start), and one
+/// that another PostgreSQL transaction took first (it committed while this
+/// INSERT waited on the key) is tried again with the next.
 pub fn append(conn: &Db<'_>, new: &NewVersion<'_>) -> Result<u64, StoreError> {
     ensure(conn)?;
     let mut blobs = BTreeMap::new();
@@ -246,12 +268,13 @@ pub fn append(conn: &Db<'_>, new: &NewVersion<'_>) -> Result<u64, StoreError> {
     let files_changed = serde_json::to_string(new.files_changed).unwrap_or_default();
     let hashes = serde_json::to_string(&file_hashes(new.files)).unwrap_or_default();
     let blobs = serde_json::to_string(&blobs).unwrap_or_default();
-    let version = conn
-        .row(
+    for _ in 0..APPEND_ATTEMPTS {
+        let row = conn.row(
             "INSERT INTO _kpi_config_history
                 (version, applied_at, origin, files_changed, content_hash, file_hashes, actor, files)
              VALUES ((SELECT COALESCE(MAX(version), 0) + 1 FROM _kpi_config_history),
                      ?1, ?2, ?3, ?4, ?5, ?6, ?7)
+             ON CONFLICT (version) DO NOTHING
              RETURNING version",
             &[
                 Param::Text(new.applied_at),
@@ -262,9 +285,14 @@ pub fn append(conn: &Db<'_>, new: &NewVersion<'_>) -> Result<u64, StoreError> {
                 Param::Text(new.actor),
                 Param::Text(&blobs),
             ],
-        )?
-        .map_or(0, |r| r.int(0));
-    Ok(version as u64)
+        )?;
+        if let Some(r) = row {
+            return Ok(r.int(0) as u64);
+        }
+    }
+    Err(StoreError::Postgres(format!(
+        "cannot record a configuration version in _kpi_config_history: other processes took the next version {APPEND_ATTEMPTS} times in a row"
+    )))
 }
 
 /// Applied configurations, oldest first; at most `limit`, the newest ones.
@@ -339,6 +367,34 @@ mod tests {
         let all = list(&db, 10).unwrap();
         assert_eq!(all.iter().map(|e| e.version).collect::<Vec<_>>(), [1, 2]);
         assert_eq!(list(&db, 1).unwrap()[0].version, 2);
+    }
+
+    #[test]
+    fn processes_appending_at_once_get_one_version_each() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("crm.db");
+        drop(crate::store::db::open(&path).unwrap());
+        let appenders: Vec<_> = (0..3)
+            .map(|who| {
+                let path = path.clone();
+                std::thread::spawn(move || {
+                    let conn = crate::store::db::open(&path).unwrap();
+                    let db = Db::from(&conn);
+                    (0..15)
+                        .map(|i| {
+                            let f = files(&[("kpis/a.toml", &format!("x = {who}{i}"))]);
+                            record(&db, Origin::Api, "race", &f)
+                        })
+                        .collect::<Vec<u64>>()
+                })
+            })
+            .collect();
+        let mut got: Vec<u64> = appenders
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect();
+        got.sort();
+        assert_eq!(got, (1..=45).collect::<Vec<u64>>());
     }
 
     #[test]

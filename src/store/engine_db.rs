@@ -15,6 +15,7 @@ use super::StoreError;
 use super::pg;
 
 /// A borrowed connection to the engine's database.
+#[derive(Clone, Copy)]
 pub enum Db<'a> {
     Sqlite(&'a rusqlite::Connection),
     Postgres(&'a RefCell<postgres::Client>),
@@ -46,6 +47,49 @@ impl EngineConn {
 impl<'a> From<&'a rusqlite::Connection> for Db<'a> {
     fn from(c: &'a rusqlite::Connection) -> Db<'a> {
         Db::Sqlite(c)
+    }
+}
+
+/// What the engine's tables can be reached through: a [`Db`], an
+/// [`EngineConn`], or a SQLite connection (or transaction) of a caller that
+/// opened one itself.
+pub trait AsDb {
+    fn as_db(&self) -> Db<'_>;
+}
+
+impl<T: AsDb + ?Sized> AsDb for &T {
+    fn as_db(&self) -> Db<'_> {
+        (**self).as_db()
+    }
+}
+
+impl<T: AsDb + ?Sized> AsDb for &mut T {
+    fn as_db(&self) -> Db<'_> {
+        (**self).as_db()
+    }
+}
+
+impl AsDb for Db<'_> {
+    fn as_db(&self) -> Db<'_> {
+        *self
+    }
+}
+
+impl AsDb for EngineConn {
+    fn as_db(&self) -> Db<'_> {
+        self.db()
+    }
+}
+
+impl AsDb for rusqlite::Connection {
+    fn as_db(&self) -> Db<'_> {
+        Db::Sqlite(self)
+    }
+}
+
+impl AsDb for rusqlite::Transaction<'_> {
+    fn as_db(&self) -> Db<'_> {
+        Db::Sqlite(self)
     }
 }
 
@@ -200,20 +244,68 @@ impl Db<'_> {
     }
 
     /// Runs `f` in one transaction: committed when it returns Ok, rolled back otherwise.
-    pub fn in_transaction<T>(
+    pub fn in_transaction<T, E: From<StoreError>>(
         &self,
-        f: impl FnOnce(&Db<'_>) -> Result<T, StoreError>,
-    ) -> Result<T, StoreError> {
+        f: impl FnOnce(&Db<'_>) -> Result<T, E>,
+    ) -> Result<T, E> {
+        self.transaction(f, true)
+    }
+
+    /// Runs `f` in one transaction that is rolled back whatever it returns
+    /// (a dry run: what `f` wrote is seen by `f` only).
+    pub fn rolled_back<T, E: From<StoreError>>(
+        &self,
+        f: impl FnOnce(&Db<'_>) -> Result<T, E>,
+    ) -> Result<T, E> {
+        self.transaction(f, false)
+    }
+
+    fn transaction<T, E: From<StoreError>>(
+        &self,
+        f: impl FnOnce(&Db<'_>) -> Result<T, E>,
+        commit: bool,
+    ) -> Result<T, E> {
         self.batch("BEGIN IMMEDIATE", "BEGIN")?;
         match f(self) {
+            Ok(v) if commit => {
+                if let Err(e) = self.batch("COMMIT", "COMMIT") {
+                    let _ = self.batch("ROLLBACK", "ROLLBACK");
+                    return Err(e.into());
+                }
+                Ok(v)
+            }
             Ok(v) => {
-                self.batch("COMMIT", "COMMIT")?;
+                self.batch("ROLLBACK", "ROLLBACK")?;
                 Ok(v)
             }
             Err(e) => {
                 let _ = self.batch("ROLLBACK", "ROLLBACK");
                 Err(e)
             }
+        }
+    }
+
+    /// Whether one of the engine's tables exists.
+    pub fn has_table(&self, table: &str) -> Result<bool, StoreError> {
+        let sql = if self.is_postgres() {
+            "SELECT count(*) FROM pg_catalog.pg_tables
+             WHERE tablename = ?1 AND schemaname = current_schema()"
+        } else {
+            "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?1"
+        };
+        Ok(self
+            .row(sql, &[Param::Text(table)])?
+            .is_some_and(|r| r.int(0) > 0))
+    }
+
+    /// The file of a SQLite database (None in memory, and on PostgreSQL).
+    pub fn path(&self) -> Option<std::path::PathBuf> {
+        match self {
+            Db::Sqlite(c) => c
+                .path()
+                .filter(|p| !p.is_empty())
+                .map(std::path::PathBuf::from),
+            Db::Postgres(_) => None,
         }
     }
 }

@@ -79,6 +79,22 @@ pub fn root() -> tempfile::TempDir {
     dir
 }
 
+/// [`root`] with a KPI `probe` that is always 0 against a default target of 1: it misses
+/// its target in every closed period, for every team.
+pub fn root_with_missing_probe() -> tempfile::TempDir {
+    let dir = root();
+    let kpis = dir.path().join("kpis");
+    std::fs::write(
+        kpis.join("probe.toml"),
+        "[kpi.probe]\nname = \"Probe\"\nunit = \"count\"\ndirection = \"higher\"\nformula = \"0.0\"\n",
+    )
+    .unwrap();
+    let mut targets = std::fs::read_to_string(kpis.join("targets.toml")).unwrap();
+    targets.push_str("\n[probe]\ndefault = 1.0\n");
+    std::fs::write(kpis.join("targets.toml"), targets).unwrap();
+    dir
+}
+
 impl Server {
     pub fn start() -> Server {
         Server::start_with(Options::default())

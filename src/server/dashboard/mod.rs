@@ -471,7 +471,7 @@ async fn alerts_page(
     let engine = state.engine.clone();
     let st = filter.state.clone();
     let list = blocking(move || {
-        let conn = engine.connection()?;
+        let conn = engine.engine_conn()?;
         crate::alerts::list(&conn, Some(&st)).map_err(ApiError::internal)
     })
     .await?;
@@ -595,7 +595,7 @@ pub async fn html_errors(req: Request, next: Next) -> Response {
 async fn firing_alerts(state: &AppState) -> Vec<AlertView> {
     let engine = state.engine.clone();
     blocking(move || {
-        let conn = engine.connection()?;
+        let conn = engine.engine_conn()?;
         crate::alerts::list(&conn, Some("firing")).map_err(ApiError::internal)
     })
     .await

@@ -2,8 +2,8 @@
 //! `kpi serve` on one database): a session-level advisory lock held by a
 //! connection of its own. At most one process holds it; when the holder dies
 //! (or its connection drops) PostgreSQL ends the session and frees the lock,
-//! and the next process that tries takes it over. Not wired to the scheduler
-//! yet: `kpi serve` still refuses a PostgreSQL URL (docs/postgres.md).
+//! and the next process that tries takes it over. The alert scheduler of
+//! `kpi serve` evaluates only while it holds it (`alerts::schedule`).
 
 use postgres::Client;
 

@@ -5,7 +5,9 @@
 //! PostgreSQL answers for all teams × periods at once, and only the grouped
 //! answers (one row per team or person × period, or per distinct value for
 //! `values`/`count_by`) come back. No table is read whole into the engine's
-//! memory; the team tree and the people are the only records it holds.
+//! memory; the team tree and the people are the only records it holds. The
+//! records behind one value (the dashboard's list and CSV) are one page of
+//! rows under the same filters ([`sql::compile_records`]).
 //!
 //! The parts: [`sql`] holds every statement; `migrate` brings the database in
 //! line with the schema (additions applied, destructive changes refused with
@@ -25,7 +27,7 @@ use postgres::{Client, NoTls};
 use rustc_hash::FxHashMap as HashMap;
 
 use super::schema::{OWNERS, TEAMS};
-use super::{Owners, RecordStore, Schema, StoreError, TeamTree};
+use super::{Owners, RecordStore, Schema, StoreError, TeamTree, Value};
 use crate::period::{Calendar, PeriodId, format_utc};
 use crate::query::{Agg, AggValue, Item, Query, QueryError, RecordPage, ShapeResult};
 
@@ -57,7 +59,10 @@ pub fn connect(url: &str) -> Result<Client, StoreError> {
 
 /// A connection whose errors name the database (without its password).
 fn open(url: &str) -> Result<Client, StoreError> {
-    Client::connect(url, NoTls).map_err(|e| StoreError::Open(redacted(url), describe(&e)))
+    let mut client =
+        Client::connect(url, NoTls).map_err(|e| StoreError::Open(redacted(url), describe(&e)))?;
+    client.batch_execute(sql::QUIET)?;
+    Ok(client)
 }
 
 /// A store over a new, private schema of the database at `url` holding only
@@ -134,6 +139,19 @@ pub fn has_records(client: &mut Client, schema: &Schema) -> Result<bool, StoreEr
         }
     }
     Ok(false)
+}
+
+/// How many records each entity of `schema` holds (for `kpi_records`).
+pub fn record_counts(
+    client: &mut Client,
+    schema: &Schema,
+) -> Result<Vec<(String, u64)>, StoreError> {
+    let mut out = Vec::with_capacity(schema.entities.len());
+    for e in schema.entities.values() {
+        let n: i64 = client.query_one(&sql::count_rows(e), &[])?.get(0);
+        out.push((e.name.clone(), n.max(0) as u64));
+    }
+    Ok(out)
 }
 
 /// The record store over a PostgreSQL database: every shape pushed down.
@@ -288,6 +306,78 @@ impl PgStore {
     }
 }
 
+/// Whose records, in which period: a slot of an answer.
+struct PagePlace {
+    period: PeriodId,
+    slot: u32,
+}
+
+impl PgStore {
+    /// The records behind one value (see [`sql::compile_records`]).
+    fn page(
+        &self,
+        query: &Query,
+        agg: &Agg,
+        at: PagePlace,
+        cal: &Calendar,
+        limit: usize,
+    ) -> Result<RecordPage, QueryError> {
+        let PagePlace { period, slot } = at;
+        let entity = self.schema.require(&query.entity)?;
+        let names = crate::query::exec::page_fields(entity, query, agg);
+        let fields: Vec<&crate::store::Field> =
+            names.iter().filter_map(|f| entity.field(f)).collect();
+        let tree = RecordStore::teams(self)?;
+        let owners = RecordStore::owners(self)?;
+        let periods = [period];
+        let cx = sql::Context {
+            schema: &self.schema,
+            periods: &periods,
+            cal,
+            tree: &tree,
+            owners: &owners,
+        };
+        let stmt = sql::compile_records(&cx, query, agg, slot, &fields, limit)?;
+        let rows = self
+            .client()
+            .query(&stmt.text, &stmt.refs())
+            .map_err(StoreError::from)?;
+        let total = rows
+            .first()
+            .map_or(0, |r| r.get::<_, i64>(fields.len()).max(0) as usize);
+        Ok(RecordPage {
+            entity: entity.name.clone(),
+            fields: names.iter().map(|f| f.to_string()).collect(),
+            rows: rows
+                .iter()
+                .take(limit)
+                .map(|r| {
+                    fields
+                        .iter()
+                        .enumerate()
+                        .map(|(i, f)| cell(r, i, f.ty))
+                        .collect()
+                })
+                .collect(),
+            total,
+        })
+    }
+}
+
+/// One cell of a records page, by the field's type.
+fn cell(r: &postgres::Row, i: usize, ty: crate::store::FieldType) -> Value {
+    use crate::store::FieldType;
+    let int = || r.get::<_, Option<i64>>(i);
+    let v = match ty {
+        FieldType::Text => r.get::<_, Option<String>>(i).map(Value::Text),
+        FieldType::Integer => int().map(Value::Int),
+        FieldType::Time => int().map(Value::Time),
+        FieldType::Bool => int().map(|v| Value::Bool(v != 0)),
+        FieldType::Real => r.get::<_, Option<f64>>(i).map(Value::Real),
+    };
+    v.unwrap_or(Value::Null)
+}
+
 /// The value of a (team, period) no row reached.
 fn empty(agg: &Agg) -> AggValue {
     match agg {
@@ -395,18 +485,13 @@ impl RecordStore for PgStore {
     fn records(
         &self,
         query: &Query,
-        _agg: &Agg,
-        _period: PeriodId,
-        _slot: u32,
-        _cal: &Calendar,
-        _limit: usize,
+        agg: &Agg,
+        period: PeriodId,
+        slot: u32,
+        cal: &Calendar,
+        limit: usize,
     ) -> Result<RecordPage, QueryError> {
-        // The dashboard's page of records behind a value is read by the embedded store only so
-        // far; on PostgreSQL the value page says so instead of listing them.
-        Err(QueryError::Store(StoreError::Postgres(format!(
-            "listing the {} records behind a value is not available on PostgreSQL yet",
-            query.entity
-        ))))
+        self.page(query, agg, PagePlace { period, slot }, cal, limit)
     }
 
     fn holds_records(&self, entity: &str) -> Result<bool, StoreError> {

@@ -77,6 +77,10 @@ pub fn column_type(ty: FieldType) -> &'static str {
 
 // ---------------------------------------------------------------- schema
 
+/// Said first on every connection: PostgreSQL's notices ("relation … already
+/// exists, skipping" of every `CREATE … IF NOT EXISTS`) are not logged.
+pub const QUIET: &str = "SET client_min_messages TO warning";
+
 /// The engine's bookkeeping tables, made when missing.
 pub const BOOKKEEPING: &str = "CREATE TABLE IF NOT EXISTS _kpi_fields (
         entity text NOT NULL, field text NOT NULL, type text NOT NULL, optional boolean NOT NULL,
@@ -97,6 +101,9 @@ pub fn drop_scratch(name: &str) -> String {
 pub const WRITE_LOCK: &str = "SELECT pg_advisory_xact_lock(7340115201)";
 /// The alert scheduler's lease (`lease`): session-level, so it lasts as long as its connection.
 pub const TRY_SCHEDULER_LOCK: &str = "SELECT pg_try_advisory_lock(7340115202)";
+/// Taken by every alert evaluation's transaction: two evaluators (a server's
+/// scheduler, `kpi alerts`) apply their transitions one after the other.
+pub const ALERTS_LOCK: &str = "SELECT pg_advisory_xact_lock(7340115203)";
 
 pub const STORED_FIELDS: &str =
     "SELECT entity, field, type, optional FROM _kpi_fields ORDER BY seq";
@@ -118,6 +125,16 @@ pub const GET_META: &str = "SELECT value FROM _kpi_meta WHERE key = $1";
 
 pub fn has_rows(entity: &Entity) -> String {
     format!("SELECT EXISTS (SELECT 1 FROM {})", ident(&entity.name))
+}
+
+/// Fresh planner statistics of an entity's table.
+pub fn analyze(entity: &Entity) -> String {
+    format!("ANALYZE {}", ident(&entity.name))
+}
+
+/// How many records an entity holds.
+pub fn count_rows(entity: &Entity) -> String {
+    format!("SELECT count(*)::int8 FROM {}", ident(&entity.name))
 }
 
 /// `has_rows` for an entity the schema no longer names (it was recorded in `_kpi_fields`).
@@ -360,14 +377,7 @@ pub fn compile(
     query: &Query,
     agg: &Agg,
 ) -> Result<(Statement, Output), QueryError> {
-    let mut b = Builder {
-        cx,
-        params: Vec::new(),
-        bounds: Vec::new(),
-        aliases: 0,
-        uses_closure: false,
-        uses_owners: false,
-    };
+    let mut b = Builder::new(cx);
     let entity = cx.schema.require(&query.entity)?;
     let node = b.node(query, None)?;
     let (select, mut output, key_group) = b.aggregate(entity, &node.alias, agg)?;
@@ -398,6 +408,55 @@ pub fn compile(
     ))
 }
 
+/// The records behind one answer: the rows `query` + `agg` counts for one
+/// slot (a team with its subtree, or a person) in the one period of `cx`,
+/// the same filters as [`compile`]. Each row holds `fields` (times as UTC
+/// ms, bools as 0/1), then how many rows match in all; at most `limit` rows
+/// come back, ordered by id (PostgreSQL keeps no insertion order).
+pub fn compile_records(
+    cx: &Context<'_>,
+    query: &Query,
+    agg: &Agg,
+    slot: u32,
+    fields: &[&Field],
+    limit: usize,
+) -> Result<Statement, QueryError> {
+    let mut b = Builder::new(cx);
+    let entity = cx.schema.require(&query.entity)?;
+    let node = b.node(query, None)?;
+    let mut conditions = node.conditions.clone();
+    conditions.extend(agg_conditions(entity, &node.alias, agg)?);
+    if !query.all_teams {
+        let s = b.bind(i32::try_from(slot).unwrap_or(i32::MAX));
+        conditions.push(format!("{} = {s}", node.slot));
+    }
+    let columns: Vec<String> = fields.iter().map(|f| read_back(f, &node.alias)).collect();
+    // One row at least, so that the total comes back even for an empty page.
+    let limit = b.bind(limit.max(1) as i64);
+    let body = format!(
+        "SELECT {}, count(*) OVER ()::int8 FROM {} CROSS JOIN p{} WHERE {} ORDER BY {}.\"id\" COLLATE \"C\" LIMIT {limit}",
+        columns.join(", "),
+        node.from,
+        node.joins,
+        and(&conditions),
+        node.alias
+    );
+    Ok(Statement {
+        text: b.with_clause() + body.as_str(),
+        params: b.params,
+    })
+}
+
+/// A field as [`compile_records`] reads it back: times as UTC ms, bools as 0/1.
+fn read_back(fd: &Field, alias: &str) -> String {
+    let col = format!("{alias}.{}", ident(&fd.name));
+    match fd.ty {
+        FieldType::Time => format!("(extract(epoch from {col}) * 1000)::int8"),
+        FieldType::Bool => format!("{col}::int::int8"),
+        FieldType::Integer | FieldType::Real | FieldType::Text => col,
+    }
+}
+
 /// One query of the shape (the outer one, or a semi-join's).
 struct Node {
     alias: String,
@@ -418,7 +477,18 @@ struct Builder<'a> {
     uses_owners: bool,
 }
 
-impl Builder<'_> {
+impl<'a> Builder<'a> {
+    fn new(cx: &'a Context<'a>) -> Builder<'a> {
+        Builder {
+            cx,
+            params: Vec::new(),
+            bounds: Vec::new(),
+            aliases: 0,
+            uses_closure: false,
+            uses_owners: false,
+        }
+    }
+
     fn bind<T: ToSql + Sync + Send + 'static>(&mut self, v: T) -> String {
         self.params.push(Box::new(v));
         format!("${}", self.params.len())

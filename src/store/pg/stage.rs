@@ -100,6 +100,7 @@ pub fn publish(
 ) -> Result<(), StoreError> {
     let mut tx = client.transaction()?;
     tx.batch_execute(sql::WRITE_LOCK)?;
+    let mut bulk = Vec::new();
     for name in entities {
         let entity = schema.require(name)?;
         if replace {
@@ -129,15 +130,27 @@ pub fn publish(
                 .map_err(|e| StoreError::Postgres(format!("COPY {name}: {e}")))?;
             writer.finish()?;
         }
-        tx.execute(&sql::upsert_staged(entity), &[])?;
+        let written = tx.execute(&sql::upsert_staged(entity), &[])?;
         tx.execute(sql::BUMP_GENERATION, &[name])?;
+        if replace || written >= ANALYZE_AFTER {
+            bulk.push(entity);
+        }
     }
     if let Some((key, value)) = meta {
         tx.execute(sql::SET_META, &[&key, &value])?;
     }
     tx.commit()?;
+    // Fresh statistics for the planner: until autovacuum gets to a table just
+    // filled, a shape over it can be planned as if it were empty (measured: a
+    // scorecard over 92k new deals ran for minutes instead of milliseconds).
+    for entity in bulk {
+        client.batch_execute(&sql::analyze(entity))?;
+    }
     Ok(())
 }
+
+/// Tables that took at least this many rows in one write are analyzed at once.
+const ANALYZE_AFTER: u64 = 10_000;
 
 /// One cell in COPY's text format (`\N` for NULL; times as UTC instants).
 fn copy_cell(out: &mut String, ty: FieldType, v: ValueRef<'_>) {
