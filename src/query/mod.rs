@@ -8,6 +8,8 @@
 //! them in one pass over the entity's columns.
 
 pub mod exec;
+mod semi;
+mod time;
 
 pub use exec::{RecordPage, ShapeResult};
 
