@@ -122,3 +122,71 @@ impl ShapeMemo {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::toml_doc::Source;
+    use crate::period::Grain;
+    use crate::query::{AggValue, Filter, PeriodRef};
+    use crate::store::Schema;
+    use crate::store::columns::ColumnStore;
+
+    fn store(cal: &Calendar) -> ColumnStore {
+        let schema = Schema::from_source(&Source::new(
+            "schema.toml",
+            "[entity.teams.fields]\nname = \"text\"\nparent = \"text?\"\n[entity.deals]\nteam_field = \"team\"\n[entity.deals.fields]\nteam = \"text\"\nclosed_at = \"time?\"\n",
+        ))
+        .unwrap();
+        let team = serde_json::json!({"id": "t", "name": "T"});
+        let now = chrono::Utc::now().to_rfc3339();
+        let deal = serde_json::json!({"id": "d", "team": "t", "closed_at": now});
+        ColumnStore::in_memory(
+            Arc::new(schema),
+            cal,
+            &[
+                ("teams", "teams", vec![team]),
+                ("deals", "deals", vec![deal]),
+            ],
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_serving_memo_answers_a_miss_over_its_window_and_a_plain_one_over_the_asked_periods() {
+        let cal = Calendar::utc();
+        let store = store(&cal);
+        let mut q = Query::new("deals");
+        q.filters.push(Filter::InPeriod {
+            field: "closed_at".into(),
+            period: PeriodRef::Relative(0),
+            cut: None,
+        });
+        let now = cal.containing(Grain::Quarter, chrono::Utc::now().timestamp_millis());
+        let asked = [now.shift(-3)];
+        let plain = ShapeMemo::default();
+        let a = plain
+            .answer(&store, &cal, &q, &Agg::Count, &asked, asked[0])
+            .unwrap();
+        assert_eq!(a.periods(), &asked);
+        let serving = ShapeMemo::serving();
+        let a = serving
+            .answer(&store, &cal, &q, &Agg::Count, &asked, asked[0])
+            .unwrap();
+        let window: Vec<PeriodId> = (-SERVED_WINDOW..1).map(|i| now.shift(i)).collect();
+        assert_eq!(a.periods(), &window[..]);
+        assert_eq!(a.get(0, now), Some(&AggValue::Number(1.0)));
+        // The next quarter's ask is the same answer; one outside the window is not widened.
+        let b = serving
+            .answer(&store, &cal, &q, &Agg::Count, &[now], now)
+            .unwrap();
+        assert!(Arc::ptr_eq(&a, &b));
+        let old = now.shift(-40);
+        let c = serving
+            .answer(&store, &cal, &q, &Agg::Count, &[old], old)
+            .unwrap();
+        assert!(c.periods().contains(&old) && c.periods().len() == window.len() + 1);
+        // What survives a change keeps the window setting.
+        assert!(serving.after_change(|_| true).window);
+    }
+}

@@ -184,6 +184,69 @@ fn parallel<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::eval::Records;
+    use crate::period::Grain;
+    use crate::store::columns::ColumnStore;
+    use crate::store::{RecordStore, db, demo_writer};
+    use std::sync::Arc;
+
+    #[test]
+    fn values_answered_ahead_in_parallel_equal_those_answered_when_asked() {
+        let dir = tempfile::tempdir().unwrap();
+        for (rel, text) in crate::init::library() {
+            let path = dir.path().join(rel);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, text).unwrap();
+        }
+        let config = crate::load_checked(dir.path()).unwrap();
+        let cal = &config.settings.calendar;
+        let mut conn = db::open_in_memory().unwrap();
+        db::migrate(&mut conn, &config.schema).unwrap();
+        let until = cal.period("2026-Q3".parse().unwrap()).start + 40 * 86_400_000;
+        let demo = crate::demo::DemoOptions {
+            scale: 2,
+            seed: 7,
+            until,
+        };
+        demo_writer::write_demo(&mut conn, &config.schema, cal, &demo).unwrap();
+        let store: Arc<dyn RecordStore> = Arc::new(ColumnStore::new(conn, config.schema.clone()));
+        let last = cal.containing(Grain::Quarter, until);
+        let periods: Vec<PeriodId> = (0..6).rev().map(|i| last.shift(-i)).collect();
+        let eval = |ahead: bool| {
+            let records = Records::new(store.clone());
+            let e = Evaluation::new(config.clone(), records, until, &periods, false).unwrap();
+            if ahead {
+                let cards: Vec<&Scorecard> = config.scorecards.iter().collect();
+                e.prefetch_scorecards(&cards, &periods);
+                assert!(e.shapes_executed() > 10, "the probe found the shapes");
+            }
+            e
+        };
+        let (asked, ahead) = (eval(false), eval(true));
+        let owners = (0..ahead.owners.len() as u32).take(5).map(Subject::Owner);
+        let subjects: Vec<Subject> = (0..ahead.teams.len() as u32)
+            .map(Subject::Team)
+            .chain(owners)
+            .collect();
+        let mut compared = 0;
+        for k in 0..config.kpis.len() {
+            for &s in &subjects {
+                for &p in &periods {
+                    let (a, b) = (asked.value_of(k, s, p), ahead.value_of(k, s, p));
+                    let bits = |v: Option<f64>| v.map(f64::to_bits);
+                    assert_eq!(
+                        bits(a.value),
+                        bits(b.value),
+                        "{} {s:?} {p}",
+                        config.kpis[k].def.id
+                    );
+                    assert_eq!(a.error, b.error);
+                    compared += usize::from(a.value.is_some());
+                }
+            }
+        }
+        assert!(compared > 500, "values with data: {compared}");
+    }
 
     #[test]
     fn parallel_keeps_the_order_of_the_items() {

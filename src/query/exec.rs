@@ -8,14 +8,15 @@
 //! means are carried as (sum, count) and distinct values as sets, so a parent
 //! never averages its children's averages.
 
-use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
+use rustc_hash::FxHashSet as HashSet;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use super::acc::{Accumulators, ItemKind};
 use super::semi::{self, SemiJoin};
 use super::time::TimeBounds;
-use super::{Agg, AggValue, CmpOp, Filter, Item, Query, QueryError, Scalar};
-use crate::period::{Calendar, PeriodId, format_utc};
+use super::{Agg, AggValue, CmpOp, Filter, Query, QueryError, Scalar};
+use crate::period::{Calendar, PeriodId};
 use crate::store::columns::{Column, ColumnStore, NULL_INT};
 use crate::store::schema::FieldType;
 use crate::store::{Owners, TeamTree};
@@ -203,9 +204,10 @@ pub(super) fn accumulate(
         semis,
         input,
     } = Compiled::new(store, query, agg, &col, periods, cal)?;
-    let mut acc = Accumulators::new(agg, periods.len() * slots);
+    let mut acc = Accumulators::new(agg, periods.len() * slots, &input);
     let all_slot = [0u32];
     let mut hits: Vec<&[semi::Entry]> = Vec::with_capacity(semis.len());
+    let mut periods_of: Vec<usize> = Vec::new();
     for row in 0..table.len() {
         if !statics.iter().all(|p| p.test(row)) {
             continue;
@@ -235,13 +237,18 @@ pub(super) fn accumulate(
         } else {
             &tree.up[team as usize][..]
         };
-        times.each(row, |p| {
+        // Only the periods the first semi-join's key occurs in can pass.
+        periods_of.clear();
+        periods_of.extend(hits[0].iter().map(|e| e.1 as usize));
+        periods_of.sort_unstable();
+        periods_of.dedup();
+        for &p in periods_of.iter().filter(|p| times.test(row, **p)) {
             for &t in targets {
                 if semis.iter().zip(&hits).all(|(s, h)| s.covers(h, t, p)) {
                     acc.add(p * slots + t as usize, v);
                 }
             }
-        });
+        }
     }
     let kind = agg_output_kind(agg, entity, &col)?;
     Ok(Pass {
@@ -443,7 +450,7 @@ impl StaticPred {
 }
 
 /// What an aggregate reads from each row.
-enum Input {
+pub(super) enum Input {
     None,
     Number(Arc<Column>),
     Span(Arc<Column>, Arc<Column>),
@@ -451,7 +458,7 @@ enum Input {
 }
 
 #[derive(Clone, Copy)]
-enum RowValue {
+pub(super) enum RowValue {
     Unit,
     Number(f64),
     Key(u64),
@@ -484,213 +491,6 @@ impl Input {
             },
             Input::Key(c) => c.key(row).map(RowValue::Key),
         }
-    }
-}
-
-#[derive(Clone, Copy)]
-pub(super) struct Num {
-    sum: f64,
-    n: f64,
-    min: f64,
-    max: f64,
-}
-
-impl Num {
-    const EMPTY: Num = Num {
-        sum: 0.0,
-        n: 0.0,
-        min: f64::INFINITY,
-        max: f64::NEG_INFINITY,
-    };
-
-    fn add(&mut self, x: f64) {
-        self.sum += x;
-        self.n += 1.0;
-        self.min = self.min.min(x);
-        self.max = self.max.max(x);
-    }
-
-    fn merge(&mut self, o: &Num) {
-        self.sum += o.sum;
-        self.n += o.n;
-        self.min = self.min.min(o.min);
-        self.max = self.max.max(o.max);
-    }
-}
-
-/// Per (period, slot): numbers, or each distinct key with its row count.
-pub(super) enum Accumulators {
-    Num(Vec<Num>),
-    Keys(Vec<HashMap<u64, f64>>),
-}
-
-impl Accumulators {
-    fn new(agg: &Agg, slots: usize) -> Accumulators {
-        match agg {
-            Agg::CountDistinct(_)
-            | Agg::Values(_)
-            | Agg::CountBy(_)
-            | Agg::CountDistinctAtLeast(..) => Accumulators::Keys(vec![HashMap::default(); slots]),
-            _ => Accumulators::Num(vec![Num::EMPTY; slots]),
-        }
-    }
-
-    fn add(&mut self, slot: usize, v: RowValue) {
-        match (self, v) {
-            (Accumulators::Num(a), RowValue::Number(x)) => a[slot].add(x),
-            (Accumulators::Num(a), RowValue::Unit) => a[slot].add(0.0),
-            (Accumulators::Keys(a), RowValue::Key(k)) => *a[slot].entry(k).or_insert(0.0) += 1.0,
-            _ => {}
-        }
-    }
-
-    /// The value of every (period, slot). With `tree`, each slot holds a team's own rows and its
-    /// value is over its whole subtree: numbers are merged into the parent's children first
-    /// (always in the same order, so sums come out to the bit); key maps are finished children
-    /// first, then moved into the parent, the smaller map into the larger.
-    fn finish(
-        self,
-        agg: &Agg,
-        kind: &ItemKind,
-        tree: Option<&TeamTree>,
-        periods: usize,
-    ) -> Vec<AggValue> {
-        match (self, tree) {
-            (Accumulators::Num(mut a), Some(tree)) => {
-                roll_up_num(&mut a, tree, periods);
-                a.iter().map(|n| finish_num(agg, n)).collect()
-            }
-            (Accumulators::Num(a), None) => a.iter().map(|n| finish_num(agg, n)).collect(),
-            (Accumulators::Keys(a), Some(tree)) => {
-                roll_up_keys(a, tree, periods, |m| finish_keys(agg, m, kind))
-            }
-            (Accumulators::Keys(a), None) => a.iter().map(|m| finish_keys(agg, m, kind)).collect(),
-        }
-    }
-}
-
-/// Merges every team into its parent, children first, so each team ends up holding its whole
-/// subtree.
-fn roll_up_num(a: &mut [Num], tree: &TeamTree, periods: usize) {
-    let teams = tree.len();
-    let order = tree.bottom_up();
-    for p in 0..periods {
-        let base = p * teams;
-        for &t in &order {
-            if let Some(parent) = tree.parent[t as usize] {
-                let c = a[base + t as usize];
-                a[base + parent as usize].merge(&c);
-            }
-        }
-    }
-}
-
-/// Each team's value over its subtree, from maps of its own rows: in post-order a team (its
-/// children already merged in) is finished, then its map is merged into its parent's by moving
-/// it, the smaller into the larger. Nothing is copied and every map is consumed.
-fn roll_up_keys(
-    mut a: Vec<HashMap<u64, f64>>,
-    tree: &TeamTree,
-    periods: usize,
-    finish: impl Fn(&HashMap<u64, f64>) -> AggValue,
-) -> Vec<AggValue> {
-    let teams = tree.len();
-    let order = tree.bottom_up();
-    let mut out: Vec<Option<AggValue>> = vec![None; a.len()];
-    for p in 0..periods {
-        let base = p * teams;
-        for &t in &order {
-            let child = base + t as usize;
-            out[child] = Some(finish(&a[child]));
-            if let Some(parent) = tree.parent[t as usize] {
-                let mut moved = std::mem::take(&mut a[child]);
-                let target = &mut a[base + parent as usize];
-                if target.len() < moved.len() {
-                    std::mem::swap(target, &mut moved);
-                }
-                for (k, n) in moved {
-                    *target.entry(k).or_insert(0.0) += n;
-                }
-            }
-        }
-    }
-    // Teams no root reaches (a cycle in the tree) hold their own rows, as before.
-    out.into_iter()
-        .zip(&a)
-        .map(|(v, m)| v.unwrap_or_else(|| finish(m)))
-        .collect()
-}
-
-fn finish_num(agg: &Agg, n: &Num) -> AggValue {
-    let mean_like = |v: f64| {
-        if n.n == 0.0 {
-            AggValue::NoRows
-        } else {
-            AggValue::Number(v)
-        }
-    };
-    match agg {
-        Agg::Count => AggValue::Number(n.n),
-        Agg::Sum(_) => AggValue::Number(n.sum),
-        Agg::Avg(_) => mean_like(n.sum / n.n),
-        Agg::Min(_) => mean_like(n.min),
-        Agg::Max(_) => mean_like(n.max),
-        Agg::AvgSpan { unit, .. } => mean_like(n.sum / n.n / unit.millis()),
-        _ => AggValue::NoRows,
-    }
-}
-
-fn finish_keys(agg: &Agg, m: &HashMap<u64, f64>, kind: &ItemKind) -> AggValue {
-    match agg {
-        Agg::CountDistinct(_) => AggValue::Number(m.len() as f64),
-        Agg::CountDistinctAtLeast(_, n) => {
-            AggValue::Number(m.values().filter(|c| **c >= f64::from(*n)).count() as f64)
-        }
-        Agg::Values(_) => {
-            let mut keys: Vec<u64> = m.keys().copied().collect();
-            kind.sort(&mut keys);
-            AggValue::Items(Arc::new(keys.into_iter().map(|k| kind.item(k)).collect()))
-        }
-        _ => {
-            let mut pairs: Vec<(u64, f64)> = m.iter().map(|(k, c)| (*k, *c)).collect();
-            pairs.sort_by(|a, b| kind.order(a.0, b.0));
-            AggValue::Counts(Arc::new(
-                pairs.into_iter().map(|(k, c)| (kind.item(k), c)).collect(),
-            ))
-        }
-    }
-}
-
-/// How a distinct-value key turns back into a value a formula can use.
-pub(super) enum ItemKind {
-    Int,
-    Bool,
-    Time,
-    Real,
-    Text(Vec<Arc<str>>),
-}
-
-impl ItemKind {
-    fn item(&self, k: u64) -> Item {
-        match self {
-            ItemKind::Int => Item::Int(k as i64),
-            ItemKind::Bool => Item::Bool(k != 0),
-            ItemKind::Time => Item::Time(Arc::from(format_utc(k as i64))),
-            ItemKind::Real => Item::Real(f64::from_bits(k)),
-            ItemKind::Text(d) => Item::Text(d[k as usize].clone()),
-        }
-    }
-
-    fn order(&self, a: u64, b: u64) -> std::cmp::Ordering {
-        match self {
-            ItemKind::Int | ItemKind::Time | ItemKind::Bool => (a as i64).cmp(&(b as i64)),
-            ItemKind::Real => f64::from_bits(a).total_cmp(&f64::from_bits(b)),
-            ItemKind::Text(d) => d[a as usize].cmp(&d[b as usize]),
-        }
-    }
-
-    fn sort(&self, keys: &mut [u64]) {
-        keys.sort_by(|a, b| self.order(*a, *b));
     }
 }
 
@@ -820,6 +620,7 @@ fn cell(col: &Column, ty: FieldType, row: usize) -> crate::store::Value {
 mod tests {
     use super::*;
     use crate::config::toml_doc::Source;
+    use crate::query::Item;
     use crate::store::{Schema, db};
 
     /// hq ─┬─ north: deals d1 (won 100, Q1), d2 (won 50, Q2, customer c1), d3 (lost, Q1, customer c1)

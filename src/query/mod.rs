@@ -7,6 +7,7 @@
 //! key for every team and every period, and [`exec`] answers it for all of
 //! them in one pass over the entity's columns.
 
+mod acc;
 pub mod exec;
 mod semi;
 mod time;

@@ -10,7 +10,8 @@
 use rustc_hash::FxHashMap as HashMap;
 use std::sync::Arc;
 
-use super::exec::{Accumulators, ItemKind, accumulate};
+use super::acc::ItemKind;
+use super::exec::accumulate;
 use super::{Agg, Filter, QueryError};
 use crate::period::{Calendar, PeriodId};
 use crate::store::TeamTree;
@@ -21,10 +22,16 @@ pub(super) type Entry = (u32, u32);
 
 pub(super) struct SemiJoin {
     col: Arc<Column>,
-    /// Outer key → its range in `entries`.
-    index: HashMap<u64, (u32, u32)>,
+    index: Index,
     entries: Vec<Entry>,
     cover: Cover,
+}
+
+/// Outer key → its range (start, length) in `entries`.
+enum Index {
+    /// By text code: a dictionary's codes are dense.
+    Dense(Vec<(u32, u32)>),
+    Hash(HashMap<u64, (u32, u32)>),
 }
 
 /// Which outer slots an inner slot's keys count for.
@@ -49,15 +56,12 @@ impl SemiJoin {
             return Ok(None);
         };
         let outer = col(field)?;
-        let agg = Agg::CountBy(of.clone());
+        let agg = Agg::Values(of.clone());
         let pass = accumulate(store, query, &agg, periods, cal)?;
         let cover = match (query.all_teams, pass.rolls_up()) {
             (true, _) => Cover::Every,
             (false, true) => Cover::Subtree(pass.tree.clone()),
             (false, false) => Cover::Same,
-        };
-        let Accumulators::Keys(maps) = pass.acc else {
-            return Ok(None);
         };
         let inner = store.table(&query.entity, &[&**of])?.column(of);
         let same_column = inner.is_some_and(|c| Arc::ptr_eq(&c, &outer));
@@ -67,10 +71,12 @@ impl SemiJoin {
             key_translation(&outer, &pass.kind, field, of)?
         };
         let mut triples: Vec<(u64, Entry)> = Vec::new();
-        for (i, m) in maps.into_iter().enumerate() {
-            let entry = ((i % pass.slots) as u32, (i / pass.slots) as u32);
-            triples.extend(m.into_keys().filter_map(&translate).map(|k| (k, entry)));
-        }
+        let slots = pass.slots;
+        pass.acc.each_key(|i, k| {
+            if let Some(k) = translate(k) {
+                triples.push((k, ((i % slots) as u32, (i / slots) as u32)));
+            }
+        });
         drop(translate);
         Ok(Some(SemiJoin::index(outer, triples, cover)))
     }
@@ -83,13 +89,21 @@ impl SemiJoin {
     ) -> SemiJoin {
         triples.sort_unstable();
         triples.dedup();
-        let mut index = HashMap::default();
-        index.reserve(triples.len());
+        let mut index = match &*col {
+            Column::Text { dict, .. } => Index::Dense(vec![(0, 0); dict.values.len()]),
+            _ => Index::Hash(HashMap::default()),
+        };
         let mut start = 0;
         while start < triples.len() {
             let key = triples[start].0;
             let len = triples[start..].iter().take_while(|t| t.0 == key).count();
-            index.insert(key, (start as u32, len as u32));
+            let range = (start as u32, len as u32);
+            match &mut index {
+                Index::Dense(v) => v[key as usize] = range,
+                Index::Hash(m) => {
+                    m.insert(key, range);
+                }
+            }
             start += len;
         }
         SemiJoin {
@@ -103,8 +117,11 @@ impl SemiJoin {
     /// Where the key of `row` occurs in the inner query; None: nowhere (the row never passes).
     pub(super) fn hits(&self, row: usize) -> Option<&[Entry]> {
         let k = self.col.key(row)?;
-        let &(start, len) = self.index.get(&k)?;
-        Some(&self.entries[start as usize..(start + len) as usize])
+        let (start, len) = match &self.index {
+            Index::Dense(v) => *v.get(k as usize)?,
+            Index::Hash(m) => *m.get(&k)?,
+        };
+        (len > 0).then(|| &self.entries[start as usize..(start + len) as usize])
     }
 
     /// Whether the inner query of `slot` in period `period` holds the key whose entries are `hits`.
@@ -184,5 +201,21 @@ mod tests {
         assert!(same.contains(3, 1, 0) && !same.contains(1, 1, 0));
         let every = SemiJoin::index(col, triples, Cover::Every);
         assert!(every.contains(1, 1, 0) && !every.contains(1, 0, 0));
+    }
+
+    #[test]
+    fn text_keys_are_indexed_by_code() {
+        let mut dict = crate::store::columns::Dict::default();
+        dict.values = ["x", "y", "z"].map(std::sync::Arc::from).to_vec();
+        let col = Arc::new(Column::Text {
+            codes: vec![2, 0, crate::store::columns::NULL_CODE, 1],
+            dict: Arc::new(dict),
+        });
+        let j = SemiJoin::index(col, vec![(2, (1, 0)), (1, (3, 2))], Cover::Same);
+        assert!(matches!(j.index, Index::Dense(_)));
+        assert_eq!(j.hits(0), Some(&[(1, 0)][..]));
+        assert!(j.hits(1).is_none(), "code 0 is in no inner set");
+        assert!(j.hits(2).is_none(), "a null never joins");
+        assert!(j.contains(3, 2, 3) && !j.contains(3, 1, 3));
     }
 }
