@@ -9,6 +9,7 @@
 //! branch its placeholder values did not take) is still answered when first asked, as before,
 //! so a probe changes no value, only when the passes run.
 
+use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -18,6 +19,13 @@ use crate::config::Scorecard;
 use crate::config::scorecards::Subjects;
 use crate::period::PeriodId;
 use crate::query::{Agg, AggValue, Filter, Query};
+
+/// The most aggregates one probe records (the standard library asks 52 shapes); beyond it a
+/// probed aggregate has no data, which ends the formula at once.
+pub(super) const PROBE_LIMIT: usize = 256;
+
+/// How long a probe runs formulas before it stops (the library's take about a millisecond).
+const PROBE_TIME: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// What a probed aggregate answers: a value of the right kind, so the formula goes on.
 pub(super) fn placeholder(agg: &Agg) -> AggValue {
@@ -97,9 +105,14 @@ impl Evaluation {
         let team = subjects.iter().find(|s| matches!(s, Subject::Team(_)));
         let owner = subjects.iter().find(|s| matches!(s, Subject::Owner(_)));
         *self.probe.borrow_mut() = Some(Vec::new());
-        for subject in team.into_iter().chain(owner) {
+        let started = std::time::Instant::now();
+        'probe: for subject in team.into_iter().chain(owner) {
             for &p in periods {
                 for &k in kpis {
+                    // A formula that computes for long without asking is not run again.
+                    if started.elapsed() > PROBE_TIME {
+                        break 'probe;
+                    }
                     self.value_of(k, *subject, p);
                 }
             }
@@ -114,16 +127,18 @@ impl Evaluation {
         let universe = self.periods.borrow().clone();
         let shapes = self.shapes.borrow();
         let mut jobs: Vec<Job> = Vec::new();
+        let mut at: HashMap<(Query, Agg), usize> = HashMap::new();
         for (query, agg, period) in asked {
             let cut = query.is_cut();
-            if shapes.contains_key(&(query.clone(), agg.clone()))
-                || (!cut && !universe.contains(&period))
-            {
+            let key = (query, agg);
+            if shapes.contains_key(&key) || (!cut && !universe.contains(&period)) {
                 continue;
             }
-            let i = match jobs.iter().position(|j| j.query == query && j.agg == agg) {
-                Some(i) => i,
+            let i = match at.get(&key) {
+                Some(i) => *i,
                 None => {
+                    let (query, agg) = key.clone();
+                    at.insert(key, jobs.len());
                     let periods = if cut { Vec::new() } else { universe.clone() };
                     jobs.push(Job {
                         query,

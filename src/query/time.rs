@@ -130,12 +130,15 @@ impl TimeBounds {
     }
 
     /// Calls `f` with each period `row` meets every time filter in (in no particular order).
+    #[inline]
     pub(super) fn each(&self, row: usize, mut f: impl FnMut(usize)) {
         let rest = |p: usize| {
-            self.fields
-                .iter()
-                .enumerate()
-                .all(|(i, (col, bounds))| i == self.lead || within(col, bounds[p], row))
+            self.fields.len() == 1
+                || self
+                    .fields
+                    .iter()
+                    .enumerate()
+                    .all(|(i, (col, bounds))| i == self.lead || within(col, bounds[p], row))
         };
         let value = || match &*self.fields[self.lead].0 {
             Column::Int(v) if v[row] != NULL_INT => Some(v[row]),
