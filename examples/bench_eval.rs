@@ -34,7 +34,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use kpi_engine::ConfigSnapshot;
-use kpi_engine::config::Subjects;
+use kpi_engine::config::{Scorecard, Subjects};
 use kpi_engine::demo::{self, DemoOptions};
 use kpi_engine::engine::snapshot::members;
 use kpi_engine::engine::{Engine, EngineOptions};
@@ -520,6 +520,11 @@ fn engine(
     // A memo of its own: every run computes its shapes from the loaded columns.
     let records = Records::new(store.clone());
     let eval = Evaluation::new(cfg.clone(), records, as_of, periods, false)?;
+    // As `Snapshot::evaluate` does: the shapes answered ahead, on every core.
+    let cards: Vec<&Scorecard> = (cfg.scorecards.iter())
+        .filter(|c| c.subjects == Subjects::Teams)
+        .collect();
+    eval.prefetch_scorecards(&cards, periods);
     let mut lines = 0;
     for p in periods {
         // Team scorecards: what the SQL baseline computes too (people are timed apart).

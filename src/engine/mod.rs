@@ -216,9 +216,17 @@ impl Engine {
         store: Arc<dyn crate::store::RecordStore>,
         o: Opened,
     ) -> Engine {
+        // A server answers a missed shape over every period a request could ask.
+        let memo = match opts.serving {
+            true => crate::eval::ShapeMemo::serving(),
+            false => crate::eval::ShapeMemo::default(),
+        };
         let snapshot = Snapshot {
             config: o.cfg,
-            records: Records::new(store),
+            records: Records {
+                store,
+                memo: Arc::new(memo),
+            },
             version: o.version,
             loaded_at: format_utc(now()),
             content_hash: o.hash,
@@ -876,7 +884,11 @@ impl Engine {
         }
         self.swap(Snapshot {
             config: cfg.clone(),
-            records: Records::new(Arc::new(store)),
+            records: Records {
+                store: Arc::new(store),
+                // Every answer read the old records; the memo keeps only its window setting.
+                memo: Arc::new(served.records.memo.after_change(|_| true)),
+            },
             version: served.version,
             loaded_at: served.loaded_at.clone(),
             content_hash: served.content_hash.clone(),

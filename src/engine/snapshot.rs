@@ -287,6 +287,7 @@ impl Snapshot {
                 (None, false, Some(t)) => vec![Subject::Team(t)],
                 (None, false, None) => teams(&eval.teams, None),
             };
+            eval.prefetch(&ids, &subjects, &req.periods);
             return Ok(req
                 .periods
                 .iter()
@@ -327,6 +328,9 @@ impl Snapshot {
             true => None,
             false => Some(self.evaluation(req.as_of, &live, req.explain)?),
         };
+        if let Some(eval) = &eval {
+            eval.prefetch_scorecards(&cards, &live);
+        }
         let mut out = Vec::with_capacity(req.periods.len() * cards.len());
         for (i, p) in req.periods.iter().enumerate() {
             for (j, card) in cards.iter().enumerate() {

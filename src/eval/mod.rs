@@ -11,6 +11,7 @@ pub mod check;
 pub mod formula_tests;
 pub mod memo;
 pub mod no_records;
+mod prefetch;
 pub mod report;
 pub mod scoring;
 
@@ -90,6 +91,8 @@ pub struct Evaluation {
     /// With `explain`: every query asked, in order, with the period and answer slot it was
     /// asked for (what the records behind a value are read with).
     asked: RefCell<Vec<Asked>>,
+    /// While probing ([`Evaluation::prefetch`]): the shapes the formulas ask, not answered.
+    probe: RefCell<Option<Vec<(Query, Agg, PeriodId)>>>,
 }
 
 /// One query a formula asked while explaining: the shape, its period and its answer slot.
@@ -129,6 +132,7 @@ impl Evaluation {
             stack: RefCell::new(Vec::new()),
             traces: RefCell::new(Vec::new()),
             asked: RefCell::new(Vec::new()),
+            probe: RefCell::new(None),
         }))
     }
 
@@ -176,7 +180,10 @@ impl Evaluation {
             };
         }
         let result = self.run(key);
-        self.values.borrow_mut().insert(key, result.clone());
+        // A probe's value is made of placeholders: never kept.
+        if self.probe.borrow().is_none() {
+            self.values.borrow_mut().insert(key, result.clone());
+        }
         result
     }
 
@@ -376,6 +383,14 @@ impl Host for Frame {
             return Err(HostError::NoData);
         };
         let query = &query;
+        if let Some(asked) = self.eval.probe.borrow_mut().as_mut() {
+            // A formula asking shapes in a loop is left to be answered as it asks.
+            if asked.len() >= prefetch::PROBE_LIMIT {
+                return Err(HostError::NoData);
+            }
+            asked.push((query.clone(), agg.clone(), self.period));
+            return Ok(prefetch::placeholder(agg));
+        }
         let shape = self
             .eval
             .shape(query, agg, self.period)

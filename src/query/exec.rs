@@ -8,13 +8,15 @@
 //! means are carried as (sum, count) and distinct values as sets, so a parent
 //! never averages its children's averages.
 
-use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
+use rustc_hash::FxHashSet as HashSet;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use super::QueryError;
-use super::{Agg, AggValue, CmpOp, Filter, Item, Query, Scalar};
-use crate::period::{Calendar, PeriodId, format_utc};
+use super::acc::{Accumulators, ItemKind};
+use super::semi::{self, SemiJoin};
+use super::time::TimeBounds;
+use super::{Agg, AggValue, CmpOp, Filter, Query, QueryError, Scalar};
+use crate::period::{Calendar, PeriodId};
 use crate::store::columns::{Column, ColumnStore, NULL_INT};
 use crate::store::schema::FieldType;
 use crate::store::{Owners, TeamTree};
@@ -136,8 +138,9 @@ pub fn execute(
     cal: &Calendar,
 ) -> Result<ShapeResult, QueryError> {
     let started = std::time::Instant::now();
-    let (acc, slots, kind) = accumulate(store, query, agg, periods, cal)?;
-    let values = acc.finish(agg, &kind);
+    let pass = accumulate(store, query, agg, periods, cal)?;
+    let slots = pass.slots;
+    let values = pass.finish(agg, periods.len());
     tracing::debug!(shape = %format_args!("{query}{agg}"), periods = periods.len(), us = started.elapsed().as_micros() as u64, "executed shape");
     Ok(ShapeResult {
         periods: periods.to_vec(),
@@ -147,14 +150,38 @@ pub fn execute(
     })
 }
 
-/// The pass itself: accumulators per (period, team slot), rolled up the tree.
-fn accumulate(
+/// One pass's accumulators per (period, slot), before the roll-up.
+pub(super) struct Pass {
+    pub(super) acc: Accumulators,
+    pub(super) slots: usize,
+    pub(super) kind: ItemKind,
+    pub(super) tree: Arc<TeamTree>,
+    /// Rows were accumulated under their own team only (else: under each slot they count for).
+    own_team: bool,
+}
+
+impl Pass {
+    /// Whether each team's accumulator holds its own rows only, its subtree still to be added.
+    pub(super) fn rolls_up(&self) -> bool {
+        self.own_team
+    }
+
+    /// The value of every (period, slot), each team's over its whole subtree.
+    fn finish(self, agg: &Agg, periods: usize) -> Vec<AggValue> {
+        let tree = self.own_team.then_some(&*self.tree);
+        self.acc.finish(agg, &self.kind, tree, periods)
+    }
+}
+
+/// The pass itself: accumulators per (period, team slot), each row under its own team (rolled
+/// up the tree by [`Pass::finish`]), or under every slot it counts for when a semi-join decides.
+pub(super) fn accumulate(
     store: &ColumnStore,
     query: &Query,
     agg: &Agg,
     periods: &[PeriodId],
     cal: &Calendar,
-) -> Result<(Accumulators, usize, ItemKind), QueryError> {
+) -> Result<Pass, QueryError> {
     let entity = store.schema.require(&query.entity)?;
     let table = store.table(&entity.name, &query.fields(agg))?;
     let tree = store.teams()?;
@@ -177,8 +204,10 @@ fn accumulate(
         semis,
         input,
     } = Compiled::new(store, query, agg, &col, periods, cal)?;
-    let mut acc = Accumulators::new(agg, periods.len() * slots);
+    let mut acc = Accumulators::new(agg, periods.len() * slots, &input);
     let all_slot = [0u32];
+    let mut hits: Vec<&[semi::Entry]> = Vec::with_capacity(semis.len());
+    let mut periods_of: Vec<usize> = Vec::new();
     for row in 0..table.len() {
         if !statics.iter().all(|p| p.test(row)) {
             continue;
@@ -189,35 +218,46 @@ fn accumulate(
             None => 0,
         };
         let Some(v) = input.read(row) else { continue };
-        for p in 0..periods.len() {
-            if !times.test(row, p) {
-                continue;
-            }
-            if semis.is_empty() {
-                acc.add(p * slots + team as usize, v);
-                continue;
-            }
-            // A semi-join's set differs per team, so each ancestor is decided here.
-            let own = [team];
-            let targets = if query.all_teams {
-                &all_slot[..]
-            } else if by_owner {
-                &own[..]
-            } else {
-                &tree.up[team as usize][..]
-            };
+        if semis.is_empty() {
+            times.each(row, |p| acc.add(p * slots + team as usize, v));
+            continue;
+        }
+        // A semi-join's set differs per team, so each ancestor is decided here; a row whose
+        // key no inner row has is done with.
+        hits.clear();
+        hits.extend(semis.iter().map_while(|s| s.hits(row)));
+        if hits.len() < semis.len() {
+            continue;
+        }
+        let own = [team];
+        let targets = if query.all_teams {
+            &all_slot[..]
+        } else if by_owner {
+            &own[..]
+        } else {
+            &tree.up[team as usize][..]
+        };
+        // Only the periods the first semi-join's key occurs in can pass.
+        periods_of.clear();
+        periods_of.extend(hits[0].iter().map(|e| e.1 as usize));
+        periods_of.sort_unstable();
+        periods_of.dedup();
+        for &p in periods_of.iter().filter(|p| times.test(row, **p)) {
             for &t in targets {
-                if semis.iter().all(|s| s.contains(t as usize, p, row)) {
+                if semis.iter().zip(&hits).all(|(s, h)| s.covers(h, t, p)) {
                     acc.add(p * slots + t as usize, v);
                 }
             }
         }
     }
-    if !query.all_teams && !by_owner && semis.is_empty() {
-        acc.roll_up(&tree, periods.len());
-    }
     let kind = agg_output_kind(agg, entity, &col)?;
-    Ok((acc, slots, kind))
+    Ok(Pass {
+        acc,
+        slots,
+        kind,
+        tree,
+        own_team: !query.all_teams && !by_owner && semis.is_empty(),
+    })
 }
 
 /// Each row's answer slot: its team (rolled up the tree afterwards), its person for a query by
@@ -272,80 +312,6 @@ impl Compiled {
             input,
         })
     }
-}
-
-/// `.one_of(field, query, of)`: per (period, team slot), the keys of `of` in `query`,
-/// translated into keys of the outer column.
-struct SemiJoin {
-    col: Arc<Column>,
-    sets: Vec<HashSet<u64>>,
-    sub_slots: usize,
-}
-
-impl SemiJoin {
-    fn compile(
-        store: &ColumnStore,
-        f: &Filter,
-        col: &dyn Fn(&str) -> Result<Arc<Column>, QueryError>,
-        periods: &[PeriodId],
-        cal: &Calendar,
-    ) -> Result<Option<SemiJoin>, QueryError> {
-        let Filter::InQuery { field, query, of } = f else {
-            return Ok(None);
-        };
-        let outer = col(field)?;
-        let agg = Agg::CountBy(of.clone());
-        let (acc, sub_slots, kind) = accumulate(store, query, &agg, periods, cal)?;
-        let Accumulators::Keys(maps) = acc else {
-            return Ok(None);
-        };
-        let inner = store.table(&query.entity, &[&**of])?.column(of);
-        let same_column = inner.is_some_and(|c| Arc::ptr_eq(&c, &outer));
-        let sets = {
-            let translate: Box<dyn Fn(u64) -> Option<u64>> = if same_column {
-                Box::new(Some)
-            } else {
-                key_translation(&outer, &kind, field, of)?
-            };
-            maps.into_iter()
-                .map(|m| m.into_keys().filter_map(&translate).collect())
-                .collect()
-        };
-        Ok(Some(SemiJoin {
-            col: outer,
-            sets,
-            sub_slots,
-        }))
-    }
-
-    fn contains(&self, team: usize, period: usize, row: usize) -> bool {
-        let slot = if self.sub_slots == 1 { 0 } else { team };
-        self.col
-            .key(row)
-            .is_some_and(|k| self.sets[period * self.sub_slots + slot].contains(&k))
-    }
-}
-
-/// Maps a key of the inner column to the key of the same value in the outer column.
-fn key_translation<'a>(
-    outer: &'a Column,
-    inner: &'a ItemKind,
-    field: &str,
-    of: &str,
-) -> Result<Box<dyn Fn(u64) -> Option<u64> + 'a>, QueryError> {
-    Ok(match (outer, inner) {
-        (Column::Text { dict, .. }, ItemKind::Text(values)) => {
-            Box::new(move |k| dict.code(&values[k as usize]).map(u64::from))
-        }
-        (Column::Int(_), ItemKind::Int | ItemKind::Bool | ItemKind::Time)
-        | (Column::Real(_), ItemKind::Real) => Box::new(Some),
-        _ => {
-            return Err(QueryError::JoinTypes {
-                field: field.to_string(),
-                of: of.to_string(),
-            });
-        }
-    })
 }
 
 /// A filter that does not depend on the period.
@@ -483,77 +449,8 @@ impl StaticPred {
     }
 }
 
-/// [lo, hi) per evaluated period.
-type Bounds = Vec<(i64, i64)>;
-
-/// How one time filter bounds its field in a given period.
-type BoundFn<'a> = Box<dyn Fn(PeriodId) -> (i64, i64) + 'a>;
-
-/// Time filters resolved to [lo, hi) bounds per evaluated period, per field.
-struct TimeBounds {
-    fields: Vec<(Arc<Column>, Bounds)>,
-}
-
-impl TimeBounds {
-    fn compile(
-        filters: &[Filter],
-        col: &dyn Fn(&str) -> Result<Arc<Column>, QueryError>,
-        periods: &[PeriodId],
-        cal: &Calendar,
-    ) -> Result<TimeBounds, QueryError> {
-        let mut by_field: Vec<(&str, Vec<(i64, i64)>)> = Vec::new();
-        for f in filters {
-            let (field, bound): (&str, BoundFn<'_>) = match f {
-                Filter::InPeriod { field, period, cut } => (
-                    field,
-                    Box::new(move |p: PeriodId| {
-                        let r = cal.period(period.resolve(p));
-                        let end = cut.map_or(r.end, |len| r.end.min(r.start + len.max(0)));
-                        (r.start, end)
-                    }),
-                ),
-                Filter::BeforeStart { field } => (
-                    field,
-                    Box::new(|p: PeriodId| (i64::MIN + 1, cal.period(p).start)),
-                ),
-                Filter::BeforeEnd { field } => (
-                    field,
-                    Box::new(|p: PeriodId| (i64::MIN + 1, cal.period(p).end)),
-                ),
-                _ => continue,
-            };
-            let entry = match by_field.iter().position(|(n, _)| *n == field) {
-                Some(i) => &mut by_field[i].1,
-                None => {
-                    by_field.push((field, vec![(i64::MIN + 1, i64::MAX); periods.len()]));
-                    &mut by_field.last_mut().expect("just pushed").1
-                }
-            };
-            for (i, p) in periods.iter().enumerate() {
-                let (lo, hi) = bound(*p);
-                entry[i] = (entry[i].0.max(lo), entry[i].1.min(hi));
-            }
-        }
-        let fields = by_field
-            .into_iter()
-            .map(|(f, b)| Ok((col(f)?, b)))
-            .collect::<Result<_, QueryError>>()?;
-        Ok(TimeBounds { fields })
-    }
-
-    fn test(&self, row: usize, period: usize) -> bool {
-        self.fields.iter().all(|(col, bounds)| match &**col {
-            Column::Int(v) => {
-                let (lo, hi) = bounds[period];
-                v[row] != NULL_INT && v[row] >= lo && v[row] < hi
-            }
-            _ => false,
-        })
-    }
-}
-
 /// What an aggregate reads from each row.
-enum Input {
+pub(super) enum Input {
     None,
     Number(Arc<Column>),
     Span(Arc<Column>, Arc<Column>),
@@ -561,7 +458,7 @@ enum Input {
 }
 
 #[derive(Clone, Copy)]
-enum RowValue {
+pub(super) enum RowValue {
     Unit,
     Number(f64),
     Key(u64),
@@ -594,175 +491,6 @@ impl Input {
             },
             Input::Key(c) => c.key(row).map(RowValue::Key),
         }
-    }
-}
-
-#[derive(Clone, Copy)]
-struct Num {
-    sum: f64,
-    n: f64,
-    min: f64,
-    max: f64,
-}
-
-impl Num {
-    const EMPTY: Num = Num {
-        sum: 0.0,
-        n: 0.0,
-        min: f64::INFINITY,
-        max: f64::NEG_INFINITY,
-    };
-
-    fn add(&mut self, x: f64) {
-        self.sum += x;
-        self.n += 1.0;
-        self.min = self.min.min(x);
-        self.max = self.max.max(x);
-    }
-
-    fn merge(&mut self, o: &Num) {
-        self.sum += o.sum;
-        self.n += o.n;
-        self.min = self.min.min(o.min);
-        self.max = self.max.max(o.max);
-    }
-}
-
-enum Accumulators {
-    Num(Vec<Num>),
-    Keys(Vec<HashMap<u64, f64>>),
-}
-
-impl Accumulators {
-    fn new(agg: &Agg, slots: usize) -> Accumulators {
-        match agg {
-            Agg::CountDistinct(_)
-            | Agg::Values(_)
-            | Agg::CountBy(_)
-            | Agg::CountDistinctAtLeast(..) => Accumulators::Keys(vec![HashMap::default(); slots]),
-            _ => Accumulators::Num(vec![Num::EMPTY; slots]),
-        }
-    }
-
-    fn add(&mut self, slot: usize, v: RowValue) {
-        match (self, v) {
-            (Accumulators::Num(a), RowValue::Number(x)) => a[slot].add(x),
-            (Accumulators::Num(a), RowValue::Unit) => a[slot].add(0.0),
-            (Accumulators::Keys(a), RowValue::Key(k)) => *a[slot].entry(k).or_insert(0.0) += 1.0,
-            _ => {}
-        }
-    }
-
-    /// Adds every team's own rows into each of its ancestors.
-    /// Merges every team into its parent, children first, so each team ends
-    /// up holding its whole subtree. Nothing is copied: a child's set is
-    /// taken out, merged into its parent's, and put back.
-    fn roll_up(&mut self, tree: &TeamTree, periods: usize) {
-        let teams = tree.len();
-        let order = tree.bottom_up();
-        for p in 0..periods {
-            let base = p * teams;
-            for &t in &order {
-                let Some(parent) = tree.parent[t as usize] else {
-                    continue;
-                };
-                let (child, parent) = (base + t as usize, base + parent as usize);
-                match self {
-                    Accumulators::Num(a) => {
-                        let c = a[child];
-                        a[parent].merge(&c);
-                    }
-                    Accumulators::Keys(a) => {
-                        let c = std::mem::take(&mut a[child]);
-                        let target = &mut a[parent];
-                        for (k, n) in &c {
-                            *target.entry(*k).or_insert(0.0) += n;
-                        }
-                        a[child] = c;
-                    }
-                }
-            }
-        }
-    }
-
-    fn finish(self, agg: &Agg, kind: &ItemKind) -> Vec<AggValue> {
-        match self {
-            Accumulators::Num(a) => a.iter().map(|n| finish_num(agg, n)).collect(),
-            Accumulators::Keys(a) => a.into_iter().map(|m| finish_keys(agg, m, kind)).collect(),
-        }
-    }
-}
-
-fn finish_num(agg: &Agg, n: &Num) -> AggValue {
-    let mean_like = |v: f64| {
-        if n.n == 0.0 {
-            AggValue::NoRows
-        } else {
-            AggValue::Number(v)
-        }
-    };
-    match agg {
-        Agg::Count => AggValue::Number(n.n),
-        Agg::Sum(_) => AggValue::Number(n.sum),
-        Agg::Avg(_) => mean_like(n.sum / n.n),
-        Agg::Min(_) => mean_like(n.min),
-        Agg::Max(_) => mean_like(n.max),
-        Agg::AvgSpan { unit, .. } => mean_like(n.sum / n.n / unit.millis()),
-        _ => AggValue::NoRows,
-    }
-}
-
-fn finish_keys(agg: &Agg, m: HashMap<u64, f64>, kind: &ItemKind) -> AggValue {
-    match agg {
-        Agg::CountDistinct(_) => AggValue::Number(m.len() as f64),
-        Agg::CountDistinctAtLeast(_, n) => {
-            AggValue::Number(m.values().filter(|c| **c >= f64::from(*n)).count() as f64)
-        }
-        Agg::Values(_) => {
-            let mut keys: Vec<u64> = m.into_keys().collect();
-            kind.sort(&mut keys);
-            AggValue::Items(Arc::new(keys.into_iter().map(|k| kind.item(k)).collect()))
-        }
-        _ => {
-            let mut pairs: Vec<(u64, f64)> = m.into_iter().collect();
-            pairs.sort_by(|a, b| kind.order(a.0, b.0));
-            AggValue::Counts(Arc::new(
-                pairs.into_iter().map(|(k, c)| (kind.item(k), c)).collect(),
-            ))
-        }
-    }
-}
-
-/// How a distinct-value key turns back into a value a formula can use.
-enum ItemKind {
-    Int,
-    Bool,
-    Time,
-    Real,
-    Text(Vec<Arc<str>>),
-}
-
-impl ItemKind {
-    fn item(&self, k: u64) -> Item {
-        match self {
-            ItemKind::Int => Item::Int(k as i64),
-            ItemKind::Bool => Item::Bool(k != 0),
-            ItemKind::Time => Item::Time(Arc::from(format_utc(k as i64))),
-            ItemKind::Real => Item::Real(f64::from_bits(k)),
-            ItemKind::Text(d) => Item::Text(d[k as usize].clone()),
-        }
-    }
-
-    fn order(&self, a: u64, b: u64) -> std::cmp::Ordering {
-        match self {
-            ItemKind::Int | ItemKind::Time | ItemKind::Bool => (a as i64).cmp(&(b as i64)),
-            ItemKind::Real => f64::from_bits(a).total_cmp(&f64::from_bits(b)),
-            ItemKind::Text(d) => d[a as usize].cmp(&d[b as usize]),
-        }
-    }
-
-    fn sort(&self, keys: &mut [u64]) {
-        keys.sort_by(|a, b| self.order(*a, *b));
     }
 }
 
@@ -868,7 +596,7 @@ pub fn records(
         if !in_slot
             || !statics.iter().all(|p| p.test(row))
             || !times.test(row, 0)
-            || !semis.iter().all(|s| s.contains(slot as usize, 0, row))
+            || !semis.iter().all(|s| s.contains(slot, 0, row))
             || input.read(row).is_none()
         {
             continue;
@@ -903,6 +631,7 @@ fn cell(col: &Column, ty: FieldType, row: usize) -> crate::store::Value {
 mod tests {
     use super::*;
     use crate::config::toml_doc::Source;
+    use crate::query::Item;
     use crate::store::{Schema, db};
 
     /// hq ─┬─ north: deals d1 (won 100, Q1), d2 (won 50, Q2, customer c1), d3 (lost, Q1, customer c1)

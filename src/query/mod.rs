@@ -7,7 +7,10 @@
 //! key for every team and every period, and [`exec`] answers it for all of
 //! them in one pass over the entity's columns.
 
+mod acc;
 pub mod exec;
+mod semi;
+mod time;
 
 pub use exec::{RecordPage, ShapeResult};
 

@@ -1,0 +1,440 @@
+//! Accumulators of one pass, per (period, slot), and their roll-up up the team tree.
+//!
+//! Numbers are (sum, count, min, max), so a parent never averages its children's means.
+//! Distinct keys are a map key → row count, or, for a distinct count or the values of a text
+//! field (whose dictionary codes are dense), a bit set per slot: setting a bit per row, an OR
+//! of words per merge into the parent, a popcount to finish.
+
+use rustc_hash::FxHashMap as HashMap;
+use std::sync::Arc;
+
+use super::exec::{Input, RowValue};
+use super::{Agg, AggValue, Item};
+use crate::period::format_utc;
+use crate::store::TeamTree;
+use crate::store::columns::Column;
+
+#[derive(Clone, Copy)]
+pub(super) struct Num {
+    sum: f64,
+    n: f64,
+    min: f64,
+    max: f64,
+}
+
+impl Num {
+    const EMPTY: Num = Num {
+        sum: 0.0,
+        n: 0.0,
+        min: f64::INFINITY,
+        max: f64::NEG_INFINITY,
+    };
+
+    fn add(&mut self, x: f64) {
+        self.sum += x;
+        self.n += 1.0;
+        self.min = self.min.min(x);
+        self.max = self.max.max(x);
+    }
+
+    fn merge(&mut self, o: &Num) {
+        self.sum += o.sum;
+        self.n += o.n;
+        self.min = self.min.min(o.min);
+        self.max = self.max.max(o.max);
+    }
+}
+
+/// Per (period, slot): numbers, or each distinct key with its row count.
+pub(super) enum Accumulators {
+    Num(Vec<Num>),
+    Keys(Vec<HashMap<u64, f64>>),
+    /// `words` u64 words of bits per slot, one bit per dictionary code.
+    Bits {
+        words: usize,
+        bits: Vec<u64>,
+    },
+}
+
+/// The most memory the bit sets of one pass may take (else key maps are used).
+const BITS_BUDGET: usize = 32 << 20;
+
+impl Accumulators {
+    pub(super) fn new(agg: &Agg, slots: usize, input: &Input) -> Accumulators {
+        match agg {
+            Agg::CountDistinct(_) | Agg::Values(_) => match bit_words(input) {
+                Some(words) if slots * words * 8 <= BITS_BUDGET => Accumulators::Bits {
+                    words,
+                    bits: vec![0; slots * words],
+                },
+                _ => Accumulators::Keys(vec![HashMap::default(); slots]),
+            },
+            Agg::CountBy(_) | Agg::CountDistinctAtLeast(..) => {
+                Accumulators::Keys(vec![HashMap::default(); slots])
+            }
+            _ => Accumulators::Num(vec![Num::EMPTY; slots]),
+        }
+    }
+
+    pub(super) fn add(&mut self, slot: usize, v: RowValue) {
+        match (self, v) {
+            (Accumulators::Num(a), RowValue::Number(x)) => a[slot].add(x),
+            (Accumulators::Num(a), RowValue::Unit) => a[slot].add(0.0),
+            (Accumulators::Keys(a), RowValue::Key(k)) => *a[slot].entry(k).or_insert(0.0) += 1.0,
+            (Accumulators::Bits { words, bits }, RowValue::Key(k)) => {
+                bits[slot * *words + (k / 64) as usize] |= 1 << (k % 64);
+            }
+            _ => {}
+        }
+    }
+
+    /// Calls `f` with (slot, key) for every key of every slot, as accumulated (not rolled
+    /// up); numbers have none.
+    pub(super) fn each_key(self, mut f: impl FnMut(usize, u64)) {
+        match self {
+            Accumulators::Num(_) => {}
+            Accumulators::Keys(a) => {
+                for (slot, m) in a.into_iter().enumerate() {
+                    m.into_keys().for_each(|k| f(slot, k));
+                }
+            }
+            Accumulators::Bits { words, bits } => {
+                for (slot, set) in bits.chunks(words).enumerate() {
+                    set_bits(set).for_each(|k| f(slot, k));
+                }
+            }
+        }
+    }
+
+    /// The value of every (period, slot). With `tree`, each slot holds a team's own rows and its
+    /// value is over its whole subtree: numbers are merged into the parent's children first
+    /// (always in the same order, so sums come out to the bit); key maps are finished children
+    /// first, then moved into the parent, the smaller map into the larger; bit sets are
+    /// finished children first, then OR-ed into the parent's.
+    pub(super) fn finish(
+        self,
+        agg: &Agg,
+        kind: &ItemKind,
+        tree: Option<&TeamTree>,
+        periods: usize,
+    ) -> Vec<AggValue> {
+        match (self, tree) {
+            (Accumulators::Num(mut a), Some(tree)) => {
+                roll_up_num(&mut a, tree, periods);
+                a.iter().map(|n| finish_num(agg, n)).collect()
+            }
+            (Accumulators::Num(a), None) => a.iter().map(|n| finish_num(agg, n)).collect(),
+            (Accumulators::Keys(a), Some(tree)) => {
+                roll_up_keys(a, tree, periods, |m| finish_keys(agg, m, kind))
+            }
+            (Accumulators::Keys(a), None) => a.iter().map(|m| finish_keys(agg, m, kind)).collect(),
+            (Accumulators::Bits { words, mut bits }, Some(tree)) => {
+                roll_up_bits(&mut bits, words, tree, periods, |s| {
+                    finish_bits(agg, s, kind)
+                })
+            }
+            (Accumulators::Bits { words, bits }, None) => bits
+                .chunks(words)
+                .map(|s| finish_bits(agg, s, kind))
+                .collect(),
+        }
+    }
+}
+
+/// Words of a bit set over the key column's dictionary, when keys are dense text codes.
+fn bit_words(input: &Input) -> Option<usize> {
+    match input {
+        Input::Key(c) => match &**c {
+            Column::Text { dict, .. } => Some(dict.values.len().div_ceil(64).max(1)),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// The keys whose bits are set, in increasing order.
+fn set_bits(set: &[u64]) -> impl Iterator<Item = u64> + '_ {
+    set.iter().enumerate().flat_map(|(i, w)| {
+        let mut w = *w;
+        std::iter::from_fn(move || {
+            (w != 0).then(|| {
+                let b = w.trailing_zeros();
+                w &= w - 1;
+                i as u64 * 64 + u64::from(b)
+            })
+        })
+    })
+}
+
+fn finish_bits(agg: &Agg, set: &[u64], kind: &ItemKind) -> AggValue {
+    match agg {
+        Agg::Values(_) => {
+            let mut keys: Vec<u64> = set_bits(set).collect();
+            kind.sort(&mut keys);
+            AggValue::Items(Arc::new(keys.into_iter().map(|k| kind.item(k)).collect()))
+        }
+        _ => AggValue::Number(set.iter().map(|w| w.count_ones() as f64).sum()),
+    }
+}
+
+/// Each team's value over its subtree, from bit sets of its own rows: in post-order a team
+/// (its children already OR-ed in) is finished, then OR-ed into its parent.
+fn roll_up_bits(
+    bits: &mut [u64],
+    words: usize,
+    tree: &TeamTree,
+    periods: usize,
+    finish: impl Fn(&[u64]) -> AggValue,
+) -> Vec<AggValue> {
+    let teams = tree.len();
+    let set = |slot: usize| slot * words..(slot + 1) * words;
+    let mut out: Vec<Option<AggValue>> = vec![None; periods * teams];
+    for p in 0..periods {
+        let base = p * teams;
+        for &t in &tree.bottom_up() {
+            let child = base + t as usize;
+            out[child] = Some(finish(&bits[set(child)]));
+            if let Some(parent) = tree.parent[t as usize] {
+                let (c, q) = (set(child), set(base + parent as usize));
+                for i in 0..words {
+                    bits[q.start + i] |= bits[c.start + i];
+                }
+            }
+        }
+    }
+    out.into_iter()
+        .enumerate()
+        .map(|(slot, v)| v.unwrap_or_else(|| finish(&bits[set(slot)])))
+        .collect()
+}
+
+/// Merges every team into its parent, children first, so each team ends up holding its whole
+/// subtree.
+fn roll_up_num(a: &mut [Num], tree: &TeamTree, periods: usize) {
+    let teams = tree.len();
+    let order = tree.bottom_up();
+    for p in 0..periods {
+        let base = p * teams;
+        for &t in &order {
+            if let Some(parent) = tree.parent[t as usize] {
+                let c = a[base + t as usize];
+                a[base + parent as usize].merge(&c);
+            }
+        }
+    }
+}
+
+/// Each team's value over its subtree, from maps of its own rows: in post-order a team (its
+/// children already merged in) is finished, then its map is merged into its parent's by moving
+/// it, the smaller into the larger. Nothing is copied and every map is consumed.
+fn roll_up_keys(
+    mut a: Vec<HashMap<u64, f64>>,
+    tree: &TeamTree,
+    periods: usize,
+    finish: impl Fn(&HashMap<u64, f64>) -> AggValue,
+) -> Vec<AggValue> {
+    let teams = tree.len();
+    let order = tree.bottom_up();
+    let mut out: Vec<Option<AggValue>> = vec![None; a.len()];
+    for p in 0..periods {
+        let base = p * teams;
+        for &t in &order {
+            let child = base + t as usize;
+            out[child] = Some(finish(&a[child]));
+            if let Some(parent) = tree.parent[t as usize] {
+                let mut moved = std::mem::take(&mut a[child]);
+                let target = &mut a[base + parent as usize];
+                if target.len() < moved.len() {
+                    std::mem::swap(target, &mut moved);
+                }
+                for (k, n) in moved {
+                    *target.entry(k).or_insert(0.0) += n;
+                }
+            }
+        }
+    }
+    // Teams no root reaches (a cycle in the tree) hold their own rows, as before.
+    out.into_iter()
+        .zip(&a)
+        .map(|(v, m)| v.unwrap_or_else(|| finish(m)))
+        .collect()
+}
+
+fn finish_num(agg: &Agg, n: &Num) -> AggValue {
+    let mean_like = |v: f64| {
+        if n.n == 0.0 {
+            AggValue::NoRows
+        } else {
+            AggValue::Number(v)
+        }
+    };
+    match agg {
+        Agg::Count => AggValue::Number(n.n),
+        Agg::Sum(_) => AggValue::Number(n.sum),
+        Agg::Avg(_) => mean_like(n.sum / n.n),
+        Agg::Min(_) => mean_like(n.min),
+        Agg::Max(_) => mean_like(n.max),
+        Agg::AvgSpan { unit, .. } => mean_like(n.sum / n.n / unit.millis()),
+        _ => AggValue::NoRows,
+    }
+}
+
+fn finish_keys(agg: &Agg, m: &HashMap<u64, f64>, kind: &ItemKind) -> AggValue {
+    match agg {
+        Agg::CountDistinct(_) => AggValue::Number(m.len() as f64),
+        Agg::CountDistinctAtLeast(_, n) => {
+            AggValue::Number(m.values().filter(|c| **c >= f64::from(*n)).count() as f64)
+        }
+        Agg::Values(_) => {
+            let mut keys: Vec<u64> = m.keys().copied().collect();
+            kind.sort(&mut keys);
+            AggValue::Items(Arc::new(keys.into_iter().map(|k| kind.item(k)).collect()))
+        }
+        _ => {
+            let mut pairs: Vec<(u64, f64)> = m.iter().map(|(k, c)| (*k, *c)).collect();
+            pairs.sort_by(|a, b| kind.order(a.0, b.0));
+            AggValue::Counts(Arc::new(
+                pairs.into_iter().map(|(k, c)| (kind.item(k), c)).collect(),
+            ))
+        }
+    }
+}
+
+/// How a distinct-value key turns back into a value a formula can use.
+pub(super) enum ItemKind {
+    Int,
+    Bool,
+    Time,
+    Real,
+    Text(Vec<Arc<str>>),
+}
+
+impl ItemKind {
+    fn item(&self, k: u64) -> Item {
+        match self {
+            ItemKind::Int => Item::Int(k as i64),
+            ItemKind::Bool => Item::Bool(k != 0),
+            ItemKind::Time => Item::Time(Arc::from(format_utc(k as i64))),
+            ItemKind::Real => Item::Real(f64::from_bits(k)),
+            ItemKind::Text(d) => Item::Text(d[k as usize].clone()),
+        }
+    }
+
+    fn order(&self, a: u64, b: u64) -> std::cmp::Ordering {
+        match self {
+            ItemKind::Int | ItemKind::Time | ItemKind::Bool => (a as i64).cmp(&(b as i64)),
+            ItemKind::Real => f64::from_bits(a).total_cmp(&f64::from_bits(b)),
+            ItemKind::Text(d) => d[a as usize].cmp(&d[b as usize]),
+        }
+    }
+
+    fn sort(&self, keys: &mut [u64]) {
+        keys.sort_by(|a, b| self.order(*a, *b));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    /// a_hq ─┬─ b_north ─┬─ d_north_a ── f_deep
+    ///       │           └─ e_north_b
+    ///       └─ c_south;     g_other (a second root)
+    fn tree() -> TeamTree {
+        let t = |id: &str, p: Option<&str>| (id.to_string(), id.to_string(), p.map(String::from));
+        TeamTree::new(vec![
+            t("a_hq", None),
+            t("b_north", Some("a_hq")),
+            t("c_south", Some("a_hq")),
+            t("d_north_a", Some("b_north")),
+            t("e_north_b", Some("b_north")),
+            t("f_deep", Some("d_north_a")),
+            t("g_other", None),
+        ])
+    }
+
+    /// (team, period, key) rows: keys repeat within and across teams and periods.
+    fn rows() -> Vec<(u32, usize, u64)> {
+        (0..400u64)
+            .map(|i| ((i % 7) as u32, (i % 3) as usize, (i * 13) % 97))
+            .collect()
+    }
+
+    /// Each (period, team)'s value computed directly from the rows of its subtree.
+    fn direct(agg: &Agg, tree: &TeamTree, periods: usize) -> Vec<AggValue> {
+        let mut out = Vec::new();
+        for p in 0..periods {
+            for t in 0..tree.len() as u32 {
+                let mut counts: BTreeMap<u64, f64> = BTreeMap::new();
+                for &(team, rp, k) in &rows() {
+                    if rp == p && tree.up[team as usize].contains(&t) {
+                        *counts.entry(k).or_default() += 1.0;
+                    }
+                }
+                let m: HashMap<u64, f64> = counts.into_iter().collect();
+                out.push(finish_keys(agg, &m, &ItemKind::Int));
+            }
+        }
+        out
+    }
+
+    fn rolled(mut acc: Accumulators, agg: &Agg, tree: &TeamTree, periods: usize) -> Vec<AggValue> {
+        for &(team, p, k) in &rows() {
+            acc.add(p * tree.len() + team as usize, RowValue::Key(k));
+        }
+        acc.finish(agg, &ItemKind::Int, Some(tree), periods)
+    }
+
+    #[test]
+    fn key_maps_and_bit_sets_roll_up_to_each_subtree_as_computed_directly() {
+        let tree = tree();
+        let slots = 3 * tree.len();
+        let aggs = [
+            Agg::CountDistinct("k".into()),
+            Agg::Values("k".into()),
+            Agg::CountBy("k".into()),
+            Agg::CountDistinctAtLeast("k".into(), 2),
+        ];
+        for agg in &aggs {
+            let keys = Accumulators::Keys(vec![HashMap::default(); slots]);
+            assert_eq!(rolled(keys, agg, &tree, 3), direct(agg, &tree, 3), "{agg}");
+        }
+        for agg in &aggs[..2] {
+            let words = 97usize.div_ceil(64);
+            let bits = Accumulators::Bits {
+                words,
+                bits: vec![0; slots * words],
+            };
+            assert_eq!(
+                rolled(bits, agg, &tree, 3),
+                direct(agg, &tree, 3),
+                "{agg} as bits"
+            );
+        }
+    }
+
+    #[test]
+    fn sums_roll_up_in_a_fixed_order_and_means_are_over_rows() {
+        let tree = tree();
+        let mut acc = Accumulators::Num(vec![Num::EMPTY; tree.len()]);
+        let values = [(5, 0.1), (3, 0.2), (1, 0.3), (5, 0.7), (2, 1.5), (6, 4.0)];
+        for (team, x) in values {
+            acc.add(team, RowValue::Number(x));
+        }
+        let sum = acc.finish(&Agg::Sum("x".into()), &ItemKind::Int, Some(&tree), 1);
+        let hq = (values.iter().filter(|(t, _)| *t != 6)).fold(0.0, |a, (_, x)| a + x);
+        assert!(matches!(sum[0], AggValue::Number(v) if (v - hq).abs() < 1e-12));
+        assert_eq!(sum[6], AggValue::Number(4.0), "a second root keeps its own");
+        assert_eq!(sum[4], AggValue::Number(0.0));
+    }
+
+    #[test]
+    fn set_bits_yields_every_key_in_order() {
+        let keys = [0u64, 1, 63, 64, 130, 191];
+        let mut set = vec![0u64; 3];
+        keys.iter()
+            .for_each(|k| set[(k / 64) as usize] |= 1 << (k % 64));
+        assert_eq!(set_bits(&set).collect::<Vec<_>>(), keys);
+    }
+}

@@ -1,0 +1,221 @@
+//! `.one_of(field, query, of)`: the semi-join's key index.
+//!
+//! The inner query is accumulated once, per (period, slot) of its own rows and not rolled up;
+//! its keys (translated into keys of the outer column) are then indexed once: key → the
+//! (slot, period) pairs it occurs in. An outer row looks its key up once, whatever the number of
+//! periods and ancestors it is counted for, and a row whose key the inner query never saw is
+//! dropped at once. Whether an inner slot counts for an outer one is the roll-up relation: a
+//! team's set holds its whole subtree's keys.
+
+use rustc_hash::FxHashMap as HashMap;
+use std::sync::Arc;
+
+use super::acc::ItemKind;
+use super::exec::accumulate;
+use super::{Agg, Filter, QueryError};
+use crate::period::{Calendar, PeriodId};
+use crate::store::TeamTree;
+use crate::store::columns::{Column, ColumnStore};
+
+/// One (inner slot, period index) a key occurs in.
+pub(super) type Entry = (u32, u32);
+
+pub(super) struct SemiJoin {
+    col: Arc<Column>,
+    index: Index,
+    entries: Vec<Entry>,
+    cover: Cover,
+}
+
+/// Outer key → its range (start, length) in `entries`.
+enum Index {
+    /// By text code: a dictionary's codes are dense.
+    Dense(Vec<(u32, u32)>),
+    Hash(HashMap<u64, (u32, u32)>),
+}
+
+/// Which outer slots an inner slot's keys count for.
+pub(super) enum Cover {
+    /// A team's own rows count for the team and every ancestor.
+    Subtree(Arc<TeamTree>),
+    /// Only for the same slot (a person, or inner slots already counted per ancestor).
+    Same,
+    /// For every slot (an inner query over all teams).
+    Every,
+}
+
+impl SemiJoin {
+    pub(super) fn compile(
+        store: &ColumnStore,
+        f: &Filter,
+        col: &dyn Fn(&str) -> Result<Arc<Column>, QueryError>,
+        periods: &[PeriodId],
+        cal: &Calendar,
+    ) -> Result<Option<SemiJoin>, QueryError> {
+        let Filter::InQuery { field, query, of } = f else {
+            return Ok(None);
+        };
+        let outer = col(field)?;
+        let agg = Agg::Values(of.clone());
+        let pass = accumulate(store, query, &agg, periods, cal)?;
+        let cover = match (query.all_teams, pass.rolls_up()) {
+            (true, _) => Cover::Every,
+            (false, true) => Cover::Subtree(pass.tree.clone()),
+            (false, false) => Cover::Same,
+        };
+        let inner = store.table(&query.entity, &[&**of])?.column(of);
+        let same_column = inner.is_some_and(|c| Arc::ptr_eq(&c, &outer));
+        let translate: Box<dyn Fn(u64) -> Option<u64>> = if same_column {
+            Box::new(Some)
+        } else {
+            key_translation(&outer, &pass.kind, field, of)?
+        };
+        let mut triples: Vec<(u64, Entry)> = Vec::new();
+        let slots = pass.slots;
+        pass.acc.each_key(|i, k| {
+            if let Some(k) = translate(k) {
+                triples.push((k, ((i % slots) as u32, (i / slots) as u32)));
+            }
+        });
+        drop(translate);
+        Ok(Some(SemiJoin::index(outer, triples, cover)))
+    }
+
+    /// The index of (outer key, entry) pairs, in any order.
+    pub(super) fn index(
+        col: Arc<Column>,
+        mut triples: Vec<(u64, Entry)>,
+        cover: Cover,
+    ) -> SemiJoin {
+        triples.sort_unstable();
+        triples.dedup();
+        let mut index = match &*col {
+            Column::Text { dict, .. } => Index::Dense(vec![(0, 0); dict.values.len()]),
+            _ => Index::Hash(HashMap::default()),
+        };
+        let mut start = 0;
+        while start < triples.len() {
+            let key = triples[start].0;
+            let len = triples[start..].iter().take_while(|t| t.0 == key).count();
+            let range = (start as u32, len as u32);
+            match &mut index {
+                Index::Dense(v) => v[key as usize] = range,
+                Index::Hash(m) => {
+                    m.insert(key, range);
+                }
+            }
+            start += len;
+        }
+        SemiJoin {
+            col,
+            index,
+            entries: triples.into_iter().map(|t| t.1).collect(),
+            cover,
+        }
+    }
+
+    /// Where the key of `row` occurs in the inner query; None: nowhere (the row never passes).
+    pub(super) fn hits(&self, row: usize) -> Option<&[Entry]> {
+        let k = self.col.key(row)?;
+        let (start, len) = match &self.index {
+            Index::Dense(v) => *v.get(k as usize)?,
+            Index::Hash(m) => *m.get(&k)?,
+        };
+        (len > 0).then(|| &self.entries[start as usize..(start + len) as usize])
+    }
+
+    /// Whether the inner query of `slot` in period `period` holds the key whose entries are `hits`.
+    pub(super) fn covers(&self, hits: &[Entry], slot: u32, period: usize) -> bool {
+        let period = period as u32;
+        hits.iter().any(|&(s, p)| {
+            p == period
+                && match &self.cover {
+                    Cover::Subtree(tree) => tree.up[s as usize].contains(&slot),
+                    Cover::Same => s == slot,
+                    Cover::Every => true,
+                }
+        })
+    }
+
+    /// Whether the inner query of `slot` in period `period` holds the key of `row`.
+    pub(super) fn contains(&self, slot: u32, period: usize, row: usize) -> bool {
+        self.hits(row).is_some_and(|h| self.covers(h, slot, period))
+    }
+}
+
+/// Maps a key of the inner column to the key of the same value in the outer column.
+fn key_translation<'a>(
+    outer: &'a Column,
+    inner: &'a ItemKind,
+    field: &str,
+    of: &str,
+) -> Result<Box<dyn Fn(u64) -> Option<u64> + 'a>, QueryError> {
+    Ok(match (outer, inner) {
+        (Column::Text { dict, .. }, ItemKind::Text(values)) => {
+            Box::new(move |k| dict.code(&values[k as usize]).map(u64::from))
+        }
+        (Column::Int(_), ItemKind::Int | ItemKind::Bool | ItemKind::Time)
+        | (Column::Real(_), ItemKind::Real) => Box::new(Some),
+        _ => {
+            return Err(QueryError::JoinTypes {
+                field: field.to_string(),
+                of: of.to_string(),
+            });
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// hq(0) ─ north(1) ─ team(3); hq ─ south(2)
+    fn tree() -> Arc<TeamTree> {
+        let t = |id: &str, parent: Option<&str>| {
+            (id.to_string(), id.to_string(), parent.map(String::from))
+        };
+        Arc::new(TeamTree::new(vec![
+            t("a_hq", None),
+            t("b_north", Some("a_hq")),
+            t("c_south", Some("a_hq")),
+            t("d_team", Some("b_north")),
+        ]))
+    }
+
+    #[test]
+    fn a_key_counts_for_its_slot_and_the_ancestors_the_cover_allows() {
+        // Rows' keys: 7, 8, 9 (null-free Int column); 7 in d_team's set of period 1, 8 in c_south's
+        // of period 0, 9 nowhere.
+        let col = Arc::new(Column::Int(vec![7, 8, 9]));
+        let triples = vec![(8, (2, 0)), (7, (3, 1)), (7, (3, 1))];
+        let j = SemiJoin::index(col.clone(), triples.clone(), Cover::Subtree(tree()));
+        assert_eq!(j.hits(0), Some(&[(3, 1)][..]), "duplicates are kept once");
+        assert!(j.hits(2).is_none());
+        for slot in [3, 1, 0] {
+            assert!(j.contains(slot, 1, 0), "slot {slot}");
+        }
+        assert!(!j.contains(2, 1, 0), "a sibling's set does not hold it");
+        assert!(!j.contains(3, 0, 0), "nor another period's");
+        assert!(j.contains(0, 0, 1) && j.contains(2, 0, 1) && !j.contains(1, 0, 1));
+        let same = SemiJoin::index(col.clone(), triples.clone(), Cover::Same);
+        assert!(same.contains(3, 1, 0) && !same.contains(1, 1, 0));
+        let every = SemiJoin::index(col, triples, Cover::Every);
+        assert!(every.contains(1, 1, 0) && !every.contains(1, 0, 0));
+    }
+
+    #[test]
+    fn text_keys_are_indexed_by_code() {
+        let mut dict = crate::store::columns::Dict::default();
+        dict.values = ["x", "y", "z"].map(std::sync::Arc::from).to_vec();
+        let col = Arc::new(Column::Text {
+            codes: vec![2, 0, crate::store::columns::NULL_CODE, 1],
+            dict: Arc::new(dict),
+        });
+        let j = SemiJoin::index(col, vec![(2, (1, 0)), (1, (3, 2))], Cover::Same);
+        assert!(matches!(j.index, Index::Dense(_)));
+        assert_eq!(j.hits(0), Some(&[(1, 0)][..]));
+        assert!(j.hits(1).is_none(), "code 0 is in no inner set");
+        assert!(j.hits(2).is_none(), "a null never joins");
+        assert!(j.contains(3, 2, 3) && !j.contains(3, 1, 3));
+    }
+}

@@ -1,0 +1,274 @@
+//! A query's time filters resolved to [lo, hi) bounds per evaluated period, and the periods a
+//! row falls in, found without testing every period.
+//!
+//! Quarters of one evaluation do not overlap, so under `in_period` a row belongs to at most one of
+//! them: the bounds are sorted by start once and each row's period is a binary search.
+//! Under `before_end` (one common start, a different end per period) a row belongs to every
+//! period ending after it: a suffix of the bounds sorted by end. Anything else (mixed grains)
+//! tests each period as before.
+
+use std::sync::Arc;
+
+use super::{Filter, QueryError};
+use crate::period::{Calendar, PeriodId};
+use crate::store::columns::{Column, NULL_INT};
+
+/// [lo, hi) per evaluated period.
+type Bounds = Vec<(i64, i64)>;
+
+/// How one time filter bounds its field in a given period.
+type BoundFn<'a> = Box<dyn Fn(PeriodId) -> (i64, i64) + 'a>;
+
+/// The time filters of one query, compiled for the periods of one pass.
+pub(super) struct TimeBounds {
+    fields: Vec<(Arc<Column>, Bounds)>,
+    periods: usize,
+    /// The field whose bounds pick a row's candidate periods (the others are tested on them).
+    lead: usize,
+    lookup: Lookup,
+}
+
+/// How the lead field's bounds give a row's candidate periods.
+#[derive(Debug, PartialEq)]
+enum Lookup {
+    /// No time filter: every period.
+    All,
+    /// Bounds that do not overlap, sorted by start (empty ones left out): at most one period.
+    Disjoint {
+        starts: Vec<i64>,
+        ends: Vec<i64>,
+        index: Vec<usize>,
+    },
+    /// One start for every period, bounds sorted by end: the periods ending after the value.
+    Ends {
+        lo: i64,
+        ends: Vec<i64>,
+        index: Vec<usize>,
+    },
+    /// Each period tested.
+    Scan,
+}
+
+impl TimeBounds {
+    pub(super) fn compile(
+        filters: &[Filter],
+        col: &dyn Fn(&str) -> Result<Arc<Column>, QueryError>,
+        periods: &[PeriodId],
+        cal: &Calendar,
+    ) -> Result<TimeBounds, QueryError> {
+        let mut by_field: Vec<(&str, Bounds)> = Vec::new();
+        for f in filters {
+            let (field, bound): (&str, BoundFn<'_>) = match f {
+                Filter::InPeriod { field, period, cut } => (
+                    field,
+                    Box::new(move |p: PeriodId| {
+                        let r = cal.period(period.resolve(p));
+                        let end = cut.map_or(r.end, |len| r.end.min(r.start + len.max(0)));
+                        (r.start, end)
+                    }),
+                ),
+                Filter::BeforeStart { field } => (
+                    field,
+                    Box::new(|p: PeriodId| (i64::MIN + 1, cal.period(p).start)),
+                ),
+                Filter::BeforeEnd { field } => (
+                    field,
+                    Box::new(|p: PeriodId| (i64::MIN + 1, cal.period(p).end)),
+                ),
+                _ => continue,
+            };
+            let entry = match by_field.iter().position(|(n, _)| *n == field) {
+                Some(i) => &mut by_field[i].1,
+                None => {
+                    by_field.push((field, vec![(i64::MIN + 1, i64::MAX); periods.len()]));
+                    &mut by_field.last_mut().expect("just pushed").1
+                }
+            };
+            for (i, p) in periods.iter().enumerate() {
+                let (lo, hi) = bound(*p);
+                entry[i] = (entry[i].0.max(lo), entry[i].1.min(hi));
+            }
+        }
+        let fields: Vec<(Arc<Column>, Bounds)> = by_field
+            .into_iter()
+            .map(|(f, b)| Ok((col(f)?, b)))
+            .collect::<Result<_, QueryError>>()?;
+        Ok(TimeBounds::new(fields, periods.len()))
+    }
+
+    fn new(fields: Vec<(Arc<Column>, Bounds)>, periods: usize) -> TimeBounds {
+        let looked: Vec<Lookup> = fields
+            .iter()
+            .map(|(c, b)| match **c {
+                Column::Int(_) => Lookup::of(b),
+                _ => Lookup::Scan,
+            })
+            .collect();
+        let rank = |l: &Lookup| match l {
+            Lookup::Disjoint { .. } => 0,
+            Lookup::Ends { .. } => 1,
+            _ => 2,
+        };
+        let best = (0..looked.len()).min_by_key(|i| rank(&looked[*i]));
+        let (lead, lookup) = match best {
+            None => (0, Lookup::All),
+            Some(i) => (i, looked.into_iter().nth(i).expect("an index of the list")),
+        };
+        TimeBounds {
+            fields,
+            periods,
+            lead,
+            lookup,
+        }
+    }
+
+    /// Whether `row` meets every time filter in period `period`.
+    pub(super) fn test(&self, row: usize, period: usize) -> bool {
+        self.fields
+            .iter()
+            .all(|(col, bounds)| within(col, bounds[period], row))
+    }
+
+    /// Calls `f` with each period `row` meets every time filter in (in no particular order).
+    #[inline]
+    pub(super) fn each(&self, row: usize, mut f: impl FnMut(usize)) {
+        let rest = |p: usize| {
+            self.fields.len() == 1
+                || self
+                    .fields
+                    .iter()
+                    .enumerate()
+                    .all(|(i, (col, bounds))| i == self.lead || within(col, bounds[p], row))
+        };
+        let value = || match &*self.fields[self.lead].0 {
+            Column::Int(v) if v[row] != NULL_INT => Some(v[row]),
+            _ => None,
+        };
+        match &self.lookup {
+            Lookup::All => (0..self.periods).for_each(f),
+            Lookup::Scan => (0..self.periods).filter(|p| self.test(row, *p)).for_each(f),
+            Lookup::Disjoint {
+                starts,
+                ends,
+                index,
+            } => {
+                let Some(v) = value() else { return };
+                let k = starts.partition_point(|s| *s <= v);
+                if k > 0 && v < ends[k - 1] && rest(index[k - 1]) {
+                    f(index[k - 1]);
+                }
+            }
+            Lookup::Ends { lo, ends, index } => {
+                let Some(v) = value().filter(|v| v >= lo) else {
+                    return;
+                };
+                let first = ends.partition_point(|e| *e <= v);
+                index[first..]
+                    .iter()
+                    .copied()
+                    .filter(|p| rest(*p))
+                    .for_each(f);
+            }
+        }
+    }
+}
+
+impl Lookup {
+    /// The fastest lookup the bounds of one field allow.
+    fn of(bounds: &Bounds) -> Lookup {
+        let mut live: Vec<usize> = (0..bounds.len())
+            .filter(|p| bounds[*p].0 < bounds[*p].1)
+            .collect();
+        live.sort_by_key(|p| bounds[*p]);
+        let disjoint = live.windows(2).all(|w| bounds[w[0]].1 <= bounds[w[1]].0);
+        if disjoint {
+            return Lookup::Disjoint {
+                starts: live.iter().map(|p| bounds[*p].0).collect(),
+                ends: live.iter().map(|p| bounds[*p].1).collect(),
+                index: live,
+            };
+        }
+        let lo = bounds.first().map_or(0, |b| b.0);
+        if bounds.iter().all(|b| b.0 == lo) {
+            live.sort_by_key(|p| bounds[*p].1);
+            return Lookup::Ends {
+                lo,
+                ends: live.iter().map(|p| bounds[*p].1).collect(),
+                index: live,
+            };
+        }
+        Lookup::Scan
+    }
+}
+
+fn within(col: &Column, (lo, hi): (i64, i64), row: usize) -> bool {
+    match col {
+        Column::Int(v) => v[row] != NULL_INT && v[row] >= lo && v[row] < hi,
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bounds_of(col: Vec<i64>, fields: Vec<Bounds>) -> TimeBounds {
+        let col = Arc::new(Column::Int(col));
+        let periods = fields.first().map_or(3, Vec::len);
+        TimeBounds::new(
+            fields.into_iter().map(|b| (col.clone(), b)).collect(),
+            periods,
+        )
+    }
+
+    /// What `each` yields for every row, sorted, against the plain test of every period.
+    fn agree(t: &TimeBounds, rows: usize) {
+        for row in 0..rows {
+            let mut fast = Vec::new();
+            t.each(row, |p| fast.push(p));
+            fast.sort_unstable();
+            let slow: Vec<usize> = (0..t.periods).filter(|p| t.test(row, *p)).collect();
+            assert_eq!(fast, slow, "row {row}");
+        }
+    }
+
+    const VALUES: [i64; 9] = [NULL_INT, -5, 0, 9, 10, 19, 20, 29, 30];
+
+    #[test]
+    fn quarters_are_found_by_binary_search_and_agree_with_testing_each() {
+        // Given out of order, with an empty (cut to nothing) period among them.
+        let t = bounds_of(
+            VALUES.to_vec(),
+            vec![vec![(20, 30), (0, 10), (10, 10), (10, 20)]],
+        );
+        assert!(matches!(t.lookup, Lookup::Disjoint { .. }));
+        agree(&t, VALUES.len());
+    }
+
+    #[test]
+    fn before_end_yields_every_period_ending_after_the_row() {
+        let lo = i64::MIN + 1;
+        let t = bounds_of(VALUES.to_vec(), vec![vec![(lo, 30), (lo, 10), (lo, 20)]]);
+        assert!(matches!(t.lookup, Lookup::Ends { .. }));
+        agree(&t, VALUES.len());
+    }
+
+    #[test]
+    fn overlapping_bounds_and_a_second_field_fall_back_or_are_tested_on_the_candidates() {
+        let t = bounds_of(VALUES.to_vec(), vec![vec![(0, 20), (10, 30), (-10, 5)]]);
+        assert_eq!(t.lookup, Lookup::Scan);
+        agree(&t, VALUES.len());
+        let lo = i64::MIN + 1;
+        let t = bounds_of(
+            VALUES.to_vec(),
+            vec![
+                vec![(lo, 30), (lo, 10), (lo, 20)],
+                vec![(0, 10), (10, 20), (20, 30)],
+            ],
+        );
+        agree(&t, VALUES.len());
+        let none = bounds_of(VALUES.to_vec(), vec![]);
+        assert_eq!(none.lookup, Lookup::All);
+        agree(&none, VALUES.len());
+    }
+}
