@@ -123,7 +123,7 @@ pub(crate) fn ensure_table(conn: &Db<'_>) -> Result<(), AlertError> {
                     "delivered_at INTEGER, kind TEXT NOT NULL DEFAULT 'json', secret TEXT,"
                 )
             );
-            conn.batch("", &super::state::postgres_ddl(&all))?;
+            conn.create(&all)?;
             conn.batch("", LANE_INDEX)?;
         }
         return Ok(());
@@ -131,7 +131,7 @@ pub(crate) fn ensure_table(conn: &Db<'_>) -> Result<(), AlertError> {
     conn.batch(TABLES, "")?;
     // Databases made before SPEC 18 lack `kind`, `secret` and the list of
     // alerts per message (each older message told exactly its own alert).
-    if !has_column(conn, "_kpi_outbox", "kind")? {
+    if !conn.has_column("_kpi_outbox", "kind")? {
         conn.batch(&format!("{SPEC_18_COLUMNS}\n{LANE_INDEX}"), "")?;
     }
     if !conn.has_table("_kpi_outbox_alerts")? {
@@ -143,15 +143,6 @@ pub(crate) fn ensure_table(conn: &Db<'_>) -> Result<(), AlertError> {
         conn.batch(&migrate, "")?;
     }
     Ok(())
-}
-
-/// Does `table` have `column`? (SQLite; both are the engine's own names.)
-pub(crate) fn has_column(conn: &Db<'_>, table: &str, column: &str) -> Result<bool, AlertError> {
-    let n = conn.row(
-        "SELECT count(*) FROM pragma_table_info(?1) WHERE name = ?2",
-        &[Param::Text(table), Param::Text(column)],
-    )?;
-    Ok(n.is_some_and(|r| r.int(0) > 0))
 }
 
 /// Does a webhook take notifications of this KPI and team? (Its lists, when

@@ -246,22 +246,9 @@ const TABLE: &str = "CREATE TABLE IF NOT EXISTS _kpi_silences (
             created_by TEXT);";
 
 pub(crate) fn ensure_table(conn: &Db<'_>) -> Result<(), AlertError> {
-    let postgres = TABLE
-        .replace("INTEGER PRIMARY KEY AUTOINCREMENT", "BIGSERIAL PRIMARY KEY")
-        .replace("INTEGER", "BIGINT");
-    conn.batch(TABLE, &postgres)?;
-    if conn.is_postgres() {
-        return Ok(());
-    }
+    conn.create(TABLE)?;
     // A table made before writers were named lacks created_by.
-    let named = conn.row(
-        "SELECT COUNT(*) FROM pragma_table_info('_kpi_silences') WHERE name = 'created_by'",
-        &[],
-    )?;
-    if named.map_or(0, |r| r.int(0)) == 0 {
-        let add = "ALTER TABLE _kpi_silences ADD COLUMN created_by TEXT";
-        conn.batch(add, add)?;
-    }
+    conn.add_missing_column("_kpi_silences", "created_by", "TEXT")?;
     Ok(())
 }
 

@@ -76,29 +76,18 @@ const ALERTS_TABLE: &str = "CREATE TABLE IF NOT EXISTS _kpi_alerts (
             PRIMARY KEY (kind, kpi, team, period));
         CREATE INDEX IF NOT EXISTS _kpi_alerts_period ON _kpi_alerts (period);";
 
-/// SQLite DDL as PostgreSQL's: 64-bit integers, doubles, identity ids.
-pub(crate) fn postgres_ddl(sqlite: &str) -> String {
-    sqlite
-        .replace("INTEGER PRIMARY KEY AUTOINCREMENT", "BIGSERIAL PRIMARY KEY")
-        .replace("INTEGER", "BIGINT")
-        .replace("REAL", "DOUBLE PRECISION")
-}
-
 /// Creates the alert, outbox and silence tables when missing.
 pub fn ensure_tables(conn: &Db<'_>) -> Result<(), AlertError> {
     if conn.is_postgres() {
         // Checked first: CREATE INDEX IF NOT EXISTS would lock the table.
         if !conn.has_table("_kpi_alerts")? {
-            conn.batch("", &postgres_ddl(ALERTS_TABLE))?;
+            conn.create(ALERTS_TABLE)?;
         }
     } else {
         conn.batch(ALERTS_TABLE, "")?;
     }
     // Databases made before SPEC 18 lack `muted` (PostgreSQL ones never do).
-    if !conn.is_postgres() && !outbox::has_column(conn, "_kpi_alerts", "muted")? {
-        let add = "ALTER TABLE _kpi_alerts ADD COLUMN muted TEXT";
-        conn.batch(add, add)?;
-    }
+    conn.add_missing_column("_kpi_alerts", "muted", "TEXT")?;
     outbox::ensure_table(conn)?;
     silence::ensure_table(conn)
 }

@@ -105,7 +105,7 @@ const COLUMNS: &str =
     "version, applied_at, origin, files_changed, content_hash, file_hashes, actor, files";
 
 const TABLES: &str = "CREATE TABLE IF NOT EXISTS _kpi_config_history (
-            version BIGINT PRIMARY KEY,
+            version INTEGER PRIMARY KEY,
             applied_at TEXT NOT NULL,
             origin TEXT NOT NULL,
             files_changed TEXT NOT NULL,
@@ -118,25 +118,11 @@ const TABLES: &str = "CREATE TABLE IF NOT EXISTS _kpi_config_history (
             text TEXT NOT NULL);";
 
 fn ensure(conn: &Db<'_>) -> Result<(), StoreError> {
-    // SQLite's `version` stays INTEGER (the rowid) on tables made before.
-    conn.batch(&TABLES.replacen("BIGINT", "INTEGER", 1), TABLES)?;
-    if conn.is_postgres() {
-        return Ok(());
-    }
+    // On SQLite `version` is INTEGER, the rowid (as on tables made before).
+    conn.create(TABLES)?;
     // A table of an older version lacks the SPEC 17 columns: add them.
-    let have: Vec<String> = conn
-        .rows(
-            "SELECT name FROM pragma_table_info('_kpi_config_history')",
-            &[],
-        )?
-        .iter()
-        .map(|r| r.text(0))
-        .collect();
     for column in ["actor", "files"] {
-        if !have.iter().any(|c| c == column) {
-            let add = format!("ALTER TABLE _kpi_config_history ADD COLUMN {column} TEXT");
-            conn.batch(&add, &add)?;
-        }
+        conn.add_missing_column("_kpi_config_history", column, "TEXT")?;
     }
     Ok(())
 }

@@ -285,6 +285,40 @@ impl Db<'_> {
         }
     }
 
+    /// Runs DDL written for SQLite on either database: on PostgreSQL as
+    /// [`postgres_ddl`] translates it.
+    pub fn create(&self, sqlite: &str) -> Result<(), StoreError> {
+        self.batch(sqlite, &postgres_ddl(sqlite))
+    }
+
+    /// Adds `column` (of SQL type `decl`) to one of the engine's tables made
+    /// by an older version, when it lacks it (SQLite: PostgreSQL tables are
+    /// always made whole).
+    pub fn add_missing_column(
+        &self,
+        table: &str,
+        column: &str,
+        decl: &str,
+    ) -> Result<(), StoreError> {
+        if self.is_postgres() || self.has_column(table, column)? {
+            return Ok(());
+        }
+        self.batch(
+            &format!("ALTER TABLE {table} ADD COLUMN {column} {decl}"),
+            "",
+        )
+    }
+
+    /// Whether one of the engine's SQLite tables has `column`.
+    pub fn has_column(&self, table: &str, column: &str) -> Result<bool, StoreError> {
+        Ok(self
+            .row(
+                "SELECT count(*) FROM pragma_table_info(?1) WHERE name = ?2",
+                &[Param::Text(table), Param::Text(column)],
+            )?
+            .is_some_and(|r| r.int(0) > 0))
+    }
+
     /// Whether one of the engine's tables exists.
     pub fn has_table(&self, table: &str) -> Result<bool, StoreError> {
         let sql = if self.is_postgres() {
@@ -308,6 +342,16 @@ impl Db<'_> {
             Db::Postgres(_) => None,
         }
     }
+}
+
+/// DDL of the engine's tables written for SQLite, as PostgreSQL's: 64-bit
+/// integers, doubles, identity ids. The tables' texts use these type names
+/// only in upper case, and their column names are lower case.
+pub fn postgres_ddl(sqlite: &str) -> String {
+    sqlite
+        .replace("INTEGER PRIMARY KEY AUTOINCREMENT", "BIGSERIAL PRIMARY KEY")
+        .replace("INTEGER", "BIGINT")
+        .replace("REAL", "DOUBLE PRECISION")
 }
 
 fn sqlite_param(p: &Param<'_>) -> rusqlite::types::Value {
@@ -376,6 +420,27 @@ fn pg_row(r: &postgres::Row) -> Result<Row, StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sqlite_ddl_becomes_postgres_ddl() {
+        assert_eq!(
+            postgres_ddl(
+                "id INTEGER PRIMARY KEY AUTOINCREMENT, n INTEGER NOT NULL, x REAL, t TEXT"
+            ),
+            "id BIGSERIAL PRIMARY KEY, n BIGINT NOT NULL, x DOUBLE PRECISION, t TEXT"
+        );
+    }
+
+    #[test]
+    fn a_missing_column_is_added_once() {
+        let conn = rusqlite::Connection::open_in_memory().unwrap();
+        let db = Db::from(&conn);
+        db.create("CREATE TABLE t (a INTEGER)").unwrap();
+        assert!(!db.has_column("t", "b").unwrap());
+        db.add_missing_column("t", "b", "TEXT").unwrap();
+        db.add_missing_column("t", "b", "TEXT").unwrap();
+        assert!(db.has_column("t", "b").unwrap());
+    }
 
     #[test]
     fn placeholders_become_dollars_outside_quotes() {

@@ -111,10 +111,7 @@ const TABLES: &str = "CREATE TABLE IF NOT EXISTS _kpi_frozen (
 
 /// Creates the tables when missing (on PostgreSQL with 64-bit integers and doubles).
 pub fn ensure(conn: &Db<'_>) -> Result<(), StoreError> {
-    let postgres = TABLES
-        .replace("INTEGER", "BIGINT")
-        .replace("REAL", "DOUBLE PRECISION");
-    conn.batch(TABLES, &postgres)
+    conn.create(TABLES)
 }
 
 /// Writes a frozen period whole, in the caller's transaction (`conn` is

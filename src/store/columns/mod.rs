@@ -685,32 +685,16 @@ mod tests {
 
     #[test]
     fn a_teams_upsert_reads_the_tree_again() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("crm.db");
-        let schema = schema();
-        db::migrate(&mut db::open(&path).unwrap(), &schema).unwrap();
-        csv(
-            &path,
-            &schema,
-            "teams",
-            "id,name,parent\nhq,HQ,\nnorth,North,hq\n",
-        );
-        csv(
-            &path,
-            &schema,
-            "deals",
-            "id,team,stage,amount\nd1,north,won,10\nd2,hq,lost,20\n",
-        );
-        let store = ColumnStore::new(db::open(&path).unwrap(), schema.clone());
-        let before = dump(&store, "deals", &FIELDS);
+        let (_dir, path, schema) = three_deals();
+        let first = store(&path, &schema);
+        let before = dump(&first, "deals", &FIELDS);
         // "east" sorts first: every team index moves.
         let ids = csv(&path, &schema, "teams", "id,name,parent\neast,East,hq\n");
-        let next = store.after_upsert("teams", Some(&ids)).unwrap();
+        let next = first.after_upsert("teams", Some(&ids)).unwrap();
         assert_eq!(next.teams().unwrap().len(), 3);
-        let fresh = ColumnStore::new(db::open(&path).unwrap(), schema.clone());
         assert_eq!(
             dump(&next, "deals", &FIELDS),
-            dump(&fresh, "deals", &FIELDS)
+            dump(&store(&path, &schema), "deals", &FIELDS)
         );
         assert_ne!(dump(&next, "deals", &FIELDS), before);
     }
