@@ -12,6 +12,11 @@ use clap::{CommandFactory, FromArgMatches};
 use cli::args::{Cli, Command};
 use cli::commands::{UserError, run};
 
+/// mimalloc returns freed pages to the system, where glibc's malloc kept the
+/// old copies of patched columns (see BENCHMARKS.md, issue 17).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = parse();
     // The server logs what it applies and rejects; other commands only errors.

@@ -68,6 +68,7 @@ def parse_args():
     a.add_argument("--keep", action="store_true", help="reuse the demo database and CSVs")
     a.add_argument("--threads", default="1,2", help="DuckDB thread counts for the compute")
     a.add_argument("--skip-serve", action="store_true")
+    a.add_argument("--data-only", action="store_true", help="stop after writing the demo database and CSVs")
     args = a.parse_args()
     if args.work is None:
         args.work = str(REPO / "target" / "bench_duckdb" / str(args.deals))
@@ -760,6 +761,8 @@ def main():
     csv_dir, counts, _ = export(args, work, db, sch)
     rows = sum(counts.values())
     log("rows: " + ", ".join(f"{e} {n}" for e, n in counts.items()) + f" ({rows} in all)")
+    if args.data_only:
+        return
 
     root, imp, imp_rss = engine_import(args, work, csv_dir, sch, counts)
     ev, ev_rss, engine_values = engine_eval(args, work, root, kpis, params)

@@ -13,14 +13,17 @@ mod load;
 mod patch;
 mod preload;
 mod snapshot;
+mod writes;
 
 pub use column::{Column, Dict, NULL_CODE, NULL_INT, Table};
-pub use snapshot::{ENV as SNAPSHOT_ENV, wait_for_writes as wait_for_snapshot_writes};
+pub use snapshot::ENV as SNAPSHOT_ENV;
+pub use writes::wait_for_writes as wait_for_snapshot_writes;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::time::Duration;
 
 use rusqlite::Connection;
 
@@ -193,7 +196,7 @@ impl ColumnStore {
                         .expect("columns lock")
                         .extend(loaded.columns);
                     if t.generation == Some(loaded.generation) {
-                        self.persist(&conn, ent, &t);
+                        self.persist(&conn, ent, &t, Duration::ZERO);
                     }
                     return Ok(t);
                 }
@@ -245,7 +248,7 @@ impl ColumnStore {
         }
         columns.extend(more.columns);
         let table = new_table(ent, rowids, columns, Some(generation));
-        self.persist(conn, ent, &table);
+        self.persist(conn, ent, &table, Duration::ZERO);
         Ok(table)
     }
 
@@ -258,7 +261,7 @@ impl ColumnStore {
     ) -> Result<Arc<Table>, StoreError> {
         let loaded = load_columns(conn, ent, fields)?;
         let table = new_table(ent, loaded.rowids, loaded.columns, Some(loaded.generation));
-        self.persist(conn, ent, &table);
+        self.persist(conn, ent, &table, Duration::ZERO);
         Ok(table)
     }
 
@@ -280,15 +283,22 @@ impl ColumnStore {
         Ok(snapshot::load(conn, dir, ent)?)
     }
 
-    /// Writes the snapshot of `table` on a thread (when it has a known
-    /// generation and the store has a snapshot directory): a load or an
-    /// ingest does not wait for it. A failure is logged, never returned: the
-    /// snapshot is a cache.
-    fn persist(&self, conn: &Connection, ent: &Entity, table: &Arc<Table>) {
+    /// Writes the snapshot of `table` on a thread after `delay` (when it has
+    /// a known generation and the store has a snapshot directory): a load or
+    /// an ingest does not wait for it. A failure is logged, never returned:
+    /// the snapshot is a cache.
+    fn persist(&self, conn: &Connection, ent: &Entity, table: &Arc<Table>, delay: Duration) {
         if let Some((dir, tag)) = self.snapshot_tag(conn, ent, table) {
             // The columns as they are now: a column added later may be of another generation.
             let columns = table.columns.read().expect("columns lock").clone();
-            snapshot::write_later(dir, ent.clone(), tag, table.clone(), columns);
+            let request = writes::Request {
+                dir,
+                ent: ent.clone(),
+                tag,
+                table: table.clone(),
+                columns,
+            };
+            writes::write_later(request, delay);
         }
     }
 
@@ -401,7 +411,7 @@ impl ColumnStore {
                         let now = snapshot::generation(&conn, entity)?;
                         t.generation = old.generation.filter(|g| g + 1 == now).map(|_| now);
                         let t = Arc::new(t);
-                        self.persist(&conn, ent, &t);
+                        self.persist(&conn, ent, &t, writes::SETTLE);
                         tracing::debug!(
                             entity,
                             rows = ids.len(),
@@ -721,6 +731,38 @@ mod tests {
         (dir, path, schema)
     }
 
+    #[test]
+    fn an_upsert_shares_the_columns_it_leaves_as_they_were() {
+        let (_dir, path, schema) = three_deals();
+        let before = store(&path, &schema);
+        dump(&before, "deals", &FIELDS);
+        let old = before.table("deals", &FIELDS).unwrap();
+        let shared = |t: &Table| -> Vec<bool> {
+            (FIELDS.iter())
+                .map(|f| Arc::ptr_eq(&t.column(f).unwrap(), &old.column(f).unwrap()))
+                .collect()
+        };
+        // d2 sent again as it is: nothing is copied, not even the team index.
+        let same = "id,team,stage,owner,amount,closed_at\nd2,hq,lost,,20,\n";
+        let ids = csv(&path, &schema, "deals", same);
+        let again = before.after_upsert("deals", Some(&ids)).unwrap();
+        let t = again.table("deals", &FIELDS).unwrap();
+        assert_eq!(shared(&t), [true; 5]);
+        assert!(Arc::ptr_eq(
+            &again.team_rows(&t).unwrap(),
+            &before.team_rows(&old).unwrap()
+        ));
+        // Only its amount changes: only that column is new.
+        let ids = csv(&path, &schema, "deals", &same.replace(",20,", ",21,"));
+        let changed = before.after_upsert("deals", Some(&ids)).unwrap();
+        let t = changed.table("deals", &FIELDS).unwrap();
+        assert_eq!(shared(&t), [true, true, true, false, true]);
+        assert_eq!(
+            dump(&changed, "deals", &FIELDS),
+            dump(&store(&path, &schema), "deals", &FIELDS)
+        );
+    }
+
     fn store(path: &std::path::Path, schema: &Arc<Schema>) -> ColumnStore {
         ColumnStore::new(db::open(path).unwrap(), schema.clone())
     }
@@ -728,7 +770,7 @@ mod tests {
     /// Rewrites the snapshot of deals, valid for the database as it is now,
     /// with every amount doubled: what a store reads shows whether it used it.
     fn doctor_snapshot(path: &std::path::Path, schema: &Arc<Schema>) {
-        snapshot::wait_for_writes();
+        writes::wait_for_writes();
         let conn = db::open(path).unwrap();
         let ent = schema.entity("deals").unwrap();
         let tag = snapshot::current_tag(&conn, ent)
@@ -756,7 +798,7 @@ mod tests {
     fn a_new_store_reads_the_snapshot_the_first_one_wrote() {
         let (_dir, path, schema) = three_deals();
         let first = dump(&store(&path, &schema), "deals", &FIELDS);
-        snapshot::wait_for_writes();
+        writes::wait_for_writes();
         assert!(path.with_file_name("crm.db-columns/deals.arrow").exists());
         // The same rows, columns, dictionaries and team index from the file.
         assert_eq!(dump(&store(&path, &schema), "deals", &FIELDS), first);
@@ -814,7 +856,7 @@ mod tests {
     fn a_damaged_snapshot_is_not_used_and_is_written_again() {
         let (_dir, path, schema) = three_deals();
         let first = dump(&store(&path, &schema), "deals", &FIELDS);
-        snapshot::wait_for_writes();
+        writes::wait_for_writes();
         let file = path.with_file_name("crm.db-columns/deals.arrow");
         let mut bytes = std::fs::read(&file).unwrap();
         bytes.truncate(bytes.len() - 3);

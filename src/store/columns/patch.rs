@@ -80,8 +80,14 @@ pub(super) fn patch(
             .zip(&rows)
             .map(move |(pos, (_, cells))| (*pos, ValueRef::from(&cells[i])))
     };
+    let grows = len > old.rowids.len();
     let mut patched: HashMap<String, Arc<Column>> = HashMap::with_capacity(columns.len());
     for (i, (name, col)) in columns.iter().enumerate() {
+        if !grows && cell(i).all(|(p, x)| unchanged(col, p, x)) {
+            // A record sent again as it was: the column is shared, not copied.
+            patched.insert(name.clone(), col.clone());
+            continue;
+        }
         let new = match &**col {
             Column::Int(v) => {
                 let mut v = extended(v, len, NULL_INT);
@@ -112,7 +118,13 @@ pub(super) fn patch(
     }
     // The team index of the patched rows, when the old one was computed.
     let team_rows = OnceLock::new();
-    if let (Some(old_rows), Some(tree), Some(field)) =
+    let same_teams = ent.team_column().is_some_and(|f| {
+        let (new, was) = (patched.get(f), columns.iter().find(|(n, _)| n == f));
+        new.zip(was).is_some_and(|(new, (_, was))| Arc::ptr_eq(new, was))
+    });
+    if let Some(old_rows) = old.team_rows.get().filter(|_| same_teams) {
+        let _ = team_rows.set(old_rows.clone());
+    } else if let (Some(old_rows), Some(tree), Some(field)) =
         (old.team_rows.get(), tree, ent.team_column())
         && let Some(Column::Text { codes, dict }) = patched.get(field).map(|c| &**c)
     {
@@ -133,6 +145,19 @@ pub(super) fn patch(
         owner_rows: OnceLock::new(),
         generation: None,
     }))
+}
+
+/// Whether row `p` of `col` already holds `x`.
+fn unchanged(col: &Column, p: usize, x: ValueRef<'_>) -> bool {
+    match col {
+        Column::Int(v) => v[p] == int_value(x),
+        Column::Real(v) => v[p].to_bits() == real_value(x).to_bits(),
+        Column::Text { codes, dict } => match (codes[p], text_value(x)) {
+            (NULL_CODE, None) => true,
+            (NULL_CODE, Some(_)) | (_, None) => false,
+            (c, Some(s)) => *dict.values[c as usize] == *s,
+        },
+    }
 }
 
 /// A copy of `v` grown to `len` with `fill`.

@@ -25,7 +25,7 @@ use std::fs::{self, File};
 use std::io::{BufReader, BufWriter};
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, Once};
+use std::sync::{Arc, Once};
 
 use arrow_array::types::UInt32Type;
 use arrow_array::{
@@ -38,7 +38,7 @@ use arrow_ipc::writer::FileWriter;
 use arrow_schema::{DataType, Field as ArrowField, Schema as ArrowSchema};
 use rusqlite::{Connection, OptionalExtension};
 
-use super::column::{Column, Dict, NULL_CODE, NULL_INT, Table};
+use super::column::{Column, Dict, NULL_CODE, NULL_INT};
 use crate::store::schema::{Entity, FieldType};
 
 /// The layout version written in every footer; another one is ignored.
@@ -387,62 +387,8 @@ pub(super) fn write(
     written
 }
 
-/// Writes are queued here: one at a time, on threads of their own; a
-/// request for a file that a newer one supersedes before it starts is dropped.
-#[derive(Default)]
-struct Queue {
-    handles: Vec<std::thread::JoinHandle<()>>,
-    /// The newest request for each file.
-    newest: HashMap<PathBuf, u64>,
-    requests: u64,
-}
-
-static QUEUE: Mutex<Option<Queue>> = Mutex::new(None);
-static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
-
-fn queue<T>(f: impl FnOnce(&mut Queue) -> T) -> T {
-    let mut q = QUEUE.lock().unwrap_or_else(|p| p.into_inner());
-    f(q.get_or_insert_with(Queue::default))
-}
-
-/// Writes the snapshot of `columns` of `table` on a thread (see [`write`]).
-pub(super) fn write_later(
-    dir: PathBuf,
-    ent: Entity,
-    tag: Tag,
-    table: Arc<Table>,
-    columns: HashMap<String, Arc<Column>>,
-) {
-    let file = file_of(&dir, &ent.name);
-    queue(|q| {
-        q.requests += 1;
-        let request = q.requests;
-        q.newest.insert(file.clone(), request);
-        q.handles.retain(|h| !h.is_finished());
-        q.handles.push(std::thread::spawn(move || {
-            let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
-            if queue(|q| q.newest.get(&file) == Some(&request)) {
-                write_logged(&dir, &ent, &tag, &table.rowids, &columns);
-            }
-        }));
-    });
-}
-
-/// Waits for the snapshot writes under way (before a process exits).
-pub fn wait_for_writes() {
-    loop {
-        let handles = queue(|q| std::mem::take(&mut q.handles));
-        if handles.is_empty() {
-            return;
-        }
-        for h in handles {
-            let _ = h.join();
-        }
-    }
-}
-
 /// [`write`], logging how long it took or why it failed.
-fn write_logged(
+pub(super) fn write_logged(
     dir: &Path,
     ent: &Entity,
     tag: &Tag,
