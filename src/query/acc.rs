@@ -12,7 +12,7 @@ use super::exec::{Input, RowValue};
 use super::{Agg, AggValue, Item};
 use crate::period::format_utc;
 use crate::store::TeamTree;
-use crate::store::columns::Column;
+use crate::store::columns::{Column, Dict};
 
 #[derive(Clone, Copy)]
 pub(super) struct Num {
@@ -145,7 +145,7 @@ impl Accumulators {
 fn bit_words(input: &Input) -> Option<usize> {
     match input {
         Input::Key(c) => match &**c {
-            Column::Text { dict, .. } => Some(dict.values.len().div_ceil(64).max(1)),
+            Column::Text { dict, .. } => Some(dict.len().div_ceil(64).max(1)),
             _ => None,
         },
         _ => None,
@@ -306,7 +306,7 @@ pub(super) enum ItemKind {
     Bool,
     Time,
     Real,
-    Text(Vec<Arc<str>>),
+    Text(Arc<Dict>),
 }
 
 impl ItemKind {
@@ -316,7 +316,7 @@ impl ItemKind {
             ItemKind::Bool => Item::Bool(k != 0),
             ItemKind::Time => Item::Time(Arc::from(format_utc(k as i64))),
             ItemKind::Real => Item::Real(f64::from_bits(k)),
-            ItemKind::Text(d) => Item::Text(d[k as usize].clone()),
+            ItemKind::Text(d) => Item::Text(Arc::from(d.get(k as u32))),
         }
     }
 
@@ -324,7 +324,7 @@ impl ItemKind {
         match self {
             ItemKind::Int | ItemKind::Time | ItemKind::Bool => (a as i64).cmp(&(b as i64)),
             ItemKind::Real => f64::from_bits(a).total_cmp(&f64::from_bits(b)),
-            ItemKind::Text(d) => d[a as usize].cmp(&d[b as usize]),
+            ItemKind::Text(d) => d.get(a as u32).cmp(d.get(b as u32)),
         }
     }
 

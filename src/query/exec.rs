@@ -407,16 +407,15 @@ impl StaticPred {
             }
             Column::Text { dict, .. } => {
                 let pass = if op == CmpOp::Eq {
-                    let mut pass = vec![false; dict.values.len()];
+                    let mut pass = vec![false; dict.len()];
                     texts()
                         .filter_map(|v| dict.code(v))
                         .for_each(|c| pass[c as usize] = true);
                     pass
                 } else {
                     let vs: Vec<&str> = texts().collect();
-                    dict.values
-                        .iter()
-                        .map(|d| vs.iter().any(|v| op.holds(&&**d, v)))
+                    dict.iter()
+                        .map(|d| vs.iter().any(|v| op.holds(&d, v)))
                         .collect()
                 };
                 StaticPred::Text {
@@ -512,8 +511,8 @@ fn agg_output_kind(
         FieldType::Time => ItemKind::Time,
         FieldType::Real => ItemKind::Real,
         FieldType::Text => match &*col(f)? {
-            Column::Text { dict, .. } => ItemKind::Text(dict.values.clone()),
-            _ => ItemKind::Text(Vec::new()),
+            Column::Text { dict, .. } => ItemKind::Text(dict.clone()),
+            _ => ItemKind::Text(Arc::default()),
         },
     })
 }
@@ -623,7 +622,7 @@ fn cell(col: &Column, ty: FieldType, row: usize) -> crate::store::Value {
             _ => Value::Int(v[row]),
         },
         Column::Real(v) => Value::Real(v[row]),
-        Column::Text { codes, dict } => Value::Text(dict.values[codes[row] as usize].to_string()),
+        Column::Text { codes, dict } => Value::Text(dict.get(codes[row]).to_string()),
     }
 }
 

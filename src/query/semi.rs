@@ -90,7 +90,7 @@ impl SemiJoin {
         triples.sort_unstable();
         triples.dedup();
         let mut index = match &*col {
-            Column::Text { dict, .. } => Index::Dense(vec![(0, 0); dict.values.len()]),
+            Column::Text { dict, .. } => Index::Dense(vec![(0, 0); dict.len()]),
             _ => Index::Hash(HashMap::default()),
         };
         let mut start = 0;
@@ -152,7 +152,7 @@ fn key_translation<'a>(
 ) -> Result<Box<dyn Fn(u64) -> Option<u64> + 'a>, QueryError> {
     Ok(match (outer, inner) {
         (Column::Text { dict, .. }, ItemKind::Text(values)) => {
-            Box::new(move |k| dict.code(&values[k as usize]).map(u64::from))
+            Box::new(move |k| dict.code(values.get(k as u32)).map(u64::from))
         }
         (Column::Int(_), ItemKind::Int | ItemKind::Bool | ItemKind::Time)
         | (Column::Real(_), ItemKind::Real) => Box::new(Some),
@@ -205,8 +205,7 @@ mod tests {
 
     #[test]
     fn text_keys_are_indexed_by_code() {
-        let mut dict = crate::store::columns::Dict::default();
-        dict.values = ["x", "y", "z"].map(std::sync::Arc::from).to_vec();
+        let dict = crate::store::columns::Dict::from_values(["x", "y", "z"]);
         let col = Arc::new(Column::Text {
             codes: vec![2, 0, crate::store::columns::NULL_CODE, 1],
             dict: Arc::new(dict),

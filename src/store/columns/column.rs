@@ -4,51 +4,117 @@
 //! for real columns (import refuses NaN and i64::MIN), [`NULL_CODE`] for text.
 
 use std::collections::HashMap;
+use std::hash::BuildHasher;
 use std::sync::{Arc, OnceLock, RwLock};
+
+use hashbrown::HashTable;
 
 pub const NULL_INT: i64 = i64::MIN;
 pub const NULL_CODE: u32 = u32::MAX;
 
-/// Distinct text values of one column, each with a small integer code.
+/// Distinct text values of one column, each with a small integer code: the
+/// values one after another in one string (one allocation, not one per value:
+/// the ids of `stage_events.deal` are most of a million), and where each ends.
 ///
 /// The index from value to code is built on first use: a dictionary read from
 /// a snapshot is used by code, and hashing its values up front (for example
 /// every deal id of `stage_events.deal`) would cost what reading it saves.
-#[derive(Debug, Default, Clone)]
+#[derive(Default, Clone)]
 pub struct Dict {
-    pub values: Vec<Arc<str>>,
-    index: OnceLock<rustc_hash::FxHashMap<Arc<str>, u32>>,
+    bytes: String,
+    ends: Vec<usize>,
+    index: OnceLock<HashTable<u32>>,
+}
+
+impl std::fmt::Debug for Dict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
+
+fn hash(s: &str) -> u64 {
+    rustc_hash::FxBuildHasher.hash_one(s)
+}
+
+/// Value `code` of the values `bytes` ending at `ends`.
+fn value<'a>(bytes: &'a str, ends: &[usize], code: u32) -> &'a str {
+    let c = code as usize;
+    &bytes[if c == 0 { 0 } else { ends[c - 1] }..ends[c]]
 }
 
 impl Dict {
     /// A dictionary of these values, coded in order (the values are distinct).
-    pub(super) fn from_values(values: impl Iterator<Item = Arc<str>>) -> Dict {
-        Dict {
-            values: values.collect(),
-            index: OnceLock::new(),
+    pub fn from_values<'a>(values: impl IntoIterator<Item = &'a str>) -> Dict {
+        let mut d = Dict::default();
+        for v in values {
+            d.push(v);
         }
+        d
+    }
+
+    /// A dictionary of the values `bytes` ending at `ends` (each at most
+    /// `bytes.len()`, in order, on character boundaries; the values are distinct).
+    pub(super) fn from_parts(bytes: String, ends: Vec<usize>) -> Option<Dict> {
+        let mut start = 0;
+        for &end in &ends {
+            if end < start || !bytes.is_char_boundary(end) {
+                return None;
+            }
+            start = end;
+        }
+        Some(Dict {
+            bytes,
+            ends,
+            index: OnceLock::new(),
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    /// The value of `code` (a code of this dictionary).
+    pub fn get(&self, code: u32) -> &str {
+        value(&self.bytes, &self.ends, code)
+    }
+
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = &str> + '_ {
+        (0..self.ends.len() as u32).map(|c| self.get(c))
     }
 
     pub fn code(&self, s: &str) -> Option<u32> {
-        self.index().get(s).copied()
+        self.index().find(hash(s), |&c| self.get(c) == s).copied()
     }
 
-    fn index(&self) -> &rustc_hash::FxHashMap<Arc<str>, u32> {
-        self.index
-            .get_or_init(|| (self.values.iter().cloned()).zip(0..).collect())
+    fn index(&self) -> &HashTable<u32> {
+        self.index.get_or_init(|| {
+            let mut t = HashTable::with_capacity(self.len());
+            for c in 0..self.len() as u32 {
+                t.insert_unique(hash(self.get(c)), c, |&x| hash(self.get(x)));
+            }
+            t
+        })
+    }
+
+    fn push(&mut self, s: &str) -> u32 {
+        let code = u32::try_from(self.ends.len()).expect("fewer than 2^32 distinct values");
+        self.bytes.push_str(s);
+        self.ends.push(self.bytes.len());
+        code
     }
 
     pub(super) fn intern(&mut self, s: &str) -> u32 {
         if let Some(c) = self.code(s) {
             return c;
         }
-        let code = self.values.len() as u32;
-        let v: Arc<str> = Arc::from(s);
-        self.values.push(v.clone());
-        self.index
-            .get_mut()
-            .expect("built by code()")
-            .insert(v, code);
+        let code = self.push(s);
+        let (bytes, ends) = (&self.bytes, &self.ends);
+        (self.index.get_mut().expect("built by code()"))
+            .insert_unique(hash(s), code, |&x| hash(value(bytes, ends, x)));
         code
     }
 }

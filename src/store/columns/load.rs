@@ -102,9 +102,9 @@ impl Builder {
             Builder::Text(codes, dict) => codes.push(match v {
                 // Rows of one parent often come together (a deal's stage events): try the last value first.
                 ValueRef::Text(t)
-                    if codes.last().is_some_and(|c| {
-                        *c != NULL_CODE && dict.values[*c as usize].as_bytes() == t
-                    }) =>
+                    if codes
+                        .last()
+                        .is_some_and(|c| *c != NULL_CODE && dict.get(*c).as_bytes() == t) =>
                 {
                     *codes.last().expect("checked")
                 }

@@ -548,11 +548,7 @@ impl ColumnStore {
         let t = self.table(&table.entity, &[field])?;
         Ok(match t.column(field).as_deref() {
             Some(Column::Text { codes, dict }) => {
-                let map: Vec<u32> = dict
-                    .values
-                    .iter()
-                    .map(|v| index(v).unwrap_or(u32::MAX))
-                    .collect();
+                let map: Vec<u32> = dict.iter().map(|v| index(v).unwrap_or(u32::MAX)).collect();
                 codes
                     .iter()
                     .map(|c| {
@@ -590,7 +586,7 @@ fn new_table(
 fn text(c: &Option<Arc<Column>>, row: usize) -> Option<String> {
     match c.as_deref() {
         Some(Column::Text { codes, dict }) if codes[row] != NULL_CODE => {
-            Some(dict.values[codes[row] as usize].to_string())
+            Some(dict.get(codes[row]).to_string())
         }
         _ => None,
     }
@@ -634,7 +630,7 @@ mod tests {
                         Column::Int(v) => v[r].to_string(),
                         Column::Real(v) => v[r].to_string(),
                         Column::Text { codes, dict } if codes[r] == NULL_CODE => "∅".into(),
-                        Column::Text { codes, dict } => dict.values[codes[r] as usize].to_string(),
+                        Column::Text { codes, dict } => dict.get(codes[r]).to_string(),
                     })
                     .collect();
                 format!("{} {} team#{}", t.rowids[r], cells.join(","), teams[r])

@@ -120,7 +120,8 @@ pub(super) fn patch(
     let team_rows = OnceLock::new();
     let same_teams = ent.team_column().is_some_and(|f| {
         let (new, was) = (patched.get(f), columns.iter().find(|(n, _)| n == f));
-        new.zip(was).is_some_and(|(new, (_, was))| Arc::ptr_eq(new, was))
+        new.zip(was)
+            .is_some_and(|(new, (_, was))| Arc::ptr_eq(new, was))
     });
     if let Some(old_rows) = old.team_rows.get().filter(|_| same_teams) {
         let _ = team_rows.set(old_rows.clone());
@@ -132,7 +133,7 @@ pub(super) fn patch(
         for &p in &at {
             t[p] = match codes[p] {
                 NULL_CODE => u32::MAX,
-                c => tree.index(&dict.values[c as usize]).unwrap_or(u32::MAX),
+                c => tree.index(dict.get(c)).unwrap_or(u32::MAX),
             };
         }
         let _ = team_rows.set(Arc::new(t));
@@ -155,7 +156,7 @@ fn unchanged(col: &Column, p: usize, x: ValueRef<'_>) -> bool {
         Column::Text { codes, dict } => match (codes[p], text_value(x)) {
             (NULL_CODE, None) => true,
             (NULL_CODE, Some(_)) | (_, None) => false,
-            (c, Some(s)) => *dict.values[c as usize] == *s,
+            (c, Some(s)) => dict.get(c) == s,
         },
     }
 }

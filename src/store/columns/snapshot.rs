@@ -326,8 +326,7 @@ impl Part {
                     if values.null_count() > 0 {
                         return Err("corrupt: a null in a dictionary".into());
                     }
-                    let values = values.iter().flatten().map(Arc::from);
-                    *dict = Some(Arc::new(Dict::from_values(values)));
+                    *dict = Some(Arc::new(dictionary_of(values)?));
                 }
             }
         }
@@ -353,6 +352,18 @@ impl Part {
         }
         Ok(done)
     }
+}
+
+/// The dictionary of a text column's values: their bytes copied once, not a
+/// string per value.
+fn dictionary_of(values: &StringArray) -> Result<Dict, String> {
+    let offsets = values.value_offsets();
+    let base = offsets.first().map_or(0, |o| *o as usize);
+    let end = offsets.last().map_or(0, |o| *o as usize);
+    let bytes = (values.value_data().get(base..end)).ok_or("corrupt: dictionary offsets")?;
+    let bytes = String::from_utf8(bytes.to_vec()).map_err(|_| "corrupt: a dictionary value")?;
+    let ends = offsets.iter().skip(1).map(|o| *o as usize - base).collect();
+    Dict::from_parts(bytes, ends).ok_or_else(|| "corrupt: dictionary offsets".into())
 }
 
 /// Writes the snapshot of `columns` (the rows `rowids`) of `ent` tagged `tag`:
@@ -482,9 +493,7 @@ fn data_type(column: &Column) -> DataType {
 /// (so the file holds it once).
 fn dictionary(column: &Column) -> Option<ArrayRef> {
     match column {
-        Column::Text { dict, .. } => Some(Arc::new(StringArray::from_iter_values(
-            dict.values.iter().map(|s| &**s),
-        ))),
+        Column::Text { dict, .. } => Some(Arc::new(StringArray::from_iter_values(dict.iter()))),
         _ => None,
     }
 }
@@ -539,7 +548,7 @@ fn checksum(rowids: &[i64], columns: &HashMap<String, Arc<Column>>) -> u64 {
             Column::Real(v) => sum.words(v, f64::to_bits),
             Column::Text { codes, dict } => {
                 sum.words(codes, u64::from);
-                for s in &dict.values {
+                for s in dict.iter() {
                     sum.bytes(s.as_bytes());
                 }
             }
@@ -624,7 +633,7 @@ mod tests {
     /// Every column type, with nulls, a dictionary with a value no row uses,
     /// and a text column of nulls only.
     fn columns() -> Columns {
-        let dict = |v: &[&str]| Arc::new(Dict::from_values(v.iter().map(|s| Arc::from(*s))));
+        let dict = |v: &[&str]| Arc::new(Dict::from_values(v.iter().copied()));
         let cols: [(&str, Column); 7] = [
             (
                 "id",
@@ -674,7 +683,7 @@ mod tests {
                     "{n} real {:?}",
                     v.iter().map(|x| x.to_bits()).collect::<Vec<_>>()
                 ),
-                Column::Text { codes, dict } => format!("{n} text {codes:?} {:?}", dict.values),
+                Column::Text { codes, dict } => format!("{n} text {codes:?} {dict:?}"),
             });
         }
         out
@@ -712,9 +721,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let n = 2 * CHUNK + 5;
         let names: Vec<String> = (0..n / 3).map(|i| format!("deal-{i}")).collect();
-        let dict = Arc::new(Dict::from_values(
-            names.iter().map(|s| Arc::from(s.as_str())),
-        ));
+        let dict = Arc::new(Dict::from_values(names.iter().map(String::as_str)));
         let codes = (0..n)
             .map(|i| {
                 if i % 7 == 0 {
