@@ -6,14 +6,14 @@ use std::sync::Arc;
 use rusqlite::Connection;
 use rusqlite::types::ValueRef;
 
-use super::column::{Column, Dict, NULL_CODE, NULL_INT};
+use super::column::{Column, Dict, NULL_CODE, NULL_INT, Rowids};
 use crate::store::StoreError;
 use crate::store::schema::{Entity, FieldType};
 
 /// Columns read out of SQLite.
 pub(super) struct Loaded {
     /// Row ids in rowid order.
-    pub rowids: Vec<i64>,
+    pub rowids: Rowids,
     /// The columns read, by field name.
     pub columns: HashMap<String, Arc<Column>>,
     /// The entity's `_kpi_data` generation, read in the same transaction.
@@ -64,7 +64,7 @@ fn read_columns(
     );
     let mut stmt = conn.prepare(&sql)?;
     let mut builders: Vec<Builder> = types.iter().map(|t| Builder::new(*t)).collect();
-    let mut rowids = Vec::new();
+    let mut rowids = Rowids::Dense(0);
     let mut rows = stmt.query([])?;
     while let Some(row) = rows.next()? {
         rowids.push(row.get::<_, i64>(0)?);

@@ -15,7 +15,7 @@ mod preload;
 mod snapshot;
 mod writes;
 
-pub use column::{Column, Dict, NULL_CODE, NULL_INT, Table};
+pub use column::{Column, Dict, NULL_CODE, NULL_INT, Rowids, Table};
 pub use snapshot::ENV as SNAPSHOT_ENV;
 pub use writes::wait_for_writes as wait_for_snapshot_writes;
 
@@ -318,7 +318,7 @@ impl ColumnStore {
         let tag = snapshot::Tag {
             database,
             generation,
-            max_rowid: table.rowids.last().copied().unwrap_or(i64::MIN),
+            max_rowid: table.rowids.last().unwrap_or(i64::MIN),
             fields: snapshot::fingerprint(ent),
         };
         Some((dir.clone(), tag))
@@ -568,7 +568,7 @@ impl ColumnStore {
 /// A new table of `ent` (indexes to be computed).
 fn new_table(
     ent: &Entity,
-    rowids: Vec<i64>,
+    rowids: Rowids,
     columns: HashMap<String, Arc<Column>>,
     generation: Option<i64>,
 ) -> Arc<Table> {
@@ -633,7 +633,12 @@ mod tests {
                         Column::Text { codes, dict } => dict.get(codes[r]).to_string(),
                     })
                     .collect();
-                format!("{} {} team#{}", t.rowids[r], cells.join(","), teams[r])
+                format!(
+                    "{} {} team#{}",
+                    t.rowids.to_vec(r..r + 1)[0],
+                    cells.join(","),
+                    teams[r]
+                )
             })
             .collect()
     }

@@ -61,13 +61,12 @@ pub(super) fn patch(
     rows.sort_by_key(|r| r.0);
     rows.dedup_by_key(|r| r.0);
     // Where each row goes: its old position, or appended.
-    let mut rowids = Vec::with_capacity(old.rowids.len() + rows.len());
-    rowids.extend_from_slice(&old.rowids);
+    let mut rowids = old.rowids.clone();
     let mut at = Vec::with_capacity(rows.len());
     for (rowid, _) in &rows {
-        match old.rowids.binary_search(rowid) {
+        match old.rowids.position(*rowid) {
             Ok(p) => at.push(p),
-            Err(_) if rowids.last().is_none_or(|last| rowid > last) => {
+            Err(_) if rowids.last().is_none_or(|last| *rowid > last) => {
                 at.push(rowids.len());
                 rowids.push(*rowid);
             }

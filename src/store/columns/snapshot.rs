@@ -38,7 +38,7 @@ use arrow_ipc::writer::FileWriter;
 use arrow_schema::{DataType, Field as ArrowField, Schema as ArrowSchema};
 use rusqlite::{Connection, OptionalExtension};
 
-use super::column::{Column, Dict, NULL_CODE, NULL_INT};
+use super::column::{Column, Dict, NULL_CODE, NULL_INT, Rowids};
 use crate::store::schema::{Entity, FieldType};
 
 /// The layout version written in every footer; another one is ignored.
@@ -50,10 +50,10 @@ const ROWID: &str = "_rowid";
 pub const ENV: &str = "KPI_COLUMN_SNAPSHOT";
 
 /// Row ids in rowid order, and the columns by field name.
-pub(super) type Columns = (Vec<i64>, HashMap<String, Arc<Column>>);
+pub(super) type Columns = (Rowids, HashMap<String, Arc<Column>>);
 
 /// A valid snapshot read: its generation, row ids and columns.
-pub(super) type Snap = (i64, Vec<i64>, HashMap<String, Arc<Column>>);
+pub(super) type Snap = (i64, Rowids, HashMap<String, Arc<Column>>);
 
 /// What a snapshot of an entity must match to be used.
 #[derive(Debug, Clone, PartialEq)]
@@ -267,7 +267,8 @@ fn decode(file: File, ent: &Entity, want: &Tag) -> Result<Columns, String> {
             }
         }
     }
-    let columns = (rowids.ok_or("corrupt: no rowids")?, columns);
+    let rowids = Rowids::from_vec(rowids.ok_or("corrupt: no rowids")?);
+    let columns = (rowids, columns);
     if got("kpi.checksum") != checksum(&columns.0, &columns.1).to_string() {
         return Err("corrupt: checksum mismatch".into());
     }
@@ -372,7 +373,7 @@ pub(super) fn write(
     dir: &Path,
     ent: &Entity,
     tag: &Tag,
-    rowids: &[i64],
+    rowids: &Rowids,
     columns: &HashMap<String, Arc<Column>>,
 ) -> Result<u64, String> {
     fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
@@ -403,7 +404,7 @@ pub(super) fn write_logged(
     dir: &Path,
     ent: &Entity,
     tag: &Tag,
-    rowids: &[i64],
+    rowids: &Rowids,
     columns: &HashMap<String, Arc<Column>>,
 ) {
     let started = std::time::Instant::now();
@@ -434,7 +435,7 @@ fn remove_stale_temps(dir: &Path, entity: &str) {
 fn write_file(
     temp: &Path,
     tag: &Tag,
-    rowids: &[i64],
+    rowids: &Rowids,
     columns: &HashMap<String, Arc<Column>>,
 ) -> Result<u64, String> {
     let err = |e: arrow_schema::ArrowError| e.to_string();
@@ -460,7 +461,7 @@ fn write_file(
     // Record batches of CHUNK rows: writing copies one chunk at a time, not the table.
     for start in (0..rowids.len().max(1)).step_by(CHUNK) {
         let rows = start..rowids.len().min(start + CHUNK);
-        let ids = rowids[rows.clone()].to_vec();
+        let ids = rowids.to_vec(rows.clone());
         let mut arrays: Vec<ArrayRef> = vec![Arc::new(Int64Array::from(ids))];
         for (_, c, dict) in &cols {
             arrays.push(to_array(c, rows.clone(), dict.as_ref()).map_err(err)?);
@@ -536,9 +537,9 @@ fn nulls<T>(v: &[T], valid: impl Fn(&T) -> bool) -> Option<NullBuffer> {
 
 /// A 64-bit checksum of the rows and every column (names, values, codes and
 /// dictionary texts), as decoded: what the file must give back.
-fn checksum(rowids: &[i64], columns: &HashMap<String, Arc<Column>>) -> u64 {
+fn checksum(rowids: &Rowids, columns: &HashMap<String, Arc<Column>>) -> u64 {
     let mut sum = Sum::default();
-    sum.words(rowids, |r| r as u64);
+    rowids.each_slice(|s| sum.words(s, |r| r as u64));
     let mut names: Vec<&String> = columns.keys().collect();
     names.sort_unstable();
     for name in names {
@@ -668,7 +669,7 @@ mod tests {
             .into_iter()
             .map(|(k, c)| (k.to_string(), Arc::new(c)))
             .collect();
-        (vec![1, 4, 9], cols)
+        (Rowids::Listed(vec![1, 4, 9]), cols)
     }
 
     /// Every cell as text (reals by their bits), for comparing column sets.
@@ -737,7 +738,7 @@ mod tests {
             .map(|i| if i % 5 == 0 { NULL_INT } else { i * 1000 })
             .collect();
         cols.insert("closed_at".to_string(), Arc::new(Column::Int(times)));
-        let rowids: Vec<i64> = (1..=n as i64).collect();
+        let rowids = Rowids::Dense(n);
         let tag = Tag {
             max_rowid: n as i64,
             ..tag()
