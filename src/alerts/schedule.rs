@@ -78,7 +78,8 @@ impl Scheduler {
                     let every = cfg.alerts.evaluate_every.max(Duration::from_secs(1));
                     drop(cfg);
                     match rx.recv_timeout(every) {
-                        Ok(()) | Err(RecvTimeoutError::Timeout) => {}
+                        Ok(()) => settle(&rx, &flag),
+                        Err(RecvTimeoutError::Timeout) => {}
                         Err(RecvTimeoutError::Disconnected) => break,
                     }
                     // Pokes that came in meanwhile are served by this one run.
@@ -187,6 +188,26 @@ impl Turn {
         *held = taken.map(Box::new);
         crate::metrics::get().scheduler_leader.set(i64::from(mine));
         mine
+    }
+}
+
+/// A poke waits this long for the next one: an integration pushing records
+/// in a burst of POSTs gets one evaluation after the burst, not one per POST
+/// over states that are gone before the evaluation ends.
+const BURST_QUIET: Duration = Duration::from_millis(250);
+
+/// ... but no longer than this after the first poke.
+const BURST_MAX: Duration = Duration::from_secs(2);
+
+/// Waits until no poke has come for [`BURST_QUIET`] (at most [`BURST_MAX`]),
+/// or the scheduler is stopping.
+fn settle(rx: &mpsc::Receiver<()>, stop: &AtomicBool) {
+    let started = std::time::Instant::now();
+    while !stop.load(Ordering::SeqCst) && started.elapsed() < BURST_MAX {
+        match rx.recv_timeout(BURST_QUIET) {
+            Ok(()) => {}
+            Err(_) => return,
+        }
     }
 }
 
