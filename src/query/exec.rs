@@ -17,7 +17,7 @@ use super::semi::{self, SemiJoin};
 use super::time::TimeBounds;
 use super::{Agg, AggValue, CmpOp, Filter, Query, QueryError, Scalar};
 use crate::period::{Calendar, PeriodId};
-use crate::store::columns::{Column, ColumnStore, NULL_INT};
+use crate::store::columns::{Column, ColumnStore, NULL_INT, RowSlots, slot};
 use crate::store::schema::FieldType;
 use crate::store::{Owners, TeamTree};
 use crate::store::{RecordStore, Schema, StoreError};
@@ -188,6 +188,7 @@ pub(super) fn accumulate(
     // Each row's slot: its team (rolled up the tree afterwards), its person, or one for all.
     let by_owner = query.by_owner && !query.all_teams;
     let team_rows = row_slots(store, query, &table)?;
+    let slot_parts = team_rows.as_deref().map(RowSlots::parts);
     let slots = match (query.all_teams, by_owner) {
         (true, _) => 1,
         (false, true) => store.owners()?.len(),
@@ -212,9 +213,11 @@ pub(super) fn accumulate(
         if !statics.iter().all(|p| p.test(row)) {
             continue;
         }
-        let team = match &team_rows {
-            Some(t) if t[row] == u32::MAX => continue,
-            Some(t) => t[row],
+        let team = match slot_parts {
+            Some((codes, map)) => match slot(codes, map, row) {
+                u32::MAX => continue,
+                s => s,
+            },
             None => 0,
         };
         let Some(v) = input.read(row) else { continue };
@@ -266,7 +269,7 @@ fn row_slots(
     store: &ColumnStore,
     query: &Query,
     table: &crate::store::columns::Table,
-) -> Result<Option<Arc<Vec<u32>>>, QueryError> {
+) -> Result<Option<Arc<RowSlots>>, QueryError> {
     Ok(if query.all_teams {
         None
     } else if query.by_owner {
@@ -588,9 +591,9 @@ pub fn records(
     for row in 0..table.len() {
         let in_slot = match &slots {
             None => true,
-            Some(s) if s[row] == u32::MAX => false,
-            Some(s) if by_owner => s[row] == slot,
-            Some(s) => tree.up[s[row] as usize].contains(&slot),
+            Some(s) if s.get(row) == u32::MAX => false,
+            Some(s) if by_owner => s.get(row) == slot,
+            Some(s) => tree.up[s.get(row) as usize].contains(&slot),
         };
         if !in_slot
             || !statics.iter().all(|p| p.test(row))

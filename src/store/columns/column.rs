@@ -244,6 +244,50 @@ impl Rowids {
     }
 }
 
+/// Each row's slot in a pass (its team's index in the tree, or its person's),
+/// by the code of the text column that names it: `map[code]`, u32::MAX for
+/// none. Held per distinct value rather than per row: the column's codes are
+/// in memory anyway (4 bytes a row less for each index, 32 MB at 8M rows).
+#[derive(Debug, Default)]
+pub struct RowSlots {
+    /// The naming column (None: no row has a slot).
+    codes: Option<Arc<Column>>,
+    map: Vec<u32>,
+}
+
+impl RowSlots {
+    /// The slots of the rows of the text column `codes`, `map` by its codes.
+    pub(super) fn new(codes: Arc<Column>, map: Vec<u32>) -> RowSlots {
+        RowSlots {
+            codes: Some(codes),
+            map,
+        }
+    }
+
+    /// The rows' codes and the slot of each code (no codes: no row has a slot).
+    pub fn parts(&self) -> (&[u32], &[u32]) {
+        match self.codes.as_deref() {
+            Some(Column::Text { codes, .. }) => (codes, &self.map),
+            _ => (&[], &[]),
+        }
+    }
+
+    /// The slot of `row` (u32::MAX: none).
+    pub fn get(&self, row: usize) -> u32 {
+        let (codes, map) = self.parts();
+        slot(codes, map, row)
+    }
+}
+
+/// The slot of `row` given [`RowSlots::parts`].
+#[inline]
+pub fn slot(codes: &[u32], map: &[u32], row: usize) -> u32 {
+    match codes.get(row) {
+        Some(&c) if c != NULL_CODE => map.get(c as usize).copied().unwrap_or(u32::MAX),
+        _ => u32::MAX,
+    }
+}
+
 /// Rows of one entity in rowid order, with the columns loaded so far.
 #[derive(Debug)]
 pub struct Table {
@@ -251,9 +295,9 @@ pub struct Table {
     pub(super) rowids: Rowids,
     pub(super) columns: RwLock<HashMap<String, Arc<Column>>>,
     /// Team tree index of each row (u32::MAX: no known team).
-    pub(super) team_rows: OnceLock<Arc<Vec<u32>>>,
+    pub(super) team_rows: OnceLock<Arc<RowSlots>>,
     /// Owner index of each row (u32::MAX: no known owner).
-    pub(super) owner_rows: OnceLock<Arc<Vec<u32>>>,
+    pub(super) owner_rows: OnceLock<Arc<RowSlots>>,
     /// The entity's `_kpi_data` generation every loaded column reflects, when
     /// known (None after a load or patch that cannot tell): what a snapshot
     /// of the table is tagged with.

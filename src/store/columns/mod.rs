@@ -15,7 +15,7 @@ mod preload;
 mod snapshot;
 mod writes;
 
-pub use column::{Column, Dict, NULL_CODE, NULL_INT, Rowids, Table};
+pub use column::{Column, Dict, NULL_CODE, NULL_INT, RowSlots, Rowids, Table, slot};
 pub use snapshot::ENV as SNAPSHOT_ENV;
 pub use writes::wait_for_writes as wait_for_snapshot_writes;
 
@@ -403,7 +403,7 @@ impl ColumnStore {
             {
                 let started = std::time::Instant::now();
                 let conn = self.conn.lock().expect("connection lock");
-                match patch(&conn, ent, &old, self.teams.get().map(|t| &**t), ids)? {
+                match patch(&conn, ent, &old, ids)? {
                     Some(mut t) => {
                         // The engine passes ids only when this upsert was the one
                         // write since its last look: if the old table was read at
@@ -459,14 +459,14 @@ impl ColumnStore {
     }
 
     /// Team index of every row of `table` (u32::MAX when its team is unknown).
-    pub fn team_rows(&self, table: &Table) -> Result<Arc<Vec<u32>>, StoreError> {
+    pub fn team_rows(&self, table: &Table) -> Result<Arc<RowSlots>, StoreError> {
         if let Some(t) = table.team_rows.get() {
             return Ok(t.clone());
         }
         let ent = self.schema.require(&table.entity)?;
         let tree = self.teams()?;
         let rows = match ent.team_column() {
-            None => vec![u32::MAX; table.len()],
+            None => RowSlots::default(),
             Some(field) => self.indexes(table, field, |v| tree.index(v))?,
         };
         Ok(table.team_rows.get_or_init(|| Arc::new(rows)).clone())
@@ -514,22 +514,22 @@ impl ColumnStore {
 
     /// Owner index of every row of `table` (u32::MAX when it names no known
     /// person, or its entity has no owner link).
-    pub fn owner_rows(&self, table: &Table) -> Result<Arc<Vec<u32>>, StoreError> {
+    pub fn owner_rows(&self, table: &Table) -> Result<Arc<RowSlots>, StoreError> {
         if let Some(t) = table.owner_rows.get() {
             return Ok(t.clone());
         }
         let ent = self.schema.require(&table.entity)?;
         let owners = self.owners()?;
         let rows = match &ent.owner {
-            None => vec![u32::MAX; table.len()],
+            None => RowSlots::default(),
             Some(OwnerLink::Field(f)) => self.indexes(table, f, |v| owners.index(v))?,
             Some(OwnerLink::Via { field, entity }) => {
                 let linked = self.table(entity, &["id"])?;
                 let linked_owner = self.owner_rows(&linked)?;
                 let ids = linked.column("id");
                 let by_id: HashMap<String, u32> = (0..linked.len())
-                    .filter(|r| linked_owner[*r] != u32::MAX)
-                    .filter_map(|r| Some((text(&ids, r)?, linked_owner[r])))
+                    .filter(|r| linked_owner.get(*r) != u32::MAX)
+                    .filter_map(|r| Some((text(&ids, r)?, linked_owner.get(r))))
                     .collect();
                 self.indexes(table, field, |v| by_id.get(v).copied())?
             }
@@ -544,23 +544,17 @@ impl ColumnStore {
         table: &Table,
         field: &str,
         index: impl Fn(&str) -> Option<u32>,
-    ) -> Result<Vec<u32>, StoreError> {
+    ) -> Result<RowSlots, StoreError> {
         let t = self.table(&table.entity, &[field])?;
-        Ok(match t.column(field).as_deref() {
-            Some(Column::Text { codes, dict }) => {
-                let map: Vec<u32> = dict.iter().map(|v| index(v).unwrap_or(u32::MAX)).collect();
-                codes
-                    .iter()
-                    .map(|c| {
-                        if *c == NULL_CODE {
-                            u32::MAX
-                        } else {
-                            map[*c as usize]
-                        }
-                    })
-                    .collect()
-            }
-            _ => vec![u32::MAX; t.len()],
+        Ok(match t.column(field) {
+            Some(col) => match &*col {
+                Column::Text { dict, .. } => {
+                    let map = dict.iter().map(|v| index(v).unwrap_or(u32::MAX)).collect();
+                    RowSlots::new(col.clone(), map)
+                }
+                _ => RowSlots::default(),
+            },
+            None => RowSlots::default(),
         })
     }
 }
@@ -637,7 +631,7 @@ mod tests {
                     "{} {} team#{}",
                     t.rowids.to_vec(r..r + 1)[0],
                     cells.join(","),
-                    teams[r]
+                    teams.get(r)
                 )
             })
             .collect()

@@ -12,7 +12,6 @@ use super::column::{Column, NULL_CODE, NULL_INT, Table};
 use super::load::{int_value, real_value, text_value};
 use crate::store::StoreError;
 use crate::store::schema::Entity;
-use crate::store::teams::TeamTree;
 
 /// Rows read back by [`patch`]: rowid and the cells of the loaded columns.
 type ReadBack = Vec<(i64, Vec<rusqlite::types::Value>)>;
@@ -27,7 +26,6 @@ pub(super) fn patch(
     conn: &Connection,
     ent: &Entity,
     old: &Table,
-    tree: Option<&TeamTree>,
     ids: &[String],
 ) -> Result<Option<Table>, StoreError> {
     let columns: Vec<(String, Arc<Column>)> = old
@@ -115,7 +113,7 @@ pub(super) fn patch(
         };
         patched.insert(name.clone(), Arc::new(new));
     }
-    // The team index of the patched rows, when the old one was computed.
+    // The team index, when the old one was computed: shared if the team column is.
     let team_rows = OnceLock::new();
     let same_teams = ent.team_column().is_some_and(|f| {
         let (new, was) = (patched.get(f), columns.iter().find(|(n, _)| n == f));
@@ -124,18 +122,6 @@ pub(super) fn patch(
     });
     if let Some(old_rows) = old.team_rows.get().filter(|_| same_teams) {
         let _ = team_rows.set(old_rows.clone());
-    } else if let (Some(old_rows), Some(tree), Some(field)) =
-        (old.team_rows.get(), tree, ent.team_column())
-        && let Some(Column::Text { codes, dict }) = patched.get(field).map(|c| &**c)
-    {
-        let mut t = extended(old_rows, len, u32::MAX);
-        for &p in &at {
-            t[p] = match codes[p] {
-                NULL_CODE => u32::MAX,
-                c => tree.index(dict.get(c)).unwrap_or(u32::MAX),
-            };
-        }
-        let _ = team_rows.set(Arc::new(t));
     }
     Ok(Some(Table {
         entity: old.entity.clone(),
