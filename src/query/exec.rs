@@ -205,7 +205,7 @@ pub(super) fn accumulate(
         semis,
         input,
     } = Compiled::new(store, query, agg, &col, periods, cal)?;
-    let mut acc = Accumulators::new(agg, periods.len() * slots, &input);
+    let mut acc = Accumulators::new(agg, periods.len() * slots, &input, table.len());
     let all_slot = [0u32];
     let mut hits: Vec<&[semi::Entry]> = Vec::with_capacity(semis.len());
     let mut periods_of: Vec<usize> = Vec::new();

@@ -82,34 +82,15 @@ impl SemiJoin {
     }
 
     /// The index of (outer key, entry) pairs, in any order.
-    pub(super) fn index(
-        col: Arc<Column>,
-        mut triples: Vec<(u64, Entry)>,
-        cover: Cover,
-    ) -> SemiJoin {
-        triples.sort_unstable();
-        triples.dedup();
-        let mut index = match &*col {
-            Column::Text { dict, .. } => Index::Dense(vec![(0, 0); dict.len()]),
-            _ => Index::Hash(HashMap::default()),
+    pub(super) fn index(col: Arc<Column>, triples: Vec<(u64, Entry)>, cover: Cover) -> SemiJoin {
+        let (index, entries) = match &*col {
+            Column::Text { dict, .. } => dense_index(dict.len(), triples),
+            _ => hash_index(triples),
         };
-        let mut start = 0;
-        while start < triples.len() {
-            let key = triples[start].0;
-            let len = triples[start..].iter().take_while(|t| t.0 == key).count();
-            let range = (start as u32, len as u32);
-            match &mut index {
-                Index::Dense(v) => v[key as usize] = range,
-                Index::Hash(m) => {
-                    m.insert(key, range);
-                }
-            }
-            start += len;
-        }
         SemiJoin {
             col,
             index,
-            entries: triples.into_iter().map(|t| t.1).collect(),
+            entries,
             cover,
         }
     }
@@ -141,6 +122,59 @@ impl SemiJoin {
     pub(super) fn contains(&self, slot: u32, period: usize, row: usize) -> bool {
         self.hits(row).is_some_and(|h| self.covers(h, slot, period))
     }
+}
+
+/// The index of keys below `keys` (text codes): the pairs bucketed by key in
+/// one counting pass (no sort of all of them: 9M deals times their periods at
+/// 10M deals), each key's entries then sorted and deduplicated in place.
+fn dense_index(keys: usize, triples: Vec<(u64, Entry)>) -> (Index, Vec<Entry>) {
+    let mut starts = vec![0u32; keys + 1];
+    for (k, _) in &triples {
+        starts[*k as usize + 1] += 1;
+    }
+    for i in 0..keys {
+        starts[i + 1] += starts[i];
+    }
+    let mut entries = vec![(0, 0); triples.len()];
+    let mut next = starts.clone();
+    for (k, e) in triples {
+        entries[next[k as usize] as usize] = e;
+        next[k as usize] += 1;
+    }
+    let mut index = vec![(0, 0); keys];
+    let mut kept = 0usize;
+    for (k, range) in index.iter_mut().enumerate() {
+        let (lo, hi) = (starts[k] as usize, starts[k + 1] as usize);
+        entries[lo..hi].sort_unstable();
+        let begin = kept;
+        for i in lo..hi {
+            if i == lo || entries[i] != entries[i - 1] {
+                entries[kept] = entries[i];
+                kept += 1;
+            }
+        }
+        *range = (begin as u32, (kept - begin) as u32);
+    }
+    entries.truncate(kept);
+    (Index::Dense(index), entries)
+}
+
+/// The index of any other keys: the pairs sorted, deduplicated and ranged.
+fn hash_index(mut triples: Vec<(u64, Entry)>) -> (Index, Vec<Entry>) {
+    triples.sort_unstable();
+    triples.dedup();
+    let mut index = HashMap::default();
+    let mut start = 0;
+    while start < triples.len() {
+        let key = triples[start].0;
+        let len = triples[start..].iter().take_while(|t| t.0 == key).count();
+        index.insert(key, (start as u32, len as u32));
+        start += len;
+    }
+    (
+        Index::Hash(index),
+        triples.into_iter().map(|t| t.1).collect(),
+    )
 }
 
 /// Maps a key of the inner column to the key of the same value in the outer column.
@@ -210,9 +244,12 @@ mod tests {
             codes: vec![2, 0, crate::store::columns::NULL_CODE, 1],
             dict: Arc::new(dict),
         });
-        let j = SemiJoin::index(col, vec![(2, (1, 0)), (1, (3, 2))], Cover::Same);
+        // In any order, a pair repeated: each key's entries come back sorted, once each.
+        let pairs = vec![(2, (1, 0)), (1, (3, 2)), (2, (0, 1)), (2, (1, 0))];
+        let j = SemiJoin::index(col, pairs, Cover::Same);
         assert!(matches!(j.index, Index::Dense(_)));
-        assert_eq!(j.hits(0), Some(&[(1, 0)][..]));
+        assert_eq!(j.hits(0), Some(&[(0, 1), (1, 0)][..]));
+        assert_eq!(j.hits(3), Some(&[(3, 2)][..]));
         assert!(j.hits(1).is_none(), "code 0 is in no inner set");
         assert!(j.hits(2).is_none(), "a null never joins");
         assert!(j.contains(3, 2, 3) && !j.contains(3, 1, 3));

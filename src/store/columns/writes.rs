@@ -111,3 +111,72 @@ pub fn wait_for_writes() {
         q.flush = false;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::toml_doc::Source;
+    use crate::store::columns::column::Rowids;
+    use crate::store::schema::Schema;
+    use std::sync::{OnceLock, RwLock};
+
+    fn entity() -> Entity {
+        let text = "[entity.teams.fields]\nname = \"text\"\nparent = \"text?\"\n\
+            [entity.deals]\nteam_field = \"team\"\n[entity.deals.fields]\nteam = \"text\"\n\
+            amount = \"real?\"\n";
+        let schema = Schema::from_source(&Source::new("schema.toml", text)).unwrap();
+        schema.entity("deals").unwrap().clone()
+    }
+
+    /// A request for deals with one row of `amount`, tagged `generation`.
+    fn request(dir: &std::path::Path, generation: i64, amount: f64) -> Request {
+        let ent = entity();
+        let columns: HashMap<String, Arc<Column>> =
+            [("amount".to_string(), Arc::new(Column::Real(vec![amount])))].into();
+        let table = Arc::new(Table {
+            entity: "deals".into(),
+            rowids: Rowids::Dense(1),
+            columns: RwLock::new(columns.clone()),
+            team_rows: OnceLock::new(),
+            owner_rows: OnceLock::new(),
+            generation: Some(generation),
+        });
+        let tag = Tag {
+            database: "db1".into(),
+            generation,
+            max_rowid: 1,
+            fields: snapshot::fingerprint(&ent),
+        };
+        Request {
+            dir: dir.to_path_buf(),
+            ent,
+            tag,
+            table,
+            columns,
+        }
+    }
+
+    #[test]
+    fn a_newer_request_replaces_a_waiting_one_and_a_flush_writes_it_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let older = request(dir.path(), 1, 10.0);
+        let held = Arc::downgrade(&older.table);
+        write_later(older, Duration::from_secs(3600));
+        write_later(request(dir.path(), 2, 20.0), Duration::from_secs(3600));
+        assert!(
+            held.upgrade().is_none(),
+            "the replaced request's table was dropped"
+        );
+        let started = Instant::now();
+        wait_for_writes();
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "written without the delay"
+        );
+        let newer = request(dir.path(), 2, 20.0);
+        let (_, columns) = snapshot::read(dir.path(), &newer.ent, &newer.tag).expect("written");
+        assert!(matches!(&*columns["amount"], Column::Real(v) if v == &[20.0]));
+        let older = request(dir.path(), 1, 10.0);
+        assert!(snapshot::read(dir.path(), &older.ent, &older.tag).is_none());
+    }
+}
