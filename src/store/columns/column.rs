@@ -374,6 +374,23 @@ mod tests {
     }
 
     #[test]
+    fn a_dictionary_is_its_values_in_one_string() {
+        let mut d = Dict::from_values(["北京", "", "x"]);
+        assert_eq!(d.iter().collect::<Vec<_>>(), ["北京", "", "x"]);
+        assert_eq!(
+            (d.code("x"), d.code(""), d.code("y")),
+            (Some(2), Some(1), None)
+        );
+        assert_eq!((d.intern("y"), d.intern("北京")), (3, 0));
+        assert_eq!((d.len(), d.get(3)), (4, "y"));
+        let parts = |ends: Vec<usize>| Dict::from_parts("北京x".into(), ends).map(|d| d.len());
+        assert_eq!(parts(vec![6, 7]), Some(2));
+        assert_eq!(parts(vec![7, 6]), None, "offsets going back");
+        assert_eq!(parts(vec![2, 7]), None, "inside a character");
+        assert_eq!(parts(vec![9]), None, "past the end");
+    }
+
+    #[test]
     fn rowids_come_in_slices_of_a_multiple_of_four() {
         let n = SLICE * 2 + 3;
         let mut seen = Vec::new();

@@ -363,8 +363,11 @@ fn dictionary_of(values: &StringArray) -> Result<Dict, String> {
     let end = offsets.last().map_or(0, |o| *o as usize);
     let bytes = (values.value_data().get(base..end)).ok_or("corrupt: dictionary offsets")?;
     let bytes = String::from_utf8(bytes.to_vec()).map_err(|_| "corrupt: a dictionary value")?;
-    let ends = offsets.iter().skip(1).map(|o| *o as usize - base).collect();
-    Dict::from_parts(bytes, ends).ok_or_else(|| "corrupt: dictionary offsets".into())
+    let ends = (offsets.iter().skip(1))
+        .map(|o| (*o as usize).checked_sub(base))
+        .collect::<Option<Vec<usize>>>();
+    ends.and_then(|ends| Dict::from_parts(bytes, ends))
+        .ok_or_else(|| "corrupt: dictionary offsets".into())
 }
 
 /// Writes the snapshot of `columns` (the rows `rowids`) of `ent` tagged `tag`:
