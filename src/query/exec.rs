@@ -17,7 +17,7 @@ use super::semi::{self, SemiJoin};
 use super::time::TimeBounds;
 use super::{Agg, AggValue, CmpOp, Filter, Query, QueryError, Scalar};
 use crate::period::{Calendar, PeriodId};
-use crate::store::columns::{Column, ColumnStore, NULL_INT, RowSlots, slot};
+use crate::store::columns::{Column, ColumnStore, NULL_INT, RowSlots};
 use crate::store::schema::FieldType;
 use crate::store::{Owners, TeamTree};
 use crate::store::{RecordStore, Schema, StoreError};
@@ -214,7 +214,7 @@ pub(super) fn accumulate(
             continue;
         }
         let team = match slot_parts {
-            Some((codes, map)) => match slot(codes, map, row) {
+            Some((codes, map)) => match RowSlots::of(codes, map, row) {
                 u32::MAX => continue,
                 s => s,
             },

@@ -82,15 +82,34 @@ impl SemiJoin {
     }
 
     /// The index of (outer key, entry) pairs, in any order.
-    pub(super) fn index(col: Arc<Column>, triples: Vec<(u64, Entry)>, cover: Cover) -> SemiJoin {
-        let (index, entries) = match &*col {
-            Column::Text { dict, .. } => dense_index(dict.len(), triples),
-            _ => hash_index(triples),
+    pub(super) fn index(
+        col: Arc<Column>,
+        mut triples: Vec<(u64, Entry)>,
+        cover: Cover,
+    ) -> SemiJoin {
+        triples.sort_unstable();
+        triples.dedup();
+        let mut index = match &*col {
+            Column::Text { dict, .. } => Index::Dense(vec![(0, 0); dict.len()]),
+            _ => Index::Hash(HashMap::default()),
         };
+        let mut start = 0;
+        while start < triples.len() {
+            let key = triples[start].0;
+            let len = triples[start..].iter().take_while(|t| t.0 == key).count();
+            let range = (start as u32, len as u32);
+            match &mut index {
+                Index::Dense(v) => v[key as usize] = range,
+                Index::Hash(m) => {
+                    m.insert(key, range);
+                }
+            }
+            start += len;
+        }
         SemiJoin {
             col,
             index,
-            entries,
+            entries: triples.into_iter().map(|t| t.1).collect(),
             cover,
         }
     }
@@ -122,59 +141,6 @@ impl SemiJoin {
     pub(super) fn contains(&self, slot: u32, period: usize, row: usize) -> bool {
         self.hits(row).is_some_and(|h| self.covers(h, slot, period))
     }
-}
-
-/// The index of keys below `keys` (text codes): the pairs bucketed by key in
-/// one counting pass (no sort of all of them: 9M deals times their periods at
-/// 10M deals), each key's entries then sorted and deduplicated in place.
-fn dense_index(keys: usize, triples: Vec<(u64, Entry)>) -> (Index, Vec<Entry>) {
-    let mut starts = vec![0u32; keys + 1];
-    for (k, _) in &triples {
-        starts[*k as usize + 1] += 1;
-    }
-    for i in 0..keys {
-        starts[i + 1] += starts[i];
-    }
-    let mut entries = vec![(0, 0); triples.len()];
-    let mut next = starts.clone();
-    for (k, e) in triples {
-        entries[next[k as usize] as usize] = e;
-        next[k as usize] += 1;
-    }
-    let mut index = vec![(0, 0); keys];
-    let mut kept = 0usize;
-    for (k, range) in index.iter_mut().enumerate() {
-        let (lo, hi) = (starts[k] as usize, starts[k + 1] as usize);
-        entries[lo..hi].sort_unstable();
-        let begin = kept;
-        for i in lo..hi {
-            if i == lo || entries[i] != entries[i - 1] {
-                entries[kept] = entries[i];
-                kept += 1;
-            }
-        }
-        *range = (begin as u32, (kept - begin) as u32);
-    }
-    entries.truncate(kept);
-    (Index::Dense(index), entries)
-}
-
-/// The index of any other keys: the pairs sorted, deduplicated and ranged.
-fn hash_index(mut triples: Vec<(u64, Entry)>) -> (Index, Vec<Entry>) {
-    triples.sort_unstable();
-    triples.dedup();
-    let mut index = HashMap::default();
-    let mut start = 0;
-    while start < triples.len() {
-        let key = triples[start].0;
-        let len = triples[start..].iter().take_while(|t| t.0 == key).count();
-        index.insert(key, (start as u32, len as u32));
-        start += len;
-    }
-    (
-        Index::Hash(index),
-        triples.into_iter().map(|t| t.1).collect(),
-    )
 }
 
 /// Maps a key of the inner column to the key of the same value in the outer column.

@@ -275,16 +275,16 @@ impl RowSlots {
     /// The slot of `row` (u32::MAX: none).
     pub fn get(&self, row: usize) -> u32 {
         let (codes, map) = self.parts();
-        slot(codes, map, row)
+        RowSlots::of(codes, map, row)
     }
-}
 
-/// The slot of `row` given [`RowSlots::parts`].
-#[inline]
-pub fn slot(codes: &[u32], map: &[u32], row: usize) -> u32 {
-    match codes.get(row) {
-        Some(&c) if c != NULL_CODE => map.get(c as usize).copied().unwrap_or(u32::MAX),
-        _ => u32::MAX,
+    /// The slot of `row` given [`RowSlots::parts`] (a pass takes the parts once, not per row).
+    #[inline]
+    pub fn of(codes: &[u32], map: &[u32], row: usize) -> u32 {
+        match codes.get(row) {
+            Some(&c) if c != NULL_CODE => map.get(c as usize).copied().unwrap_or(u32::MAX),
+            _ => u32::MAX,
+        }
     }
 }
 

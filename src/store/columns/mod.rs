@@ -15,7 +15,7 @@ mod preload;
 mod snapshot;
 mod writes;
 
-pub use column::{Column, Dict, NULL_CODE, NULL_INT, RowSlots, Rowids, Table, slot};
+pub use column::{Column, Dict, NULL_CODE, NULL_INT, RowSlots, Rowids, Table};
 pub use snapshot::ENV as SNAPSHOT_ENV;
 pub use writes::wait_for_writes as wait_for_snapshot_writes;
 
