@@ -30,7 +30,8 @@ impl Num {
         max: f64::NEG_INFINITY,
     };
 
-    fn add(&mut self, x: f64) {
+    #[inline]
+    pub(super) fn add(&mut self, x: f64) {
         self.sum += x;
         self.n += 1.0;
         self.min = self.min.min(x);

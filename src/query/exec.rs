@@ -13,11 +13,12 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::acc::{Accumulators, ItemKind};
+use super::block::{self, BLOCK, Block, keep_rows};
 use super::semi::{self, SemiJoin};
 use super::time::TimeBounds;
 use super::{Agg, AggValue, CmpOp, Filter, Query, QueryError, Scalar};
 use crate::period::{Calendar, PeriodId};
-use crate::store::columns::{Column, ColumnStore, NULL_INT, RowSlots};
+use crate::store::columns::{Column, ColumnStore, NULL_CODE, NULL_INT, RowSlots};
 use crate::store::schema::FieldType;
 use crate::store::{Owners, TeamTree};
 use crate::store::{RecordStore, Schema, StoreError};
@@ -209,46 +210,40 @@ pub(super) fn accumulate(
     let all_slot = [0u32];
     let mut hits: Vec<&[semi::Entry]> = Vec::with_capacity(semis.len());
     let mut periods_of: Vec<usize> = Vec::new();
-    for row in 0..table.len() {
-        if !statics.iter().all(|p| p.test(row)) {
-            continue;
-        }
-        let team = match slot_parts {
-            Some((codes, map)) => match RowSlots::of(codes, map, row) {
-                u32::MAX => continue,
-                s => s,
-            },
-            None => 0,
-        };
-        let Some(v) = input.read(row) else { continue };
+    let mut rows = Block::default();
+    for start in (0..table.len()).step_by(BLOCK) {
+        rows.select(start..table.len().min(start + BLOCK), &statics, slot_parts);
         if semis.is_empty() {
-            times.each(row, |p| acc.add(p * slots + team as usize, v));
+            block::add_block(&mut acc, &rows, &input, &times, slots);
             continue;
         }
-        // A semi-join's set differs per team, so each ancestor is decided here; a row whose
-        // key no inner row has is done with.
-        hits.clear();
-        hits.extend(semis.iter().map_while(|s| s.hits(row)));
-        if hits.len() < semis.len() {
-            continue;
-        }
-        let own = [team];
-        let targets = if query.all_teams {
-            &all_slot[..]
-        } else if by_owner {
-            &own[..]
-        } else {
-            &tree.up[team as usize][..]
-        };
-        // Only the periods the first semi-join's key occurs in can pass.
-        periods_of.clear();
-        periods_of.extend(hits[0].iter().map(|e| e.1 as usize));
-        periods_of.sort_unstable();
-        periods_of.dedup();
-        for &p in periods_of.iter().filter(|p| times.test(row, **p)) {
-            for &t in targets {
-                if semis.iter().zip(&hits).all(|(s, h)| s.covers(h, t, p)) {
-                    acc.add(p * slots + t as usize, v);
+        for (&row, &team) in rows.rows.iter().zip(&rows.slots) {
+            let Some(v) = input.read(row) else { continue };
+            // A semi-join's set differs per team, so each ancestor is decided here; a row whose
+            // key no inner row has is done with.
+            hits.clear();
+            hits.extend(semis.iter().map_while(|s| s.hits(row)));
+            if hits.len() < semis.len() {
+                continue;
+            }
+            let own = [team];
+            let targets = if query.all_teams {
+                &all_slot[..]
+            } else if by_owner {
+                &own[..]
+            } else {
+                &tree.up[team as usize][..]
+            };
+            // Only the periods the first semi-join's key occurs in can pass.
+            periods_of.clear();
+            periods_of.extend(hits[0].iter().map(|e| e.1 as usize));
+            periods_of.sort_unstable();
+            periods_of.dedup();
+            for &p in periods_of.iter().filter(|p| times.test(row, **p)) {
+                for &t in targets {
+                    if semis.iter().zip(&hits).all(|(s, h)| s.covers(h, t, p)) {
+                        acc.add(p * slots + t as usize, v);
+                    }
                 }
             }
         }
@@ -318,7 +313,7 @@ impl Compiled {
 }
 
 /// A filter that does not depend on the period.
-enum StaticPred {
+pub(super) enum StaticPred {
     Int {
         col: Arc<Column>,
         test: Box<dyn Fn(i64) -> bool + Send + Sync>,
@@ -430,6 +425,33 @@ impl StaticPred {
         }
     }
 
+    /// Keeps the rows of `rows` that pass, in order: one loop per filter, its kind matched once.
+    pub(super) fn keep(&self, rows: &mut Vec<usize>) {
+        match self {
+            StaticPred::Int { col, test } => match &**col {
+                Column::Int(v) => keep_rows(rows, |r| v[r] != NULL_INT && test(v[r])),
+                _ => rows.clear(),
+            },
+            StaticPred::Real { col, test } => match &**col {
+                Column::Real(v) => keep_rows(rows, |r| !v[r].is_nan() && test(v[r])),
+                _ => rows.clear(),
+            },
+            StaticPred::Text { col, pass, null } => match &**col {
+                Column::Text { codes, .. } => keep_rows(rows, |r| {
+                    pass.get(codes[r] as usize).copied().unwrap_or(*null)
+                }),
+                _ => rows.clear(),
+            },
+            StaticPred::Null { col, is_null } => match &**col {
+                Column::Int(v) => keep_rows(rows, |r| (v[r] == NULL_INT) == *is_null),
+                Column::Real(v) => keep_rows(rows, |r| v[r].is_nan() == *is_null),
+                Column::Text { codes, .. } => {
+                    keep_rows(rows, |r| (codes[r] == NULL_CODE) == *is_null)
+                }
+            },
+        }
+    }
+
     fn test(&self, row: usize) -> bool {
         match self {
             StaticPred::Int { col, test } => match &**col {
@@ -483,7 +505,7 @@ impl Input {
     }
 
     /// The row's input, or None when the row does not take part (a NULL).
-    fn read(&self, row: usize) -> Option<RowValue> {
+    pub(super) fn read(&self, row: usize) -> Option<RowValue> {
         match self {
             Input::None => Some(RowValue::Unit),
             Input::Number(c) => c.number(row).map(RowValue::Number),
@@ -639,6 +661,17 @@ mod tests {
     /// hq ─┬─ north: deals d1 (won 100, Q1), d2 (won 50, Q2, customer c1), d3 (lost, Q1, customer c1)
     ///     └─ south: deal d4 (won 30, Q1, customer c1), d5 (won, no closed_at)
     fn store() -> ColumnStore {
+        store_with(
+            "INSERT INTO deals VALUES ('d1','north','won',100.0,NULL,1767225600000),
+               ('d2','north','won',50.0,'c1',1775001600000),
+               ('d3','north','lost',70.0,'c1',1767312000000),
+               ('d4','south','won',30.0,'c1',1767398400000),
+               ('d5','south','won',99.0,NULL,NULL);",
+        )
+    }
+
+    /// The teams hq, north and south, and the deals `insert` writes.
+    fn store_with(insert: &str) -> ColumnStore {
         let schema = Schema::from_source(&Source::new(
             "schema.toml",
             "[entity.teams.fields]\nname = \"text\"\nparent = \"text?\"\n[entity.deals]\nteam_field = \"team\"\n[entity.deals.fields]\nteam = \"text\"\nstage = \"text\"\namount = \"real\"\ncustomer = \"text?\"\nclosed_at = \"time?\"\n",
@@ -647,12 +680,7 @@ mod tests {
         let mut conn = db::open_in_memory().unwrap();
         db::migrate(&mut conn, &schema).unwrap();
         conn.execute_batch(
-            "INSERT INTO teams VALUES ('hq','HQ',NULL),('north','N','hq'),('south','S','hq');
-             INSERT INTO deals VALUES ('d1','north','won',100.0,NULL,1767225600000),
-               ('d2','north','won',50.0,'c1',1775001600000),
-               ('d3','north','lost',70.0,'c1',1767312000000),
-               ('d4','south','won',30.0,'c1',1767398400000),
-               ('d5','south','won',99.0,NULL,NULL);",
+            &format!("INSERT INTO teams VALUES ('hq','HQ',NULL),('north','N','hq'),('south','S','hq'); {insert}"),
         )
         .unwrap();
         ColumnStore::new(conn, Arc::new(schema))
@@ -780,5 +808,72 @@ mod tests {
         };
         let r = execute(&s, &q(vec![ne]), &Agg::Count, &[p], &Calendar::utc()).unwrap();
         assert_eq!(r.get(0, p), Some(&AggValue::Number(0.0)));
+    }
+
+    /// Rows over several blocks, each kind of filter, a team the tree does not know and NULLs:
+    /// every (team, quarter) equals the sum taken row by row.
+    #[test]
+    fn a_pass_over_many_blocks_equals_the_rows_taken_one_by_one() {
+        let n = 2 * BLOCK + 77;
+        let q1 = 1767225600000i64; // 2026-01-01
+        let row = |i: usize| {
+            let team = ["north", "south", "nowhere"][i % 3];
+            let stage = if i.is_multiple_of(4) { "lost" } else { "won" };
+            let amount = if i.is_multiple_of(7) {
+                "NULL".to_string()
+            } else {
+                format!("{i}.5")
+            };
+            let closed = if i.is_multiple_of(11) {
+                "NULL".to_string()
+            } else {
+                (q1 + i as i64 * 3_600_000 * 2).to_string()
+            };
+            (team, stage, amount, closed)
+        };
+        let values: Vec<String> = (0..n)
+            .map(|i| {
+                let (t, s, a, c) = row(i);
+                format!("('d{i}','{t}','{s}',{a},NULL,{c})")
+            })
+            .collect();
+        let s = store_with(&format!("INSERT INTO deals VALUES {};", values.join(",")));
+        let tree = s.teams().unwrap();
+        let periods: Vec<PeriodId> = ["2026-Q1", "2026-Q2"]
+            .iter()
+            .map(|p| p.parse().unwrap())
+            .collect();
+        let r = execute(
+            &s,
+            &q(vec![won(), in_p()]),
+            &Agg::Sum(Arc::from("amount")),
+            &periods,
+            &Calendar::utc(),
+        )
+        .unwrap();
+        let cal = Calendar::utc();
+        for team in ["north", "south"] {
+            for &p in &periods {
+                let b = cal.period(p);
+                let want: f64 = (0..n)
+                    .map(row)
+                    .filter(|(t, s, a, c)| {
+                        *t == team
+                            && *s == "won"
+                            && a != "NULL"
+                            && c != "NULL"
+                            && (b.start..b.end).contains(&c.parse::<i64>().unwrap())
+                    })
+                    .map(|(_, _, a, _)| a.parse::<f64>().unwrap())
+                    .sum();
+                let got = r.get(tree.index(team).unwrap(), p);
+                let want = if want == 0.0 {
+                    AggValue::NoRows
+                } else {
+                    AggValue::Number(want)
+                };
+                assert_eq!(got, Some(&want), "{team} {p}");
+            }
+        }
     }
 }

@@ -8,6 +8,7 @@
 //! them in one pass over the entity's columns.
 
 mod acc;
+mod block;
 pub mod exec;
 mod semi;
 mod time;

@@ -1,0 +1,144 @@
+//! The pass's rows a block at a time: the rows of a block that the static filters keep, each
+//! with its answer slot, and the typed loops that add their values.
+//!
+//! A row-at-a-time loop paid, for every row, a call per filter, a match on the aggregate's
+//! input and one on the accumulators, and a value passed through memory. Here each filter is one
+//! tight loop over the block's surviving rows (most rows of a `stage = "won"` pass stop at the
+//! first), and the adding loop is compiled once per (accumulator, input column) kind, so a
+//! row's value stays in a register from its column to its accumulator.
+
+use super::acc::Accumulators;
+use super::exec::{Input, StaticPred};
+use super::time::TimeBounds;
+use crate::store::columns::{Column, NULL_CODE, NULL_INT, RowSlots};
+
+/// Rows per block: the row and slot lists stay in the first-level cache.
+pub(super) const BLOCK: usize = 2048;
+
+/// The rows of one block that passed every static filter so far, and each one's slot.
+#[derive(Default)]
+pub(super) struct Block {
+    pub(super) rows: Vec<usize>,
+    pub(super) slots: Vec<u32>,
+}
+
+impl Block {
+    /// The rows of `range` that every filter of `statics` keeps and that have a slot (with
+    /// `slots`, the naming column's codes and the slot per code; without, all share slot 0).
+    pub(super) fn select(
+        &mut self,
+        range: std::ops::Range<usize>,
+        statics: &[StaticPred],
+        slots: Option<(&[u32], &[u32])>,
+    ) {
+        self.rows.clear();
+        self.rows.extend(range);
+        for p in statics {
+            p.keep(&mut self.rows);
+        }
+        self.slots.clear();
+        self.slots.resize(self.rows.len(), 0);
+        let Some((codes, map)) = slots else { return };
+        let mut n = 0;
+        for i in 0..self.rows.len() {
+            let row = self.rows[i];
+            let slot = RowSlots::of(codes, map, row);
+            self.rows[n] = row;
+            self.slots[n] = slot;
+            n += usize::from(slot != u32::MAX);
+        }
+        self.rows.truncate(n);
+        self.slots.truncate(n);
+    }
+}
+
+/// Keeps the rows `keep` holds for, in order, without a branch per row.
+#[inline(always)]
+pub(super) fn keep_rows(rows: &mut Vec<usize>, keep: impl Fn(usize) -> bool) {
+    let mut n = 0;
+    for i in 0..rows.len() {
+        let row = rows[i];
+        rows[n] = row;
+        n += usize::from(keep(row));
+    }
+    rows.truncate(n);
+}
+
+/// Adds every row of `block` that has an input value to its slot in each period `times` puts it
+/// in (`slots` slots a period).
+pub(super) fn add_block(
+    acc: &mut Accumulators,
+    block: &Block,
+    input: &Input,
+    times: &TimeBounds,
+    slots: usize,
+) {
+    match (acc, input) {
+        (Accumulators::Num(a), Input::None) => each_num(block, times, slots, a, |_| Some(0.0)),
+        (Accumulators::Num(a), Input::Number(c)) => match &**c {
+            Column::Int(v) => each_num(block, times, slots, a, |r| {
+                (v[r] != NULL_INT).then(|| v[r] as f64)
+            }),
+            Column::Real(v) => {
+                each_num(block, times, slots, a, |r| (!v[r].is_nan()).then_some(v[r]))
+            }
+            Column::Text { .. } => {}
+        },
+        (Accumulators::Num(a), Input::Span(from, to)) => each_num(block, times, slots, a, |r| {
+            Some(to.number(r)? - from.number(r)?)
+        }),
+        (Accumulators::Keys(a), Input::Key(c)) => {
+            add_each(
+                block,
+                times,
+                slots,
+                |r| c.key(r),
+                |i, k| {
+                    *a[i].entry(k).or_insert(0.0) += 1.0;
+                },
+            );
+        }
+        (Accumulators::Bits { words, bits }, Input::Key(c)) => {
+            let words = *words;
+            let mut set = |i: usize, k: u64| bits[i * words + (k / 64) as usize] |= 1 << (k % 64);
+            match &**c {
+                Column::Text { codes, .. } => add_each(
+                    block,
+                    times,
+                    slots,
+                    |r| (codes[r] != NULL_CODE).then(|| u64::from(codes[r])),
+                    &mut set,
+                ),
+                _ => add_each(block, times, slots, |r| c.key(r), &mut set),
+            }
+        }
+        _ => {}
+    }
+}
+
+/// [`add_each`] into number accumulators.
+#[inline(always)]
+fn each_num(
+    block: &Block,
+    times: &TimeBounds,
+    slots: usize,
+    a: &mut [super::acc::Num],
+    read: impl Fn(usize) -> Option<f64>,
+) {
+    add_each(block, times, slots, read, |i, x| a[i].add(x));
+}
+
+/// The adding loop, compiled for each reader and accumulator it is given.
+#[inline(always)]
+fn add_each<V: Copy>(
+    block: &Block,
+    times: &TimeBounds,
+    slots: usize,
+    read: impl Fn(usize) -> Option<V>,
+    mut add: impl FnMut(usize, V),
+) {
+    for (&row, &slot) in block.rows.iter().zip(&block.slots) {
+        let Some(v) = read(row) else { continue };
+        times.each(row, |p| add(p * slots + slot as usize, v));
+    }
+}
