@@ -98,17 +98,17 @@ impl Accumulators {
     }
 
     /// Calls `f` with (slot, key) for every key of every slot, as accumulated (not rolled
-    /// up); numbers have none.
-    pub(super) fn each_key(self, mut f: impl FnMut(usize, u64)) {
+    /// up), slot after slot; numbers have none.
+    pub(super) fn each_key(&self, mut f: impl FnMut(usize, u64)) {
         match self {
             Accumulators::Num(_) => {}
             Accumulators::Keys(a) => {
-                for (slot, m) in a.into_iter().enumerate() {
-                    m.into_keys().for_each(|k| f(slot, k));
+                for (slot, m) in a.iter().enumerate() {
+                    m.keys().for_each(|k| f(slot, *k));
                 }
             }
             Accumulators::Bits { words, bits } => {
-                for (slot, set) in bits.chunks(words).enumerate() {
+                for (slot, set) in bits.chunks(*words).enumerate() {
                     set_bits(set).for_each(|k| f(slot, k));
                 }
             }

@@ -70,15 +70,69 @@ impl SemiJoin {
         } else {
             key_translation(&outer, &pass.kind, field, of)?
         };
-        let mut triples: Vec<(u64, Entry)> = Vec::new();
         let slots = pass.slots;
-        pass.acc.each_key(|i, k| {
-            if let Some(k) = translate(k) {
-                triples.push((k, ((i % slots) as u32, (i / slots) as u32)));
+        let pairs = |f: &mut dyn FnMut(u64, Entry)| {
+            pass.acc.each_key(|i, k| {
+                if let Some(k) = translate(k) {
+                    f(k, ((i % slots) as u32, (i / slots) as u32));
+                }
+            })
+        };
+        let started = std::time::Instant::now();
+        let join = match &*outer {
+            Column::Text { dict, .. } => {
+                let codes = dict.len();
+                SemiJoin::dense(outer.clone(), codes, pairs, cover)
+            }
+            _ => {
+                let mut triples: Vec<(u64, Entry)> = Vec::new();
+                pairs(&mut |k, e| triples.push((k, e)));
+                SemiJoin::index(outer.clone(), triples, cover)
+            }
+        };
+        tracing::debug!(
+            inner = %format_args!("{query}"),
+            pairs = join.entries.len(),
+            index_us = started.elapsed().as_micros() as u64,
+            "indexed a semi-join"
+        );
+        Ok(Some(join))
+    }
+
+    /// The index of a text column (`codes` dictionary codes), built straight from the inner
+    /// pass: `pairs` walks its (outer key, entry) pairs, which are distinct, once to count them
+    /// per code and once to place them. No list of pairs is grown or sorted.
+    fn dense(
+        col: Arc<Column>,
+        codes: usize,
+        pairs: impl Fn(&mut dyn FnMut(u64, Entry)),
+        cover: Cover,
+    ) -> SemiJoin {
+        let mut index: Vec<(u32, u32)> = vec![(0, 0); codes];
+        pairs(&mut |k, _| {
+            if let Some(r) = index.get_mut(k as usize) {
+                r.1 += 1;
             }
         });
-        drop(translate);
-        Ok(Some(SemiJoin::index(outer, triples, cover)))
+        let mut start = 0u32;
+        for r in &mut index {
+            let n = r.1;
+            *r = (start, 0);
+            start += n;
+        }
+        let mut entries: Vec<Entry> = vec![(0, 0); start as usize];
+        pairs(&mut |k, e| {
+            if let Some(r) = index.get_mut(k as usize) {
+                entries[(r.0 + r.1) as usize] = e;
+                r.1 += 1;
+            }
+        });
+        SemiJoin {
+            col,
+            index: Index::Dense(index),
+            entries,
+            cover,
+        }
     }
 
     /// The index of (outer key, entry) pairs, in any order.
@@ -219,5 +273,43 @@ mod tests {
         assert!(j.hits(1).is_none(), "code 0 is in no inner set");
         assert!(j.hits(2).is_none(), "a null never joins");
         assert!(j.contains(3, 2, 3) && !j.contains(3, 1, 3));
+    }
+
+    #[test]
+    fn the_dense_index_holds_what_the_sorted_one_holds() {
+        let dict = crate::store::columns::Dict::from_values(["x", "y", "z", "w"]);
+        let col = Arc::new(Column::Text {
+            codes: vec![2, 0, crate::store::columns::NULL_CODE, 1, 3, 2],
+            dict: Arc::new(dict),
+        });
+        // Distinct pairs, as a pass gives them; code 9 is past the dictionary and dropped.
+        let pairs = [
+            (2, (1, 0)),
+            (1, (3, 2)),
+            (2, (0, 1)),
+            (0, (2, 2)),
+            (9, (0, 0)),
+        ];
+        let walk = |f: &mut dyn FnMut(u64, Entry)| pairs.iter().for_each(|&(k, e)| f(k, e));
+        let dense = SemiJoin::dense(col.clone(), 4, walk, Cover::Subtree(tree()));
+        let known: Vec<_> = pairs.iter().copied().filter(|p| p.0 < 4).collect();
+        let sorted = SemiJoin::index(col, known, Cover::Subtree(tree()));
+        let set = |h: Option<&[Entry]>| {
+            let mut v = h.map(<[Entry]>::to_vec).unwrap_or_default();
+            v.sort_unstable();
+            v
+        };
+        for row in 0..6 {
+            assert_eq!(set(dense.hits(row)), set(sorted.hits(row)), "row {row}");
+            for (slot, period) in [(0, 0), (0, 1), (1, 0), (3, 2), (2, 2), (1, 2)] {
+                assert_eq!(
+                    dense.contains(slot, period, row),
+                    sorted.contains(slot, period, row),
+                    "row {row}, slot {slot}, period {period}"
+                );
+            }
+        }
+        assert_eq!(set(dense.hits(0)), vec![(0, 1), (1, 0)]);
+        assert!(dense.hits(4).is_none(), "code 3 is in no inner set");
     }
 }
