@@ -1,9 +1,11 @@
 //! Accumulators of one pass, per (period, slot), and their roll-up up the team tree.
 //!
 //! Numbers are (sum, count, min, max), so a parent never averages its children's means.
-//! Distinct keys are a map key → row count, or, for a distinct count or the values of a text
-//! field (whose dictionary codes are dense), a bit set per slot: setting a bit per row, an OR
-//! of words per merge into the parent, a popcount to finish.
+//! Distinct keys are a map key → row count, or, for a distinct count, the values or the keys seen
+//! at least n times of a text field (whose dictionary codes are dense), bit sets per slot:
+//! setting a bit per row, an OR of words per merge into the parent, a popcount to finish. Keys
+//! seen at least n times take n planes of bits, plane j holding the keys seen more than j times
+//! (a count kept in unary, saturating at n).
 
 use rustc_hash::FxHashMap as HashMap;
 use std::sync::Arc;
@@ -50,12 +52,16 @@ impl Num {
 pub(super) enum Accumulators {
     Num(Vec<Num>),
     Keys(Vec<HashMap<u64, f64>>),
-    /// `words` u64 words of bits per slot, one bit per dictionary code.
+    /// `planes` planes of `words` u64 words of bits per slot, one bit per dictionary code.
     Bits {
         words: usize,
+        planes: usize,
         bits: Vec<u64>,
     },
 }
+
+/// The most planes of bits a count of keys seen at least n times takes (else key maps).
+const MAX_PLANES: usize = 4;
 
 /// The most memory the bit sets of one pass may take at least (else key maps are used) ...
 const BITS_BUDGET: usize = 32 << 20;
@@ -70,18 +76,28 @@ impl Accumulators {
     /// The accumulators of `slots` slots of a pass over a table of `rows` rows.
     pub(super) fn new(agg: &Agg, slots: usize, input: &Input, rows: usize) -> Accumulators {
         let budget = BITS_BUDGET.max(rows.saturating_mul(BITS_PER_ROW));
-        match agg {
-            Agg::CountDistinct(_) | Agg::Values(_) => match bit_words(input) {
-                Some(words) if slots.saturating_mul(words * 8) <= budget => Accumulators::Bits {
-                    words,
-                    bits: vec![0; slots * words],
-                },
-                _ => Accumulators::Keys(vec![HashMap::default(); slots]),
-            },
-            Agg::CountBy(_) | Agg::CountDistinctAtLeast(..) => {
-                Accumulators::Keys(vec![HashMap::default(); slots])
+        let planes = match agg {
+            Agg::CountDistinct(_) | Agg::Values(_) => 1,
+            Agg::CountDistinctAtLeast(_, n) => (*n as usize).max(1),
+            Agg::CountBy(_) => usize::MAX,
+            _ => return Accumulators::Num(vec![Num::EMPTY; slots]),
+        };
+        match bit_words(input) {
+            Some(words)
+                if planes <= MAX_PLANES && slots.saturating_mul(words * planes * 8) <= budget =>
+            {
+                Accumulators::bits(words, planes, slots)
             }
-            _ => Accumulators::Num(vec![Num::EMPTY; slots]),
+            _ => Accumulators::Keys(vec![HashMap::default(); slots]),
+        }
+    }
+
+    /// Empty bit sets of `planes` planes of `words` words for `slots` slots.
+    fn bits(words: usize, planes: usize, slots: usize) -> Accumulators {
+        Accumulators::Bits {
+            words,
+            planes,
+            bits: vec![0; slots * words * planes],
         }
     }
 
@@ -90,9 +106,14 @@ impl Accumulators {
             (Accumulators::Num(a), RowValue::Number(x)) => a[slot].add(x),
             (Accumulators::Num(a), RowValue::Unit) => a[slot].add(0.0),
             (Accumulators::Keys(a), RowValue::Key(k)) => *a[slot].entry(k).or_insert(0.0) += 1.0,
-            (Accumulators::Bits { words, bits }, RowValue::Key(k)) => {
-                bits[slot * *words + (k / 64) as usize] |= 1 << (k % 64);
-            }
+            (
+                Accumulators::Bits {
+                    words,
+                    planes,
+                    bits,
+                },
+                RowValue::Key(k),
+            ) => bump(bits, *words, *planes, slot, k),
             _ => {}
         }
     }
@@ -107,9 +128,13 @@ impl Accumulators {
                     m.keys().for_each(|k| f(slot, *k));
                 }
             }
-            Accumulators::Bits { words, bits } => {
-                for (slot, set) in bits.chunks(*words).enumerate() {
-                    set_bits(set).for_each(|k| f(slot, k));
+            Accumulators::Bits {
+                words,
+                planes,
+                bits,
+            } => {
+                for (slot, set) in bits.chunks(words * planes).enumerate() {
+                    set_bits(&set[..*words]).for_each(|k| f(slot, k));
                 }
             }
         }
@@ -137,14 +162,26 @@ impl Accumulators {
                 roll_up_keys(a, tree, periods, |m| finish_keys(agg, m, kind))
             }
             (Accumulators::Keys(a), None) => a.iter().map(|m| finish_keys(agg, m, kind)).collect(),
-            (Accumulators::Bits { words, mut bits }, Some(tree)) => {
-                roll_up_bits(&mut bits, words, tree, periods, |s| {
-                    finish_bits(agg, s, kind)
-                })
-            }
-            (Accumulators::Bits { words, bits }, None) => bits
-                .chunks(words)
-                .map(|s| finish_bits(agg, s, kind))
+            (
+                Accumulators::Bits {
+                    words,
+                    planes,
+                    mut bits,
+                },
+                Some(tree),
+            ) => roll_up_bits(&mut bits, words, planes, tree, periods, |s| {
+                finish_bits(agg, s, kind, words)
+            }),
+            (
+                Accumulators::Bits {
+                    words,
+                    planes,
+                    bits,
+                },
+                None,
+            ) => bits
+                .chunks(words * planes)
+                .map(|s| finish_bits(agg, s, kind, words))
                 .collect(),
         }
     }
@@ -175,14 +212,55 @@ fn set_bits(set: &[u64]) -> impl Iterator<Item = u64> + '_ {
     })
 }
 
-fn finish_bits(agg: &Agg, set: &[u64], kind: &ItemKind) -> AggValue {
+/// Counts key `k` once more in `slot`: its bit is set in the first plane that lacks it.
+#[inline(always)]
+pub(super) fn bump(bits: &mut [u64], words: usize, planes: usize, slot: usize, k: u64) {
+    let mut at = slot * words * planes + (k / 64) as usize;
+    let mut carry = 1u64 << (k % 64);
+    for _ in 0..planes {
+        let had = bits[at] & carry;
+        bits[at] |= carry;
+        carry = had;
+        if carry == 0 {
+            break;
+        }
+        at += words;
+    }
+}
+
+/// Adds the unary counts of `from` to those of `into` (each `planes` planes of `words` words),
+/// saturating: a key is seen more than j times in the sum when it is seen more than i - 1 times
+/// in one and more than j - i times in the other, for some i.
+fn merge_planes(into: &mut [u64], from: &[u64], words: usize, planes: usize) {
+    if planes == 1 {
+        into.iter_mut().zip(from).for_each(|(a, b)| *a |= b);
+        return;
+    }
+    for w in 0..words {
+        let a: [u64; MAX_PLANES] =
+            std::array::from_fn(|j| into.get(j * words + w).copied().unwrap_or(0));
+        let b: [u64; MAX_PLANES] =
+            std::array::from_fn(|j| from.get(j * words + w).copied().unwrap_or(0));
+        for j in 0..planes {
+            let mut r = a[j] | b[j];
+            for i in 1..=j {
+                r |= a[i - 1] & b[j - i];
+            }
+            into[j * words + w] = r;
+        }
+    }
+}
+
+/// The value of one slot's planes (`words` words each): the keys of the last plane.
+fn finish_bits(agg: &Agg, set: &[u64], kind: &ItemKind, words: usize) -> AggValue {
+    let last = &set[set.len() - words..];
     match agg {
         Agg::Values(_) => {
-            let mut keys: Vec<u64> = set_bits(set).collect();
+            let mut keys: Vec<u64> = set_bits(last).collect();
             kind.sort(&mut keys);
             AggValue::Items(Arc::new(keys.into_iter().map(|k| kind.item(k)).collect()))
         }
-        _ => AggValue::Number(set.iter().map(|w| w.count_ones() as f64).sum()),
+        _ => AggValue::Number(last.iter().map(|w| w.count_ones() as f64).sum()),
     }
 }
 
@@ -191,12 +269,14 @@ fn finish_bits(agg: &Agg, set: &[u64], kind: &ItemKind) -> AggValue {
 fn roll_up_bits(
     bits: &mut [u64],
     words: usize,
+    planes: usize,
     tree: &TeamTree,
     periods: usize,
     finish: impl Fn(&[u64]) -> AggValue,
 ) -> Vec<AggValue> {
     let teams = tree.len();
-    let set = |slot: usize| slot * words..(slot + 1) * words;
+    let stride = words * planes;
+    let set = |slot: usize| slot * stride..(slot + 1) * stride;
     let mut out: Vec<Option<AggValue>> = vec![None; periods * teams];
     for p in 0..periods {
         let base = p * teams;
@@ -205,9 +285,14 @@ fn roll_up_bits(
             out[child] = Some(finish(&bits[set(child)]));
             if let Some(parent) = tree.parent[t as usize] {
                 let (c, q) = (set(child), set(base + parent as usize));
-                for i in 0..words {
-                    bits[q.start + i] |= bits[c.start + i];
-                }
+                let (into, from) = if q.start < c.start {
+                    let (lo, hi) = bits.split_at_mut(c.start);
+                    (&mut lo[q], &hi[..stride])
+                } else {
+                    let (lo, hi) = bits.split_at_mut(q.start);
+                    (&mut hi[..stride], &lo[c])
+                };
+                merge_planes(into, from, words, planes);
             }
         }
     }
@@ -363,10 +448,14 @@ mod tests {
         ])
     }
 
-    /// (team, period, key) rows: keys repeat within and across teams and periods.
+    /// (team, period, key) rows: keys repeat within and across teams and periods (the odd rows'
+    /// keys 4 times and more in the head team's periods).
     fn rows() -> Vec<(u32, usize, u64)> {
-        (0..400u64)
-            .map(|i| ((i % 7) as u32, (i % 3) as usize, (i * 13) % 97))
+        (0..600u64)
+            .map(|i| {
+                let k = if i % 2 == 0 { (i * 13) % 97 } else { i % 11 };
+                ((i % 7) as u32, (i % 3) as usize, k)
+            })
             .collect()
     }
 
@@ -409,12 +498,20 @@ mod tests {
             let keys = Accumulators::Keys(vec![HashMap::default(); slots]);
             assert_eq!(rolled(keys, agg, &tree, 3), direct(agg, &tree, 3), "{agg}");
         }
-        for agg in &aggs[..2] {
-            let words = 97usize.div_ceil(64);
-            let bits = Accumulators::Bits {
-                words,
-                bits: vec![0; slots * words],
-            };
+        let bit_aggs = [
+            (&aggs[0], 1),
+            (&aggs[1], 1),
+            (&aggs[3], 2),
+            (&Agg::CountDistinctAtLeast("k".into(), 3), 3),
+            (&Agg::CountDistinctAtLeast("k".into(), 4), 4),
+        ];
+        for (agg, planes) in bit_aggs {
+            let bits = Accumulators::bits(97usize.div_ceil(64), planes, slots);
+            let hq = &direct(agg, &tree, 3)[0];
+            assert!(
+                *hq != AggValue::Number(0.0),
+                "{agg}: the head team has such keys"
+            );
             assert_eq!(
                 rolled(bits, agg, &tree, 3),
                 direct(agg, &tree, 3),

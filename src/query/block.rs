@@ -7,7 +7,7 @@
 //! first), and the adding loop is compiled once per (accumulator, input column) kind, so a
 //! row's value stays in a register from its column to its accumulator.
 
-use super::acc::Accumulators;
+use super::acc::{Accumulators, bump};
 use super::exec::{Input, StaticPred};
 use super::time::TimeBounds;
 use crate::store::columns::{Column, NULL_CODE, NULL_INT, RowSlots};
@@ -98,9 +98,16 @@ pub(super) fn add_block(
                 },
             );
         }
-        (Accumulators::Bits { words, bits }, Input::Key(c)) => {
-            let words = *words;
-            let mut set = |i: usize, k: u64| bits[i * words + (k / 64) as usize] |= 1 << (k % 64);
+        (
+            Accumulators::Bits {
+                words,
+                planes,
+                bits,
+            },
+            Input::Key(c),
+        ) => {
+            let (words, planes) = (*words, *planes);
+            let mut set = |i: usize, k: u64| bump(bits, words, planes, i, k);
             match &**c {
                 Column::Text { codes, .. } => add_each(
                     block,
