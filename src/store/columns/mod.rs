@@ -527,11 +527,22 @@ impl ColumnStore {
                 let linked = self.table(entity, &["id"])?;
                 let linked_owner = self.owner_rows(&linked)?;
                 let ids = linked.column("id");
-                let by_id: HashMap<String, u32> = (0..linked.len())
-                    .filter(|r| linked_owner.get(*r) != u32::MAX)
-                    .filter_map(|r| Some((text(&ids, r)?, linked_owner.get(r))))
-                    .collect();
-                self.indexes(table, field, |v| by_id.get(v).copied())?
+                let Some(Column::Text { codes, dict }) = ids.as_deref() else {
+                    return Ok(table.owner_rows.get_or_init(Default::default).clone());
+                };
+                // The owner of each id, by the id's dictionary code: no string is copied.
+                let mut by_code = vec![u32::MAX; dict.len()];
+                for (r, &c) in codes.iter().enumerate() {
+                    let owner = linked_owner.get(r);
+                    if c != NULL_CODE && owner != u32::MAX {
+                        by_code[c as usize] = owner;
+                    }
+                }
+                self.indexes(table, field, |v| {
+                    dict.code(v)
+                        .map(|c| by_code[c as usize])
+                        .filter(|o| *o != u32::MAX)
+                })?
             }
         };
         Ok(table.owner_rows.get_or_init(|| Arc::new(rows)).clone())
@@ -559,6 +570,16 @@ impl ColumnStore {
     }
 }
 
+/// The text of row `row` of a text column, if it has one.
+fn text(c: &Option<Arc<Column>>, row: usize) -> Option<String> {
+    match c.as_deref() {
+        Some(Column::Text { codes, dict }) if codes[row] != NULL_CODE => {
+            Some(dict.get(codes[row]).to_string())
+        }
+        _ => None,
+    }
+}
+
 /// A new table of `ent` (indexes to be computed).
 fn new_table(
     ent: &Entity,
@@ -574,16 +595,6 @@ fn new_table(
         owner_rows: OnceLock::new(),
         generation,
     })
-}
-
-/// The text of row `row` of a text column, if it has one.
-fn text(c: &Option<Arc<Column>>, row: usize) -> Option<String> {
-    match c.as_deref() {
-        Some(Column::Text { codes, dict }) if codes[row] != NULL_CODE => {
-            Some(dict.get(codes[row]).to_string())
-        }
-        _ => None,
-    }
 }
 
 #[cfg(test)]
@@ -686,6 +697,43 @@ mod tests {
         // A column read for the first time after the patch lines up with it.
         let created = next.table("deals", &["id"]).unwrap();
         assert_eq!(created.len(), 4);
+    }
+
+    #[test]
+    fn a_record_owned_through_another_belongs_to_that_ones_owner() {
+        let text = "[entity.teams.fields]\nname = \"text\"\nparent = \"text?\"\n\
+            [entity.owners]\nteam_field = \"team\"\n\
+            [entity.owners.fields]\nname = \"text\"\nteam = \"text\"\n\
+            [entity.deals]\nteam_field = \"team\"\nowner_field = \"owner\"\n\
+            [entity.deals.fields]\nteam = \"text\"\nowner = \"text?\"\n\
+            [entity.stage_events]\nteam_field = \"team\"\n\
+            owner_via = { field = \"deal\", entity = \"deals\" }\n\
+            [entity.stage_events.fields]\nteam = \"text\"\ndeal = \"text?\"\n";
+        let schema = Arc::new(Schema::from_source(&Source::new("schema.toml", text)).unwrap());
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("crm.db");
+        db::migrate(&mut db::open(&path).unwrap(), &schema).unwrap();
+        csv(&path, &schema, "teams", "id,name,parent\nhq,HQ,\n");
+        csv(
+            &path,
+            &schema,
+            "owners",
+            "id,name,team\nann,Ann,hq\nbob,Bob,hq\n",
+        );
+        // d2 has no owner; no deal d9.
+        let deals = "id,team,owner\nd1,hq,ann\nd2,hq,\nd3,hq,bob\n";
+        csv(&path, &schema, "deals", deals);
+        let events = "id,team,deal\ne1,hq,d1\ne2,hq,d3\ne3,hq,d2\ne4,hq,d9\ne5,hq,\n\
+            e6,hq,d1\n";
+        csv(&path, &schema, "stage_events", events);
+        let store = ColumnStore::new(db::open(&path).unwrap(), schema);
+        let owners = store.owners().unwrap();
+        let (ann, bob) = (owners.index("ann").unwrap(), owners.index("bob").unwrap());
+        let t = store.table("stage_events", &["id"]).unwrap();
+        let rows = store.owner_rows(&t).unwrap();
+        let got: Vec<u32> = (0..t.len()).map(|r| rows.get(r)).collect();
+        let none = u32::MAX;
+        assert_eq!(got, [ann, bob, none, none, none, ann]);
     }
 
     #[test]
