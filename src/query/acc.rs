@@ -118,6 +118,37 @@ impl Accumulators {
         }
     }
 
+    /// Merges each period's accumulators into the next one's along `order`, slot by slot
+    /// (`slots` a period), so that a row added to its first period counts in every later one.
+    pub(super) fn spread(&mut self, order: &[usize], slots: usize) {
+        for w in order.windows(2) {
+            for s in 0..slots {
+                let (from, to) = (w[0] * slots + s, w[1] * slots + s);
+                match self {
+                    Accumulators::Num(a) => {
+                        let n = a[from];
+                        a[to].merge(&n);
+                    }
+                    Accumulators::Keys(a) => {
+                        let m = a[from].clone();
+                        for (k, n) in m {
+                            *a[to].entry(k).or_insert(0.0) += n;
+                        }
+                    }
+                    Accumulators::Bits {
+                        words,
+                        planes,
+                        bits,
+                    } => {
+                        let stride = *words * *planes;
+                        let (into, from) = two_sets(bits, to * stride, from * stride, stride);
+                        merge_planes(into, from, *words, *planes);
+                    }
+                }
+            }
+        }
+    }
+
     /// Calls `f` with (slot, key) for every key of every slot, as accumulated (not rolled
     /// up), slot after slot; numbers have none.
     pub(super) fn each_key(&self, mut f: impl FnMut(usize, u64)) {
@@ -251,6 +282,17 @@ fn merge_planes(into: &mut [u64], from: &[u64], words: usize, planes: usize) {
     }
 }
 
+/// The `len` words at `into` (to change) and at `from` (to read) of `bits`; the two do not overlap.
+fn two_sets(bits: &mut [u64], into: usize, from: usize, len: usize) -> (&mut [u64], &[u64]) {
+    if into < from {
+        let (lo, hi) = bits.split_at_mut(from);
+        (&mut lo[into..into + len], &hi[..len])
+    } else {
+        let (lo, hi) = bits.split_at_mut(into);
+        (&mut hi[..len], &lo[from..from + len])
+    }
+}
+
 /// The value of one slot's planes (`words` words each): the keys of the last plane.
 fn finish_bits(agg: &Agg, set: &[u64], kind: &ItemKind, words: usize) -> AggValue {
     let last = &set[set.len() - words..];
@@ -285,13 +327,7 @@ fn roll_up_bits(
             out[child] = Some(finish(&bits[set(child)]));
             if let Some(parent) = tree.parent[t as usize] {
                 let (c, q) = (set(child), set(base + parent as usize));
-                let (into, from) = if q.start < c.start {
-                    let (lo, hi) = bits.split_at_mut(c.start);
-                    (&mut lo[q], &hi[..stride])
-                } else {
-                    let (lo, hi) = bits.split_at_mut(q.start);
-                    (&mut hi[..stride], &lo[c])
-                };
+                let (into, from) = two_sets(bits, q.start, c.start, stride);
                 merge_planes(into, from, words, planes);
             }
         }

@@ -64,15 +64,34 @@ pub(super) fn keep_rows(rows: &mut Vec<usize>, keep: impl Fn(usize) -> bool) {
     rows.truncate(n);
 }
 
+/// The order of the periods along which a pass may add each row to its first period only and
+/// spread the accumulators afterwards ([`Accumulators::spread`]): when every row's periods are a
+/// suffix of that order (`before_end`, `before_start`) and merging is exact (counts and bit
+/// sets; a sum merged would add its terms in another order).
+pub(super) fn cumulative<'a>(
+    acc: &Accumulators,
+    input: &Input,
+    times: &'a TimeBounds,
+) -> Option<&'a [usize]> {
+    let exact = match acc {
+        Accumulators::Bits { .. } => true,
+        Accumulators::Num(_) => matches!(input, Input::None),
+        Accumulators::Keys(_) => false,
+    };
+    times.suffix().filter(|_| exact)
+}
+
 /// Adds every row of `block` that has an input value to its slot in each period `times` puts it
-/// in (`slots` slots a period).
+/// in (`slots` slots a period); with `order` (see [`cumulative`]), in the first of them only.
 pub(super) fn add_block(
     acc: &mut Accumulators,
     block: &Block,
     input: &Input,
     times: &TimeBounds,
+    order: Option<&[usize]>,
     slots: usize,
 ) {
+    let times = Periods { times, order };
     match (acc, input) {
         (Accumulators::Num(a), Input::None) => each_num(block, times, slots, a, |_| Some(0.0)),
         (Accumulators::Num(a), Input::Number(c)) => match &**c {
@@ -123,11 +142,18 @@ pub(super) fn add_block(
     }
 }
 
+/// Where a row is added: each period `times` puts it in, or the first of them along `order`.
+#[derive(Clone, Copy)]
+struct Periods<'a> {
+    times: &'a TimeBounds,
+    order: Option<&'a [usize]>,
+}
+
 /// [`add_each`] into number accumulators.
 #[inline(always)]
 fn each_num(
     block: &Block,
-    times: &TimeBounds,
+    times: Periods<'_>,
     slots: usize,
     a: &mut [super::acc::Num],
     read: impl Fn(usize) -> Option<f64>,
@@ -139,13 +165,26 @@ fn each_num(
 #[inline(always)]
 fn add_each<V: Copy>(
     block: &Block,
-    times: &TimeBounds,
+    times: Periods<'_>,
     slots: usize,
     read: impl Fn(usize) -> Option<V>,
     mut add: impl FnMut(usize, V),
 ) {
-    for (&row, &slot) in block.rows.iter().zip(&block.slots) {
-        let Some(v) = read(row) else { continue };
-        times.each(row, |p| add(p * slots + slot as usize, v));
+    let rows = block.rows.iter().zip(&block.slots);
+    match times.order {
+        Some(order) => {
+            for (&row, &slot) in rows {
+                let Some(v) = read(row) else { continue };
+                if let Some(k) = times.times.first(row) {
+                    add(order[k] * slots + slot as usize, v);
+                }
+            }
+        }
+        None => {
+            for (&row, &slot) in rows {
+                let Some(v) = read(row) else { continue };
+                times.times.each(row, |p| add(p * slots + slot as usize, v));
+            }
+        }
     }
 }

@@ -211,10 +211,14 @@ pub(super) fn accumulate(
     let mut hits: Vec<&[semi::Entry]> = Vec::with_capacity(semis.len());
     let mut periods_of: Vec<usize> = Vec::new();
     let mut rows = Block::default();
+    let order = semis
+        .is_empty()
+        .then(|| block::cumulative(&acc, &input, &times))
+        .flatten();
     for start in (0..table.len()).step_by(BLOCK) {
         rows.select(start..table.len().min(start + BLOCK), &statics, slot_parts);
         if semis.is_empty() {
-            block::add_block(&mut acc, &rows, &input, &times, slots);
+            block::add_block(&mut acc, &rows, &input, &times, order, slots);
             continue;
         }
         for (&row, &team) in rows.rows.iter().zip(&rows.slots) {
@@ -247,6 +251,9 @@ pub(super) fn accumulate(
                 }
             }
         }
+    }
+    if let Some(order) = order {
+        acc.spread(order, slots);
     }
     let kind = agg_output_kind(agg, entity, &col)?;
     Ok(Pass {
@@ -808,6 +815,86 @@ mod tests {
         };
         let r = execute(&s, &q(vec![ne]), &Agg::Count, &[p], &Calendar::utc()).unwrap();
         assert_eq!(r.get(0, p), Some(&AggValue::Number(0.0)));
+    }
+
+    /// Under `before_end` a count or a distinct count adds each row to its first period only and
+    /// spreads the accumulators along the periods afterwards: every (team, quarter), asked out
+    /// of order, equals the rows counted directly, roll-up included.
+    #[test]
+    fn counts_before_the_end_spread_along_the_periods_equal_the_rows_counted() {
+        let n = BLOCK + 300;
+        let y = 1767225600000i64; // 2026-01-01
+        let row = |i: usize| {
+            let team = ["north", "south", "nowhere"][i % 3];
+            let stage = if i.is_multiple_of(5) { "lost" } else { "won" };
+            let customer = (!i.is_multiple_of(13)).then(|| format!("c{}", i % 37));
+            let closed =
+                (!i.is_multiple_of(11)).then(|| y - 40 * 86_400_000 + i as i64 * 12_345_678);
+            (team, stage, customer, closed)
+        };
+        let values: Vec<String> = (0..n)
+            .map(|i| {
+                let (t, s, c, at) = row(i);
+                let c = c.map_or("NULL".into(), |c| format!("'{c}'"));
+                let at = at.map_or("NULL".into(), |a| a.to_string());
+                format!("('d{i}','{t}','{s}',1.0,{c},{at})")
+            })
+            .collect();
+        let s = store_with(&format!("INSERT INTO deals VALUES {};", values.join(",")));
+        let tree = s.teams().unwrap();
+        let periods: Vec<PeriodId> = ["2026-Q3", "2026-Q1", "2026-Q4", "2026-Q2"]
+            .iter()
+            .map(|p| p.parse().unwrap())
+            .collect();
+        let cal = Calendar::utc();
+        let before_end = Filter::BeforeEnd {
+            field: Arc::from("closed_at"),
+        };
+        let customer = || Arc::from("customer");
+        for agg in [
+            Agg::Count,
+            Agg::CountDistinct(customer()),
+            Agg::CountDistinctAtLeast(customer(), 2),
+            Agg::CountDistinctAtLeast(customer(), 3),
+        ] {
+            let r = execute(
+                &s,
+                &q(vec![won(), before_end.clone()]),
+                &agg,
+                &periods,
+                &cal,
+            )
+            .unwrap();
+            for team in ["north", "south", "hq"] {
+                for &p in &periods {
+                    let end = cal.period(p).end;
+                    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+                    let mut rows = 0;
+                    for (t, st, c, at) in (0..n).map(row) {
+                        let here = t == team || (team == "hq" && t != "nowhere");
+                        if here && st == "won" && at.is_some_and(|a| a < end) {
+                            rows += 1;
+                            if let Some(c) = c {
+                                *counts.entry(c).or_default() += 1;
+                            }
+                        }
+                    }
+                    let at_least = |k: usize| counts.values().filter(|n| **n >= k).count();
+                    let want = match &agg {
+                        Agg::Count => rows,
+                        Agg::CountDistinct(_) => counts.len(),
+                        Agg::CountDistinctAtLeast(_, k) => at_least(*k as usize),
+                        _ => unreachable!(),
+                    };
+                    let got = r.get(tree.index(team).unwrap(), p);
+                    assert_eq!(
+                        got,
+                        Some(&AggValue::Number(want as f64)),
+                        "{agg} {team} {p}"
+                    );
+                }
+            }
+        }
     }
 
     /// Rows over several blocks, each kind of filter, a team the tree does not know and NULLs:

@@ -4,8 +4,11 @@
 //! Quarters of one evaluation do not overlap, so under `in_period` a row belongs to at most one of
 //! them: the bounds are sorted by start once and each row's period is a binary search.
 //! Under `before_end` (one common start, a different end per period) a row belongs to every
-//! period ending after it: a suffix of the bounds sorted by end. Anything else (mixed grains)
-//! tests each period as before.
+//! period ending after it: a suffix of the bounds sorted by end. Several such fields whose
+//! bounds sort the periods alike (`before_end` of one, `before_start` of another) give the
+//! suffix after the latest of their positions, and then a row's periods are all known from
+//! where they begin ([`TimeBounds::first`]). Anything else (mixed grains) tests each period as
+//! before.
 
 use std::sync::Arc;
 
@@ -23,13 +26,13 @@ type BoundFn<'a> = Box<dyn Fn(PeriodId) -> (i64, i64) + 'a>;
 pub(super) struct TimeBounds {
     fields: Vec<(Arc<Column>, Bounds)>,
     periods: usize,
-    /// The field whose bounds pick a row's candidate periods (the others are tested on them).
-    lead: usize,
+    /// Per field, whether the lookup decides it (the others are tested on its candidates).
+    led: Vec<bool>,
     lookup: Lookup,
 }
 
 /// How the lead field's bounds give a row's candidate periods.
-#[derive(Debug, PartialEq)]
+#[derive(Debug, PartialEq, Clone)]
 enum Lookup {
     /// No time filter: every period.
     All,
@@ -39,10 +42,10 @@ enum Lookup {
         ends: Vec<i64>,
         index: Vec<usize>,
     },
-    /// One start for every period, bounds sorted by end: the periods ending after the value.
+    /// Per field of `parts` (field, its one start, its ends in the order of `index`): the
+    /// periods after the latest position any of the row's values has in those ends.
     Ends {
-        lo: i64,
-        ends: Vec<i64>,
+        parts: Vec<(usize, i64, Vec<i64>)>,
         index: Vec<usize>,
     },
     /// Each period tested.
@@ -110,16 +113,64 @@ impl TimeBounds {
             _ => 2,
         };
         let best = (0..looked.len()).min_by_key(|i| rank(&looked[*i]));
-        let (lead, lookup) = match best {
-            None => (0, Lookup::All),
-            Some(i) => (i, looked.into_iter().nth(i).expect("an index of the list")),
+        let mut led = vec![false; fields.len()];
+        let lookup = match best {
+            None => Lookup::All,
+            Some(i) => {
+                led[i] = true;
+                let mut lookup = looked[i].clone();
+                // Other fields whose ends sort the periods alike join the suffix.
+                if let Lookup::Ends { parts, index } = &mut lookup {
+                    parts[0].0 = i;
+                    for (j, other) in looked.iter().enumerate() {
+                        if let Lookup::Ends {
+                            parts: p,
+                            index: same,
+                        } = other
+                            && j != i
+                            && same == index
+                        {
+                            parts.push((j, p[0].1, p[0].2.clone()));
+                            led[j] = true;
+                        }
+                    }
+                }
+                lookup
+            }
         };
         TimeBounds {
             fields,
             periods,
-            lead,
+            led,
             lookup,
         }
+    }
+
+    /// The order of the periods in which every row's periods are a suffix, when the time filters
+    /// are `before_end` and `before_start` only (so the lookup decides every field).
+    pub(super) fn suffix(&self) -> Option<&[usize]> {
+        match &self.lookup {
+            Lookup::Ends { index, .. } if self.led.iter().all(|l| *l) => Some(index),
+            _ => None,
+        }
+    }
+
+    /// Where in the order of [`Self::suffix`] the periods of `row` begin (None: it is in none);
+    /// only under an `Ends` lookup.
+    #[inline]
+    pub(super) fn first(&self, row: usize) -> Option<usize> {
+        let Lookup::Ends { parts, index } = &self.lookup else {
+            return None;
+        };
+        let mut first = 0;
+        for (field, lo, ends) in parts {
+            let v = match &*self.fields[*field].0 {
+                Column::Int(v) if v[row] != NULL_INT && v[row] >= *lo => v[row],
+                _ => return None,
+            };
+            first = first.max(ends.partition_point(|e| *e <= v));
+        }
+        (first < index.len()).then_some(first)
     }
 
     /// Whether `row` meets every time filter in period `period`.
@@ -133,14 +184,11 @@ impl TimeBounds {
     #[inline]
     pub(super) fn each(&self, row: usize, mut f: impl FnMut(usize)) {
         let rest = |p: usize| {
-            self.fields.len() == 1
-                || self
-                    .fields
-                    .iter()
-                    .enumerate()
-                    .all(|(i, (col, bounds))| i == self.lead || within(col, bounds[p], row))
+            (self.fields.iter().zip(&self.led))
+                .all(|((col, bounds), led)| *led || within(col, bounds[p], row))
         };
-        let value = || match &*self.fields[self.lead].0 {
+        let lead = self.led.iter().position(|l| *l).unwrap_or(0);
+        let value = || match &*self.fields[lead].0 {
             Column::Int(v) if v[row] != NULL_INT => Some(v[row]),
             _ => None,
         };
@@ -158,11 +206,8 @@ impl TimeBounds {
                     f(index[k - 1]);
                 }
             }
-            Lookup::Ends { lo, ends, index } => {
-                let Some(v) = value().filter(|v| v >= lo) else {
-                    return;
-                };
-                let first = ends.partition_point(|e| *e <= v);
+            Lookup::Ends { index, .. } => {
+                let Some(first) = self.first(row) else { return };
                 index[first..]
                     .iter()
                     .copied()
@@ -192,8 +237,7 @@ impl Lookup {
         if bounds.iter().all(|b| b.0 == lo) {
             live.sort_by_key(|p| bounds[*p].1);
             return Lookup::Ends {
-                lo,
-                ends: live.iter().map(|p| bounds[*p].1).collect(),
+                parts: vec![(0, lo, live.iter().map(|p| bounds[*p].1).collect())],
                 index: live,
             };
         }
@@ -254,6 +298,31 @@ mod tests {
     }
 
     #[test]
+    fn before_end_of_one_field_and_before_start_of_another_are_one_suffix() {
+        let lo = i64::MIN + 1;
+        // Periods [20, 30), [0, 10), [10, 20), given out of order; created vs closed.
+        let created = Arc::new(Column::Int(vec![NULL_INT, -5, 0, 9, 10, 19, 25, 5, 29]));
+        let closed = Arc::new(Column::Int(vec![0, NULL_INT, 5, 25, 10, 9, 0, 19, 30]));
+        let t = TimeBounds::new(
+            vec![
+                (created, vec![(lo, 30), (lo, 10), (lo, 20)]),
+                (closed, vec![(lo, 20), (lo, 0), (lo, 10)]),
+            ],
+            3,
+        );
+        let order = t.suffix().expect("one suffix of both fields").to_vec();
+        assert_eq!(order, [1, 2, 0]);
+        agree(&t, 9);
+        for row in 0..9 {
+            let mut each = Vec::new();
+            t.each(row, |p| each.push(p));
+            let from_first = t.first(row).map_or(vec![], |k| order[k..].to_vec());
+            assert_eq!(each, from_first, "row {row}");
+        }
+        assert_eq!(t.first(8), None, "closed at 30: after every start");
+    }
+
+    #[test]
     fn overlapping_bounds_and_a_second_field_fall_back_or_are_tested_on_the_candidates() {
         let t = bounds_of(VALUES.to_vec(), vec![vec![(0, 20), (10, 30), (-10, 5)]]);
         assert_eq!(t.lookup, Lookup::Scan);
@@ -265,6 +334,10 @@ mod tests {
                 vec![(lo, 30), (lo, 10), (lo, 20)],
                 vec![(0, 10), (10, 20), (20, 30)],
             ],
+        );
+        assert!(
+            t.suffix().is_none(),
+            "in_period leads; before_end is tested"
         );
         agree(&t, VALUES.len());
         let none = bounds_of(VALUES.to_vec(), vec![]);
