@@ -196,7 +196,9 @@ impl ColumnStore {
                         .expect("columns lock")
                         .extend(loaded.columns);
                     if t.generation == Some(loaded.generation) {
-                        self.persist(&conn, ent, &t, Duration::ZERO);
+                        // More columns of it often follow (a person's evaluation asks for the
+                        // ids, then the owners): one write of the table, not one per column.
+                        self.persist(&conn, ent, &t, writes::SETTLE);
                     }
                     return Ok(t);
                 }
@@ -248,7 +250,7 @@ impl ColumnStore {
         }
         columns.extend(more.columns);
         let table = new_table(ent, rowids, columns, Some(generation));
-        self.persist(conn, ent, &table, Duration::ZERO);
+        self.persist(conn, ent, &table, writes::SETTLE);
         Ok(table)
     }
 
@@ -847,6 +849,26 @@ mod tests {
         assert_eq!(dump(&store(&path, &schema), "deals", &FIELDS), first);
         doctor_snapshot(&path, &schema);
         assert_eq!(amounts(&store(&path, &schema)), ["20", "40", "60"]);
+    }
+
+    #[test]
+    fn columns_added_one_after_another_end_up_in_the_snapshot_together() {
+        let (_dir, path, schema) = three_deals();
+        let s = store(&path, &schema);
+        s.table("deals", &["team"]).unwrap();
+        writes::wait_for_writes();
+        // Each added column waits for the next before the table is written again.
+        s.table("deals", &["stage"]).unwrap();
+        s.table("deals", &["amount"]).unwrap();
+        writes::wait_for_writes();
+        let conn = db::open(&path).unwrap();
+        let ent = schema.entity("deals").unwrap();
+        let tag = snapshot::current_tag(&conn, ent).unwrap().unwrap();
+        let dir = snapshot::dir_of(&conn).unwrap();
+        let (_, cols) = snapshot::read(&dir, ent, &tag).expect("a valid snapshot");
+        let mut names: Vec<&str> = cols.keys().map(String::as_str).collect();
+        names.sort_unstable();
+        assert_eq!(names, ["amount", "stage", "team"]);
     }
 
     #[test]

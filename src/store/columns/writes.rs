@@ -2,7 +2,8 @@
 //! per file. A request replaced before it is written is dropped at once, with
 //! the table it held, so a burst of ingests neither writes nor keeps every
 //! version of a table; a patched table waits [`SETTLE`] for the next ingest
-//! before it is written, and [`wait_for_writes`] writes everything now.
+//! before it is written, a table that gained a column for the next column,
+//! and [`wait_for_writes`] writes everything now.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -14,7 +15,8 @@ use super::column::{Column, Table};
 use super::snapshot::{self, Tag};
 use crate::store::schema::Entity;
 
-/// How long a patched table waits for a newer version before it is written.
+/// How long a patched table, or one that gained a column, waits for a newer version before it
+/// is written.
 pub(super) const SETTLE: Duration = Duration::from_millis(1500);
 
 /// One file to write: `columns` of `table`, tagged `tag`.
