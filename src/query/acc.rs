@@ -75,21 +75,22 @@ const BITS_PER_ROW: usize = 4;
 impl Accumulators {
     /// The accumulators of `slots` slots of a pass over a table of `rows` rows.
     pub(super) fn new(agg: &Agg, slots: usize, input: &Input, rows: usize) -> Accumulators {
-        let budget = BITS_BUDGET.max(rows.saturating_mul(BITS_PER_ROW));
-        let planes = match agg {
-            Agg::CountDistinct(_) | Agg::Values(_) => 1,
-            Agg::CountDistinctAtLeast(_, n) => (*n as usize).max(1),
-            Agg::CountBy(_) => usize::MAX,
-            _ => return Accumulators::Num(vec![Num::EMPTY; slots]),
-        };
-        match bit_words(input) {
-            Some(words)
-                if planes <= MAX_PLANES && slots.saturating_mul(words * planes * 8) <= budget =>
-            {
-                Accumulators::bits(words, planes, slots)
-            }
-            _ => Accumulators::Keys(vec![HashMap::default(); slots]),
+        match (agg, bit_layout(agg, slots, input, rows)) {
+            (_, Some((words, planes))) => Accumulators::bits(words, planes, slots),
+            (
+                Agg::CountDistinct(_)
+                | Agg::Values(_)
+                | Agg::CountDistinctAtLeast(..)
+                | Agg::CountBy(_),
+                None,
+            ) => Accumulators::Keys(vec![HashMap::default(); slots]),
+            _ => Accumulators::Num(vec![Num::EMPTY; slots]),
         }
+    }
+
+    /// The words per plane of the bit sets [`Accumulators::new`] would keep, if it keeps bits.
+    pub(super) fn bit_words(agg: &Agg, slots: usize, input: &Input, rows: usize) -> Option<usize> {
+        bit_layout(agg, slots, input, rows).map(|(words, _)| words)
     }
 
     /// Empty bit sets of `planes` planes of `words` words for `slots` slots.
@@ -176,12 +177,15 @@ impl Accumulators {
     /// (always in the same order, so sums come out to the bit); key maps are finished children
     /// first, then moved into the parent, the smaller map into the larger; bit sets are
     /// finished children first, then OR-ed into the parent's.
+    /// With `mask` (bit sets laid out as these, see [`super::semi::Mask`]), a distinct count
+    /// counts only the keys its slot's mask holds too.
     pub(super) fn finish(
         self,
         agg: &Agg,
         kind: &ItemKind,
         tree: Option<&TeamTree>,
         periods: usize,
+        mask: Option<&[u64]>,
     ) -> Vec<AggValue> {
         match (self, tree) {
             (Accumulators::Num(mut a), Some(tree)) => {
@@ -200,8 +204,8 @@ impl Accumulators {
                     mut bits,
                 },
                 Some(tree),
-            ) => roll_up_bits(&mut bits, words, planes, tree, periods, |s| {
-                finish_bits(agg, s, kind, words)
+            ) => roll_up_bits(&mut bits, words, planes, tree, periods, |slot, s| {
+                finish_bits(agg, s, kind, words, slot_mask(mask, slot, words))
             }),
             (
                 Accumulators::Bits {
@@ -210,16 +214,28 @@ impl Accumulators {
                     bits,
                 },
                 None,
-            ) => bits
-                .chunks(words * planes)
-                .map(|s| finish_bits(agg, s, kind, words))
+            ) => (bits.chunks(words * planes).enumerate())
+                .map(|(slot, s)| finish_bits(agg, s, kind, words, slot_mask(mask, slot, words)))
                 .collect(),
         }
     }
 }
 
+/// (words, planes) of the bit sets of a pass, when its keys are dense text codes and they fit.
+fn bit_layout(agg: &Agg, slots: usize, input: &Input, rows: usize) -> Option<(usize, usize)> {
+    let budget = BITS_BUDGET.max(rows.saturating_mul(BITS_PER_ROW));
+    let planes = match agg {
+        Agg::CountDistinct(_) | Agg::Values(_) => 1,
+        Agg::CountDistinctAtLeast(_, n) => (*n as usize).max(1),
+        _ => return None,
+    };
+    let words = bit_words(input)?;
+    (planes <= MAX_PLANES && slots.saturating_mul(words * planes * 8) <= budget)
+        .then_some((words, planes))
+}
+
 /// Words of a bit set over the key column's dictionary, when keys are dense text codes.
-fn bit_words(input: &Input) -> Option<usize> {
+pub(super) fn bit_words(input: &Input) -> Option<usize> {
     match input {
         Input::Key(c) => match &**c {
             Column::Text { dict, .. } => Some(dict.len().div_ceil(64).max(1)),
@@ -293,16 +309,33 @@ fn two_sets(bits: &mut [u64], into: usize, from: usize, len: usize) -> (&mut [u6
     }
 }
 
-/// The value of one slot's planes (`words` words each): the keys of the last plane.
-fn finish_bits(agg: &Agg, set: &[u64], kind: &ItemKind, words: usize) -> AggValue {
+/// Slot `slot`'s `words` words of `mask`.
+fn slot_mask(mask: Option<&[u64]>, slot: usize, words: usize) -> Option<&[u64]> {
+    mask.map(|m| &m[slot * words..(slot + 1) * words])
+}
+
+/// The value of one slot's planes (`words` words each): the keys of the last plane (those of
+/// `mask` too, for a distinct count).
+fn finish_bits(
+    agg: &Agg,
+    set: &[u64],
+    kind: &ItemKind,
+    words: usize,
+    mask: Option<&[u64]>,
+) -> AggValue {
     let last = &set[set.len() - words..];
-    match agg {
-        Agg::Values(_) => {
+    match (agg, mask) {
+        (Agg::Values(_), _) => {
             let mut keys: Vec<u64> = set_bits(last).collect();
             kind.sort(&mut keys);
             AggValue::Items(Arc::new(keys.into_iter().map(|k| kind.item(k)).collect()))
         }
-        _ => AggValue::Number(last.iter().map(|w| w.count_ones() as f64).sum()),
+        (_, Some(m)) => AggValue::Number(
+            (last.iter().zip(m))
+                .map(|(w, m)| (w & m).count_ones() as f64)
+                .sum(),
+        ),
+        (_, None) => AggValue::Number(last.iter().map(|w| w.count_ones() as f64).sum()),
     }
 }
 
@@ -314,7 +347,7 @@ fn roll_up_bits(
     planes: usize,
     tree: &TeamTree,
     periods: usize,
-    finish: impl Fn(&[u64]) -> AggValue,
+    finish: impl Fn(usize, &[u64]) -> AggValue,
 ) -> Vec<AggValue> {
     let teams = tree.len();
     let stride = words * planes;
@@ -324,7 +357,7 @@ fn roll_up_bits(
         let base = p * teams;
         for &t in &tree.bottom_up() {
             let child = base + t as usize;
-            out[child] = Some(finish(&bits[set(child)]));
+            out[child] = Some(finish(child, &bits[set(child)]));
             if let Some(parent) = tree.parent[t as usize] {
                 let (c, q) = (set(child), set(base + parent as usize));
                 let (into, from) = two_sets(bits, q.start, c.start, stride);
@@ -334,7 +367,7 @@ fn roll_up_bits(
     }
     out.into_iter()
         .enumerate()
-        .map(|(slot, v)| v.unwrap_or_else(|| finish(&bits[set(slot)])))
+        .map(|(slot, v)| v.unwrap_or_else(|| finish(slot, &bits[set(slot)])))
         .collect()
 }
 
@@ -517,7 +550,7 @@ mod tests {
         for &(team, p, k) in &rows() {
             acc.add(p * tree.len() + team as usize, RowValue::Key(k));
         }
-        acc.finish(agg, &ItemKind::Int, Some(tree), periods)
+        acc.finish(agg, &ItemKind::Int, Some(tree), periods, None)
     }
 
     #[test]
@@ -564,7 +597,7 @@ mod tests {
         for (team, x) in values {
             acc.add(team, RowValue::Number(x));
         }
-        let sum = acc.finish(&Agg::Sum("x".into()), &ItemKind::Int, Some(&tree), 1);
+        let sum = acc.finish(&Agg::Sum("x".into()), &ItemKind::Int, Some(&tree), 1, None);
         let hq = (values.iter().filter(|(t, _)| *t != 6)).fold(0.0, |a, (_, x)| a + x);
         assert!(matches!(sum[0], AggValue::Number(v) if (v - hq).abs() < 1e-12));
         assert_eq!(sum[6], AggValue::Number(4.0), "a second root keeps its own");

@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use super::acc::{Accumulators, ItemKind};
 use super::block::{self, BLOCK, Block, keep_rows};
-use super::semi::{self, SemiJoin};
+use super::semi::{self, Join, Mask, MaskFor, SemiJoin};
 use super::time::TimeBounds;
 use super::{Agg, AggValue, CmpOp, Filter, Query, QueryError, Scalar};
 use crate::period::{Calendar, PeriodId};
@@ -159,6 +159,8 @@ pub(super) struct Pass {
     pub(super) tree: Arc<TeamTree>,
     /// Rows were accumulated under their own team only (else: under each slot they count for).
     own_team: bool,
+    /// The keys a distinct count counts must be in too (a semi-join on the counted field).
+    mask: Option<Mask>,
 }
 
 impl Pass {
@@ -170,7 +172,8 @@ impl Pass {
     /// The value of every (period, slot), each team's over its whole subtree.
     fn finish(self, agg: &Agg, periods: usize) -> Vec<AggValue> {
         let tree = self.own_team.then_some(&*self.tree);
-        self.acc.finish(agg, &self.kind, tree, periods)
+        let mask = self.mask.as_ref().map(|m| &m.bits[..]);
+        self.acc.finish(agg, &self.kind, tree, periods, mask)
     }
 }
 
@@ -200,12 +203,18 @@ pub(super) fn accumulate(
             .column(f)
             .ok_or_else(|| QueryError::Name(entity.unknown_field(f)))
     };
+    let slotting = Slotting {
+        slots,
+        rows: table.len(),
+        teams: !query.all_teams && !by_owner,
+    };
     let Compiled {
         statics,
         times,
         semis,
+        mask,
         input,
-    } = Compiled::new(store, query, agg, &col, periods, cal)?;
+    } = Compiled::new(store, query, agg, &col, periods, cal, Some(slotting))?;
     let mut acc = Accumulators::new(agg, periods.len() * slots, &input, table.len());
     let all_slot = [0u32];
     let mut hits: Vec<&[semi::Entry]> = Vec::with_capacity(semis.len());
@@ -262,6 +271,7 @@ pub(super) fn accumulate(
         kind,
         tree,
         own_team: !query.all_teams && !by_owner && semis.is_empty(),
+        mask,
     })
 }
 
@@ -286,7 +296,16 @@ struct Compiled {
     statics: Vec<StaticPred>,
     times: TimeBounds,
     semis: Vec<SemiJoin>,
+    mask: Option<Mask>,
     input: Input,
+}
+
+/// How a pass slots its rows: `slots` slots a period over a table of `rows` rows, teams or not.
+#[derive(Clone, Copy)]
+struct Slotting {
+    slots: usize,
+    rows: usize,
+    teams: bool,
 }
 
 impl Compiled {
@@ -297,6 +316,7 @@ impl Compiled {
         col: &dyn Fn(&str) -> Result<Arc<Column>, QueryError>,
         periods: &[PeriodId],
         cal: &Calendar,
+        slotting: Option<Slotting>,
     ) -> Result<Compiled, QueryError> {
         let statics = query
             .filters
@@ -304,19 +324,45 @@ impl Compiled {
             .filter_map(|f| StaticPred::compile(f, col).transpose())
             .collect::<Result<Vec<_>, _>>()?;
         let times = TimeBounds::compile(&query.filters, col, periods, cal)?;
-        let semis = query
-            .filters
-            .iter()
-            .filter_map(|f| SemiJoin::compile(store, f, col, periods, cal).transpose())
-            .collect::<Result<Vec<_>, _>>()?;
         let input = Input::compile(agg, col)?;
+        let mask_for = slotting.and_then(|s| mask_for(query, agg, &input, s));
+        let (mut semis, mut mask) = (Vec::new(), None);
+        for f in &query.filters {
+            match SemiJoin::compile(store, f, col, periods, cal, mask_for)? {
+                Some(Join::Index(j)) => semis.push(j),
+                Some(Join::Mask(m)) => mask = Some(m),
+                None => {}
+            }
+        }
         Ok(Compiled {
             statics,
             times,
             semis,
+            mask,
             input,
         })
     }
+}
+
+/// What a [`Mask`] is built for, when the query's one semi-join is on the field its distinct
+/// count counts, over bit sets.
+fn mask_for(query: &Query, agg: &Agg, input: &Input, s: Slotting) -> Option<MaskFor> {
+    let Agg::CountDistinct(counted) = agg else {
+        return None;
+    };
+    let mut joins = query.filters.iter().filter_map(|f| match f {
+        Filter::InQuery { field, .. } => Some(field),
+        _ => None,
+    });
+    let (Some(field), None) = (joins.next(), joins.next()) else {
+        return None;
+    };
+    let words = Accumulators::bit_words(agg, s.slots, input, s.rows)?;
+    (field == counted).then_some(MaskFor {
+        slots: s.slots,
+        words,
+        teams: s.teams,
+    })
 }
 
 /// A filter that does not depend on the period.
@@ -602,12 +648,14 @@ pub fn records(
             .ok_or_else(|| QueryError::Name(entity.unknown_field(f)))
     };
     let periods = [period];
+    // Rows are read one by one: every join is indexed.
     let Compiled {
         statics,
         times,
         semis,
         input,
-    } = Compiled::new(store, query, agg, &col, &periods, cal)?;
+        ..
+    } = Compiled::new(store, query, agg, &col, &periods, cal, None)?;
     let columns: Vec<(Arc<Column>, FieldType)> = fields
         .iter()
         .map(|f| Ok((col(f)?, entity.field(f).map_or(FieldType::Text, |x| x.ty))))
@@ -815,6 +863,95 @@ mod tests {
         };
         let r = execute(&s, &q(vec![ne]), &Agg::Count, &[p], &Calendar::utc()).unwrap();
         assert_eq!(r.get(0, p), Some(&AggValue::Number(0.0)));
+    }
+
+    /// A distinct count of the field a semi-join joins on is the popcount of its bit sets AND the
+    /// inner keys' (a mask, no per-row lookup): per team and quarter it equals the number of the
+    /// distinct values the same query lists through the key index, for teams and for all.
+    #[test]
+    fn a_distinct_count_of_the_joined_field_equals_the_values_the_index_lets_through() {
+        let n = BLOCK + 500;
+        let y = 1767225600000i64; // 2026-01-01
+        let values: Vec<String> = (0..n)
+            .map(|i| {
+                let team = ["north", "south", "hq", "nowhere"][i % 4];
+                let stage = if i % 3 == 0 { "lost" } else { "won" };
+                let c = if i % 17 == 0 {
+                    "NULL".into()
+                } else {
+                    format!("'c{}'", i % 211)
+                };
+                let at = y + (i as i64 * 7_654_321) % (366 * 86_400_000);
+                format!("('d{i}','{team}','{stage}',1.0,{c},{at})")
+            })
+            .collect();
+        let s = store_with(&format!("INSERT INTO deals VALUES {};", values.join(",")));
+        let tree = s.teams().unwrap();
+        let periods: Vec<PeriodId> = ["2026-Q2", "2026-Q1", "2026-Q3", "2026-Q4"]
+            .iter()
+            .map(|p| p.parse().unwrap())
+            .collect();
+        let cal = Calendar::utc();
+        let lost = Filter::Cmp {
+            field: Arc::from("stage"),
+            op: CmpOp::Eq,
+            value: Scalar::Text(Arc::from("lost")),
+        };
+        for all_teams in [false, true] {
+            let inner = Query {
+                all_teams,
+                ..q(vec![lost.clone(), in_p()])
+            };
+            let join = Filter::InQuery {
+                field: Arc::from("customer"),
+                query: Box::new(inner),
+                of: Arc::from("customer"),
+            };
+            let before_end = Filter::BeforeEnd {
+                field: Arc::from("closed_at"),
+            };
+            let outer = Query {
+                all_teams,
+                ..q(vec![won(), before_end, join])
+            };
+            let count = execute(
+                &s,
+                &outer,
+                &Agg::CountDistinct(Arc::from("customer")),
+                &periods,
+                &cal,
+            )
+            .unwrap();
+            let listed = execute(
+                &s,
+                &outer,
+                &Agg::Values(Arc::from("customer")),
+                &periods,
+                &cal,
+            )
+            .unwrap();
+            let slots: Vec<u32> = if all_teams {
+                vec![0]
+            } else {
+                (0..tree.len() as u32).collect()
+            };
+            let mut some = 0;
+            for slot in slots {
+                for &p in &periods {
+                    let Some(AggValue::Items(items)) = listed.get(slot, p) else {
+                        panic!("values of slot {slot} in {p}")
+                    };
+                    some += items.len();
+                    let want = AggValue::Number(items.len() as f64);
+                    assert_eq!(
+                        count.get(slot, p),
+                        Some(&want),
+                        "slot {slot}, {p}, all {all_teams}"
+                    );
+                }
+            }
+            assert!(some > 0, "the join lets some customers through");
+        }
     }
 
     /// Under `before_end` a count or a distinct count adds each row to its first period only and

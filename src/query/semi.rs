@@ -6,12 +6,18 @@
 //! periods and ancestors it is counted for, and a row whose key the inner query never saw is
 //! dropped at once. Whether an inner slot counts for an outer one is the roll-up relation: a
 //! team's set holds its whole subtree's keys.
+//!
+//! When the outer query counts the distinct values of the joined field itself (the deals that
+//! reached "won" and had a lead in the period), the inner keys are kept instead as a [`Mask`]:
+//! bit sets over the outer column's codes, laid out as the outer count's own, each slot's set
+//! holding what its cover allows. The outer pass then runs as one without a join, and each
+//! slot's count is the popcount of its set AND its mask: no key is looked up per row.
 
 use rustc_hash::FxHashMap as HashMap;
 use std::sync::Arc;
 
 use super::acc::ItemKind;
-use super::exec::accumulate;
+use super::exec::{Pass, accumulate};
 use super::{Agg, Filter, QueryError};
 use crate::period::{Calendar, PeriodId};
 use crate::store::TeamTree;
@@ -34,6 +40,27 @@ enum Index {
     Hash(HashMap<u64, (u32, u32)>),
 }
 
+/// The inner query's keys as bit sets over the outer column's codes, `words` words per
+/// (period, outer slot), laid out as the accumulators of the outer distinct count.
+pub(super) struct Mask {
+    pub(super) bits: Vec<u64>,
+}
+
+/// The outer pass a [`Mask`] is built for: its slots, the words of its bit sets, and whether
+/// its slots are teams (rolled up the tree).
+#[derive(Clone, Copy)]
+pub(super) struct MaskFor {
+    pub(super) slots: usize,
+    pub(super) words: usize,
+    pub(super) teams: bool,
+}
+
+/// A compiled `one_of` filter.
+pub(super) enum Join {
+    Index(SemiJoin),
+    Mask(Mask),
+}
+
 /// Which outer slots an inner slot's keys count for.
 pub(super) enum Cover {
     /// A team's own rows count for the team and every ancestor.
@@ -45,13 +72,16 @@ pub(super) enum Cover {
 }
 
 impl SemiJoin {
+    /// The join of `f` (None: `f` is no `one_of`); as a [`Mask`] when `mask` asks for one and
+    /// the inner slots line up with the outer ones.
     pub(super) fn compile(
         store: &ColumnStore,
         f: &Filter,
         col: &dyn Fn(&str) -> Result<Arc<Column>, QueryError>,
         periods: &[PeriodId],
         cal: &Calendar,
-    ) -> Result<Option<SemiJoin>, QueryError> {
+        mask: Option<MaskFor>,
+    ) -> Result<Option<Join>, QueryError> {
         let Filter::InQuery { field, query, of } = f else {
             return Ok(None);
         };
@@ -70,6 +100,11 @@ impl SemiJoin {
         } else {
             key_translation(&outer, &pass.kind, field, of)?
         };
+        if let Some(m) =
+            mask.and_then(|m| Mask::build(&pass, &cover, &*translate, m, periods.len()))
+        {
+            return Ok(Some(Join::Mask(m)));
+        }
         let slots = pass.slots;
         let pairs = |f: &mut dyn FnMut(u64, Entry)| {
             pass.acc.each_key(|i, k| {
@@ -96,7 +131,7 @@ impl SemiJoin {
             index_us = started.elapsed().as_micros() as u64,
             "indexed a semi-join"
         );
-        Ok(Some(join))
+        Ok(Some(Join::Index(join)))
     }
 
     /// The index of a text column (`codes` dictionary codes), built straight from the inner
@@ -194,6 +229,59 @@ impl SemiJoin {
     /// Whether the inner query of `slot` in period `period` holds the key of `row`.
     pub(super) fn contains(&self, slot: u32, period: usize, row: usize) -> bool {
         self.hits(row).is_some_and(|h| self.covers(h, slot, period))
+    }
+}
+
+impl Mask {
+    /// The mask of the inner `pass` for the outer pass `to`, over `periods` periods; None when
+    /// the inner slots do not line up with the outer ones.
+    fn build(
+        pass: &Pass,
+        cover: &Cover,
+        translate: &dyn Fn(u64) -> Option<u64>,
+        to: MaskFor,
+        periods: usize,
+    ) -> Option<Mask> {
+        let (inner, slots, words) = (pass.slots, to.slots, to.words);
+        match cover {
+            Cover::Subtree(tree) if to.teams && inner == slots && tree.len() == slots => {}
+            Cover::Same if inner == slots => {}
+            Cover::Every => {}
+            _ => return None,
+        }
+        let mut bits = vec![0u64; periods * slots * words];
+        let set = |slot: usize| slot * words..(slot + 1) * words;
+        pass.acc.each_key(|i, k| {
+            let Some(k) = translate(k).filter(|k| (*k as usize) < words * 64) else {
+                return;
+            };
+            let (s, p) = (i % inner, i / inner);
+            let s = if matches!(cover, Cover::Every) { 0 } else { s };
+            bits[set(p * slots + s).start + (k / 64) as usize] |= 1 << (k % 64);
+        });
+        for p in 0..periods {
+            let base = p * slots;
+            match cover {
+                // Each team's set gains its subtree's: children first.
+                Cover::Subtree(tree) => {
+                    for &t in &tree.bottom_up() {
+                        if let Some(parent) = tree.parent[t as usize] {
+                            let (c, q) = (set(base + t as usize), set(base + parent as usize));
+                            for i in 0..words {
+                                bits[q.start + i] |= bits[c.start + i];
+                            }
+                        }
+                    }
+                }
+                Cover::Every => {
+                    for s in 1..slots {
+                        bits.copy_within(set(base), set(base + s).start);
+                    }
+                }
+                Cover::Same => {}
+            }
+        }
+        Some(Mask { bits })
     }
 }
 
