@@ -16,8 +16,8 @@
 use rustc_hash::FxHashMap as HashMap;
 use std::sync::Arc;
 
-use super::acc::ItemKind;
-use super::exec::{Pass, accumulate};
+use super::acc::{Accumulators, ItemKind};
+use super::exec::accumulate;
 use super::{Agg, Filter, QueryError};
 use crate::period::{Calendar, PeriodId};
 use crate::store::TeamTree;
@@ -87,7 +87,7 @@ impl SemiJoin {
         };
         let outer = col(field)?;
         let agg = Agg::Values(of.clone());
-        let pass = accumulate(store, query, &agg, periods, cal)?;
+        let mut pass = accumulate(store, query, &agg, periods, cal)?;
         let cover = match (query.all_teams, pass.rolls_up()) {
             (true, _) => Cover::Every,
             (false, true) => Cover::Subtree(pass.tree.clone()),
@@ -100,9 +100,17 @@ impl SemiJoin {
         } else {
             key_translation(&outer, &pass.kind, field, of)?
         };
-        if let Some(m) =
-            mask.and_then(|m| Mask::build(&pass, &cover, &*translate, m, periods.len()))
-        {
+        if let Some(m) = mask.and_then(|m| {
+            Mask::build(
+                &mut pass.acc,
+                pass.slots,
+                &cover,
+                same_column,
+                &*translate,
+                m,
+                periods.len(),
+            )
+        }) {
             return Ok(Some(Join::Mask(m)));
         }
         let slots = pass.slots;
@@ -233,32 +241,47 @@ impl SemiJoin {
 }
 
 impl Mask {
-    /// The mask of the inner `pass` for the outer pass `to`, over `periods` periods; None when
-    /// the inner slots do not line up with the outer ones.
+    /// The mask of an inner pass (`acc`, `inner` slots) for the outer pass `to`, over `periods`
+    /// periods; None when the inner slots do not line up with the outer ones. Over the outer
+    /// column itself (`same_column`), the inner bit sets are taken as they are.
     fn build(
-        pass: &Pass,
+        acc: &mut Accumulators,
+        inner: usize,
         cover: &Cover,
+        same_column: bool,
         translate: &dyn Fn(u64) -> Option<u64>,
         to: MaskFor,
         periods: usize,
     ) -> Option<Mask> {
-        let (inner, slots, words) = (pass.slots, to.slots, to.words);
+        let (slots, words) = (to.slots, to.words);
         match cover {
             Cover::Subtree(tree) if to.teams && inner == slots && tree.len() == slots => {}
             Cover::Same if inner == slots => {}
             Cover::Every => {}
             _ => return None,
         }
-        let mut bits = vec![0u64; periods * slots * words];
         let set = |slot: usize| slot * words..(slot + 1) * words;
-        pass.acc.each_key(|i, k| {
-            let Some(k) = translate(k).filter(|k| (*k as usize) < words * 64) else {
-                return;
-            };
-            let (s, p) = (i % inner, i / inner);
-            let s = if matches!(cover, Cover::Every) { 0 } else { s };
-            bits[set(p * slots + s).start + (k / 64) as usize] |= 1 << (k % 64);
-        });
+        let mut bits = match acc {
+            Accumulators::Bits {
+                words: w,
+                planes: 1,
+                bits,
+            } if same_column && *w == words && !matches!(cover, Cover::Every) => {
+                std::mem::take(bits)
+            }
+            acc => {
+                let mut bits = vec![0u64; periods * slots * words];
+                acc.each_key(|i, k| {
+                    let Some(k) = translate(k).filter(|k| (*k as usize) < words * 64) else {
+                        return;
+                    };
+                    let (s, p) = (i % inner, i / inner);
+                    let s = if matches!(cover, Cover::Every) { 0 } else { s };
+                    bits[set(p * slots + s).start + (k / 64) as usize] |= 1 << (k % 64);
+                });
+                bits
+            }
+        };
         for p in 0..periods {
             let base = p * slots;
             match cover {
