@@ -741,6 +741,11 @@ mod tests {
         ColumnStore::new(conn, Arc::new(schema))
     }
 
+    /// The quarters named, in the order given.
+    fn quarters(names: &[&str]) -> Vec<PeriodId> {
+        names.iter().map(|p| p.parse().unwrap()).collect()
+    }
+
     fn q(filters: Vec<Filter>) -> Query {
         Query {
             entity: Arc::from("deals"),
@@ -887,10 +892,7 @@ mod tests {
             .collect();
         let s = store_with(&format!("INSERT INTO deals VALUES {};", values.join(",")));
         let tree = s.teams().unwrap();
-        let periods: Vec<PeriodId> = ["2026-Q2", "2026-Q1", "2026-Q3", "2026-Q4"]
-            .iter()
-            .map(|p| p.parse().unwrap())
-            .collect();
+        let periods = quarters(&["2026-Q2", "2026-Q1", "2026-Q3", "2026-Q4"]);
         let cal = Calendar::utc();
         let lost = Filter::Cmp {
             field: Arc::from("stage"),
@@ -979,10 +981,7 @@ mod tests {
             .collect();
         let s = store_with(&format!("INSERT INTO deals VALUES {};", values.join(",")));
         let tree = s.teams().unwrap();
-        let periods: Vec<PeriodId> = ["2026-Q3", "2026-Q1", "2026-Q4", "2026-Q2"]
-            .iter()
-            .map(|p| p.parse().unwrap())
-            .collect();
+        let periods = quarters(&["2026-Q3", "2026-Q1", "2026-Q4", "2026-Q2"]);
         let cal = Calendar::utc();
         let before_end = Filter::BeforeEnd {
             field: Arc::from("closed_at"),
