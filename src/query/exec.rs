@@ -205,6 +205,7 @@ pub(super) fn accumulate(
     };
     let slotting = Slotting {
         slots,
+        periods: periods.len(),
         rows: table.len(),
         teams: !query.all_teams && !by_owner,
     };
@@ -216,6 +217,7 @@ pub(super) fn accumulate(
         input,
     } = Compiled::new(store, query, agg, &col, periods, cal, Some(slotting))?;
     let mut acc = Accumulators::new(agg, periods.len() * slots, &input, table.len());
+    debug_assert!(mask.is_none() || matches!(acc, Accumulators::Bits { .. }));
     let all_slot = [0u32];
     let mut hits: Vec<&[semi::Entry]> = Vec::with_capacity(semis.len());
     let mut periods_of: Vec<usize> = Vec::new();
@@ -300,10 +302,12 @@ struct Compiled {
     input: Input,
 }
 
-/// How a pass slots its rows: `slots` slots a period over a table of `rows` rows, teams or not.
+/// How a pass slots its rows: `slots` slots in each of `periods` periods, over a table of `rows`
+/// rows; teams or not.
 #[derive(Clone, Copy)]
 struct Slotting {
     slots: usize,
+    periods: usize,
     rows: usize,
     teams: bool,
 }
@@ -357,7 +361,8 @@ fn mask_for(query: &Query, agg: &Agg, input: &Input, s: Slotting) -> Option<Mask
     let (Some(field), None) = (joins.next(), joins.next()) else {
         return None;
     };
-    let words = Accumulators::bit_words(agg, s.slots, input, s.rows)?;
+    // Only over the bit sets the pass will keep (as Accumulators::new is asked, below).
+    let words = Accumulators::bit_words(agg, s.periods * s.slots, input, s.rows)?;
     (field == counted).then_some(MaskFor {
         slots: s.slots,
         words,
@@ -954,6 +959,41 @@ mod tests {
             }
             assert!(some > 0, "the join lets some customers through");
         }
+    }
+
+    /// A mask is asked for only when the pass keeps bit sets for all its periods: people over
+    /// many periods, whose sets would not fit, keep the key index (a mask would be ignored).
+    #[test]
+    fn a_mask_is_asked_for_only_over_bit_sets_that_fit_every_period() {
+        let values: Vec<String> = (0..300_000).map(|i| format!("d{i}")).collect();
+        let dict = crate::store::columns::Dict::from_values(values.iter().map(String::as_str));
+        let col = Arc::new(Column::Text {
+            codes: vec![0; 10],
+            dict: Arc::new(dict),
+        });
+        let join = Filter::InQuery {
+            field: Arc::from("deal"),
+            query: Box::new(q(vec![])),
+            of: Arc::from("deal"),
+        };
+        let query = q(vec![join]);
+        let agg = Agg::CountDistinct(Arc::from("deal"));
+        let input = Input::Key(col);
+        let at = |slots, periods| Slotting {
+            slots,
+            periods,
+            rows: 10,
+            teams: false,
+        };
+        // 4,688 words (37.5 KB) a set: 200 sets fit the 32 MB of bits, 200 x 13 do not.
+        let one = mask_for(&query, &agg, &input, at(200, 1)).expect("fits");
+        assert_eq!(one.words, 300_000usize.div_ceil(64));
+        assert!(mask_for(&query, &agg, &input, at(200, 13)).is_none());
+        let other = Agg::CountDistinct(Arc::from("other"));
+        assert!(
+            mask_for(&query, &other, &input, at(200, 1)).is_none(),
+            "not the joined field"
+        );
     }
 
     /// Under `before_end` a count or a distinct count adds each row to its first period only and
