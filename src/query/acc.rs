@@ -89,7 +89,12 @@ impl Accumulators {
     }
 
     /// The words per plane of the bit sets [`Accumulators::new`] would keep, if it keeps bits.
-    pub(super) fn bit_words(agg: &Agg, slots: usize, input: &Input, rows: usize) -> Option<usize> {
+    pub(super) fn kept_bit_words(
+        agg: &Agg,
+        slots: usize,
+        input: &Input,
+        rows: usize,
+    ) -> Option<usize> {
         bit_layout(agg, slots, input, rows).map(|(words, _)| words)
     }
 
@@ -235,7 +240,7 @@ fn bit_layout(agg: &Agg, slots: usize, input: &Input, rows: usize) -> Option<(us
 }
 
 /// Words of a bit set over the key column's dictionary, when keys are dense text codes.
-pub(super) fn bit_words(input: &Input) -> Option<usize> {
+fn bit_words(input: &Input) -> Option<usize> {
     match input {
         Input::Key(c) => match &**c {
             Column::Text { dict, .. } => Some(dict.len().div_ceil(64).max(1)),

@@ -362,7 +362,7 @@ fn mask_for(query: &Query, agg: &Agg, input: &Input, s: Slotting) -> Option<Mask
         return None;
     };
     // Only over the bit sets the pass will keep (as Accumulators::new is asked, below).
-    let words = Accumulators::bit_words(agg, s.periods * s.slots, input, s.rows)?;
+    let words = Accumulators::kept_bit_words(agg, s.periods * s.slots, input, s.rows)?;
     (field == counted).then_some(MaskFor {
         slots: s.slots,
         words,

@@ -26,7 +26,9 @@ type BoundFn<'a> = Box<dyn Fn(PeriodId) -> (i64, i64) + 'a>;
 pub(super) struct TimeBounds {
     fields: Vec<(Arc<Column>, Bounds)>,
     periods: usize,
-    /// Per field, whether the lookup decides it (the others are tested on its candidates).
+    /// The field whose bounds pick a row's candidate periods ...
+    lead: usize,
+    /// ... and per field, whether the lookup decides it (the others are tested on those).
     led: Vec<bool>,
     lookup: Lookup,
 }
@@ -114,6 +116,7 @@ impl TimeBounds {
         };
         let best = (0..looked.len()).min_by_key(|i| rank(&looked[*i]));
         let mut led = vec![false; fields.len()];
+        let lead = best.unwrap_or(0);
         let lookup = match best {
             None => Lookup::All,
             Some(i) => {
@@ -141,6 +144,7 @@ impl TimeBounds {
         TimeBounds {
             fields,
             periods,
+            lead,
             led,
             lookup,
         }
@@ -187,8 +191,7 @@ impl TimeBounds {
             (self.fields.iter().zip(&self.led))
                 .all(|((col, bounds), led)| *led || within(col, bounds[p], row))
         };
-        let lead = self.led.iter().position(|l| *l).unwrap_or(0);
-        let value = || match &*self.fields[lead].0 {
+        let value = || match &*self.fields[self.lead].0 {
             Column::Int(v) if v[row] != NULL_INT => Some(v[row]),
             _ => None,
         };
