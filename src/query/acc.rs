@@ -344,8 +344,7 @@ fn finish_bits(
     }
 }
 
-/// Each team's value over its subtree, from bit sets of its own rows: in post-order a team
-/// (its children already OR-ed in) is finished, then OR-ed into its parent.
+/// Each team's value over its subtree, from bit sets of its own rows (see [`roll_up_sets`]).
 fn roll_up_bits(
     bits: &mut [u64],
     words: usize,
@@ -354,26 +353,43 @@ fn roll_up_bits(
     periods: usize,
     finish: impl Fn(usize, &[u64]) -> AggValue,
 ) -> Vec<AggValue> {
+    let mut out: Vec<Option<AggValue>> = vec![None; periods * tree.len()];
+    roll_up_sets(bits, words, planes, tree, periods, |slot, set| {
+        out[slot] = Some(finish(slot, set));
+    });
+    let stride = words * planes;
+    out.into_iter()
+        .enumerate()
+        .map(|(slot, v)| v.unwrap_or_else(|| finish(slot, &bits[slot * stride..][..stride])))
+        .collect()
+}
+
+/// Merges the bit sets (`planes` planes of `words` words a slot, teams a period) of every team
+/// into its parent's, in post-order, calling `visit(slot, set)` on each team's set once it holds
+/// its whole subtree and before it is merged up. Teams no root reaches are not visited.
+pub(super) fn roll_up_sets(
+    bits: &mut [u64],
+    words: usize,
+    planes: usize,
+    tree: &TeamTree,
+    periods: usize,
+    mut visit: impl FnMut(usize, &[u64]),
+) {
     let teams = tree.len();
     let stride = words * planes;
-    let set = |slot: usize| slot * stride..(slot + 1) * stride;
-    let mut out: Vec<Option<AggValue>> = vec![None; periods * teams];
+    let order = tree.bottom_up();
     for p in 0..periods {
         let base = p * teams;
-        for &t in &tree.bottom_up() {
+        for &t in &order {
             let child = base + t as usize;
-            out[child] = Some(finish(child, &bits[set(child)]));
+            visit(child, &bits[child * stride..][..stride]);
             if let Some(parent) = tree.parent[t as usize] {
-                let (c, q) = (set(child), set(base + parent as usize));
-                let (into, from) = two_sets(bits, q.start, c.start, stride);
+                let q = (base + parent as usize) * stride;
+                let (into, from) = two_sets(bits, q, child * stride, stride);
                 merge_planes(into, from, words, planes);
             }
         }
     }
-    out.into_iter()
-        .enumerate()
-        .map(|(slot, v)| v.unwrap_or_else(|| finish(slot, &bits[set(slot)])))
-        .collect()
 }
 
 /// Merges every team into its parent, children first, so each team ends up holding its whole

@@ -16,7 +16,7 @@
 use rustc_hash::FxHashMap as HashMap;
 use std::sync::Arc;
 
-use super::acc::{Accumulators, ItemKind};
+use super::acc::{Accumulators, ItemKind, roll_up_sets};
 use super::exec::accumulate;
 use super::{Agg, Filter, QueryError};
 use crate::period::{Calendar, PeriodId};
@@ -282,27 +282,17 @@ impl Mask {
                 bits
             }
         };
-        for p in 0..periods {
-            let base = p * slots;
-            match cover {
-                // Each team's set gains its subtree's: children first.
-                Cover::Subtree(tree) => {
-                    for &t in &tree.bottom_up() {
-                        if let Some(parent) = tree.parent[t as usize] {
-                            let (c, q) = (set(base + t as usize), set(base + parent as usize));
-                            for i in 0..words {
-                                bits[q.start + i] |= bits[c.start + i];
-                            }
-                        }
-                    }
-                }
-                Cover::Every => {
+        match cover {
+            // Each team's set gains its subtree's.
+            Cover::Subtree(tree) => roll_up_sets(&mut bits, words, 1, tree, periods, |_, _| {}),
+            Cover::Every => {
+                for p in 0..periods {
                     for s in 1..slots {
-                        bits.copy_within(set(base), set(base + s).start);
+                        bits.copy_within(set(p * slots), set(p * slots + s).start);
                     }
                 }
-                Cover::Same => {}
             }
+            Cover::Same => {}
         }
         Some(Mask { bits })
     }
