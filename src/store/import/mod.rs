@@ -14,12 +14,14 @@
 //! rows of several entities at once.
 
 pub mod cells;
+mod checks;
 pub mod progress;
 pub mod readers;
 mod teams;
 mod writer;
 
 use std::io::Read;
+use std::sync::mpsc::{self, SyncSender};
 
 use rusqlite::Connection;
 
@@ -27,15 +29,23 @@ use super::schema::{Schema, TEAMS};
 use super::{StoreError, Value};
 use crate::period::Calendar;
 pub use cells::RowReader;
+use checks::Checks;
 pub use readers::{JsonRows, Parsed, json_array, json_row};
+use writer::Message;
 pub(crate) use writer::SqlValue;
-use writer::Writer;
 
 /// At most this many bad rows are listed; the rest are counted.
 const MAX_REPORTED: usize = 100;
 
 /// At most this many parameters in one multi-row upsert.
 const BATCH_PARAMS: usize = 960;
+
+/// Checked rows go to the writer thread this many at a time...
+const ROWS_PER_MESSAGE: usize = 1024;
+
+/// ...and at most this many messages wait for it (so a reader far ahead of
+/// the writer holds a few thousand rows, not the file).
+const QUEUED_MESSAGES: usize = 8;
 
 /// After this many rows (then twice as many, and so on) an import checks
 /// whether it is large enough to write without the secondary indexes.
@@ -133,6 +143,14 @@ impl Errors {
         self.bad == 0
     }
 
+    /// Adds the problems found after these (the team tree's, after the rows').
+    fn extend(&mut self, later: Errors) {
+        if self.bad < MAX_REPORTED {
+            self.listed.extend(later.listed);
+        }
+        self.bad += later.bad;
+    }
+
     fn into_error(mut self) -> StoreError {
         if self.bad > MAX_REPORTED {
             self.listed
@@ -178,8 +196,14 @@ pub enum Input<'a> {
 /// One import's transaction: rows of the entities it was opened for go in
 /// through [`Ingest::row`]; problems through [`Ingest::bad_row`]. Once one
 /// problem is found nothing more is written (rows are still checked).
-pub struct Ingest<'t> {
-    writers: Vec<Writer<'t>>,
+///
+/// Rows are checked here, on the reading thread, and written by the
+/// import's writer thread ([`writer`]), a [`ROWS_PER_MESSAGE`] at a time.
+pub struct Ingest<'s> {
+    checks: Vec<Checks<'s>>,
+    /// Checked rows of each entity not sent yet, row after row.
+    pending: Vec<Vec<Value>>,
+    to_writer: SyncSender<Message>,
     errors: Errors,
 }
 
@@ -192,7 +216,23 @@ impl Ingest<'_> {
         values: Vec<Value>,
     ) -> Result<(), StoreError> {
         let dry = !self.errors.is_empty();
-        self.writers[k].row(at, values, &mut self.errors, dry)
+        if !self.checks[k].row(at, &values, &mut self.errors, dry) {
+            return Ok(());
+        }
+        let width = values.len();
+        self.pending[k].extend(values);
+        if self.pending[k].len() >= ROWS_PER_MESSAGE * width {
+            self.send(k)?;
+        }
+        Ok(())
+    }
+
+    /// Sends the pending rows of the `k`th entity to the writer.
+    fn send(&mut self, k: usize) -> Result<(), StoreError> {
+        let rows = std::mem::take(&mut self.pending[k]);
+        self.to_writer
+            .send(Message::Rows(k, rows))
+            .map_err(|_| writer_gone())
     }
 
     /// A bad row: every message is shown as `AT: message`.
@@ -208,11 +248,42 @@ impl Ingest<'_> {
     pub fn has_errors(&self) -> bool {
         !self.errors.is_empty()
     }
+
+    /// After the last row: sends what is pending and the end, when no row was bad.
+    fn end(&mut self, dry_run: bool) -> Result<(), StoreError> {
+        if !self.errors.is_empty() {
+            return Ok(());
+        }
+        for k in 0..self.pending.len() {
+            self.send(k)?;
+        }
+        let team_lines = self
+            .checks
+            .iter_mut()
+            .find(|c| c.entity.name == TEAMS)
+            .map(|c| std::mem::take(&mut c.team_lines));
+        self.to_writer
+            .send(Message::End(writer::End {
+                team_lines,
+                commit: !dry_run,
+            }))
+            .map_err(|_| writer_gone())
+    }
+}
+
+/// What a send to a writer that has stopped returns; the writer's own error
+/// is what the import reports.
+fn writer_gone() -> StoreError {
+    StoreError::Read {
+        label: "import".into(),
+        message: "the writer stopped".into(),
+    }
 }
 
 /// Opens one transaction for `entities`, lets `fill` put rows in, then
 /// commits everything, or nothing if any row was bad (or `dry_run`).
 /// Every entity's report is returned, in the order of `entities`.
+/// `fill` runs on the caller's thread; the transaction on a writer thread.
 pub fn ingest(
     conn: &mut Connection,
     schema: &Schema,
@@ -226,57 +297,45 @@ pub fn ingest(
         .collect::<Result<Vec<_>, _>>()?;
     let cache_kib: i64 = conn.pragma_query_value(None, "cache_size", |r| r.get(0))?;
     conn.pragma_update(None, "cache_size", -IMPORT_CACHE_KIB)?;
-    let result = (|| {
-        // IMMEDIATE: the write lock is taken (waiting on busy_timeout) before the first
-        // read, so a write committed meanwhile by another connection (the alert
-        // scheduler) cannot fail the upgrade from read to write with SQLITE_BUSY.
-        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let started = std::time::Instant::now();
-        let (reports, errors) = {
-            let mut ing = Ingest {
-                writers: resolved
-                    .iter()
-                    .map(|e| Writer::new(&tx, e))
-                    .collect::<Result<_, _>>()?,
-                errors: Errors::default(),
-            };
-            fill(&mut ing)?;
-            let Ingest {
-                mut writers,
-                mut errors,
-            } = ing;
-            if errors.is_empty() {
-                for w in &mut writers {
-                    w.finish()?;
-                }
-                for w in &writers {
-                    if w.entity.name == TEAMS && errors.is_empty() {
-                        teams::check_team_tree(&tx, &w.team_lines, &mut errors)?;
-                    }
-                }
-            }
-            let reports: Vec<ImportReport> = writers.into_iter().map(Writer::report).collect();
-            (reports, errors)
+    let result = std::thread::scope(|s| {
+        let (to_writer, rows) = mpsc::sync_channel(QUEUED_MESSAGES);
+        let (ready, known) = mpsc::channel();
+        let writing = s.spawn(|| writer::run(&mut *conn, &resolved, rows, ready));
+        let Ok(known) = known.recv() else {
+            return joined(writing).map(|_| Vec::new());
         };
+        let mut ing = Ingest {
+            checks: resolved.iter().map(|e| Checks::new(e, &known)).collect(),
+            pending: vec![Vec::new(); resolved.len()],
+            to_writer,
+            errors: Errors::default(),
+        };
+        let filled = fill(&mut ing).and_then(|()| ing.end(dry_run));
+        let Ingest {
+            checks,
+            mut errors,
+            to_writer,
+            ..
+        } = ing;
+        drop(to_writer); // the writer stops here if it was not sent the end
+        // The writer's error first: a send that failed in `fill` is only its echo.
+        let tree = joined(writing)?;
+        filled?;
+        errors.extend(tree);
         if !errors.is_empty() {
             return Err(errors.into_error());
         }
-        if dry_run {
-            return Ok(reports);
-        }
-        let written_in = started.elapsed();
-        // Another process serving this database sees the change by these counters.
-        for r in &reports {
-            super::db::bump_generation(&tx, &r.entity)?;
-        }
-        tx.commit()?;
-        for r in &reports {
-            tracing::debug!(entity = %r.entity, rows = r.written, write_ms = written_in.as_millis() as u64, commit_ms = (started.elapsed() - written_in).as_millis() as u64, "imported");
-        }
-        Ok(reports)
-    })();
+        Ok(checks.into_iter().map(Checks::report).collect())
+    });
     conn.pragma_update(None, "cache_size", cache_kib)?;
     result
+}
+
+/// What the writer thread returned (its panic goes on in this thread).
+fn joined<T>(writing: std::thread::ScopedJoinHandle<'_, T>) -> T {
+    writing
+        .join()
+        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
 }
 
 /// Every (key, value) pair of two fields of an entity's records, as text

@@ -1,45 +1,102 @@
-//! The writer of one entity inside an import's transaction: multi-row
-//! upserts, the team check that needs the database, the id bookkeeping
-//! (written, repeated ids) and dropping/remaking indexes for large imports.
+//! The writing side of an import, on a thread of its own while the caller's
+//! thread reads and checks the next rows: it holds the transaction, writes
+//! each entity's rows by multi-row upserts, drops and remakes the indexes of
+//! a large import, checks the team tree, and commits or rolls back.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
+use std::sync::mpsc::{Receiver, Sender};
+use std::time::Instant;
 
 use rusqlite::{Connection, Transaction, types::ToSqlOutput};
 
-use super::super::schema::{Entity, OWNERS, OwnerLink, TEAMS};
+use super::super::schema::Entity;
 use super::super::{StoreError, Value};
-use super::{BATCH_PARAMS, Errors, FIRST_CHECKPOINT, MAX_LISTED_IDS};
-use crate::diag::hint;
+use super::checks::{self, Known};
+use super::{BATCH_PARAMS, Errors, FIRST_CHECKPOINT, teams};
 
-/// A prepared upsert for one entity, with the checks that need the database
-/// (the team must exist) and the bookkeeping of a teams import. Rows are
-/// written [`Writer::per_batch`] at a time by one multi-row upsert (SQLite
-/// applies its rows in order, so a repeated id still ends with its last row).
-pub(super) struct Writer<'t> {
+/// What the reading thread sends.
+pub(super) enum Message {
+    /// Checked rows of the `k`th entity, row after row.
+    Rows(usize, Vec<Value>),
+    /// Every row was sent and none was bad.
+    End(End),
+}
+
+pub(super) struct End {
+    /// A teams import's id → line, for the team tree check.
+    pub(super) team_lines: Option<HashMap<String, String>>,
+    /// Commit (false for a dry run: everything is checked, nothing kept).
+    pub(super) commit: bool,
+}
+
+/// Runs one import's transaction: tells `ready` what the database knows,
+/// writes what `rows` brings, and at [`Message::End`] finishes, checks the
+/// team tree and commits. Returns the team tree's problems (then nothing is
+/// committed). If the reader hangs up before the end, nothing is written.
+pub(super) fn run(
+    conn: &mut Connection,
+    entities: &[&Entity],
+    rows: Receiver<Message>,
+    ready: Sender<Known>,
+) -> Result<Errors, StoreError> {
+    // IMMEDIATE: the write lock is taken (waiting on busy_timeout) before the first
+    // read, so a write committed meanwhile by another connection (the alert
+    // scheduler) cannot fail the upgrade from read to write with SQLITE_BUSY.
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let started = Instant::now();
+    if ready.send(checks::known(&tx)?).is_err() {
+        return Ok(Errors::default());
+    }
+    let mut writers = entities
+        .iter()
+        .map(|e| Writer::new(&tx, e))
+        .collect::<Result<Vec<_>, _>>()?;
+    let end = loop {
+        match rows.recv() {
+            Ok(Message::Rows(k, values)) => writers[k].rows(values)?,
+            Ok(Message::End(end)) => break end,
+            Err(_) => return Ok(Errors::default()),
+        }
+    };
+    for w in &mut writers {
+        w.finish()?;
+    }
+    let mut errors = Errors::default();
+    if let Some(lines) = &end.team_lines {
+        teams::check_team_tree(&tx, lines, &mut errors)?;
+    }
+    if !errors.is_empty() || !end.commit {
+        return Ok(errors);
+    }
+    let written_in = started.elapsed();
+    // Another process serving this database sees the change by these counters.
+    for w in &writers {
+        super::super::db::bump_generation(&tx, &w.entity.name)?;
+    }
+    let counts: Vec<(String, usize)> = writers
+        .into_iter()
+        .map(|w| (w.entity.name.clone(), w.rows))
+        .collect();
+    tx.commit()?;
+    for (entity, rows) in counts {
+        tracing::debug!(%entity, rows, write_ms = written_in.as_millis() as u64, commit_ms = (started.elapsed() - written_in).as_millis() as u64, "imported");
+    }
+    Ok(errors)
+}
+
+/// A prepared upsert for one entity. Rows are written [`Writer::per_batch`]
+/// at a time by one multi-row upsert (SQLite applies its rows in order, so a
+/// repeated id still ends with its last row).
+struct Writer<'t> {
     /// The upsert of one row, and of `per_batch` rows.
     one: rusqlite::Statement<'t>,
     batch: rusqlite::Statement<'t>,
     per_batch: usize,
     /// Values of the rows not written yet, row after row.
     pending: Vec<Value>,
-    pub(super) entity: &'t Entity,
-    team_index: Option<usize>,
-    known_teams: HashSet<String>,
-    /// The field naming the record's person, and the people known, when the
-    /// `owners` table holds any (CRMs often export deals before users: then
-    /// no owner is checked).
-    owner_check: Option<(usize, HashSet<String>)>,
-    /// For a teams import: id → line, to report cycles and bad parents.
-    pub(super) team_lines: HashMap<String, String>,
-    /// Distinct ids written.
-    written: usize,
-    /// Every id written so far, to count the rows that repeat one.
-    seen: rustc_hash::FxHashSet<Box<str>>,
-    duplicates: usize,
+    entity: &'t Entity,
     /// Rows written (counting repeats).
     rows: usize,
-    /// The ids written, until there are more than [`MAX_LISTED_IDS`].
-    ids: Option<Vec<String>>,
     /// About how many rows the table held before (its largest rowid).
     rows_before: i64,
     /// The count written at which to consider dropping the indexes again.
@@ -50,7 +107,7 @@ pub(super) struct Writer<'t> {
 }
 
 impl<'t> Writer<'t> {
-    pub(super) fn new(tx: &'t Transaction<'t>, entity: &'t Entity) -> Result<Self, StoreError> {
+    fn new(tx: &'t Transaction<'t>, entity: &'t Entity) -> Result<Self, StoreError> {
         let cols: Vec<String> = entity
             .fields
             .iter()
@@ -76,45 +133,47 @@ impl<'t> Writer<'t> {
             )
         };
         let per_batch = (BATCH_PARAMS / cols.len()).max(1);
-        let one = tx.prepare(&sql(1))?;
-        let batch = tx.prepare(&sql(per_batch))?;
-        let team_index = entity
-            .team_field
-            .as_deref()
-            .and_then(|t| entity.field_index(t));
-        let known_teams = load_team_ids(tx)?;
-        let owner_check = match &entity.owner {
-            Some(OwnerLink::Field(f)) => match (entity.field_index(f), load_owner_ids(tx)?) {
-                (Some(i), Some(ids)) if !ids.is_empty() => Some((i, ids)),
-                _ => None,
-            },
-            _ => None,
-        };
         let rows_before: i64 = tx.query_row(
             &format!("SELECT coalesce(max(rowid), 0) FROM \"{}\"", entity.name),
             [],
             |r| r.get(0),
         )?;
         Ok(Writer {
-            one,
-            batch,
+            one: tx.prepare(&sql(1))?,
+            batch: tx.prepare(&sql(per_batch))?,
             per_batch,
             pending: Vec::with_capacity(per_batch * cols.len()),
             entity,
-            team_index,
-            known_teams,
-            owner_check,
-            team_lines: HashMap::new(),
-            written: 0,
-            seen: Default::default(),
-            duplicates: 0,
             rows: 0,
-            ids: Some(Vec::new()),
             rows_before,
             next_checkpoint: FIRST_CHECKPOINT,
             indexes_dropped: false,
             tx,
         })
+    }
+
+    /// Writes `values` (whole rows, row after row), a batch at a time; the
+    /// rows short of a batch wait for the next call or [`Writer::finish`].
+    fn rows(&mut self, values: Vec<Value>) -> Result<(), StoreError> {
+        let width = self.entity.fields.len();
+        let batch = self.per_batch * width;
+        let mut values = values.into_iter();
+        while values.len() > 0 {
+            let room = batch - self.pending.len();
+            self.pending.extend(values.by_ref().take(room));
+            if self.pending.len() < batch {
+                break;
+            }
+            self.batch.execute(rusqlite::params_from_iter(
+                self.pending.iter().map(SqlValue),
+            ))?;
+            self.pending.clear();
+            self.rows += self.per_batch;
+            if self.rows >= self.next_checkpoint {
+                self.checkpoint()?;
+            }
+        }
+        Ok(())
     }
 
     /// A large import (at least half as many rows as the table had) writes
@@ -130,111 +189,23 @@ impl<'t> Writer<'t> {
         Ok(())
     }
 
-    /// Writes the rows not written yet, one at a time.
-    fn flush(&mut self) -> Result<(), StoreError> {
+    /// Writes what is pending, one row at a time, and makes the indexes
+    /// again if they were dropped.
+    fn finish(&mut self) -> Result<(), StoreError> {
         let width = self.entity.fields.len();
         for row in self.pending.chunks(width) {
             self.one
                 .execute(rusqlite::params_from_iter(row.iter().map(SqlValue)))?;
+            self.rows += 1;
         }
         self.pending.clear();
-        Ok(())
-    }
-
-    /// Writes what is pending and makes the indexes again if they were dropped.
-    pub(super) fn finish(&mut self) -> Result<(), StoreError> {
-        self.flush()?;
         if self.indexes_dropped {
-            let started = std::time::Instant::now();
+            let started = Instant::now();
             super::super::db::create_indexes(self.tx, self.entity)?;
             self.indexes_dropped = false;
             tracing::debug!(entity = %self.entity.name, ms = started.elapsed().as_millis() as u64, "made the indexes again");
         }
         Ok(())
-    }
-
-    /// Checks what only the database knows, then writes (unless `dry`).
-    /// `at` names the row in messages.
-    pub(super) fn row(
-        &mut self,
-        at: &dyn Fn() -> String,
-        values: Vec<Value>,
-        errors: &mut Errors,
-        dry: bool,
-    ) -> Result<(), StoreError> {
-        if let Some(i) = self.team_index
-            && let Value::Text(team) = &values[i]
-            && !self.known_teams.contains(team)
-        {
-            let h = hint(team, self.known_teams.iter().map(String::as_str));
-            errors.push(format!(
-                "{}: field '{}': unknown team {team:?}{h} (import teams first)",
-                at(),
-                self.entity.fields[i].name
-            ));
-            return Ok(());
-        }
-        if let Some((i, owners)) = &self.owner_check
-            && let Value::Text(owner) = &values[*i]
-            && !owners.contains(owner)
-        {
-            let h = hint(owner, owners.iter().map(String::as_str));
-            errors.push(format!(
-                "{}: field '{}': unknown owner {owner:?}{h} (import owners first, or leave it empty)",
-                at(),
-                self.entity.fields[*i].name
-            ));
-            return Ok(());
-        }
-        if self.entity.name == TEAMS
-            && let Value::Text(id) = &values[0]
-        {
-            self.team_lines.insert(id.clone(), at());
-        }
-        if dry {
-            return Ok(());
-        }
-        let first = match &values[0] {
-            Value::Text(id) => {
-                !self.seen.contains(id.as_str()) && self.seen.insert(id.as_str().into())
-            }
-            _ => true,
-        };
-        if !first {
-            self.duplicates += 1;
-        } else {
-            self.written += 1;
-            if let Some(ids) = &mut self.ids {
-                match &values[0] {
-                    Value::Text(id) if ids.len() < MAX_LISTED_IDS => ids.push(id.clone()),
-                    _ => self.ids = None,
-                }
-            }
-        }
-        self.pending.extend(values);
-        self.rows += 1;
-        if self.pending.len() == self.per_batch * self.entity.fields.len() {
-            self.batch.execute(rusqlite::params_from_iter(
-                self.pending.iter().map(SqlValue),
-            ))?;
-            self.pending.clear();
-        }
-        if self.rows >= self.next_checkpoint {
-            self.checkpoint()?;
-        }
-        Ok(())
-    }
-}
-
-impl Writer<'_> {
-    /// What was written.
-    pub(super) fn report(mut self) -> super::ImportReport {
-        super::ImportReport {
-            entity: self.entity.name.clone(),
-            written: self.written,
-            duplicates: self.duplicates,
-            ids: self.ids.take(),
-        }
     }
 }
 
@@ -251,25 +222,4 @@ impl rusqlite::ToSql for SqlValue<'_> {
             Value::Bool(b) => ValueRef::Integer(i64::from(*b)),
         }))
     }
-}
-
-/// The ids of the `owners` table; None when the schema has no such table.
-fn load_owner_ids(conn: &Connection) -> Result<Option<HashSet<String>>, StoreError> {
-    let exists: bool = conn.query_row(
-        "SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = ?1",
-        [OWNERS],
-        |r| r.get(0),
-    )?;
-    if !exists {
-        return Ok(None);
-    }
-    let mut stmt = conn.prepare(&format!("SELECT id FROM \"{OWNERS}\""))?;
-    let ids = stmt.query_map([], |r| r.get::<_, String>(0))?;
-    Ok(Some(ids.collect::<Result<_, _>>()?))
-}
-
-fn load_team_ids(conn: &Connection) -> Result<HashSet<String>, StoreError> {
-    let mut stmt = conn.prepare(&format!("SELECT id FROM \"{TEAMS}\""))?;
-    let ids = stmt.query_map([], |r| r.get::<_, String>(0))?;
-    Ok(ids.collect::<Result<_, _>>()?)
 }
