@@ -320,6 +320,53 @@ def engine_import(args, work, csv_dir, sch, counts):
     return root, stats(totals), peak
 
 
+def sqlite_floor(args, work, root, csv_dir, sch, counts):
+    """What SQLite's own loader takes for the same rows: the sqlite3 shell's `.import` of every
+    CSV into an empty copy of the engine's tables (the DDL read from the imported root), in
+    WAL mode with synchronous=NORMAL as the engine writes, the team and time indexes made
+    after the rows, one transaction per entity. No cell is checked and
+    times stay text, so it writes more bytes than the engine: a floor for a writer that goes
+    through SQLite's B-trees, not a competitor. None when sqlite3 is not on PATH."""
+    if not shutil.which("sqlite3"):
+        log("sqlite3 not on PATH: no SQLite floor for the import")
+        return None
+    src = sqlite3.connect(f"file:{root / 'crm.db'}?mode=ro", uri=True)
+    ddl = dict(src.execute("SELECT name, sql FROM sqlite_master WHERE type = 'table' AND sql IS NOT NULL"))
+    indexes = src.execute(
+        "SELECT tbl_name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL"
+    ).fetchall()
+    src.close()
+    db = work / "floor.db"
+    totals = []
+    for _ in range(args.import_runs):
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{db}{suffix}").unlink(missing_ok=True)
+        con = sqlite3.connect(db)
+        con.execute("PRAGMA journal_mode=WAL")
+        con.executescript(";".join(ddl[e] for e in sch if e in ddl))
+        con.close()
+        per = {}
+        for entity in sch:
+            if counts.get(entity, 0) == 0:
+                continue
+            make = ";\n".join(sql for t, sql in indexes if t == entity)
+            script = (
+                "PRAGMA synchronous=NORMAL;\nPRAGMA cache_size=-262144;\nBEGIN IMMEDIATE;\n"
+                f".import --csv --skip 1 {csv_dir / (entity + '.csv')} {entity}\n"
+                f"{make};\nCOMMIT;\n"
+            )
+            t = time.perf_counter()
+            subprocess.run(["sqlite3", db], input=script.encode(), check=True, capture_output=True)
+            per[entity] = time.perf_counter() - t
+        totals.append(sum(per.values()))
+        log(
+            f"sqlite3 .import (SQLite's own loader, no checks): {sum(per.values()):.2f} s ("
+            + ", ".join(f"{e} {s:.2f}" for e, s in per.items())
+            + ")"
+        )
+    return stats(totals)
+
+
 def engine_eval(args, work, root, kpis, params):
     """R new `kpi eval` processes without the column snapshot (KPI_COLUMN_SNAPSHOT=off: every
     column read out of SQLite), then R with it: the first of those finds none, reads SQLite
@@ -731,6 +778,16 @@ def summary(r):
         er / dr,
         er / dr >= 0.7,
     )
+    if r.get("floor"):
+        fr = r["rows"] / r["floor"]["best"]
+        line(
+            "import floor: sqlite3 .import (no checks) vs DuckDB",
+            f"{fr / 1e6:.3f} M/s ({r['floor']['best']:.2f} s)",
+            f"{dr / 1e6:.3f} M/s ({r['load']['best']:.2f} s)",
+            "(none)",
+            fr / dr,
+            True,
+        )
     if r.get("serve"):
         hwm = r["serve"]["hwm_kb"]
         dpeak = max(duck2["rss_kb"], r["load_rss_kb"])
@@ -775,6 +832,7 @@ def main():
         return
 
     root, imp, imp_rss = engine_import(args, work, csv_dir, sch, counts)
+    floor = sqlite_floor(args, work, root, csv_dir, sch, counts)
     ev, ev_rss, engine_values = engine_eval(args, work, root, kpis, params)
     engine_breakdown(args, root, kpis, params)
     in_process = engine_in_process(args, work, db, scale, as_of)
@@ -805,6 +863,7 @@ def main():
             "serve": serve,
             "in_process": in_process,
             "import": imp,
+            "floor": floor,
             "load": load,
             "load_rss_kb": load_rss,
             "duck": ducks,
