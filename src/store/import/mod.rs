@@ -703,6 +703,75 @@ mod tests {
     }
 
     #[test]
+    fn a_write_that_fails_midway_stops_the_reading_and_keeps_nothing() {
+        let (mut conn, schema, cal) = setup();
+        csv(&mut conn, &schema, &cal, "teams", "id,name\nnorth,North\n").unwrap();
+        // The writer thread fails on row 20,000 of 40,000 (a trigger stands in for a
+        // full disk): its error is the import's, and nothing of the import is kept.
+        conn.execute_batch(
+            "CREATE TRIGGER boom BEFORE INSERT ON deals WHEN NEW.id = 'd19999'
+             BEGIN SELECT RAISE(ABORT, 'disk full (test)'); END;",
+        )
+        .unwrap();
+        let mut text = String::from("id,team,stage,amount\n");
+        for i in 0..40_000 {
+            text.push_str(&format!("d{i},north,won,1\n"));
+        }
+        let err = import(
+            &mut conn,
+            &schema,
+            &cal,
+            "deals",
+            "big.csv",
+            Input::Csv(Box::new(text.as_bytes())),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("disk full (test)"), "{err}");
+        assert_eq!(count(&conn, "deals"), 0);
+        assert_eq!(indexes(&conn), ["idx_deals_closed_at", "idx_deals_team"]);
+        // The connection is usable again: the next import goes through.
+        conn.execute_batch("DROP TRIGGER boom").unwrap();
+        let r = csv(
+            &mut conn,
+            &schema,
+            &cal,
+            "deals",
+            "id,team,stage,amount\nd1,north,won,5\n",
+        );
+        assert_eq!(r.unwrap().written, 1);
+    }
+
+    #[test]
+    fn an_input_that_breaks_midway_keeps_nothing() {
+        /// 30,000 good rows, then a read error.
+        struct Breaks(Vec<u8>, usize);
+        impl Read for Breaks {
+            fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+                if self.1 >= self.0.len() {
+                    return Err(std::io::Error::other("connection reset (test)"));
+                }
+                let n = buf.len().min(self.0.len() - self.1);
+                buf[..n].copy_from_slice(&self.0[self.1..self.1 + n]);
+                self.1 += n;
+                Ok(n)
+            }
+        }
+        let (mut conn, schema, cal) = setup();
+        csv(&mut conn, &schema, &cal, "teams", "id,name\nnorth,North\n").unwrap();
+        let mut text = String::from("id,team,stage,amount\n");
+        for i in 0..30_000 {
+            text.push_str(&format!("d{i},north,won,1\n"));
+        }
+        let input = Input::Csv(Box::new(Breaks(text.into_bytes(), 0)));
+        let err = import(&mut conn, &schema, &cal, "deals", "net.csv", input)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("connection reset (test)"), "{err}");
+        assert_eq!(count(&conn, "deals"), 0);
+    }
+
+    #[test]
     fn a_large_import_batches_rows_and_keeps_the_last_of_a_repeated_id() {
         let (mut conn, schema, cal) = setup();
         csv(&mut conn, &schema, &cal, "teams", "id,name\nnorth,North\n").unwrap();
