@@ -439,6 +439,32 @@ mod tests {
         )
     }
 
+    /// `n` won deals of team north, ids `{prefix}0`.., amount 1, after a header.
+    fn won_deals(prefix: &str, n: usize) -> String {
+        let mut text = String::from("id,team,stage,amount\n");
+        for i in 0..n {
+            text.push_str(&format!("{prefix}{i},north,won,1\n"));
+        }
+        text
+    }
+
+    /// Imports `text` into deals as `big.csv`.
+    fn big(
+        conn: &mut Connection,
+        schema: &Schema,
+        cal: &Calendar,
+        text: &str,
+    ) -> Result<ImportReport, StoreError> {
+        import(
+            conn,
+            schema,
+            cal,
+            "deals",
+            "big.csv",
+            Input::Csv(Box::new(text.as_bytes())),
+        )
+    }
+
     fn count(conn: &Connection, table: &str) -> i64 {
         conn.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
             .unwrap()
@@ -713,20 +739,9 @@ mod tests {
              BEGIN SELECT RAISE(ABORT, 'disk full (test)'); END;",
         )
         .unwrap();
-        let mut text = String::from("id,team,stage,amount\n");
-        for i in 0..40_000 {
-            text.push_str(&format!("d{i},north,won,1\n"));
-        }
-        let err = import(
-            &mut conn,
-            &schema,
-            &cal,
-            "deals",
-            "big.csv",
-            Input::Csv(Box::new(text.as_bytes())),
-        )
-        .unwrap_err()
-        .to_string();
+        let err = big(&mut conn, &schema, &cal, &won_deals("d", 40_000))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("disk full (test)"), "{err}");
         assert_eq!(count(&conn, "deals"), 0);
         assert_eq!(indexes(&conn), ["idx_deals_closed_at", "idx_deals_team"]);
@@ -759,10 +774,7 @@ mod tests {
         }
         let (mut conn, schema, cal) = setup();
         csv(&mut conn, &schema, &cal, "teams", "id,name\nnorth,North\n").unwrap();
-        let mut text = String::from("id,team,stage,amount\n");
-        for i in 0..30_000 {
-            text.push_str(&format!("d{i},north,won,1\n"));
-        }
+        let text = won_deals("d", 30_000);
         let input = Input::Csv(Box::new(Breaks(text.into_bytes(), 0)));
         let err = import(&mut conn, &schema, &cal, "deals", "net.csv", input)
             .unwrap_err()
@@ -784,15 +796,7 @@ mod tests {
             let stage = if i < 30_000 { "lost" } else { "won" };
             text.push_str(&format!("d{},north,{stage},{i},2026-01-02\n", i % 30_000));
         }
-        let r = import(
-            &mut conn,
-            &schema,
-            &cal,
-            "deals",
-            "big.csv",
-            Input::Csv(Box::new(text.as_bytes())),
-        )
-        .unwrap();
+        let r = big(&mut conn, &schema, &cal, &text).unwrap();
         // Written = records: 30,000 ids, 10,000 rows repeating one.
         assert_eq!((r.written, r.duplicates), (30_000, 10_000));
         assert_eq!(r.ids.as_ref().map(Vec::len), Some(30_000));
@@ -809,21 +813,11 @@ mod tests {
         assert_eq!(indexes(&conn), before, "the indexes are made again");
 
         // A bad last row: nothing written, the indexes as they were.
-        let mut text = String::from("id,team,stage,amount\n");
-        for i in 0..40_000 {
-            text.push_str(&format!("n{i},north,won,1\n"));
-        }
+        let mut text = won_deals("n", 40_000);
         text.push_str("bad,north,won,abc\n");
-        let err = import(
-            &mut conn,
-            &schema,
-            &cal,
-            "deals",
-            "big.csv",
-            Input::Csv(Box::new(text.as_bytes())),
-        )
-        .unwrap_err()
-        .to_string();
+        let err = big(&mut conn, &schema, &cal, &text)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("big.csv:40002: field 'amount'"), "{err}");
         assert_eq!(count(&conn, "deals"), 30_000);
         assert_eq!(indexes(&conn), before);
