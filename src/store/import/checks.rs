@@ -4,7 +4,8 @@
 
 use std::collections::{HashMap, HashSet};
 
-use super::super::schema::{Entity, OwnerLink, TEAMS};
+use super::super::engine_db::Db;
+use super::super::schema::{Entity, OWNERS, OwnerLink, TEAMS};
 use super::super::{StoreError, Value};
 use super::{Errors, MAX_LISTED_IDS};
 use crate::diag::hint;
@@ -19,12 +20,12 @@ pub(super) struct Known {
 /// The checks and counts of one entity's rows.
 pub(super) struct Checks<'s> {
     pub(super) entity: &'s Entity,
+    known: &'s Known,
     team_index: Option<usize>,
-    known_teams: HashSet<String>,
-    /// The field naming the record's person, and the people known, when the
+    /// The field naming the record's person and the people known, when the
     /// `owners` table holds any (CRMs often export deals before users: then
     /// no owner is checked).
-    owner_check: Option<(usize, HashSet<String>)>,
+    owner_check: Option<(usize, &'s HashSet<String>)>,
     /// For a teams import: id → line, to report cycles and bad parents.
     pub(super) team_lines: HashMap<String, String>,
     /// Distinct ids written.
@@ -37,21 +38,21 @@ pub(super) struct Checks<'s> {
 }
 
 impl<'s> Checks<'s> {
-    pub(super) fn new(entity: &'s Entity, known: &Known) -> Self {
+    pub(super) fn new(entity: &'s Entity, known: &'s Known) -> Self {
         let team_index = entity
             .team_field
             .as_deref()
             .and_then(|t| entity.field_index(t));
         let owner_check = match (&entity.owner, &known.owners) {
             (Some(OwnerLink::Field(f)), Some(ids)) if !ids.is_empty() => {
-                entity.field_index(f).map(|i| (i, ids.clone()))
+                entity.field_index(f).map(|i| (i, ids))
             }
             _ => None,
         };
         Checks {
             entity,
+            known,
             team_index,
-            known_teams: known.teams.clone(),
             owner_check,
             team_lines: HashMap::new(),
             written: 0,
@@ -73,9 +74,9 @@ impl<'s> Checks<'s> {
     ) -> bool {
         if let Some(i) = self.team_index
             && let Value::Text(team) = &values[i]
-            && !self.known_teams.contains(team)
+            && !self.known.teams.contains(team)
         {
-            let h = hint(team, self.known_teams.iter().map(String::as_str));
+            let h = hint(team, self.known.teams.iter().map(String::as_str));
             errors.push(format!(
                 "{}: field '{}': unknown team {team:?}{h} (import teams first)",
                 at(),
@@ -141,22 +142,11 @@ impl<'s> Checks<'s> {
 
 /// The teams and owners known to `conn` (inside the import's transaction).
 pub(super) fn known(conn: &rusqlite::Connection) -> Result<Known, StoreError> {
+    let has_owners = Db::Sqlite(conn).has_table(OWNERS)?;
     Ok(Known {
         teams: ids(conn, TEAMS)?,
-        owners: if table_exists(conn, super::super::schema::OWNERS)? {
-            Some(ids(conn, super::super::schema::OWNERS)?)
-        } else {
-            None
-        },
+        owners: has_owners.then(|| ids(conn, OWNERS)).transpose()?,
     })
-}
-
-fn table_exists(conn: &rusqlite::Connection, table: &str) -> Result<bool, StoreError> {
-    Ok(conn.query_row(
-        "SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = ?1",
-        [table],
-        |r| r.get(0),
-    )?)
 }
 
 fn ids(conn: &rusqlite::Connection, table: &str) -> Result<HashSet<String>, StoreError> {

@@ -227,9 +227,13 @@ impl Ingest<'_> {
         Ok(())
     }
 
-    /// Sends the pending rows of the `k`th entity to the writer.
+    /// Sends the pending rows of the `k`th entity to the writer (none: nothing).
     fn send(&mut self, k: usize) -> Result<(), StoreError> {
-        let rows = std::mem::take(&mut self.pending[k]);
+        if self.pending[k].is_empty() {
+            return Ok(());
+        }
+        let room = self.pending[k].capacity();
+        let rows = std::mem::replace(&mut self.pending[k], Vec::with_capacity(room));
         self.to_writer
             .send(Message::Rows(k, rows))
             .map_err(|_| writer_gone())
@@ -302,7 +306,8 @@ pub fn ingest(
         let (ready, known) = mpsc::channel();
         let writing = s.spawn(|| writer::run(&mut *conn, &resolved, rows, ready));
         let Ok(known) = known.recv() else {
-            return joined(writing).map(|_| Vec::new());
+            // The writer stopped before the first row: its error is the import's.
+            return Err(joined(writing).err().unwrap_or_else(writer_gone));
         };
         let mut ing = Ingest {
             checks: resolved.iter().map(|e| Checks::new(e, &known)).collect(),
