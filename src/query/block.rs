@@ -10,7 +10,9 @@
 use super::acc::{Accumulators, bump};
 use super::exec::{Input, StaticPred};
 use super::time::TimeBounds;
-use crate::store::columns::{Column, NULL_CODE, NULL_INT, RowSlots};
+use crate::store::columns::{
+    Code, Codes, Column, IntRead, NULL_CODE, RowSlots, with_codes, with_ints,
+};
 
 /// Rows per block: the row and slot lists stay in the first-level cache.
 pub(super) const BLOCK: usize = 2048;
@@ -29,7 +31,7 @@ impl Block {
         &mut self,
         range: std::ops::Range<usize>,
         statics: &[StaticPred],
-        slots: Option<(&[u32], &[u32])>,
+        slots: Option<(&Codes, &[u32])>,
     ) {
         self.rows.clear();
         self.rows.extend(range);
@@ -39,6 +41,11 @@ impl Block {
         self.slots.clear();
         self.slots.resize(self.rows.len(), 0);
         let Some((codes, map)) = slots else { return };
+        with_codes!(codes, |c| self.slot_rows(c, map));
+    }
+
+    /// Each row's slot by the naming column's codes `codes`, keeping the rows that have one.
+    fn slot_rows<C: Code>(&mut self, codes: &[C], map: &[u32]) {
         let mut n = 0;
         for i in 0..self.rows.len() {
             let row = self.rows[i];
@@ -95,8 +102,8 @@ pub(super) fn add_block(
     match (acc, input) {
         (Accumulators::Num(a), Input::None) => each_num(block, times, slots, a, |_| Some(0.0)),
         (Accumulators::Num(a), Input::Number(c)) => match &**c {
-            Column::Int(v) => each_num(block, times, slots, a, |r| {
-                (v[r] != NULL_INT).then(|| v[r] as f64)
+            Column::Int(v) => with_ints!(v, |v| {
+                each_num(block, times, slots, a, |r| v.at(r).map(|x| x as f64))
             }),
             Column::Real(v) => {
                 each_num(block, times, slots, a, |r| (!v[r].is_nan()).then_some(v[r]))
@@ -128,13 +135,18 @@ pub(super) fn add_block(
             let (words, planes) = (*words, *planes);
             let mut set = |i: usize, k: u64| bump(bits, words, planes, i, k);
             match &**c {
-                Column::Text { codes, .. } => add_each(
-                    block,
-                    times,
-                    slots,
-                    |r| (codes[r] != NULL_CODE).then(|| u64::from(codes[r])),
-                    &mut set,
-                ),
+                Column::Text { codes, .. } => with_codes!(codes, |codes| {
+                    add_each(
+                        block,
+                        times,
+                        slots,
+                        |r| {
+                            let c = codes[r].code();
+                            (c != NULL_CODE).then_some(u64::from(c))
+                        },
+                        &mut set,
+                    )
+                }),
                 _ => add_each(block, times, slots, |r| c.key(r), &mut set),
             }
         }

@@ -18,7 +18,9 @@ use super::semi::{self, Join, Mask, MaskFor, SemiJoin};
 use super::time::TimeBounds;
 use super::{Agg, AggValue, CmpOp, Filter, Query, QueryError, Scalar};
 use crate::period::{Calendar, PeriodId};
-use crate::store::columns::{Column, ColumnStore, NULL_CODE, NULL_INT, RowSlots};
+use crate::store::columns::{
+    Code, Column, ColumnStore, IntRead, NULL_CODE, NULL_INT, RowSlots, with_codes, with_ints,
+};
 use crate::store::schema::FieldType;
 use crate::store::{Owners, TeamTree};
 use crate::store::{RecordStore, Schema, StoreError};
@@ -487,7 +489,7 @@ impl StaticPred {
     pub(super) fn keep(&self, rows: &mut Vec<usize>) {
         match self {
             StaticPred::Int { col, test } => match &**col {
-                Column::Int(v) => keep_rows(rows, |r| v[r] != NULL_INT && test(v[r])),
+                Column::Int(v) => with_ints!(v, |v| keep_rows(rows, |r| v.at(r).is_some_and(test))),
                 _ => rows.clear(),
             },
             StaticPred::Real { col, test } => match &**col {
@@ -495,17 +497,19 @@ impl StaticPred {
                 _ => rows.clear(),
             },
             StaticPred::Text { col, pass, null } => match &**col {
-                Column::Text { codes, .. } => keep_rows(rows, |r| {
-                    pass.get(codes[r] as usize).copied().unwrap_or(*null)
-                }),
+                Column::Text { codes, .. } => with_codes!(codes, |c| keep_rows(rows, |r| {
+                    pass.get(c[r].code() as usize).copied().unwrap_or(*null)
+                })),
                 _ => rows.clear(),
             },
             StaticPred::Null { col, is_null } => match &**col {
-                Column::Int(v) => keep_rows(rows, |r| (v[r] == NULL_INT) == *is_null),
-                Column::Real(v) => keep_rows(rows, |r| v[r].is_nan() == *is_null),
-                Column::Text { codes, .. } => {
-                    keep_rows(rows, |r| (codes[r] == NULL_CODE) == *is_null)
+                Column::Int(v) => {
+                    with_ints!(v, |v| keep_rows(rows, |r| v.at(r).is_none() == *is_null))
                 }
+                Column::Real(v) => keep_rows(rows, |r| v[r].is_nan() == *is_null),
+                Column::Text { codes, .. } => with_codes!(codes, |c| {
+                    keep_rows(rows, |r| (c[r].code() == NULL_CODE) == *is_null)
+                }),
             },
         }
     }
@@ -513,7 +517,7 @@ impl StaticPred {
     fn test(&self, row: usize) -> bool {
         match self {
             StaticPred::Int { col, test } => match &**col {
-                Column::Int(v) => v[row] != NULL_INT && test(v[row]),
+                Column::Int(v) => v.get(row) != NULL_INT && test(v.get(row)),
                 _ => false,
             },
             StaticPred::Real { col, test } => match &**col {
@@ -522,7 +526,7 @@ impl StaticPred {
             },
             StaticPred::Text { col, pass, null } => match &**col {
                 Column::Text { codes, .. } => {
-                    pass.get(codes[row] as usize).copied().unwrap_or(*null)
+                    pass.get(codes.get(row) as usize).copied().unwrap_or(*null)
                 }
                 _ => false,
             },
@@ -702,12 +706,12 @@ fn cell(col: &Column, ty: FieldType, row: usize) -> crate::store::Value {
     }
     match col {
         Column::Int(v) => match ty {
-            FieldType::Time => Value::Time(v[row]),
-            FieldType::Bool => Value::Bool(v[row] != 0),
-            _ => Value::Int(v[row]),
+            FieldType::Time => Value::Time(v.get(row)),
+            FieldType::Bool => Value::Bool(v.get(row) != 0),
+            _ => Value::Int(v.get(row)),
         },
         Column::Real(v) => Value::Real(v[row]),
-        Column::Text { codes, dict } => Value::Text(dict.get(codes[row]).to_string()),
+        Column::Text { codes, dict } => Value::Text(dict.get(codes.get(row)).to_string()),
     }
 }
 
@@ -968,7 +972,7 @@ mod tests {
         let values: Vec<String> = (0..300_000).map(|i| format!("d{i}")).collect();
         let dict = crate::store::columns::Dict::from_values(values.iter().map(String::as_str));
         let col = Arc::new(Column::Text {
-            codes: vec![0; 10],
+            codes: vec![0; 10].into(),
             dict: Arc::new(dict),
         });
         let join = Filter::InQuery {

@@ -341,7 +341,7 @@ mod tests {
     fn a_key_counts_for_its_slot_and_the_ancestors_the_cover_allows() {
         // Rows' keys: 7, 8, 9 (null-free Int column); 7 in d_team's set of period 1, 8 in c_south's
         // of period 0, 9 nowhere.
-        let col = Arc::new(Column::Int(vec![7, 8, 9]));
+        let col = Arc::new(Column::Int(vec![7, 8, 9].into()));
         let triples = vec![(8, (2, 0)), (7, (3, 1)), (7, (3, 1))];
         let j = SemiJoin::index(col.clone(), triples.clone(), Cover::Subtree(tree()));
         assert_eq!(j.hits(0), Some(&[(3, 1)][..]), "duplicates are kept once");
@@ -362,7 +362,7 @@ mod tests {
     fn text_keys_are_indexed_by_code() {
         let dict = crate::store::columns::Dict::from_values(["x", "y", "z"]);
         let col = Arc::new(Column::Text {
-            codes: vec![2, 0, crate::store::columns::NULL_CODE, 1],
+            codes: vec![2, 0, crate::store::columns::NULL_CODE, 1].into(),
             dict: Arc::new(dict),
         });
         // In any order, a pair repeated: each key's entries come back sorted, once each.
@@ -380,7 +380,7 @@ mod tests {
     fn the_dense_index_holds_what_the_sorted_one_holds() {
         let dict = crate::store::columns::Dict::from_values(["x", "y", "z", "w"]);
         let col = Arc::new(Column::Text {
-            codes: vec![2, 0, crate::store::columns::NULL_CODE, 1, 3, 2],
+            codes: vec![2, 0, crate::store::columns::NULL_CODE, 1, 3, 2].into(),
             dict: Arc::new(dict),
         });
         // Distinct pairs, as a pass gives them; code 9 is past the dictionary and dropped.

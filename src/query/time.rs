@@ -169,9 +169,12 @@ impl TimeBounds {
         let mut first = 0;
         for (field, lo, ends) in parts {
             let v = match &*self.fields[*field].0 {
-                Column::Int(v) if v[row] != NULL_INT && v[row] >= *lo => v[row],
+                Column::Int(v) => v.get(row),
                 _ => return None,
             };
+            if v == NULL_INT || v < *lo {
+                return None;
+            }
             first = first.max(ends.partition_point(|e| *e <= v));
         }
         (first < index.len()).then_some(first)
@@ -192,7 +195,7 @@ impl TimeBounds {
                 .all(|((col, bounds), led)| *led || within(col, bounds[p], row))
         };
         let value = || match &*self.fields[self.lead].0 {
-            Column::Int(v) if v[row] != NULL_INT => Some(v[row]),
+            Column::Int(v) => Some(v.get(row)).filter(|x| *x != NULL_INT),
             _ => None,
         };
         match &self.lookup {
@@ -250,7 +253,10 @@ impl Lookup {
 
 fn within(col: &Column, (lo, hi): (i64, i64), row: usize) -> bool {
     match col {
-        Column::Int(v) => v[row] != NULL_INT && v[row] >= lo && v[row] < hi,
+        Column::Int(v) => {
+            let x = v.get(row);
+            x != NULL_INT && x >= lo && x < hi
+        }
         _ => false,
     }
 }
@@ -260,7 +266,7 @@ mod tests {
     use super::*;
 
     fn bounds_of(col: Vec<i64>, fields: Vec<Bounds>) -> TimeBounds {
-        let col = Arc::new(Column::Int(col));
+        let col = Arc::new(Column::Int(col.into()));
         let periods = fields.first().map_or(3, Vec::len);
         TimeBounds::new(
             fields.into_iter().map(|b| (col.clone(), b)).collect(),
@@ -304,8 +310,12 @@ mod tests {
     fn before_end_of_one_field_and_before_start_of_another_are_one_suffix() {
         let lo = i64::MIN + 1;
         // Periods [20, 30), [0, 10), [10, 20), given out of order; created vs closed.
-        let created = Arc::new(Column::Int(vec![NULL_INT, -5, 0, 9, 10, 19, 25, 5, 29]));
-        let closed = Arc::new(Column::Int(vec![0, NULL_INT, 5, 25, 10, 9, 0, 19, 30]));
+        let created = Arc::new(Column::Int(
+            vec![NULL_INT, -5, 0, 9, 10, 19, 25, 5, 29].into(),
+        ));
+        let closed = Arc::new(Column::Int(
+            vec![0, NULL_INT, 5, 25, 10, 9, 0, 19, 30].into(),
+        ));
         let t = TimeBounds::new(
             vec![
                 (created, vec![(lo, 30), (lo, 10), (lo, 20)]),

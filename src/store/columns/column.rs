@@ -1,7 +1,8 @@
 //! Typed in-memory columns and the table of one entity.
 //!
 //! Nulls are sentinels: [`NULL_INT`] for integer, bool and time columns, NaN
-//! for real columns (import refuses NaN and i64::MIN), [`NULL_CODE`] for text.
+//! for real columns (import refuses NaN and i64::MIN), [`NULL_CODE`] for text
+//! (held as [`NARROW_NULL`] in a column of one-byte codes, see [`Codes`]).
 
 use std::collections::HashMap;
 use std::hash::BuildHasher;
@@ -119,13 +120,378 @@ impl Dict {
     }
 }
 
+/// The null of a column of one-byte codes.
+pub const NARROW_NULL: u8 = u8::MAX;
+
+/// A code as a column holds it: one byte or four.
+pub trait Code: Copy {
+    /// The dictionary code ([`NULL_CODE`] for a null).
+    fn code(self) -> u32;
+}
+
+impl Code for u8 {
+    #[inline(always)]
+    fn code(self) -> u32 {
+        if self == NARROW_NULL {
+            NULL_CODE
+        } else {
+            u32::from(self)
+        }
+    }
+}
+
+impl Code for u32 {
+    #[inline(always)]
+    fn code(self) -> u32 {
+        self
+    }
+}
+
+/// The dictionary codes of a text column's rows: one byte each while the
+/// dictionary has fewer than 255 values (teams, owners, stages, channels:
+/// most text columns of a CRM), four otherwise. A quarter of the memory, and
+/// of the bytes a filter or a team lookup reads per row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Codes {
+    Narrow(Vec<u8>),
+    Wide(Vec<u32>),
+}
+
+/// `$body` with `$c` bound to the codes of `$codes` as a slice of their own
+/// width, so a loop over them is compiled once per width (`$c[r].code()`).
+macro_rules! with_codes {
+    ($codes:expr, |$c:ident| $body:expr) => {
+        match $codes {
+            $crate::store::columns::Codes::Narrow($c) => $body,
+            $crate::store::columns::Codes::Wide($c) => $body,
+        }
+    };
+}
+pub(crate) use with_codes;
+
+/// The codes, in one byte each when every one fits.
+impl From<Vec<u32>> for Codes {
+    fn from(codes: Vec<u32>) -> Codes {
+        if codes.iter().all(|&c| fits(c)) {
+            Codes::Narrow(codes.into_iter().map(narrow).collect())
+        } else {
+            Codes::Wide(codes)
+        }
+    }
+}
+
+impl Default for Codes {
+    fn default() -> Codes {
+        Codes::Narrow(Vec::new())
+    }
+}
+
+impl Codes {
+    pub fn len(&self) -> usize {
+        with_codes!(self, |c| c.len())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The code of `row` ([`NULL_CODE`] for a null).
+    #[inline]
+    pub fn get(&self, row: usize) -> u32 {
+        with_codes!(self, |c| c[row].code())
+    }
+
+    /// The last row's code.
+    pub fn last(&self) -> Option<u32> {
+        with_codes!(self, |c| c.last().map(|x| x.code()))
+    }
+
+    /// Every row's code in order.
+    pub fn to_vec(&self) -> Vec<u32> {
+        with_codes!(self, |c| c.iter().map(|x| x.code()).collect())
+    }
+
+    /// Sets row `row` to `code`, widening the codes when it needs four bytes.
+    pub fn set(&mut self, row: usize, code: u32) {
+        match self {
+            Codes::Narrow(v) if fits(code) => v[row] = narrow(code),
+            Codes::Narrow(_) => {
+                self.widen();
+                self.set(row, code);
+            }
+            Codes::Wide(v) => v[row] = code,
+        }
+    }
+
+    /// Appends `code`, widening the codes when it needs four bytes.
+    pub fn push(&mut self, code: u32) {
+        match self {
+            Codes::Narrow(v) if fits(code) => v.push(narrow(code)),
+            Codes::Narrow(_) => {
+                self.widen();
+                self.push(code);
+            }
+            Codes::Wide(v) => v.push(code),
+        }
+    }
+
+    /// A copy grown to `len` rows with nulls.
+    pub fn extended(&self, len: usize) -> Codes {
+        match self {
+            Codes::Narrow(v) => Codes::Narrow(extended(v, len, NARROW_NULL)),
+            Codes::Wide(v) => Codes::Wide(extended(v, len, NULL_CODE)),
+        }
+    }
+
+    fn widen(&mut self) {
+        if let Codes::Narrow(v) = self {
+            *self = Codes::Wide(v.iter().map(|c| c.code()).collect());
+        }
+    }
+}
+
+/// Whether `code` has a one-byte form.
+fn fits(code: u32) -> bool {
+    code == NULL_CODE || code < u32::from(NARROW_NULL)
+}
+
+/// A one-byte code (the code is below [`NARROW_NULL`] or a null).
+fn narrow(code: u32) -> u8 {
+    if code == NULL_CODE {
+        NARROW_NULL
+    } else {
+        debug_assert!(code < u32::from(NARROW_NULL));
+        code as u8
+    }
+}
+
+/// A copy of `v` grown to `len` with `fill`.
+pub(super) fn extended<T: Copy>(v: &[T], len: usize, fill: T) -> Vec<T> {
+    let mut out = Vec::with_capacity(len);
+    out.extend_from_slice(v);
+    out.resize(len, fill);
+    out
+}
+
+/// The null of a column of scaled integers.
+pub const SCALED_NULL: i32 = i32::MIN;
+
+/// The values of an integer, bool or time column: eight bytes each, or four
+/// when every value is `base + scale × n` for an `n` of 32 bits. Times of a
+/// CRM are whole seconds (often whole days) in a few years, ratings and
+/// flags are small: most integer columns take half the memory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ints {
+    Wide(Vec<i64>),
+    Scaled {
+        base: i64,
+        scale: i64,
+        /// [`SCALED_NULL`] for a null.
+        steps: Vec<i32>,
+    },
+}
+
+/// Reading a row of integers of one form ([`with_ints`]).
+pub trait IntRead: Copy {
+    /// The value of `row` (None for a null).
+    fn at(self, row: usize) -> Option<i64>;
+}
+
+impl IntRead for &[i64] {
+    #[inline(always)]
+    fn at(self, row: usize) -> Option<i64> {
+        let x = self[row];
+        (x != NULL_INT).then_some(x)
+    }
+}
+
+/// The rows of [`Ints::Scaled`], borrowed.
+#[derive(Clone, Copy)]
+pub struct Scaled<'a> {
+    base: i64,
+    scale: i64,
+    steps: &'a [i32],
+}
+
+impl IntRead for Scaled<'_> {
+    #[inline(always)]
+    fn at(self, row: usize) -> Option<i64> {
+        let n = self.steps[row];
+        (n != SCALED_NULL).then(|| self.base + i64::from(n) * self.scale)
+    }
+}
+
+impl<'a> Scaled<'a> {
+    pub fn base(self) -> i64 {
+        self.base
+    }
+
+    pub fn scale(self) -> i64 {
+        self.scale
+    }
+
+    /// Each row's step ([`SCALED_NULL`] for a null).
+    pub fn steps(self) -> &'a [i32] {
+        self.steps
+    }
+
+    /// The value of step `n` ([`NULL_INT`] for a null).
+    #[inline(always)]
+    pub fn value(self, n: i32) -> i64 {
+        if n == SCALED_NULL {
+            NULL_INT
+        } else {
+            self.base + i64::from(n) * self.scale
+        }
+    }
+}
+
+/// `$body` with `$v` bound to the rows of `$ints` as an [`IntRead`] of their
+/// own form, so a loop over them is compiled once per form (`$v.at(r)`).
+macro_rules! with_ints {
+    ($ints:expr, |$v:ident| $body:expr) => {
+        match $ints {
+            $crate::store::columns::Ints::Wide(w) => {
+                let $v = w.as_slice();
+                $body
+            }
+            i @ $crate::store::columns::Ints::Scaled { .. } => {
+                let $v = i.scaled();
+                $body
+            }
+        }
+    };
+}
+pub(crate) use with_ints;
+
+/// The values, in four bytes each when they allow it.
+impl From<Vec<i64>> for Ints {
+    fn from(v: Vec<i64>) -> Ints {
+        let mut valid = v.iter().copied().filter(|x| *x != NULL_INT);
+        let Some(first) = valid.next() else {
+            return Ints::Scaled {
+                base: 0,
+                scale: 1,
+                steps: vec![SCALED_NULL; v.len()],
+            };
+        };
+        let (mut lo, mut hi, mut step) = (first, first, 0u64);
+        for x in valid {
+            (lo, hi) = (lo.min(x), hi.max(x));
+            step = gcd(step, x.abs_diff(first));
+        }
+        let scale = i64::try_from(step.max(1)).unwrap_or(1);
+        let fits = hi.abs_diff(lo) / scale.unsigned_abs() < i32::MAX as u64;
+        if !fits {
+            return Ints::Wide(v);
+        }
+        let steps = v
+            .iter()
+            .map(|&x| match x {
+                NULL_INT => SCALED_NULL,
+                x => ((x - lo) / scale) as i32,
+            })
+            .collect();
+        Ints::Scaled {
+            base: lo,
+            scale,
+            steps,
+        }
+    }
+}
+
+fn gcd(mut a: u64, mut b: u64) -> u64 {
+    while b != 0 {
+        (a, b) = (b, a % b);
+    }
+    a
+}
+
+impl Ints {
+    pub fn len(&self) -> usize {
+        match self {
+            Ints::Wide(v) => v.len(),
+            Ints::Scaled { steps, .. } => steps.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The value of `row` ([`NULL_INT`] for a null).
+    #[inline]
+    pub fn get(&self, row: usize) -> i64 {
+        with_ints!(self, |v| v.at(row).unwrap_or(NULL_INT))
+    }
+
+    /// Every row's value in order.
+    pub fn to_vec(&self) -> Vec<i64> {
+        with_ints!(self, |v| (0..self.len())
+            .map(|r| v.at(r).unwrap_or(NULL_INT))
+            .collect())
+    }
+
+    /// The rows of a scaled column, borrowed (a wide one: none).
+    pub fn scaled(&self) -> Scaled<'_> {
+        match self {
+            Ints::Scaled { base, scale, steps } => Scaled {
+                base: *base,
+                scale: *scale,
+                steps,
+            },
+            Ints::Wide(_) => Scaled {
+                base: 0,
+                scale: 1,
+                steps: &[],
+            },
+        }
+    }
+
+    /// Sets row `row` to `x`, widening the values when it is not a step of the scale.
+    pub fn set(&mut self, row: usize, x: i64) {
+        match self {
+            Ints::Wide(v) => v[row] = x,
+            Ints::Scaled { base, scale, steps } => match step_of(*base, *scale, x) {
+                Some(n) => steps[row] = n,
+                None => {
+                    *self = Ints::Wide(self.to_vec());
+                    self.set(row, x);
+                }
+            },
+        }
+    }
+
+    /// A copy grown to `len` rows with nulls.
+    pub fn extended(&self, len: usize) -> Ints {
+        match self {
+            Ints::Wide(v) => Ints::Wide(extended(v, len, NULL_INT)),
+            Ints::Scaled { base, scale, steps } => Ints::Scaled {
+                base: *base,
+                scale: *scale,
+                steps: extended(steps, len, SCALED_NULL),
+            },
+        }
+    }
+}
+
+/// The step `n` with `x = base + scale × n` (a null: [`SCALED_NULL`]), when there is one of 32 bits.
+fn step_of(base: i64, scale: i64, x: i64) -> Option<i32> {
+    if x == NULL_INT {
+        return Some(SCALED_NULL);
+    }
+    let d = x.checked_sub(base)?;
+    let n = i32::try_from(d / scale).ok()?;
+    (d % scale == 0 && n != SCALED_NULL).then_some(n)
+}
+
 #[derive(Debug)]
 pub enum Column {
     /// integer, bool (0/1) and time (ms) fields.
-    Int(Vec<i64>),
+    Int(Ints),
     Real(Vec<f64>),
     Text {
-        codes: Vec<u32>,
+        codes: Codes,
         /// Shared with the columns patched from this one (copied on the first new value).
         dict: Arc<Dict>,
     },
@@ -134,16 +500,16 @@ pub enum Column {
 impl Column {
     pub fn is_null(&self, row: usize) -> bool {
         match self {
-            Column::Int(v) => v[row] == NULL_INT,
+            Column::Int(v) => v.get(row) == NULL_INT,
             Column::Real(v) => v[row].is_nan(),
-            Column::Text { codes, .. } => codes[row] == NULL_CODE,
+            Column::Text { codes, .. } => codes.get(row) == NULL_CODE,
         }
     }
 
     /// The numeric value of a row, for sums and means.
     pub fn number(&self, row: usize) -> Option<f64> {
         match self {
-            Column::Int(v) => (v[row] != NULL_INT).then(|| v[row] as f64),
+            Column::Int(v) => with_ints!(v, |v| v.at(row).map(|x| x as f64)),
             Column::Real(v) => (!v[row].is_nan()).then_some(v[row]),
             Column::Text { .. } => None,
         }
@@ -152,10 +518,11 @@ impl Column {
     /// A key that identifies the row's value exactly (for distinct counts).
     pub fn key(&self, row: usize) -> Option<u64> {
         match self {
-            Column::Int(v) => (v[row] != NULL_INT).then_some(v[row] as u64),
+            Column::Int(v) => with_ints!(v, |v| v.at(row).map(|x| x as u64)),
             Column::Real(v) => (!v[row].is_nan()).then_some(v[row].to_bits()),
             Column::Text { codes, .. } => {
-                (codes[row] != NULL_CODE).then_some(u64::from(codes[row]))
+                let c = codes.get(row);
+                (c != NULL_CODE).then_some(u64::from(c))
             }
         }
     }
@@ -265,25 +632,26 @@ impl RowSlots {
     }
 
     /// The rows' codes and the slot of each code (no codes: no row has a slot).
-    pub fn parts(&self) -> (&[u32], &[u32]) {
+    pub fn parts(&self) -> (&Codes, &[u32]) {
+        static NONE: Codes = Codes::Narrow(Vec::new());
         match self.codes.as_deref() {
             Some(Column::Text { codes, .. }) => (codes, &self.map),
-            _ => (&[], &[]),
+            _ => (&NONE, &[]),
         }
     }
 
     /// The slot of `row` (u32::MAX: none).
     pub fn get(&self, row: usize) -> u32 {
         let (codes, map) = self.parts();
-        RowSlots::of(codes, map, row)
+        with_codes!(codes, |c| RowSlots::of(c, map, row))
     }
 
     /// The slot of `row` given [`RowSlots::parts`] (a pass takes the parts once, not per row).
-    #[inline]
-    pub fn of(codes: &[u32], map: &[u32], row: usize) -> u32 {
+    #[inline(always)]
+    pub fn of<C: Code>(codes: &[C], map: &[u32], row: usize) -> u32 {
         match codes.get(row) {
-            Some(&c) if c != NULL_CODE => map.get(c as usize).copied().unwrap_or(u32::MAX),
-            _ => u32::MAX,
+            Some(&c) => map.get(c.code() as usize).copied().unwrap_or(u32::MAX),
+            None => u32::MAX,
         }
     }
 }
@@ -388,6 +756,97 @@ mod tests {
         assert_eq!(parts(vec![7, 6]), None, "offsets going back");
         assert_eq!(parts(vec![2, 7]), None, "inside a character");
         assert_eq!(parts(vec![9]), None, "past the end");
+    }
+
+    #[test]
+    fn codes_take_one_byte_until_a_code_needs_four() {
+        let mut c = Codes::from(vec![0, NULL_CODE, 254]);
+        assert!(matches!(c, Codes::Narrow(_)));
+        assert_eq!(c.to_vec(), [0, NULL_CODE, 254]);
+        assert_eq!((c.get(1), c.last(), c.len()), (NULL_CODE, Some(254), 3));
+        c.push(NULL_CODE);
+        c.set(0, 7);
+        assert!(matches!(c, Codes::Narrow(_)), "nulls and small codes fit");
+
+        // Code 255 is the narrow null, so it (and anything larger) widens the codes.
+        let mut pushed = c.clone();
+        pushed.push(255);
+        assert!(matches!(pushed, Codes::Wide(_)));
+        assert_eq!(pushed.to_vec(), [7, NULL_CODE, 254, NULL_CODE, 255]);
+        let mut set = c.extended(6);
+        set.set(5, 70_000);
+        assert!(matches!(set, Codes::Wide(_)));
+        assert_eq!(
+            set.to_vec(),
+            [7, NULL_CODE, 254, NULL_CODE, NULL_CODE, 70_000]
+        );
+        assert_eq!(
+            set.extended(7).get(6),
+            NULL_CODE,
+            "wide codes grow with nulls too"
+        );
+
+        assert!(matches!(Codes::from(vec![1, 300]), Codes::Wide(_)));
+        let mut empty = Codes::default();
+        assert!(empty.is_empty() && empty.last().is_none());
+        empty.push(3);
+        assert_eq!(empty, Codes::Narrow(vec![3]));
+    }
+
+    #[test]
+    fn integers_take_four_bytes_when_they_are_steps_of_a_scale() {
+        let day = 86_400_000;
+        let times = vec![NULL_INT, 1_767_225_600_000, 1_767_225_600_000 + 3 * day];
+        let mut t = Ints::from(times.clone());
+        assert_eq!(
+            t,
+            Ints::Scaled {
+                base: 1_767_225_600_000,
+                scale: 3 * day,
+                steps: vec![SCALED_NULL, 0, 1],
+            }
+        );
+        assert_eq!((t.to_vec(), t.len()), (times, 3));
+        let t2 = t.extended(4);
+        assert_eq!(t2.get(3), NULL_INT);
+        t.set(0, 1_767_225_600_000 - 6 * day);
+        assert_eq!(
+            t.get(0),
+            1_767_225_600_000 - 6 * day,
+            "a step below the base"
+        );
+        assert!(matches!(t, Ints::Scaled { .. }));
+        t.set(1, 1_767_225_600_001);
+        assert!(matches!(t, Ints::Wide(_)), "not a step: widened");
+        assert_eq!(
+            t.to_vec(),
+            [
+                1_767_225_600_000 - 6 * day,
+                1_767_225_600_001,
+                1_767_225_600_000 + 3 * day
+            ]
+        );
+
+        // Too far apart for 32 bits of steps, or at the ends of i64: eight bytes.
+        assert!(matches!(
+            Ints::from(vec![0, 1, i64::from(i32::MAX) + 1]),
+            Ints::Wide(_)
+        ));
+        assert!(matches!(Ints::from(vec![i64::MAX, 0, 3]), Ints::Wide(_)));
+        let mut flags = Ints::from(vec![1, 0, NULL_INT]);
+        assert!(matches!(flags, Ints::Scaled { scale: 1, .. }));
+        flags.set(2, i64::MAX);
+        assert_eq!(
+            flags.to_vec(),
+            [1, 0, i64::MAX],
+            "a step out of range widens"
+        );
+        let mut nulls = Ints::from(vec![NULL_INT; 2]);
+        assert_eq!(nulls.to_vec(), [NULL_INT, NULL_INT]);
+        nulls.set(1, -42);
+        assert_eq!(nulls.to_vec(), [NULL_INT, -42]);
+        let same = Ints::from(vec![5, 5]);
+        assert_eq!(same.to_vec(), [5, 5]);
     }
 
     #[test]

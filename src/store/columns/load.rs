@@ -6,7 +6,7 @@ use std::sync::Arc;
 use rusqlite::Connection;
 use rusqlite::types::ValueRef;
 
-use super::column::{Column, Dict, NULL_CODE, NULL_INT, Rowids};
+use super::column::{Codes, Column, Dict, Ints, NULL_CODE, NULL_INT, Rowids};
 use crate::store::StoreError;
 use crate::store::schema::{Entity, FieldType};
 
@@ -83,13 +83,13 @@ fn read_columns(
 enum Builder {
     Int(Vec<i64>),
     Real(Vec<f64>),
-    Text(Vec<u32>, Dict),
+    Text(Codes, Dict),
 }
 
 impl Builder {
     fn new(ty: FieldType) -> Builder {
         match ty {
-            FieldType::Text => Builder::Text(Vec::new(), Dict::default()),
+            FieldType::Text => Builder::Text(Codes::default(), Dict::default()),
             FieldType::Real => Builder::Real(Vec::new()),
             FieldType::Integer | FieldType::Bool | FieldType::Time => Builder::Int(Vec::new()),
         }
@@ -104,9 +104,9 @@ impl Builder {
                 ValueRef::Text(t)
                     if codes
                         .last()
-                        .is_some_and(|c| *c != NULL_CODE && dict.get(*c).as_bytes() == t) =>
+                        .is_some_and(|c| c != NULL_CODE && dict.get(c).as_bytes() == t) =>
                 {
-                    *codes.last().expect("checked")
+                    codes.last().expect("checked")
                 }
                 v => match text_value(v) {
                     Some(s) => dict.intern(&s),
@@ -118,7 +118,7 @@ impl Builder {
 
     fn finish(self) -> Column {
         match self {
-            Builder::Int(v) => Column::Int(v),
+            Builder::Int(v) => Column::Int(Ints::from(v)),
             Builder::Real(v) => Column::Real(v),
             Builder::Text(codes, dict) => Column::Text {
                 codes,

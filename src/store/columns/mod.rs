@@ -15,7 +15,11 @@ mod preload;
 mod snapshot;
 mod writes;
 
-pub use column::{Column, Dict, NULL_CODE, NULL_INT, RowSlots, Rowids, Table};
+pub use column::{
+    Code, Codes, Column, Dict, IntRead, Ints, NARROW_NULL, NULL_CODE, NULL_INT, RowSlots, Rowids,
+    SCALED_NULL, Scaled, Table,
+};
+pub(crate) use column::{with_codes, with_ints};
 pub use snapshot::ENV as SNAPSHOT_ENV;
 pub use writes::wait_for_writes as wait_for_snapshot_writes;
 
@@ -534,12 +538,14 @@ impl ColumnStore {
                 };
                 // The owner of each id, by the id's dictionary code: no string is copied.
                 let mut by_code = vec![u32::MAX; dict.len()];
-                for (r, &c) in codes.iter().enumerate() {
-                    let owner = linked_owner.get(r);
-                    if c != NULL_CODE && owner != u32::MAX {
-                        by_code[c as usize] = owner;
+                with_codes!(codes, |codes| {
+                    for (r, c) in codes.iter().enumerate() {
+                        let (c, owner) = (c.code(), linked_owner.get(r));
+                        if c != NULL_CODE && owner != u32::MAX {
+                            by_code[c as usize] = owner;
+                        }
                     }
-                }
+                });
                 self.indexes(table, field, |v| {
                     dict.code(v)
                         .map(|c| by_code[c as usize])
@@ -575,8 +581,8 @@ impl ColumnStore {
 /// The text of row `row` of a text column, if it has one.
 fn text(c: &Option<Arc<Column>>, row: usize) -> Option<String> {
     match c.as_deref() {
-        Some(Column::Text { codes, dict }) if codes[row] != NULL_CODE => {
-            Some(dict.get(codes[row]).to_string())
+        Some(Column::Text { codes, dict }) if codes.get(row) != NULL_CODE => {
+            Some(dict.get(codes.get(row)).to_string())
         }
         _ => None,
     }
@@ -634,10 +640,10 @@ mod tests {
                 let cells: Vec<String> = fields
                     .iter()
                     .map(|f| match &*t.column(f).unwrap() {
-                        Column::Int(v) => v[r].to_string(),
+                        Column::Int(v) => v.get(r).to_string(),
                         Column::Real(v) => v[r].to_string(),
-                        Column::Text { codes, dict } if codes[r] == NULL_CODE => "∅".into(),
-                        Column::Text { codes, dict } => dict.get(codes[r]).to_string(),
+                        Column::Text { codes, .. } if codes.get(r) == NULL_CODE => "∅".into(),
+                        Column::Text { codes, dict } => dict.get(codes.get(r)).to_string(),
                     })
                     .collect();
                 format!(
@@ -699,6 +705,47 @@ mod tests {
         // A column read for the first time after the patch lines up with it.
         let created = next.table("deals", &["id"]).unwrap();
         assert_eq!(created.len(), 4);
+    }
+
+    /// One-byte codes and scaled times widen when an upsert brings the 255th owner and a time
+    /// that is not a whole second; the patched columns still read like a fresh load.
+    #[test]
+    fn an_upsert_widens_narrow_columns_when_it_must() {
+        let (_dir, path, schema) = three_deals();
+        let first = store(&path, &schema);
+        let form = |s: &ColumnStore, f: &str| match &*s
+            .table("deals", &FIELDS)
+            .unwrap()
+            .column(f)
+            .unwrap()
+        {
+            Column::Text { codes, .. } => matches!(codes, Codes::Narrow(_)),
+            Column::Int(v) => matches!(v, Ints::Scaled { .. }),
+            Column::Real(_) => false,
+        };
+        assert!(form(&first, "owner") && form(&first, "closed_at"));
+        let mut rows = String::from(
+            "id,team,stage,owner,amount,closed_at
+",
+        );
+        for i in 0..300 {
+            rows += &format!(
+                "n{i},north,won,owner-{i},1,2026-01-02
+"
+            );
+        }
+        rows += "d1,north,won,ann,10,2026-01-02T03:04:05.678Z
+";
+        let ids = csv(&path, &schema, "deals", &rows);
+        let next = first.after_upsert("deals", Some(&ids)).unwrap();
+        assert!(
+            !form(&next, "owner") && !form(&next, "closed_at"),
+            "both widened"
+        );
+        assert_eq!(
+            dump(&next, "deals", &FIELDS),
+            dump(&store(&path, &schema), "deals", &FIELDS)
+        );
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::sync::{Arc, OnceLock, RwLock};
 use rusqlite::Connection;
 use rusqlite::types::ValueRef;
 
-use super::column::{Column, NULL_CODE, NULL_INT, Table};
+use super::column::{Column, NULL_CODE, Table, extended};
 use super::load::{int_value, real_value, text_value};
 use crate::store::StoreError;
 use crate::store::schema::Entity;
@@ -87,8 +87,8 @@ pub(super) fn patch(
         }
         let new = match &**col {
             Column::Int(v) => {
-                let mut v = extended(v, len, NULL_INT);
-                cell(i).for_each(|(p, x)| v[p] = int_value(x));
+                let mut v = v.extended(len);
+                cell(i).for_each(|(p, x)| v.set(p, int_value(x)));
                 Column::Int(v)
             }
             Column::Real(v) => {
@@ -97,16 +97,17 @@ pub(super) fn patch(
                 Column::Real(v)
             }
             Column::Text { codes, dict } => {
-                let mut codes = extended(codes, len, NULL_CODE);
+                let mut codes = codes.extended(len);
                 let mut dict = dict.clone();
                 for (p, x) in cell(i) {
-                    codes[p] = match text_value(x) {
+                    let code = match text_value(x) {
                         None => NULL_CODE,
                         Some(s) => match dict.code(&s) {
                             Some(c) => c,
                             None => Arc::make_mut(&mut dict).intern(&s),
                         },
                     };
+                    codes.set(p, code);
                 }
                 Column::Text { codes, dict }
             }
@@ -136,20 +137,12 @@ pub(super) fn patch(
 /// Whether row `p` of `col` already holds `x`.
 fn unchanged(col: &Column, p: usize, x: ValueRef<'_>) -> bool {
     match col {
-        Column::Int(v) => v[p] == int_value(x),
+        Column::Int(v) => v.get(p) == int_value(x),
         Column::Real(v) => v[p].to_bits() == real_value(x).to_bits(),
-        Column::Text { codes, dict } => match (codes[p], text_value(x)) {
+        Column::Text { codes, dict } => match (codes.get(p), text_value(x)) {
             (NULL_CODE, None) => true,
             (NULL_CODE, Some(_)) | (_, None) => false,
             (c, Some(s)) => dict.get(c) == s,
         },
     }
-}
-
-/// A copy of `v` grown to `len` with `fill`.
-fn extended<T: Copy>(v: &[T], len: usize, fill: T) -> Vec<T> {
-    let mut out = Vec::with_capacity(len);
-    out.extend_from_slice(v);
-    out.resize(len, fill);
-    out
 }

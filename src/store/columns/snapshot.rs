@@ -14,10 +14,13 @@
 //! crash while writing leaves at most a temporary file nobody reads.
 //!
 //! Layout: one record batch; `_rowid` (Int64), then one column per loaded field
-//! in name order: Int64 for integer, bool and time (ms) fields, Float64 for
-//! reals, Dictionary(UInt32, Utf8) for text (the in-memory codes and
-//! dictionary as they are, so opening interns nothing). Nulls have a validity
-//! bitmap and keep the in-memory sentinel in their slot.
+//! in name order: Int64 for integer, bool and time (ms) fields, or Int32 steps
+//! with the field metadata `kpi.base` and `kpi.scale` (the in-memory scaled
+//! form: `value = base + scale × step`), Float64 for
+//! reals, Dictionary(UInt8, Utf8) or Dictionary(UInt32, Utf8) for text (the
+//! in-memory codes of either width and the dictionary as they are, so opening
+//! interns nothing). Nulls have a validity bitmap and keep the in-memory
+//! sentinel in their slot.
 
 use std::cell::Cell;
 use std::collections::HashMap;
@@ -27,10 +30,10 @@ use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Once};
 
-use arrow_array::types::UInt32Type;
+use arrow_array::types::{UInt8Type, UInt32Type};
 use arrow_array::{
-    Array, ArrayRef, DictionaryArray, Float64Array, Int64Array, RecordBatch, StringArray,
-    UInt32Array,
+    Array, ArrayRef, DictionaryArray, Float64Array, Int32Array, Int64Array, RecordBatch,
+    StringArray, UInt8Array, UInt32Array,
 };
 use arrow_buffer::NullBuffer;
 use arrow_ipc::reader::FileReader;
@@ -38,14 +41,21 @@ use arrow_ipc::writer::FileWriter;
 use arrow_schema::{DataType, Field as ArrowField, Schema as ArrowSchema};
 use rusqlite::{Connection, OptionalExtension};
 
-use super::column::{Column, Dict, NULL_CODE, NULL_INT, Rowids};
+use super::column::{
+    Code, Codes, Column, Dict, Ints, NARROW_NULL, NULL_CODE, NULL_INT, Rowids, SCALED_NULL,
+    with_codes,
+};
 use crate::store::schema::{Entity, FieldType};
 
 /// The layout version written in every footer; another one is ignored.
-const VERSION: &str = "1";
+/// ("1" had four-byte codes for every text column and eight bytes for every integer.)
+const VERSION: &str = "2";
 /// The `_kpi_meta` key of the database's random id.
 const DATABASE_ID: &str = "columns_database_id";
 const ROWID: &str = "_rowid";
+/// The field metadata of a column of scaled integers: `value = base + scale × step`.
+const BASE: &str = "kpi.base";
+const SCALE: &str = "kpi.scale";
 /// Setting this environment variable to `off` disables reading and writing snapshots.
 pub const ENV: &str = "KPI_COLUMN_SNAPSHOT";
 
@@ -279,8 +289,9 @@ fn decode(file: File, ent: &Entity, want: &Tag) -> Result<Columns, String> {
 enum Part {
     Rowids(Vec<i64>),
     Int(Vec<i64>),
+    Scaled(i64, i64, Vec<i32>),
     Real(Vec<f64>),
-    Text(Vec<u32>, Option<Arc<Dict>>),
+    Text(Codes, Option<Arc<Dict>>),
 }
 
 impl Part {
@@ -293,10 +304,26 @@ impl Part {
             .ty;
         Ok(match ty {
             FieldType::Integer | FieldType::Bool | FieldType::Time => {
-                Part::Int(Vec::with_capacity(rows))
+                if *field.data_type() == DataType::Int32 {
+                    let meta = |k: &str| field.metadata().get(k).and_then(|v| v.parse().ok());
+                    let (Some(base), Some(scale)) = (meta(BASE), meta(SCALE)) else {
+                        return Err(format!("corrupt: {} has no base and scale", field.name()));
+                    };
+                    if scale < 1 {
+                        return Err(format!("corrupt: {} has scale {scale}", field.name()));
+                    }
+                    Part::Scaled(base, scale, Vec::with_capacity(rows))
+                } else {
+                    Part::Int(Vec::with_capacity(rows))
+                }
             }
             FieldType::Real => Part::Real(Vec::with_capacity(rows)),
-            FieldType::Text => Part::Text(Vec::with_capacity(rows), None),
+            FieldType::Text => match field.data_type() {
+                DataType::Dictionary(key, _) if **key == DataType::UInt8 => {
+                    Part::Text(Codes::Narrow(Vec::with_capacity(rows)), None)
+                }
+                _ => Part::Text(Codes::Wide(Vec::with_capacity(rows)), None),
+            },
         })
     }
 
@@ -310,6 +337,13 @@ impl Part {
                     .ok_or_else(wrong)?;
                 v.extend_from_slice(a.values());
             }
+            Part::Scaled(_, _, v) => {
+                let a = array
+                    .as_any()
+                    .downcast_ref::<Int32Array>()
+                    .ok_or_else(wrong)?;
+                v.extend_from_slice(a.values());
+            }
             Part::Real(v) => {
                 let a = array
                     .as_any()
@@ -318,12 +352,24 @@ impl Part {
                 v.extend_from_slice(a.values());
             }
             Part::Text(codes, dict) => {
-                let a = (array.as_any().downcast_ref::<DictionaryArray<UInt32Type>>())
-                    .ok_or_else(wrong)?;
-                codes.extend_from_slice(a.keys().values());
+                let any = array.as_any();
+                let values = match codes {
+                    Codes::Narrow(v) => {
+                        let a =
+                            (any.downcast_ref::<DictionaryArray<UInt8Type>>()).ok_or_else(wrong)?;
+                        v.extend_from_slice(a.keys().values());
+                        a.values()
+                    }
+                    Codes::Wide(v) => {
+                        let a = (any.downcast_ref::<DictionaryArray<UInt32Type>>())
+                            .ok_or_else(wrong)?;
+                        v.extend_from_slice(a.keys().values());
+                        a.values()
+                    }
+                };
                 if dict.is_none() {
                     let values =
-                        (a.values().as_any().downcast_ref::<StringArray>()).ok_or_else(wrong)?;
+                        (values.as_any().downcast_ref::<StringArray>()).ok_or_else(wrong)?;
                     if values.null_count() > 0 {
                         return Err("corrupt: a null in a dictionary".into());
                     }
@@ -338,7 +384,11 @@ impl Part {
     fn finish(self, rows: usize) -> Result<Result<Column, Vec<i64>>, String> {
         let (len, done) = match self {
             Part::Rowids(v) => (v.len(), Err(v)),
-            Part::Int(v) => (v.len(), Ok(Column::Int(v))),
+            Part::Int(v) => (v.len(), Ok(Column::Int(Ints::Wide(v)))),
+            Part::Scaled(base, scale, steps) => (
+                steps.len(),
+                Ok(Column::Int(Ints::Scaled { base, scale, steps })),
+            ),
             Part::Real(v) => (v.len(), Ok(Column::Real(v))),
             Part::Text(codes, dict) => (
                 codes.len(),
@@ -448,10 +498,7 @@ fn write_file(
         .map(|n| (n.as_str(), &*columns[*n], dictionary(&columns[*n])))
         .collect();
     let mut fields = vec![ArrowField::new(ROWID, DataType::Int64, false)];
-    fields.extend(
-        cols.iter()
-            .map(|(name, c, _)| ArrowField::new(*name, data_type(c), true)),
-    );
+    fields.extend(cols.iter().map(|(name, c, _)| field(name, c)));
     let schema = Arc::new(ArrowSchema::new(fields));
     let file = File::create(temp).map_err(|e| e.to_string())?;
     let out = BufWriter::with_capacity(1 << 20, file);
@@ -483,12 +530,32 @@ fn write_file(
 /// Rows per record batch.
 const CHUNK: usize = 1 << 17;
 
+/// The field of `column` named `name`; a scaled one carries its base and scale.
+fn field(name: &str, column: &Column) -> ArrowField {
+    let f = ArrowField::new(name, data_type(column), true);
+    match column {
+        Column::Int(v @ Ints::Scaled { .. }) => {
+            let v = v.scaled();
+            f.with_metadata(HashMap::from([
+                (BASE.to_string(), v.base().to_string()),
+                (SCALE.to_string(), v.scale().to_string()),
+            ]))
+        }
+        _ => f,
+    }
+}
+
 fn data_type(column: &Column) -> DataType {
     match column {
-        Column::Int(_) => DataType::Int64,
+        Column::Int(Ints::Wide(_)) => DataType::Int64,
+        Column::Int(Ints::Scaled { .. }) => DataType::Int32,
         Column::Real(_) => DataType::Float64,
-        Column::Text { .. } => {
-            DataType::Dictionary(Box::new(DataType::UInt32), Box::new(DataType::Utf8))
+        Column::Text { codes, .. } => {
+            let key = match codes {
+                Codes::Narrow(_) => DataType::UInt8,
+                Codes::Wide(_) => DataType::UInt32,
+            };
+            DataType::Dictionary(Box::new(key), Box::new(DataType::Utf8))
         }
     }
 }
@@ -508,11 +575,18 @@ fn to_array(
     dict: Option<&ArrayRef>,
 ) -> Result<ArrayRef, arrow_schema::ArrowError> {
     Ok(match (column, dict) {
-        (Column::Int(v), _) => {
+        (Column::Int(Ints::Wide(v)), _) => {
             let v = &v[rows];
             Arc::new(Int64Array::new(
                 v.to_vec().into(),
                 nulls(v, |x| *x != NULL_INT),
+            ))
+        }
+        (Column::Int(Ints::Scaled { steps, .. }), _) => {
+            let v = &steps[rows];
+            Arc::new(Int32Array::new(
+                v.to_vec().into(),
+                nulls(v, |x| *x != SCALED_NULL),
             ))
         }
         (Column::Real(v), _) => {
@@ -522,11 +596,18 @@ fn to_array(
                 nulls(v, |x| !x.is_nan()),
             ))
         }
-        (Column::Text { codes, .. }, Some(dict)) => {
-            let c = &codes[rows];
-            let keys = UInt32Array::new(c.to_vec().into(), nulls(c, |c| *c != NULL_CODE));
-            Arc::new(DictionaryArray::<UInt32Type>::try_new(keys, dict.clone())?)
-        }
+        (Column::Text { codes, .. }, Some(dict)) => match codes {
+            Codes::Narrow(v) => {
+                let c = &v[rows];
+                let keys = UInt8Array::new(c.to_vec().into(), nulls(c, |c| *c != NARROW_NULL));
+                Arc::new(DictionaryArray::<UInt8Type>::try_new(keys, dict.clone())?)
+            }
+            Codes::Wide(v) => {
+                let c = &v[rows];
+                let keys = UInt32Array::new(c.to_vec().into(), nulls(c, |c| *c != NULL_CODE));
+                Arc::new(DictionaryArray::<UInt32Type>::try_new(keys, dict.clone())?)
+            }
+        },
         (Column::Text { .. }, None) => unreachable!("a text column has its dictionary"),
     })
 }
@@ -548,10 +629,14 @@ fn checksum(rowids: &Rowids, columns: &HashMap<String, Arc<Column>>) -> u64 {
     for name in names {
         sum.bytes(name.as_bytes());
         match &*columns[name] {
-            Column::Int(v) => sum.words(v, |x| x as u64),
+            Column::Int(Ints::Wide(v)) => sum.words(v, |x| x as u64),
+            Column::Int(v @ Ints::Scaled { .. }) => {
+                let v = v.scaled();
+                sum.words(v.steps(), |n| v.value(n) as u64)
+            }
             Column::Real(v) => sum.words(v, f64::to_bits),
             Column::Text { codes, dict } => {
-                sum.words(codes, u64::from);
+                with_codes!(codes, |c| sum.words(c, |x| u64::from(x.code())));
                 for s in dict.iter() {
                     sum.bytes(s.as_bytes());
                 }
@@ -642,31 +727,31 @@ mod tests {
             (
                 "id",
                 Column::Text {
-                    codes: vec![0, 1, 2],
+                    codes: vec![0, 1, 2].into(),
                     dict: dict(&["a", "b", "c"]),
                 },
             ),
             (
                 "team",
                 Column::Text {
-                    codes: vec![1, NULL_CODE, 1],
+                    codes: vec![1, NULL_CODE, 1].into(),
                     dict: dict(&["x", "北京", "y"]),
                 },
             ),
             (
                 "stage",
                 Column::Text {
-                    codes: vec![NULL_CODE; 3],
+                    codes: vec![NULL_CODE; 3].into(),
                     dict: dict(&[]),
                 },
             ),
             ("amount", Column::Real(vec![1.5, f64::NAN, -0.0])),
             (
                 "closed_at",
-                Column::Int(vec![NULL_INT, 1_700_000_000_000, -5]),
+                Column::Int(vec![NULL_INT, 1_700_000_000_000, -5].into()),
             ),
-            ("won", Column::Int(vec![1, 0, NULL_INT])),
-            ("seats", Column::Int(vec![i64::MAX, 0, 3])),
+            ("won", Column::Int(vec![1, 0, NULL_INT].into())),
+            ("seats", Column::Int(vec![i64::MAX, 0, 3].into())),
         ];
         let cols = cols
             .into_iter()
@@ -734,12 +819,14 @@ mod tests {
                     (i / 3) as u32
                 }
             })
-            .collect();
+            .collect::<Vec<u32>>()
+            .into();
         let mut cols = HashMap::new();
         cols.insert("team".to_string(), Arc::new(Column::Text { codes, dict }));
         let times = (0..n as i64)
             .map(|i| if i % 5 == 0 { NULL_INT } else { i * 1000 })
-            .collect();
+            .collect::<Vec<i64>>()
+            .into();
         cols.insert("closed_at".to_string(), Arc::new(Column::Int(times)));
         let rowids = Rowids::Dense(n);
         let tag = Tag {
@@ -805,13 +892,13 @@ mod tests {
     #[test]
     fn an_unknown_version_is_not_used() {
         let (dir, file) = written();
-        // The same file with the version in its footer changed.
+        // The same file with the version in its footer changed (to the first layout's).
         let mut reader = FileReader::try_new(File::open(&file).unwrap(), None).unwrap();
         let meta = reader.custom_metadata().clone();
         let batch = reader.next().unwrap().unwrap();
         let mut w = FileWriter::try_new(File::create(&file).unwrap(), &batch.schema()).unwrap();
         for (k, v) in meta {
-            w.write_metadata(k.clone(), if k == "kpi.snapshot" { "2".into() } else { v });
+            w.write_metadata(k.clone(), if k == "kpi.snapshot" { "1".into() } else { v });
         }
         w.write(&batch).unwrap();
         w.finish().unwrap();
