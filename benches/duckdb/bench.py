@@ -69,6 +69,7 @@ def parse_args():
     a.add_argument("--keep", action="store_true", help="reuse the demo database and CSVs")
     a.add_argument("--threads", default="1,2", help="DuckDB thread counts for the compute")
     a.add_argument("--skip-serve", action="store_true")
+    a.add_argument("--skip-floor", action="store_true", help="no SQLite floor for the import (it needs as much disk again as the database)")
     a.add_argument("--data-only", action="store_true", help="stop after writing the demo database and CSVs")
     args = a.parse_args()
     if args.work is None:
@@ -327,6 +328,8 @@ def sqlite_floor(args, work, root, csv_dir, sch, counts):
     after the rows, one transaction per entity. No cell is checked and
     times stay text, so it writes more bytes than the engine: a floor for a writer that goes
     through SQLite's B-trees, not a competitor. None when sqlite3 is not on PATH."""
+    if args.skip_floor:
+        return None
     if not shutil.which("sqlite3"):
         log("sqlite3 not on PATH: no SQLite floor for the import")
         return None
