@@ -503,3 +503,59 @@ fn a_freeze_that_fails_half_way_leaves_the_period_unfrozen() {
             .all(|r| r["frozen"] == true)
     );
 }
+
+/// A close evaluates without holding the engine's write path: a deal sent while a slow close
+/// of its quarter is evaluating is applied before the close ends (the old close held every
+/// ingest until it had written), and the close, seeing what is served changed, evaluates again
+/// and freezes the deal with the rest.
+#[test]
+fn an_ingest_during_a_close_is_not_held_up_and_is_frozen_with_it() {
+    let s = Server::start();
+    let p = last_closed().prev();
+    // deals_won spins before it counts: every value of it, for every team and person, takes a while.
+    let slow = "name = \"Deals won\"\nunit = \"count\"\ndirection = \"higher\"\ncumulative = true\n\
+        formula = 'let i = 0; while i < 30000 { i += 1; } records(\"deals\").eq(\"stage\", \"won\").in_period(\"closed_at\").count()'\n";
+    s.admin("PUT", "/api/kpis/deals_won", slow).expect(200);
+    let before = s
+        .value("deals_won", "beijing", &p.to_string())
+        .as_f64()
+        .unwrap();
+    let day = chrono::DateTime::from_timestamp_millis(calendar().period(p).start + 10 * DAY)
+        .unwrap()
+        .format("%Y-%m-%d");
+    let deal = format!(
+        r#"[{{"id": "during-close", "team": "beijing", "stage": "won", "amount": 10.0,
+        "created_at": "{day}", "closed_at": "{day}"}}]"#
+    );
+    let closed = std::sync::atomic::AtomicBool::new(false);
+    let reply = std::thread::scope(|scope| {
+        let close = scope.spawn(|| {
+            let r = s.admin("POST", &format!("/api/periods/{p}/close"), "");
+            closed.store(true, std::sync::atomic::Ordering::SeqCst);
+            r
+        });
+        std::thread::sleep(Duration::from_millis(300));
+        s.admin("POST", "/api/records/deals", &deal).expect(200);
+        assert!(
+            !closed.load(std::sync::atomic::Ordering::SeqCst),
+            "the ingest waited for the close"
+        );
+        close.join().unwrap()
+    });
+    reply.expect(200);
+    let card = s.json(&format!("/api/scorecards/sales?period={p}&team=beijing"));
+    assert_eq!(card["frozen"], true);
+    let won = card["teams"][0]["kpis"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["kpi"] == "deals_won")
+        .unwrap()["value"]
+        .as_f64()
+        .unwrap();
+    assert_eq!(
+        won,
+        before + 1.0,
+        "the frozen count has the deal sent during the close"
+    );
+}

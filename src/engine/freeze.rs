@@ -6,7 +6,9 @@
 //! hash and data generation, and written whole in one transaction
 //! (`store::frozen`). What is served afterwards is read back from those rows,
 //! so a frozen result is exactly what was stored, across restarts and in
-//! every process. [`Snapshot::evaluate`] serves a frozen period's stored
+//! every process. The evaluation runs without the engine's write lock (an
+//! ingest or an edit meanwhile is not held up; when one changed what is
+//! served, the close evaluates again) and the write holds it. [`Snapshot::evaluate`] serves a frozen period's stored
 //! report unless the request asks for `live`.
 //!
 //! Which past periods the server closes on its own ([`Engine::auto_close`]):
@@ -20,13 +22,13 @@
 //! automatically while the database holds no records.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, MutexGuard};
 
 use serde::Serialize;
 
 use super::error::{EngineError, Kind};
 use super::snapshot::{EvalRequest, Snapshot};
-use super::{Engine, now, record_start};
+use super::{Engine, Seen, now, record_start};
 use crate::config::scorecards::Subjects;
 use crate::config::settings::Settings;
 use crate::eval::report::{FrozenMark, KpiLine, Report, TeamLine};
@@ -36,6 +38,9 @@ use crate::store::config_history::{self, Origin};
 use crate::store::engine_db::Db;
 use crate::store::frozen::{self, CardRow, FrozenRows, GENERATION_KEY, SubjectRow, ValueRow};
 use crate::store::{StoreError, db};
+
+/// How many times a close evaluates without the write lock before it evaluates holding it.
+const UNHELD_TRIES: usize = 2;
 
 /// The frozen periods, and the marks of the closing rules, as served.
 #[derive(Debug, Default)]
@@ -375,22 +380,14 @@ impl Engine {
         at: Millis,
     ) -> Result<Closed, EngineError> {
         let started = std::time::Instant::now();
-        let seen = self.write_lock();
-        let served = self.snapshot();
+        let as_of = at - at.rem_euclid(AS_OF_BUCKET_MS);
+        let (seen, served, mut reports) = self.evaluated_and_held(period, force, at, as_of)?;
         let cfg = &served.config;
-        check_closable(&served, period, force, at)?;
         let how = match how {
             How::Auto => How::Auto,
             _ if at < cfg.settings.calendar.period(period).end => How::Force,
             other => other,
         };
-        let as_of = at - at.rem_euclid(AS_OF_BUCKET_MS);
-        let mut reports = served.evaluate(&EvalRequest {
-            periods: vec![period],
-            as_of,
-            live: true,
-            ..EvalRequest::default()
-        })?;
         let generations: BTreeMap<&String, &i64> = seen
             .generations
             .iter()
@@ -417,8 +414,9 @@ impl Engine {
             let (stored, bytes) = frozen::stored_size(tx, &rows.period)?;
             Ok((version, mark, stored, bytes))
         })?;
+        // Served before the lock is let go: a second close of the period sees it frozen.
+        self.serve_frozen(&seen)?;
         drop(seen);
-        self.reload_frozen()?;
         Ok(Closed {
             period: period.to_string(),
             frozen_at: format_utc(at),
@@ -438,12 +436,47 @@ impl Engine {
         })
     }
 
+    /// The reports a close of `period` freezes, with the write lock held and the snapshot they
+    /// were evaluated from still the one served (so they are of the record generations the lock
+    /// guards). The evaluation, the long part of a close (every scorecard, every person), runs
+    /// without the lock, so ingests and edits are not held up by it; when one of them changed
+    /// what is served meanwhile, it runs again, the last time under the lock.
+    fn evaluated_and_held(
+        &self,
+        period: PeriodId,
+        force: bool,
+        at: Millis,
+        as_of: Millis,
+    ) -> Result<(MutexGuard<'_, Seen>, Arc<Snapshot>, Vec<Report>), EngineError> {
+        let request = EvalRequest {
+            periods: vec![period],
+            as_of,
+            live: true,
+            ..EvalRequest::default()
+        };
+        for _ in 0..UNHELD_TRIES {
+            let served = self.snapshot();
+            check_closable(&served, period, force, at)?;
+            let reports = served.evaluate(&request)?;
+            let seen = self.write_lock();
+            if Arc::ptr_eq(&served, &self.snapshot()) {
+                return Ok((seen, served, reports));
+            }
+            tracing::debug!(%period, "what is served changed during the close's evaluation: again");
+        }
+        let seen = self.write_lock();
+        let served = self.snapshot();
+        check_closable(&served, period, force, at)?;
+        let reports = served.evaluate(&request)?;
+        Ok((seen, served, reports))
+    }
+
     /// Drops the freeze of `period` and records it in the config history
     /// (origin `reopen`, by `actor`, a new version of the same files). The
     /// period is not closed automatically again. Returns the new version.
     /// Blocking.
     pub fn reopen(&self, period: PeriodId, actor: &str) -> Result<u64, EngineError> {
-        let _writer = self.write_lock();
+        let writer = self.write_lock();
         let served = self.snapshot();
         served.frozen_period(period)?;
         let at = now();
@@ -467,8 +500,7 @@ impl Engine {
                 ..Snapshot::clone(&served)
             });
         }
-        drop(_writer);
-        self.reload_frozen()?;
+        self.serve_frozen(&writer)?;
         Ok(version)
     }
 
@@ -532,7 +564,11 @@ impl Engine {
     /// Reads the frozen periods again and serves them (after a close, a
     /// reopen, or another process's).
     pub(super) fn reload_frozen(&self) -> Result<(), EngineError> {
-        let _writer = self.write_lock();
+        self.serve_frozen(&self.write_lock())
+    }
+
+    /// [`Engine::reload_frozen`] by a caller holding the write lock (`_held`).
+    fn serve_frozen(&self, _held: &Seen) -> Result<(), EngineError> {
         let set = FrozenSet::load(&self.engine_conn()?.db())?;
         let served = self.snapshot();
         self.swap(Snapshot {
