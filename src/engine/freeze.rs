@@ -39,6 +39,9 @@ use crate::store::engine_db::Db;
 use crate::store::frozen::{self, CardRow, FrozenRows, GENERATION_KEY, SubjectRow, ValueRow};
 use crate::store::{StoreError, db};
 
+/// A close's reports, the snapshot they are of, and the write lock under which it is served.
+type Held<'a> = (MutexGuard<'a, Seen>, Arc<Snapshot>, Vec<Report>);
+
 /// How many times a close evaluates without the write lock before it evaluates holding it.
 const UNHELD_TRIES: usize = 2;
 
@@ -447,7 +450,7 @@ impl Engine {
         force: bool,
         at: Millis,
         as_of: Millis,
-    ) -> Result<(MutexGuard<'_, Seen>, Arc<Snapshot>, Vec<Report>), EngineError> {
+    ) -> Result<Held<'_>, EngineError> {
         let request = EvalRequest {
             periods: vec![period],
             as_of,
