@@ -22,7 +22,9 @@
 6. DuckDB compute: a new process per thread count (duck.py compute), R runs each on the loaded
    database; the first run of the process and the best; peak RSS.
 7. Every engine value (KPI x team x period) against DuckDB's (relative tolerance 1e-9; no data
-   must match no data); mismatches are listed, and the exit status is 1 if there are any.
+   must match no data), and every value of the salesperson scorecard (`kpi eval --scorecard
+   sales_reps`: KPI x person x period) against DuckDB's same SQL over the records' owners
+   (duck.py people); mismatches are listed, and the exit status is 1 if there are any.
 8. The table of figures and ratios (engine / DuckDB) against the goals of issue 17.
 
 Timings are wall clock; the machine's load average is printed before and after, because other
@@ -644,6 +646,27 @@ def engine_serve(args, root, csv_dir, sch, counts, params):
     }, values
 
 
+def engine_people(args, root, params):
+    """The salesperson scorecard (SPEC 14) of every person over the benchmark's quarters from one
+    `kpi eval` (not timed): {kpi: {owner: {period: value}}}, the people the engine scores."""
+    first, last = params["periods"][0]["id"], params["periods"][-1]["id"]
+    cmd = [args.kpi, "--root", root, "eval", "--scorecard", "sales_reps"]
+    cmd += ["--period", f"{first}..{last}", "--as-of", params["as_of"], "--format", "json"]
+    out = json.loads(subprocess.run(cmd + live_flag(args), capture_output=True, check=True).stdout)
+    values = {}
+    for report in out if isinstance(out, list) else [out]:
+        for person in report["owners"]:
+            for k in person["kpis"]:
+                values.setdefault(k["kpi"], {}).setdefault(person["owner"], {})[
+                    report["period"]
+                ] = k["value"]
+    return values
+
+
+def count(values):
+    return sum(len(periods) for subjects in values.values() for periods in subjects.values())
+
+
 # ------------------------------------------------------------------ DuckDB
 
 
@@ -690,6 +713,14 @@ def duck_compute(args, work, db, params, threads):
             "values": json.loads(vj.read_text()),
         }
     return out
+
+
+def duck_people(work, db):
+    """DuckDB's values per owner (duck.py people: the same SQL over the records' owners)."""
+    out = work / "duck-people.json"
+    r = duck_child("people", db, work / "params.json", out)
+    log(f"DuckDB per person: {r['runs'][0]:.3f} s, peak RSS {r['child_maxrss_kb'] / 1024:.0f} MB")
+    return json.loads(out.read_text())
 
 
 # ------------------------------------------------------------------ comparison and summary
@@ -856,6 +887,9 @@ def main():
     if serve_values:
         _, b = compare(serve_values, reference, "kpi serve scorecards vs DuckDB")
         bad += b
+    people = engine_people(args, root, params)
+    _, b = compare(people, duck_people(work, duck_db), "kpi eval sales_reps per person vs DuckDB")
+    bad += b if people else ["kpi eval sales_reps scored nobody"]
     summary(
         {
             "deals": counts.get("deals", 0),
@@ -870,7 +904,8 @@ def main():
             "load": load,
             "load_rss_kb": load_rss,
             "duck": ducks,
-            "values": f"{n} engine values, {len(bad)} mismatch(es) with DuckDB {version}",
+            "values": f"{n} engine values and {count(people)} per person, "
+            f"{len(bad)} mismatch(es) with DuckDB {version}",
         }
     )
     log(f"(kpi eval peak RSS {ev_rss / 1024:.0f} MB; kpi import peak RSS {imp_rss / 1024:.0f} MB)")

@@ -4,6 +4,7 @@ Run by bench.py as a child process (so that its peak RSS is its own):
 
     python duck.py load DB CSV_DIR SCHEMA_JSON THREADS           -> JSON timings on stdout
     python duck.py compute DB PARAMS_JSON THREADS RUNS OUT_JSON  -> JSON timings on stdout
+    python duck.py people DB PARAMS_JSON OUT_JSON                -> the same per salesperson
 
 `load` creates DB anew and loads every ENTITY.csv of CSV_DIR into a table of the same name
 with the schema's types (text VARCHAR, integer BIGINT, real DOUBLE, bool BOOLEAN, time
@@ -34,6 +35,9 @@ How the SQL is written (what an expert would do on a column store):
   earliest win buckets (`min(b, 2)`).
 - Marketing ROI joins won deals with campaigns (hash join on campaigns.id) and counts a return
   for an ancestor whose subtree holds both the deal's and the campaign's team.
+- Per salesperson (`people`, SPEC 14): the same SQL over temp views that shadow the tables,
+  with a record's owner as its "team" (stage events through their deal's owner; owners the
+  owners table knows only) and the owners as a flat tree, so nothing is rolled up.
 - The periods are a small table crossed with the grouped results; the measures are FILTERed
   sums over bucket ranges, one small table each; the KPIs join them per (team, period) and
   divide with `nullif(denominator, 0)`, NULL being "no data".
@@ -601,12 +605,43 @@ def compute(db, params_json, threads, runs, out_json):
     return {"runs": times, "first_run_steps": steps}
 
 
+# The salesperson's KPIs (scorecard sales_reps) and where their records' owner is: the owner
+# field, or the owner of the deal an event belongs to.
+PEOPLE_VIEWS = {
+    "deals": "SELECT * REPLACE (owner AS team) FROM {db}.main.deals WHERE owner IN (SELECT id FROM {db}.main.owners)",
+    "customers": "SELECT * REPLACE (owner AS team) FROM {db}.main.customers WHERE owner IN (SELECT id FROM {db}.main.owners)",
+    "stage_events": "SELECT s.* REPLACE (d.owner AS team) FROM {db}.main.stage_events s "
+    "JOIN {db}.main.deals d ON d.id = s.deal WHERE d.owner IN (SELECT id FROM {db}.main.owners)",
+    "teams": "SELECT id, name, NULL::VARCHAR AS parent FROM {db}.main.owners",
+}
+
+
+def people(db, params_json, out_json):
+    """Every KPI per owner and period over the PEOPLE_VIEWS (only the KPIs of records that have
+    an owner mean anything there); written like `compute`'s values, owners for teams."""
+    p = json.loads(open(params_json).read())
+    con = duckdb.connect(db, read_only=True)
+    con.execute("SET TimeZone = 'UTC'")
+    name = con.execute("SELECT current_database()").fetchone()[0]
+    for view, sql in PEOPLE_VIEWS.items():
+        con.execute(f"CREATE TEMP VIEW {view} AS " + sql.format(db=f'"{name}"'))
+    t = time.perf_counter()
+    values, _ = compute_once(con, p)
+    wall = time.perf_counter() - t
+    con.close()
+    with open(out_json, "w") as f:
+        json.dump(values, f)
+    return {"runs": [wall]}
+
+
 def main():
     cmd = sys.argv[1]
     if cmd == "load":
         out = load(*sys.argv[2:6])
     elif cmd == "compute":
         out = compute(*sys.argv[2:7])
+    elif cmd == "people":
+        out = people(*sys.argv[2:5])
     else:
         sys.exit(f"duck.py: unknown command {cmd!r}")
     out["duckdb"] = duckdb.__version__
