@@ -6,9 +6,10 @@
 //! hash and data generation, and written whole in one transaction
 //! (`store::frozen`). What is served afterwards is read back from those rows,
 //! so a frozen result is exactly what was stored, across restarts and in
-//! every process. The evaluation runs without the engine's write lock (an
-//! ingest or an edit meanwhile is not held up; when one changed what is
-//! served, the close evaluates again) and the write holds it. [`Snapshot::evaluate`] serves a frozen period's stored
+//! every process. A close freezes the records and configuration served when
+//! it begins; its evaluation runs without the engine's write lock (an ingest
+//! or an edit meanwhile is not held up, and shows in the restatement) and
+//! only the write holds it. [`Snapshot::evaluate`] serves a frozen period's stored
 //! report unless the request asks for `live`.
 //!
 //! Which past periods the server closes on its own ([`Engine::auto_close`]):
@@ -22,7 +23,7 @@
 //! automatically while the database holds no records.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, MutexGuard};
+use std::sync::Arc;
 
 use serde::Serialize;
 
@@ -38,12 +39,6 @@ use crate::store::config_history::{self, Origin};
 use crate::store::engine_db::Db;
 use crate::store::frozen::{self, CardRow, FrozenRows, GENERATION_KEY, SubjectRow, ValueRow};
 use crate::store::{StoreError, db};
-
-/// A close's reports, the snapshot they are of, and the write lock under which it is served.
-type Held<'a> = (MutexGuard<'a, Seen>, Arc<Snapshot>, Vec<Report>);
-
-/// How many times a close evaluates without the write lock before it evaluates holding it.
-const UNHELD_TRIES: usize = 2;
 
 /// The frozen periods, and the marks of the closing rules, as served.
 #[derive(Debug, Default)]
@@ -384,15 +379,27 @@ impl Engine {
     ) -> Result<Closed, EngineError> {
         let started = std::time::Instant::now();
         let as_of = at - at.rem_euclid(AS_OF_BUCKET_MS);
-        let (seen, served, mut reports) = self.evaluated_and_held(period, force, at, as_of)?;
+        // The records and configuration served when the close begins: the evaluation, the
+        // long part (every scorecard, every person), runs without the write lock, so ingests
+        // and edits meanwhile are not held up; they come after the close, as its restatement
+        // shows. Only the write holds the lock, checking again that no other close came first.
+        let (served, seen_generations) = self.served_with_generations();
+        check_closable(&served, period, force, at)?;
+        let mut reports = served.evaluate(&EvalRequest {
+            periods: vec![period],
+            as_of,
+            live: true,
+            ..EvalRequest::default()
+        })?;
+        let seen = self.write_lock();
+        check_closable(&self.snapshot(), period, force, at)?;
         let cfg = &served.config;
         let how = match how {
             How::Auto => How::Auto,
             _ if at < cfg.settings.calendar.period(period).end => How::Force,
             other => other,
         };
-        let generations: BTreeMap<&String, &i64> = seen
-            .generations
+        let generations: BTreeMap<&String, &i64> = seen_generations
             .iter()
             .filter(|(e, _)| e.as_str() != GENERATION_KEY)
             .collect();
@@ -439,39 +446,11 @@ impl Engine {
         })
     }
 
-    /// The reports a close of `period` freezes, with the write lock held and the snapshot they
-    /// were evaluated from still the one served (so they are of the record generations the lock
-    /// guards). The evaluation, the long part of a close (every scorecard, every person), runs
-    /// without the lock, so ingests and edits are not held up by it; when one of them changed
-    /// what is served meanwhile, it runs again, the last time under the lock.
-    fn evaluated_and_held(
-        &self,
-        period: PeriodId,
-        force: bool,
-        at: Millis,
-        as_of: Millis,
-    ) -> Result<Held<'_>, EngineError> {
-        let request = EvalRequest {
-            periods: vec![period],
-            as_of,
-            live: true,
-            ..EvalRequest::default()
-        };
-        for _ in 0..UNHELD_TRIES {
-            let served = self.snapshot();
-            check_closable(&served, period, force, at)?;
-            let reports = served.evaluate(&request)?;
-            let seen = self.write_lock();
-            if Arc::ptr_eq(&served, &self.snapshot()) {
-                return Ok((seen, served, reports));
-            }
-            tracing::debug!(%period, "what is served changed during the close's evaluation: again");
-        }
+    /// The served snapshot and the record generations it reflects, read together under the
+    /// write lock (which every change holds while it swaps both).
+    fn served_with_generations(&self) -> (Arc<Snapshot>, BTreeMap<String, i64>) {
         let seen = self.write_lock();
-        let served = self.snapshot();
-        check_closable(&served, period, force, at)?;
-        let reports = served.evaluate(&request)?;
-        Ok((seen, served, reports))
+        (self.snapshot(), seen.generations.clone())
     }
 
     /// Drops the freeze of `period` and records it in the config history

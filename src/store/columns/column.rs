@@ -207,6 +207,7 @@ impl Codes {
     }
 
     /// Every row's code in order.
+    #[cfg(test)]
     pub fn to_vec(&self) -> Vec<u32> {
         with_codes!(self, |c| c.iter().map(|x| x.code()).collect())
     }
