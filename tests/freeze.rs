@@ -516,7 +516,10 @@ fn an_ingest_during_a_close_is_not_held_up_and_comes_after_it() {
     let slow = "name = \"Deals won\"\nunit = \"count\"\ndirection = \"higher\"\ncumulative = true\n\
         formula = 'let i = 0; while i < 30000 { i += 1; } records(\"deals\").eq(\"stage\", \"won\").in_period(\"closed_at\").count()'\n";
     s.admin("PUT", "/api/kpis/deals_won", slow).expect(200);
-    let before = s.value("deals_won", "beijing", &p.to_string()).as_f64().unwrap();
+    let before = s
+        .value("deals_won", "beijing", &p.to_string())
+        .as_f64()
+        .unwrap();
     let day = chrono::DateTime::from_timestamp_millis(calendar().period(p).start + 10 * DAY)
         .unwrap()
         .format("%Y-%m-%d");
@@ -541,12 +544,22 @@ fn an_ingest_during_a_close_is_not_held_up_and_comes_after_it() {
     });
     reply.expect(200);
     let won = |live: &str| {
-        let card = s.json(&format!("/api/scorecards/sales?period={p}&team=beijing{live}"));
+        let card = s.json(&format!(
+            "/api/scorecards/sales?period={p}&team=beijing{live}"
+        ));
         let line = card["teams"][0]["kpis"].as_array().unwrap().iter();
-        let line = line.clone().find(|k| k["kpi"] == "deals_won").unwrap().clone();
+        let line = line
+            .clone()
+            .find(|k| k["kpi"] == "deals_won")
+            .unwrap()
+            .clone();
         (card["frozen"].clone(), line["value"].as_f64().unwrap())
     };
-    assert_eq!(won(""), (json!(true), before), "frozen as served when the close began");
+    assert_eq!(
+        won(""),
+        (json!(true), before),
+        "frozen as served when the close began"
+    );
     assert_eq!(won("&live=true").1, before + 1.0);
     let restated = restated(&s.json(&format!("/api/periods/{p}/restatement")));
     assert!(

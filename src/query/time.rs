@@ -161,7 +161,7 @@ impl TimeBounds {
 
     /// Where in the order of [`Self::suffix`] the periods of `row` begin (None: it is in none);
     /// only under an `Ends` lookup.
-    #[inline]
+    #[inline(always)]
     pub(super) fn first(&self, row: usize) -> Option<usize> {
         let Lookup::Ends { parts, index } = &self.lookup else {
             return None;
@@ -188,7 +188,7 @@ impl TimeBounds {
     }
 
     /// Calls `f` with each period `row` meets every time filter in (in no particular order).
-    #[inline]
+    #[inline(always)]
     pub(super) fn each(&self, row: usize, mut f: impl FnMut(usize)) {
         let rest = |p: usize| {
             (self.fields.iter().zip(&self.led))
@@ -251,6 +251,7 @@ impl Lookup {
     }
 }
 
+#[inline(always)]
 fn within(col: &Column, (lo, hi): (i64, i64), row: usize) -> bool {
     match col {
         Column::Int(v) => {

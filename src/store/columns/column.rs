@@ -196,7 +196,7 @@ impl Codes {
     }
 
     /// The code of `row` ([`NULL_CODE`] for a null).
-    #[inline]
+    #[inline(always)]
     pub fn get(&self, row: usize) -> u32 {
         with_codes!(self, |c| c[row].code())
     }
@@ -421,7 +421,7 @@ impl Ints {
     }
 
     /// The value of `row` ([`NULL_INT`] for a null).
-    #[inline]
+    #[inline(always)]
     pub fn get(&self, row: usize) -> i64 {
         with_ints!(self, |v| v.at(row).unwrap_or(NULL_INT))
     }
