@@ -43,14 +43,14 @@ use arrow_schema::{DataType, Field as ArrowField, Schema as ArrowSchema};
 use rusqlite::{Connection, OptionalExtension};
 
 use super::column::{
-    Code, Codes, Column, Dict, Ints, NARROW_NULL, NULL_CODE, NULL_INT, Rowids, SCALED_NULL,
-    with_codes,
+    Codes, Column, Dict, Ints, NARROW_NULL, NULL_CODE, NULL_INT, Rowids, SCALED_NULL,
 };
 use crate::store::schema::{Entity, FieldType};
 
 /// The layout version written in every footer; another one is ignored.
-/// ("1" had four-byte codes for every text column and eight bytes for every integer.)
-const VERSION: &str = "2";
+/// ("1" had four-byte codes for every text column and eight bytes for every integer;
+/// "2" the checksum of one value a step.)
+const VERSION: &str = "3";
 /// The `_kpi_meta` key of the database's random id.
 const DATABASE_ID: &str = "columns_database_id";
 const ROWID: &str = "_rowid";
@@ -628,10 +628,15 @@ fn nulls<T>(v: &[T], valid: impl Fn(&T) -> bool) -> Option<NullBuffer> {
 }
 
 /// A 64-bit checksum of the rows and every column (names, values, codes and
-/// dictionary texts), as decoded: what the file must give back.
+/// dictionary texts), as decoded, each in its in-memory form (which the file
+/// keeps): what the file must give back.
 fn checksum(rowids: &Rowids, columns: &HashMap<String, Arc<Column>>) -> u64 {
     let mut sum = Sum::default();
-    rowids.each_slice(|s| sum.words(s, |r| r as u64));
+    match rowids {
+        // 1..=n: the count says it (a listed one is never 1..=n).
+        Rowids::Dense(n) => sum.words(&[*n as u64, u64::MAX], |x| x),
+        Rowids::Listed(v) => sum.words(v, |r| r as u64),
+    }
     let mut names: Vec<&String> = columns.keys().collect();
     names.sort_unstable();
     for name in names {
@@ -640,11 +645,15 @@ fn checksum(rowids: &Rowids, columns: &HashMap<String, Arc<Column>>) -> u64 {
             Column::Int(Ints::Wide(v)) => sum.words(v, |x| x as u64),
             Column::Int(v @ Ints::Scaled { .. }) => {
                 let v = v.scaled();
-                sum.words(v.steps(), |n| v.value(n) as u64)
+                sum.words(&[v.base(), v.scale()], |x| x as u64);
+                sum.packed::<_, 2>(v.steps(), |n| u64::from(n as u32));
             }
             Column::Real(v) => sum.words(v, f64::to_bits),
             Column::Text { codes, dict } => {
-                with_codes!(codes, |c| sum.words(c, |x| u64::from(x.code())));
+                match codes {
+                    Codes::Narrow(v) => sum.packed::<_, 8>(v, u64::from),
+                    Codes::Wide(v) => sum.words(v, u64::from),
+                }
                 for s in dict.iter() {
                     sum.bytes(s.as_bytes());
                 }
@@ -672,16 +681,24 @@ impl Sum {
     }
 
     fn words<T: Copy>(&mut self, v: &[T], word: impl Fn(T) -> u64) {
-        let mut chunks = v.chunks_exact(4);
+        self.packed::<T, 1>(v, word);
+    }
+
+    /// `v`, `N` values to a word (`raw` of each in `64 / N` bits of it; a short last word
+    /// padded with zeros), four words at a time: one-byte codes take an eighth of the steps.
+    fn packed<T: Copy, const N: usize>(&mut self, v: &[T], raw: impl Fn(T) -> u64) {
+        let word =
+            |c: &[T]| (c.iter().enumerate()).fold(0u64, |w, (i, x)| w | raw(*x) << (i * (64 / N)));
+        let mut chunks = v.chunks_exact(4 * N);
         let [mut a, mut b, mut c, mut d] = self.lanes;
         for w in &mut chunks {
-            a = Self::step(a, word(w[0]));
-            b = Self::step(b, word(w[1]));
-            c = Self::step(c, word(w[2]));
-            d = Self::step(d, word(w[3]));
+            a = Self::step(a, word(&w[..N]));
+            b = Self::step(b, word(&w[N..2 * N]));
+            c = Self::step(c, word(&w[2 * N..3 * N]));
+            d = Self::step(d, word(&w[3 * N..]));
         }
-        for w in chunks.remainder() {
-            a = Self::step(a, word(*w));
+        for w in chunks.remainder().chunks(N) {
+            a = Self::step(a, word(w));
         }
         self.lanes = [a, b, c, d];
         self.n += v.len() as u64;
