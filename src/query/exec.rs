@@ -517,7 +517,7 @@ impl StaticPred {
     fn test(&self, row: usize) -> bool {
         match self {
             StaticPred::Int { col, test } => match &**col {
-                Column::Int(v) => v.get(row) != NULL_INT && test(v.get(row)),
+                Column::Int(v) => Some(v.get(row)).is_some_and(|x| x != NULL_INT && test(x)),
                 _ => false,
             },
             StaticPred::Real { col, test } => match &**col {

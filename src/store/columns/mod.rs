@@ -16,8 +16,7 @@ mod snapshot;
 mod writes;
 
 pub use column::{
-    Code, Codes, Column, Dict, IntRead, Ints, NARROW_NULL, NULL_CODE, NULL_INT, RowSlots, Rowids,
-    SCALED_NULL, Scaled, Table,
+    Code, Codes, Column, Dict, IntRead, Ints, NULL_CODE, NULL_INT, RowSlots, Rowids, Scaled, Table,
 };
 pub(crate) use column::{with_codes, with_ints};
 pub use snapshot::ENV as SNAPSHOT_ENV;
