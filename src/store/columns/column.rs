@@ -8,23 +8,50 @@ use std::collections::HashMap;
 use std::hash::BuildHasher;
 use std::sync::{Arc, OnceLock, RwLock};
 
+use arrow_array::{Array, StringArray};
+use arrow_buffer::{Buffer, OffsetBuffer};
 use hashbrown::HashTable;
 
 pub const NULL_INT: i64 = i64::MIN;
 pub const NULL_CODE: u32 = u32::MAX;
 
-/// Distinct text values of one column, each with a small integer code: the
-/// values one after another in one string (one allocation, not one per value:
-/// the ids of `stage_events.deal` are most of a million), and where each ends.
+/// Distinct text values of one column, each with a small integer code.
+///
+/// Built here, the values are one after another in one string (one allocation, not one per
+/// value: the ids of `stage_events.deal` are most of a million), with where each ends. Read
+/// from a snapshot, they are the file's dictionary array as decoded: its buffers, not a copy.
+/// A new value turns the second into the first.
 ///
 /// The index from value to code is built on first use: a dictionary read from
 /// a snapshot is used by code, and hashing its values up front (for example
 /// every deal id of `stage_events.deal`) would cost what reading it saves.
 #[derive(Default, Clone)]
 pub struct Dict {
-    bytes: String,
-    ends: Vec<usize>,
+    values: Values,
     index: OnceLock<HashTable<u32>>,
+}
+
+#[derive(Clone)]
+enum Values {
+    Built { bytes: String, ends: Vec<u32> },
+    Read(StringArray),
+}
+
+impl Default for Values {
+    fn default() -> Values {
+        Values::Built {
+            bytes: String::new(),
+            ends: Vec::new(),
+        }
+    }
+}
+
+/// A dictionary's values as they are held, for a checksum of them.
+pub enum RawDict<'a> {
+    /// The values' bytes and where each ends.
+    Built(&'a [u8], &'a [u32]),
+    /// The values' bytes from `offsets[0]` on, and the offsets (one more than the values).
+    Read(&'a [u8], &'a [i32]),
 }
 
 impl std::fmt::Debug for Dict {
@@ -38,9 +65,9 @@ fn hash(s: &str) -> u64 {
 }
 
 /// Value `code` of the values `bytes` ending at `ends`.
-fn value<'a>(bytes: &'a str, ends: &[usize], code: u32) -> &'a str {
+fn value<'a>(bytes: &'a str, ends: &[u32], code: u32) -> &'a str {
     let c = code as usize;
-    &bytes[if c == 0 { 0 } else { ends[c - 1] }..ends[c]]
+    &bytes[if c == 0 { 0 } else { ends[c - 1] as usize }..ends[c] as usize]
 }
 
 impl Dict {
@@ -53,38 +80,65 @@ impl Dict {
         d
     }
 
-    /// A dictionary of the values `bytes` ending at `ends` (each at most
-    /// `bytes.len()`, in order, on character boundaries; the values are distinct).
-    pub(super) fn from_parts(bytes: String, ends: Vec<usize>) -> Option<Dict> {
-        let mut start = 0;
-        for &end in &ends {
-            if end < start || !bytes.is_char_boundary(end) {
-                return None;
-            }
-            start = end;
-        }
-        Some(Dict {
-            bytes,
-            ends,
+    /// The dictionary of a snapshot, its values coded in order (they are distinct and none
+    /// is null).
+    pub(super) fn read(values: StringArray) -> Dict {
+        debug_assert_eq!(values.null_count(), 0);
+        Dict {
+            values: Values::Read(values),
             index: OnceLock::new(),
-        })
+        }
     }
 
     pub fn len(&self) -> usize {
-        self.ends.len()
+        match &self.values {
+            Values::Built { ends, .. } => ends.len(),
+            Values::Read(a) => a.len(),
+        }
     }
 
     pub fn is_empty(&self) -> bool {
-        self.ends.is_empty()
+        self.len() == 0
     }
 
     /// The value of `code` (a code of this dictionary).
     pub fn get(&self, code: u32) -> &str {
-        value(&self.bytes, &self.ends, code)
+        match &self.values {
+            Values::Built { bytes, ends } => value(bytes, ends, code),
+            Values::Read(a) => a.value(code as usize),
+        }
     }
 
     pub fn iter(&self) -> impl ExactSizeIterator<Item = &str> + '_ {
-        (0..self.ends.len() as u32).map(|c| self.get(c))
+        (0..self.len() as u32).map(|c| self.get(c))
+    }
+
+    /// The values as an Arrow array (a snapshot's as it was read, without a copy).
+    pub(super) fn to_array(&self) -> Result<StringArray, arrow_schema::ArrowError> {
+        match &self.values {
+            Values::Read(a) => Ok(a.clone()),
+            Values::Built { bytes, ends } => {
+                let offsets = (std::iter::once(0).chain(ends.iter().copied()))
+                    .map(|e| i32::try_from(e).map_err(|_| too_long()))
+                    .collect::<Result<Vec<i32>, _>>()?;
+                StringArray::try_new(
+                    OffsetBuffer::new(offsets.into()),
+                    Buffer::from(bytes.as_bytes()),
+                    None,
+                )
+            }
+        }
+    }
+
+    pub(super) fn raw(&self) -> RawDict<'_> {
+        match &self.values {
+            Values::Built { bytes, ends } => RawDict::Built(bytes.as_bytes(), ends),
+            Values::Read(a) => {
+                let offsets = a.value_offsets();
+                let start = offsets.first().map_or(0, |o| *o as usize);
+                RawDict::Read(&a.value_data()[start..], offsets)
+            }
+        }
     }
 
     pub fn code(&self, s: &str) -> Option<u32> {
@@ -101,10 +155,28 @@ impl Dict {
         })
     }
 
+    /// The values as a string and ends, to add to (a read dictionary's are copied once).
+    fn built(&mut self) -> (&mut String, &mut Vec<u32>) {
+        if let Values::Read(a) = &self.values {
+            let mut bytes = String::with_capacity(a.value_data().len());
+            let mut ends = Vec::with_capacity(a.len());
+            for v in a.iter().flatten() {
+                bytes.push_str(v);
+                ends.push(end_of(&bytes));
+            }
+            self.values = Values::Built { bytes, ends };
+        }
+        match &mut self.values {
+            Values::Built { bytes, ends } => (bytes, ends),
+            Values::Read(_) => unreachable!("made a built one above"),
+        }
+    }
+
     fn push(&mut self, s: &str) -> u32 {
-        let code = u32::try_from(self.ends.len()).expect("fewer than 2^32 distinct values");
-        self.bytes.push_str(s);
-        self.ends.push(self.bytes.len());
+        let code = u32::try_from(self.len()).expect("fewer than 2^32 distinct values");
+        let (bytes, ends) = self.built();
+        bytes.push_str(s);
+        ends.push(end_of(bytes));
         code
     }
 
@@ -113,11 +185,24 @@ impl Dict {
             return c;
         }
         let code = self.push(s);
-        let (bytes, ends) = (&self.bytes, &self.ends);
+        let Values::Built { bytes, ends } = &self.values else {
+            unreachable!("a push makes a built one")
+        };
         (self.index.get_mut().expect("built by code()"))
             .insert_unique(hash(s), code, |&x| hash(value(bytes, ends, x)));
         code
     }
+}
+
+/// Where the values `bytes` end (as a dictionary's end: under 4 GiB).
+fn end_of(bytes: &str) -> u32 {
+    u32::try_from(bytes.len()).expect("a text column's distinct values take less than 4 GiB")
+}
+
+fn too_long() -> arrow_schema::ArrowError {
+    arrow_schema::ArrowError::InvalidArgumentError(
+        "a text column's distinct values take more than 2 GiB".into(),
+    )
 }
 
 /// The null of a column of one-byte codes.
@@ -752,11 +837,35 @@ mod tests {
         );
         assert_eq!((d.intern("y"), d.intern("北京")), (3, 0));
         assert_eq!((d.len(), d.get(3)), (4, "y"));
-        let parts = |ends: Vec<usize>| Dict::from_parts("北京x".into(), ends).map(|d| d.len());
-        assert_eq!(parts(vec![6, 7]), Some(2));
-        assert_eq!(parts(vec![7, 6]), None, "offsets going back");
-        assert_eq!(parts(vec![2, 7]), None, "inside a character");
-        assert_eq!(parts(vec![9]), None, "past the end");
+    }
+
+    #[test]
+    fn a_dictionary_read_from_a_snapshot_is_used_as_it_is_until_a_new_value() {
+        // A slice of a larger array: its offsets do not start at 0.
+        let array = StringArray::from(vec!["-", "北京", "", "x"]).slice(1, 3);
+        let mut d = Dict::read(array);
+        assert_eq!(d.iter().collect::<Vec<_>>(), ["北京", "", "x"]);
+        assert!(
+            matches!(d.raw(), RawDict::Read(b, o) if b == "北京x".as_bytes() && o == [1, 7, 7, 8])
+        );
+        assert_eq!((d.code("x"), d.intern("北京")), (Some(2), 0));
+        assert!(
+            matches!(d.raw(), RawDict::Read(..)),
+            "no new value, no copy"
+        );
+        assert_eq!(d.intern("y"), 3);
+        assert!(
+            matches!(d.raw(), RawDict::Built(b, e) if b == "北京xy".as_bytes() && e == [6, 6, 7, 8])
+        );
+        assert_eq!(
+            (d.code("北京"), d.code("y"), d.len()),
+            (Some(0), Some(3), 4)
+        );
+        let back = d.to_array().unwrap();
+        assert_eq!(
+            back.iter().flatten().collect::<Vec<_>>(),
+            ["北京", "", "x", "y"]
+        );
     }
 
     #[test]

@@ -26,7 +26,7 @@
 use std::cell::Cell;
 use std::collections::HashMap;
 use std::fs::{self, File};
-use std::io::{BufReader, BufWriter};
+use std::io::{BufWriter, Read, Seek, SeekFrom};
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Once};
@@ -36,21 +36,23 @@ use arrow_array::{
     Array, ArrayRef, DictionaryArray, Float64Array, Int32Array, Int64Array, RecordBatch,
     StringArray, UInt8Array, UInt32Array,
 };
-use arrow_buffer::NullBuffer;
-use arrow_ipc::reader::FileReader;
+use arrow_buffer::{Buffer, NullBuffer};
+use arrow_ipc::Block;
+use arrow_ipc::convert::try_fb_to_schema;
+use arrow_ipc::reader::{FileDecoder, read_footer_length};
 use arrow_ipc::writer::FileWriter;
 use arrow_schema::{DataType, Field as ArrowField, Schema as ArrowSchema};
 use rusqlite::{Connection, OptionalExtension};
 
 use super::column::{
-    Codes, Column, Dict, Ints, NARROW_NULL, NULL_CODE, NULL_INT, Rowids, SCALED_NULL,
+    Codes, Column, Dict, Ints, NARROW_NULL, NULL_CODE, NULL_INT, RawDict, Rowids, SCALED_NULL,
 };
 use crate::store::schema::{Entity, FieldType};
 
 /// The layout version written in every footer; another one is ignored.
 /// ("1" had four-byte codes for every text column and eight bytes for every integer;
-/// "2" the checksum of one value a step.)
-const VERSION: &str = "3";
+/// "2" the checksum of one value a step; "3" the checksum of one dictionary value a step.)
+const VERSION: &str = "4";
 /// The `_kpi_meta` key of the database's random id.
 const DATABASE_ID: &str = "columns_database_id";
 const ROWID: &str = "_rowid";
@@ -243,9 +245,8 @@ fn quietly<T>(f: impl FnOnce() -> Result<T, String>) -> Result<T, String> {
 }
 
 fn decode(file: File, ent: &Entity, want: &Tag) -> Result<Columns, String> {
-    let reader =
-        FileReader::try_new(BufReader::new(file), None).map_err(|e| format!("corrupt: {e}"))?;
-    let meta = reader.custom_metadata().clone();
+    let mut file = Opened::new(file)?;
+    let meta = file.metadata()?;
     let got = |k: &str| meta.get(k).map(String::as_str).unwrap_or("");
     if got("kpi.snapshot") != VERSION {
         return Err(format!("unknown version {:?}", got("kpi.snapshot")));
@@ -258,16 +259,16 @@ fn decode(file: File, ent: &Entity, want: &Tag) -> Result<Columns, String> {
     let rows: usize = got("kpi.rows")
         .parse()
         .map_err(|_| "corrupt: no row count")?;
-    let schema = reader.schema();
+    let schema = file.schema()?;
     let mut parts = (schema.fields().iter())
         .map(|f| Part::new(f, ent, rows))
         .collect::<Result<Vec<_>, _>>()?;
-    for batch in reader {
-        let batch = batch.map_err(|e| format!("corrupt: {e}"))?;
+    file.each_batch(schema.clone(), |batch| {
         for (part, array) in parts.iter_mut().zip(batch.columns()) {
             part.append(array)?;
         }
-    }
+        Ok(())
+    })?;
     let mut rowids = None;
     let mut columns = HashMap::new();
     for (field, part) in schema.fields().iter().zip(parts) {
@@ -284,6 +285,121 @@ fn decode(file: File, ent: &Entity, want: &Tag) -> Result<Columns, String> {
         return Err("corrupt: checksum mismatch".into());
     }
     Ok(columns)
+}
+
+/// A snapshot file opened for decoding: its footer read, each block (a dictionary or a
+/// record batch) read when it is decoded. A dictionary's block is read into a buffer of its
+/// own, which the decoded dictionary keeps as it is (no copy of its values); the record
+/// batches are read one after another into one buffer, reused.
+struct Opened {
+    file: File,
+    /// The footer's bytes.
+    footer: Vec<u8>,
+    /// Where the footer starts.
+    footer_at: u64,
+}
+
+/// The trailer of an Arrow IPC file: the footer's length (4 bytes) and the magic.
+const TRAILER: u64 = 10;
+
+impl Opened {
+    fn new(mut file: File) -> Result<Opened, String> {
+        let len = file.metadata().map_err(|e| e.to_string())?.len();
+        let trailer_at = len.checked_sub(TRAILER).ok_or("corrupt: truncated")?;
+        let mut trailer = [0; TRAILER as usize];
+        read_at(&mut file, trailer_at, &mut trailer)?;
+        let footer_len = read_footer_length(trailer).map_err(|e| format!("corrupt: {e}"))?;
+        let footer_at =
+            (trailer_at.checked_sub(footer_len as u64)).ok_or("corrupt: footer length")?;
+        let mut footer = vec![0; footer_len];
+        read_at(&mut file, footer_at, &mut footer)?;
+        Ok(Opened {
+            file,
+            footer,
+            footer_at,
+        })
+    }
+
+    fn footer(&self) -> Result<arrow_ipc::Footer<'_>, String> {
+        arrow_ipc::root_as_footer(&self.footer).map_err(|e| format!("corrupt: footer: {e}"))
+    }
+
+    /// The footer's custom metadata (the tag, row count, checksum and version).
+    fn metadata(&self) -> Result<HashMap<String, String>, String> {
+        let mut meta = HashMap::new();
+        for kv in self.footer()?.custom_metadata().into_iter().flatten() {
+            let (Some(k), Some(v)) = (kv.key(), kv.value()) else {
+                return Err("corrupt: footer metadata".into());
+            };
+            meta.insert(k.to_string(), v.to_string());
+        }
+        Ok(meta)
+    }
+
+    fn schema(&self) -> Result<Arc<ArrowSchema>, String> {
+        let ipc = self.footer()?.schema().ok_or("corrupt: no schema")?;
+        if !ipc.endianness().equals_to_target_endianness() {
+            return Err("another byte order".into());
+        }
+        Ok(Arc::new(
+            try_fb_to_schema(ipc).map_err(|e| format!("corrupt: {e}"))?,
+        ))
+    }
+
+    /// `f` of every record batch in order, the dictionaries read first.
+    fn each_batch(
+        &mut self,
+        schema: Arc<ArrowSchema>,
+        mut f: impl FnMut(RecordBatch) -> Result<(), String>,
+    ) -> Result<(), String> {
+        let corrupt = |e: arrow_schema::ArrowError| format!("corrupt: {e}");
+        let footer =
+            arrow_ipc::root_as_footer(&self.footer).map_err(|e| format!("corrupt: footer: {e}"))?;
+        let mut decoder = FileDecoder::new(schema, footer.version());
+        for block in footer.dictionaries().into_iter().flatten() {
+            let bytes = read_block(&mut self.file, self.footer_at, block, Vec::new())?;
+            (decoder.read_dictionary(block, &Buffer::from_vec(bytes))).map_err(corrupt)?;
+        }
+        let mut reused = Vec::new();
+        for block in footer.recordBatches().ok_or("corrupt: no batches")? {
+            let bytes =
+                Buffer::from_vec(read_block(&mut self.file, self.footer_at, block, reused)?);
+            if let Some(batch) = decoder.read_record_batch(block, &bytes).map_err(corrupt)? {
+                f(batch)?;
+            }
+            // The batch is dropped: the buffer is this one's alone again.
+            reused = bytes.into_vec().unwrap_or_default();
+        }
+        Ok(())
+    }
+}
+
+/// Fills `buf` from `file` at `offset`.
+fn read_at(file: &mut File, offset: u64, buf: &mut [u8]) -> Result<(), String> {
+    file.seek(SeekFrom::Start(offset))
+        .map_err(|e| e.to_string())?;
+    file.read_exact(buf).map_err(|e| format!("corrupt: {e}"))
+}
+
+/// The bytes of `block` (a message and its body), read into `buf`, when they lie before the
+/// footer at `end`.
+fn read_block(
+    file: &mut File,
+    end: u64,
+    block: &Block,
+    mut buf: Vec<u8>,
+) -> Result<Vec<u8>, String> {
+    let at = u64::try_from(block.offset()).ok();
+    let len = u64::try_from(i64::from(block.metaDataLength()) + block.bodyLength()).ok();
+    let (Some(at), Some(len)) = (at, len) else {
+        return Err("corrupt: a block's offset".into());
+    };
+    if at.checked_add(len).is_none_or(|e| e > end) {
+        return Err("corrupt: a block outside the file".into());
+    }
+    buf.resize(len as usize, 0);
+    read_at(file, at, &mut buf)?;
+    Ok(buf)
 }
 
 /// One column of the file as it is read, record batch by record batch.
@@ -374,7 +490,7 @@ impl Part {
                     if values.null_count() > 0 {
                         return Err("corrupt: a null in a dictionary".into());
                     }
-                    *dict = Some(Arc::new(dictionary_of(values)?));
+                    *dict = Some(Arc::new(Dict::read(values.clone())));
                 }
             }
         }
@@ -404,21 +520,6 @@ impl Part {
         }
         Ok(done)
     }
-}
-
-/// The dictionary of a text column's values: their bytes copied once, not a
-/// string per value.
-fn dictionary_of(values: &StringArray) -> Result<Dict, String> {
-    let offsets = values.value_offsets();
-    let base = offsets.first().map_or(0, |o| *o as usize);
-    let end = offsets.last().map_or(0, |o| *o as usize);
-    let bytes = (values.value_data().get(base..end)).ok_or("corrupt: dictionary offsets")?;
-    let bytes = String::from_utf8(bytes.to_vec()).map_err(|_| "corrupt: a dictionary value")?;
-    let ends = (offsets.iter().skip(1))
-        .map(|o| (*o as usize).checked_sub(base))
-        .collect::<Option<Vec<usize>>>();
-    ends.and_then(|ends| Dict::from_parts(bytes, ends))
-        .ok_or_else(|| "corrupt: dictionary offsets".into())
 }
 
 /// Writes the snapshot of `columns` (the rows `rowids`) of `ent` tagged `tag`:
@@ -496,8 +597,9 @@ fn write_file(
     let mut names: Vec<&String> = columns.keys().collect();
     names.sort_unstable();
     let cols: Vec<(&str, &Column, Option<ArrayRef>)> = (names.iter())
-        .map(|n| (n.as_str(), &*columns[*n], dictionary(&columns[*n])))
-        .collect();
+        .map(|n| Ok((n.as_str(), &*columns[*n], dictionary(&columns[*n])?)))
+        .collect::<Result<_, _>>()
+        .map_err(err)?;
     // Rowids 1..=n are the row count alone (the footer's): 8 bytes a row less to write and read.
     let listed = !matches!(rowids, Rowids::Dense(_)) || cols.is_empty();
     let mut fields = Vec::new();
@@ -570,11 +672,11 @@ fn data_type(column: &Column) -> DataType {
 
 /// The dictionary of a text column as one array every record batch shares
 /// (so the file holds it once).
-fn dictionary(column: &Column) -> Option<ArrayRef> {
-    match column {
-        Column::Text { dict, .. } => Some(Arc::new(StringArray::from_iter_values(dict.iter()))),
+fn dictionary(column: &Column) -> Result<Option<ArrayRef>, arrow_schema::ArrowError> {
+    Ok(match column {
+        Column::Text { dict, .. } => Some(Arc::new(dict.to_array()?)),
         _ => None,
-    }
+    })
 }
 
 fn to_array(
@@ -654,9 +756,22 @@ fn checksum(rowids: &Rowids, columns: &HashMap<String, Arc<Column>>) -> u64 {
                     Codes::Narrow(v) => sum.packed::<_, 8>(v, u64::from),
                     Codes::Wide(v) => sum.words(v, u64::from),
                 }
-                for s in dict.iter() {
-                    sum.bytes(s.as_bytes());
-                }
+                // The values' lengths, two to a word, and their bytes, eight to a word.
+                let (bytes, len) = match dict.raw() {
+                    RawDict::Built(bytes, ends) => {
+                        let lens = ends
+                            .iter()
+                            .scan(0, |at, &e| Some(e - std::mem::replace(at, e)));
+                        sum.lengths(lens);
+                        (bytes, ends.last().map_or(0, |e| *e as usize))
+                    }
+                    RawDict::Read(bytes, offsets) => {
+                        sum.lengths(offsets.windows(2).map(|w| (w[1] - w[0]) as u32));
+                        let start = offsets.first().map_or(0, |o| *o as usize);
+                        (bytes, offsets.last().map_or(0, |e| *e as usize - start))
+                    }
+                };
+                sum.packed::<_, 8>(&bytes[..len], u64::from);
             }
         }
     }
@@ -704,6 +819,25 @@ impl Sum {
         self.n += v.len() as u64;
     }
 
+    /// `lens`, two to a word, four words at a time.
+    fn lengths(&mut self, lens: impl Iterator<Item = u32>) {
+        let (mut lanes, mut word, mut n) = (self.lanes, 0u64, 0u64);
+        for l in lens {
+            word |= u64::from(l) << (n % 2 * 32);
+            if n % 2 == 1 {
+                let lane = (n / 2 % 4) as usize;
+                lanes[lane] = Self::step(lanes[lane], std::mem::take(&mut word));
+            }
+            n += 1;
+        }
+        if n % 2 == 1 {
+            let lane = (n / 2 % 4) as usize;
+            lanes[lane] = Self::step(lanes[lane], word);
+        }
+        self.lanes = lanes;
+        self.n += n;
+    }
+
     fn bytes(&mut self, b: &[u8]) {
         let mut h = Self::step(self.lanes[0], b.len() as u64);
         for c in b.chunks(8) {
@@ -725,6 +859,7 @@ mod tests {
     use super::*;
     use crate::config::toml_doc::Source;
     use crate::store::schema::Schema;
+    use arrow_ipc::reader::FileReader;
 
     fn entity() -> Entity {
         let text = "[entity.teams.fields]\nname = \"text\"\nparent = \"text?\"\n\
