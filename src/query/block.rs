@@ -100,7 +100,10 @@ pub(super) fn add_block(
 ) {
     let times = Periods { times, order };
     match (acc, input) {
-        (Accumulators::Num(a), Input::None) => each_num(block, times, slots, a, |_| Some(0.0)),
+        // A count reads only `n` (see acc::finish_num): one add a row, not four.
+        (Accumulators::Num(a), Input::None) => {
+            add_each(block, times, slots, |_| Some(()), |i, ()| a[i].count_one())
+        }
         (Accumulators::Num(a), Input::Number(c)) => match &**c {
             Column::Int(v) => with_ints!(v, |v| {
                 each_num(block, times, slots, a, |r| v.at(r).map(|x| x as f64))

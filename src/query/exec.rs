@@ -218,7 +218,8 @@ pub(super) fn accumulate(
         mask,
         input,
     } = Compiled::new(store, query, agg, &col, periods, cal, Some(slotting))?;
-    let mut acc = Accumulators::new(agg, periods.len() * slots, &input, table.len());
+    let adds = key_adds(table.len(), &times, periods.len());
+    let mut acc = Accumulators::new(agg, periods.len() * slots, &input, adds);
     debug_assert!(mask.is_none() || matches!(acc, Accumulators::Bits { .. }));
     let all_slot = [0u32];
     let mut hits: Vec<&[semi::Entry]> = Vec::with_capacity(semis.len());
@@ -331,7 +332,7 @@ impl Compiled {
             .collect::<Result<Vec<_>, _>>()?;
         let times = TimeBounds::compile(&query.filters, col, periods, cal)?;
         let input = Input::compile(agg, col)?;
-        let mask_for = slotting.and_then(|s| mask_for(query, agg, &input, s));
+        let mask_for = slotting.and_then(|s| mask_for(query, agg, &input, &times, s));
         let (mut semis, mut mask) = (Vec::new(), None);
         for f in &query.filters {
             match SemiJoin::compile(store, f, col, periods, cal, mask_for)? {
@@ -352,7 +353,13 @@ impl Compiled {
 
 /// What a [`Mask`] is built for, when the query's one semi-join is on the field its distinct
 /// count counts, over bit sets.
-fn mask_for(query: &Query, agg: &Agg, input: &Input, s: Slotting) -> Option<MaskFor> {
+fn mask_for(
+    query: &Query,
+    agg: &Agg,
+    input: &Input,
+    times: &TimeBounds,
+    s: Slotting,
+) -> Option<MaskFor> {
     let Agg::CountDistinct(counted) = agg else {
         return None;
     };
@@ -364,12 +371,23 @@ fn mask_for(query: &Query, agg: &Agg, input: &Input, s: Slotting) -> Option<Mask
         return None;
     };
     // Only over the bit sets the pass will keep (as Accumulators::new is asked, below).
-    let words = Accumulators::kept_bit_words(agg, s.periods * s.slots, input, s.rows)?;
+    let adds = key_adds(s.rows, times, s.periods);
+    let words = Accumulators::kept_bit_words(agg, s.periods * s.slots, input, adds)?;
     (field == counted).then_some(MaskFor {
         slots: s.slots,
         words,
         teams: s.teams,
     })
+}
+
+/// The adds a pass over `rows` rows would make into key maps: a row whose periods are a suffix
+/// of the order (`before_end`, `before_start`) is added to each of them, to half of `periods` on
+/// average; any other to about one.
+fn key_adds(rows: usize, times: &TimeBounds, periods: usize) -> usize {
+    match times.suffix() {
+        Some(_) => rows.saturating_mul(periods.div_ceil(2)),
+        None => rows,
+    }
 }
 
 /// A filter that does not depend on the period.
@@ -989,15 +1007,54 @@ mod tests {
             rows: 10,
             teams: false,
         };
+        let no_time = |_: &str| -> Result<Arc<Column>, QueryError> { unreachable!() };
+        let times = TimeBounds::compile(&query.filters, &no_time, &[], &Calendar::utc()).unwrap();
         // 4,688 words (37.5 KB) a set: 200 sets fit the 32 MB of bits, 200 x 13 do not.
-        let one = mask_for(&query, &agg, &input, at(200, 1)).expect("fits");
+        let one = mask_for(&query, &agg, &input, &times, at(200, 1)).expect("fits");
         assert_eq!(one.words, 300_000usize.div_ceil(64));
-        assert!(mask_for(&query, &agg, &input, at(200, 13)).is_none());
+        assert!(mask_for(&query, &agg, &input, &times, at(200, 13)).is_none());
         let other = Agg::CountDistinct(Arc::from("other"));
         assert!(
-            mask_for(&query, &other, &input, at(200, 1)).is_none(),
+            mask_for(&query, &other, &input, &times, at(200, 1)).is_none(),
             "not the joined field"
         );
+    }
+
+    /// A row under `before_end` would be added to every period from its own on over key maps,
+    /// so such a pass takes bit sets four times the size an `in_period` one of the same rows may
+    /// (the distinct customers of the won deals to date, per team and quarter, at 9.2M deals).
+    #[test]
+    fn a_pass_to_date_takes_bit_sets_as_large_as_the_adds_it_saves() {
+        let s = store();
+        let table = s.table("deals", &["closed_at", "customer"]).unwrap();
+        let col = |f: &str| Ok(table.column(f).expect("loaded"));
+        let periods = quarters(&["2025-Q1", "2025-Q2", "2025-Q3", "2025-Q4"]);
+        let periods: Vec<PeriodId> = (0..8).map(|i| periods[0].shift(i)).collect();
+        let cal = Calendar::utc();
+        let before_end = [Filter::BeforeEnd {
+            field: Arc::from("closed_at"),
+        }];
+        let to_date = TimeBounds::compile(&before_end, &col, &periods, &cal).unwrap();
+        let in_period = TimeBounds::compile(&[in_p()], &col, &periods, &cal).unwrap();
+        let rows = 9_000_000;
+        assert_eq!(key_adds(rows, &to_date, 8), 4 * rows);
+        assert_eq!(key_adds(rows, &in_period, 8), rows);
+        // 4.6M customers: 72k words a set, 90 sets (10 teams x 9 quarters) = 52 MB.
+        let values: Vec<String> = (0..4_600_000).map(|i| format!("c{i}")).collect();
+        let dict = crate::store::columns::Dict::from_values(values.iter().map(String::as_str));
+        let customers = Input::Key(Arc::new(Column::Text {
+            codes: vec![0; 10].into(),
+            dict: Arc::new(dict),
+        }));
+        let agg = Agg::CountDistinct(Arc::from("customer"));
+        let bits = |adds| {
+            matches!(
+                Accumulators::new(&agg, 90, &customers, adds),
+                Accumulators::Bits { .. }
+            )
+        };
+        assert!(bits(key_adds(rows, &to_date, 9)));
+        assert!(!bits(key_adds(rows, &in_period, 9)));
     }
 
     /// Under `before_end` a count or a distinct count adds each row to its first period only and
