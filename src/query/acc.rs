@@ -188,6 +188,34 @@ impl Accumulators {
         }
     }
 
+    /// The value of every (period, slot) of bit sets kept one a period over keys that each
+    /// belong to the slot `slot_of[key]` (see [`finish_keyed`]); None when they are not bits.
+    pub(super) fn finish_keyed(
+        &self,
+        agg: &Agg,
+        kind: &ItemKind,
+        slots: usize,
+        slot_of: &[u32],
+        mask: Option<&[u64]>,
+    ) -> Option<Vec<AggValue>> {
+        let Accumulators::Bits {
+            words,
+            planes,
+            bits,
+        } = self
+        else {
+            return None;
+        };
+        Some(finish_keyed(
+            agg,
+            kind,
+            (*words, *planes, bits),
+            slots,
+            slot_of,
+            mask,
+        ))
+    }
+
     /// The value of every (period, slot). With `tree`, each slot holds a team's own rows and its
     /// value is over its whole subtree: numbers are merged into the parent's children first
     /// (always in the same order, so sums come out to the bit); key maps are finished children
@@ -341,11 +369,7 @@ fn finish_bits(
 ) -> AggValue {
     let last = &set[set.len() - words..];
     match (agg, mask) {
-        (Agg::Values(_), _) => {
-            let mut keys: Vec<u64> = set_bits(last).collect();
-            kind.sort(&mut keys);
-            AggValue::Items(Arc::new(keys.into_iter().map(|k| kind.item(k)).collect()))
-        }
+        (Agg::Values(_), _) => items(kind, set_bits(last).collect()),
         (_, Some(m)) => AggValue::Number(
             (last.iter().zip(m))
                 .map(|(w, m)| (w & m).count_ones() as f64)
@@ -353,6 +377,46 @@ fn finish_bits(
         ),
         (_, None) => AggValue::Number(last.iter().map(|w| w.count_ones() as f64).sum()),
     }
+}
+
+/// The values `keys` as items, in the kind's order.
+fn items(kind: &ItemKind, mut keys: Vec<u64>) -> AggValue {
+    kind.sort(&mut keys);
+    AggValue::Items(Arc::new(keys.into_iter().map(|k| kind.item(k)).collect()))
+}
+
+/// The value of every (period, slot) from bit sets kept one a period (`words` words a plane,
+/// `planes` planes), over keys that each belong to one slot, `slot_of[key]` (u32::MAX: none):
+/// each slot's keys of a period are taken out of that period's set (those of `mask`'s set of
+/// the period too, for a distinct count), as if the slot had a set of its own.
+fn finish_keyed(
+    agg: &Agg,
+    kind: &ItemKind,
+    (words, planes, bits): (usize, usize, &[u64]),
+    slots: usize,
+    slot_of: &[u32],
+    mask: Option<&[u64]>,
+) -> Vec<AggValue> {
+    let periods = bits.len() / (words * planes).max(1);
+    let mut out = Vec::with_capacity(periods * slots);
+    for p in 0..periods {
+        let last = &bits[(p * planes + planes - 1) * words..][..words];
+        let mask = mask.map(|m| &m[p * words..][..words]);
+        let mut keys: Vec<Vec<u64>> = vec![Vec::new(); slots];
+        for (i, &w) in last.iter().enumerate() {
+            let w = w & mask.map_or(u64::MAX, |m| m[i]);
+            for k in set_bits(&[w]).map(|b| i as u64 * 64 + b) {
+                if let Some(s) = slot_of.get(k as usize).filter(|s| (**s as usize) < slots) {
+                    keys[*s as usize].push(k);
+                }
+            }
+        }
+        out.extend(keys.into_iter().map(|keys| match agg {
+            Agg::Values(_) => items(kind, keys),
+            _ => AggValue::Number(keys.len() as f64),
+        }));
+    }
+    out
 }
 
 /// Each team's value over its subtree, from bit sets of its own rows (see [`roll_up_sets`]).

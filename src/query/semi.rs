@@ -53,6 +53,8 @@ pub(super) struct MaskFor {
     pub(super) slots: usize,
     pub(super) words: usize,
     pub(super) teams: bool,
+    /// Its slots are one a period, each key counted for its own slot (see `Pass::keyed`).
+    pub(super) keyed: bool,
 }
 
 /// A compiled `one_of` filter.
@@ -100,10 +102,14 @@ impl SemiJoin {
         } else {
             key_translation(&outer, &pass.kind, field, of)?
         };
+        let inner_slots = pass.acc_slots();
+        // A keyed mask holds one set a period: it stands for each slot's only when the inner
+        // pass is keyed by the same column (each key in the same slot on both sides).
+        let mask = mask.filter(|m| m.keyed == pass.keyed.is_some() && (!m.keyed || same_column));
         if let Some(m) = mask.and_then(|m| {
             Mask::build(
                 &mut pass.acc,
-                pass.slots,
+                inner_slots,
                 &cover,
                 same_column,
                 &*translate,
@@ -113,11 +119,10 @@ impl SemiJoin {
         }) {
             return Ok(Some(Join::Mask(m)));
         }
-        let slots = pass.slots;
         let pairs = |f: &mut dyn FnMut(u64, Entry)| {
-            pass.acc.each_key(|i, k| {
+            pass.each_key(|k, e| {
                 if let Some(k) = translate(k) {
-                    f(k, ((i % slots) as u32, (i / slots) as u32));
+                    f(k, e);
                 }
             })
         };

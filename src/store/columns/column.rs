@@ -726,6 +726,11 @@ impl RowSlots {
         }
     }
 
+    /// Whether the rows' slots are by the codes of `col` itself.
+    pub fn named_by(&self, col: &Arc<Column>) -> bool {
+        self.codes.as_ref().is_some_and(|c| Arc::ptr_eq(c, col))
+    }
+
     /// The slot of `row` (u32::MAX: none).
     pub fn get(&self, row: usize) -> u32 {
         let (codes, map) = self.parts();

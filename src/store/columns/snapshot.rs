@@ -397,8 +397,17 @@ fn read_block(
     if at.checked_add(len).is_none_or(|e| e > end) {
         return Err("corrupt: a block outside the file".into());
     }
-    buf.resize(len as usize, 0);
-    read_at(file, at, &mut buf)?;
+    // Read into the buffer's spare room: no zeros written first.
+    buf.clear();
+    buf.reserve_exact(len as usize);
+    file.seek(SeekFrom::Start(at)).map_err(|e| e.to_string())?;
+    let read = file
+        .take(len)
+        .read_to_end(&mut buf)
+        .map_err(|e| e.to_string())?;
+    if read as u64 != len {
+        return Err("corrupt: truncated".into());
+    }
     Ok(buf)
 }
 

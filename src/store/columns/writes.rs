@@ -33,12 +33,17 @@ struct Queue {
     /// The newest request of each file, and when it may be written.
     pending: HashMap<PathBuf, (Instant, Request)>,
     worker: Option<JoinHandle<()>>,
-    /// Set by [`wait_for_writes`]: write what is pending without waiting.
-    flush: bool,
+    /// Callers of [`wait_for_writes`] waiting: write what is pending without waiting.
+    flushing: usize,
+    /// A request is being written.
+    writing: bool,
 }
 
 static QUEUE: Mutex<Option<Queue>> = Mutex::new(None);
+/// Wakes the writer (a new request, or a flush).
 static WAKE: Condvar = Condvar::new();
+/// Wakes [`wait_for_writes`] (a write done).
+static DONE: Condvar = Condvar::new();
 
 fn lock() -> MutexGuard<'static, Option<Queue>> {
     QUEUE.lock().unwrap_or_else(|p| p.into_inner())
@@ -68,15 +73,18 @@ fn work() {
             let mut guard = lock();
             loop {
                 let Some(q) = guard.as_mut() else { return };
+                q.writing = false;
                 if q.pending.is_empty() {
                     // Detached: the next request starts a new worker.
                     q.worker.take();
+                    DONE.notify_all();
                     return;
                 }
                 let now = Instant::now();
                 let due = q.pending.iter().min_by_key(|(_, (at, _))| *at);
                 let (file, at) = due.map(|(f, (at, _))| (f.clone(), *at)).expect("not empty");
-                if q.flush || at <= now {
+                if q.flushing > 0 || at <= now {
+                    q.writing = true;
                     break q.pending.remove(&file).expect("found").1;
                 }
                 guard = WAKE
@@ -96,21 +104,26 @@ fn work() {
     }
 }
 
-/// Writes the requests pending now and waits for them (before a process exits).
+/// Writes the requests pending now and waits for them (before a process exits). Callers on
+/// several threads each wait until nothing is pending or being written.
 pub fn wait_for_writes() {
-    loop {
-        let worker = {
-            let mut guard = lock();
-            let Some(q) = guard.as_mut() else { return };
-            q.flush = true;
-            WAKE.notify_all();
-            q.worker.take()
-        };
-        let Some(worker) = worker else { break };
-        let _ = worker.join();
+    let mut guard = lock();
+    let Some(q) = guard.as_mut() else { return };
+    q.flushing += 1;
+    WAKE.notify_all();
+    // (A writer that panicked notifies no one: its end is looked for every 100 ms.)
+    let busy = |q: &Queue| {
+        (q.writing || !q.pending.is_empty()) && q.worker.as_ref().is_some_and(|w| !w.is_finished())
+    };
+    while guard.as_ref().is_some_and(busy) {
+        let timeout = Duration::from_millis(100);
+        guard = (DONE
+            .wait_timeout(guard, timeout)
+            .unwrap_or_else(|p| p.into_inner()))
+        .0;
     }
-    if let Some(q) = lock().as_mut() {
-        q.flush = false;
+    if let Some(q) = guard.as_mut() {
+        q.flushing -= 1;
     }
 }
 
