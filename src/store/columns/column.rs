@@ -17,10 +17,12 @@ pub const NULL_CODE: u32 = u32::MAX;
 
 /// Distinct text values of one column, each with a small integer code.
 ///
-/// Built here, the values are one after another in one string (one allocation, not one per
-/// value: the ids of `stage_events.deal` are most of a million), with where each ends. Read
-/// from a snapshot, they are the file's dictionary array as decoded: its buffers, not a copy.
-/// A new value turns the second into the first.
+/// While values are added (a load from the database, a patch with a new value), they are one
+/// after another in one string (one allocation, not one per value: the ids of
+/// `stage_events.deal` are most of a million), with where each ends. Then they are an Arrow
+/// string array: the string moved into it ([`Dict::freeze`]), or a snapshot's dictionary as
+/// decoded (its buffers, not a copy), which a snapshot write and a copy of the dictionary share.
+/// A new value turns the array back into a string (a copy).
 ///
 /// The index from value to code is built on first use: a dictionary read from
 /// a snapshot is used by code, and hashing its values up front (for example
@@ -34,7 +36,7 @@ pub struct Dict {
 #[derive(Clone)]
 enum Values {
     Built { bytes: String, ends: Vec<u32> },
-    Read(StringArray),
+    Array(StringArray),
 }
 
 impl Default for Values {
@@ -51,7 +53,7 @@ pub enum RawDict<'a> {
     /// The values' bytes and where each ends.
     Built(&'a [u8], &'a [u32]),
     /// The values' bytes from `offsets[0]` on, and the offsets (one more than the values).
-    Read(&'a [u8], &'a [i32]),
+    Array(&'a [u8], &'a [i32]),
 }
 
 impl std::fmt::Debug for Dict {
@@ -85,7 +87,7 @@ impl Dict {
     pub(super) fn read(values: StringArray) -> Dict {
         debug_assert_eq!(values.null_count(), 0);
         Dict {
-            values: Values::Read(values),
+            values: Values::Array(values),
             index: OnceLock::new(),
         }
     }
@@ -93,7 +95,7 @@ impl Dict {
     pub fn len(&self) -> usize {
         match &self.values {
             Values::Built { ends, .. } => ends.len(),
-            Values::Read(a) => a.len(),
+            Values::Array(a) => a.len(),
         }
     }
 
@@ -105,7 +107,7 @@ impl Dict {
     pub fn get(&self, code: u32) -> &str {
         match &self.values {
             Values::Built { bytes, ends } => value(bytes, ends, code),
-            Values::Read(a) => a.value(code as usize),
+            Values::Array(a) => a.value(code as usize),
         }
     }
 
@@ -113,10 +115,30 @@ impl Dict {
         (0..self.len() as u32).map(|c| self.get(c))
     }
 
+    /// Holds the values as an Arrow array from now on (their bytes moved, not copied; the
+    /// ends copied as offsets), so that writing them to a snapshot copies nothing and a copy of
+    /// the dictionary shares them. A new value makes it a built one again (a copy).
+    pub(super) fn freeze(&mut self) {
+        let Values::Built { bytes, ends } = &mut self.values else {
+            return;
+        };
+        let offsets = (std::iter::once(0).chain(ends.iter().copied()))
+            .map(i32::try_from)
+            .collect::<Result<Vec<i32>, _>>();
+        let Ok(offsets) = offsets else {
+            return; // over 2 GiB: an Arrow string array cannot hold it
+        };
+        let bytes = Buffer::from_vec(std::mem::take(bytes).into_bytes());
+        match StringArray::try_new(OffsetBuffer::new(offsets.into()), bytes, None) {
+            Ok(a) => self.values = Values::Array(a),
+            Err(e) => unreachable!("a built dictionary is valid UTF-8 at its ends: {e}"),
+        }
+    }
+
     /// The values as an Arrow array (a snapshot's as it was read, without a copy).
     pub(super) fn to_array(&self) -> Result<StringArray, arrow_schema::ArrowError> {
         match &self.values {
-            Values::Read(a) => Ok(a.clone()),
+            Values::Array(a) => Ok(a.clone()),
             Values::Built { bytes, ends } => {
                 let offsets = (std::iter::once(0).chain(ends.iter().copied()))
                     .map(|e| i32::try_from(e).map_err(|_| too_long()))
@@ -133,10 +155,10 @@ impl Dict {
     pub(super) fn raw(&self) -> RawDict<'_> {
         match &self.values {
             Values::Built { bytes, ends } => RawDict::Built(bytes.as_bytes(), ends),
-            Values::Read(a) => {
+            Values::Array(a) => {
                 let offsets = a.value_offsets();
                 let start = offsets.first().map_or(0, |o| *o as usize);
-                RawDict::Read(&a.value_data()[start..], offsets)
+                RawDict::Array(&a.value_data()[start..], offsets)
             }
         }
     }
@@ -157,7 +179,7 @@ impl Dict {
 
     /// The values as a string and ends, to add to (a read dictionary's are copied once).
     fn built(&mut self) -> (&mut String, &mut Vec<u32>) {
-        if let Values::Read(a) = &self.values {
+        if let Values::Array(a) = &self.values {
             let mut bytes = String::with_capacity(a.value_data().len());
             let mut ends = Vec::with_capacity(a.len());
             for v in a.iter().flatten() {
@@ -168,7 +190,7 @@ impl Dict {
         }
         match &mut self.values {
             Values::Built { bytes, ends } => (bytes, ends),
-            Values::Read(_) => unreachable!("made a built one above"),
+            Values::Array(_) => unreachable!("made a built one above"),
         }
     }
 
@@ -851,11 +873,11 @@ mod tests {
         let mut d = Dict::read(array);
         assert_eq!(d.iter().collect::<Vec<_>>(), ["北京", "", "x"]);
         assert!(
-            matches!(d.raw(), RawDict::Read(b, o) if b == "北京x".as_bytes() && o == [1, 7, 7, 8])
+            matches!(d.raw(), RawDict::Array(b, o) if b == "北京x".as_bytes() && o == [1, 7, 7, 8])
         );
         assert_eq!((d.code("x"), d.intern("北京")), (Some(2), 0));
         assert!(
-            matches!(d.raw(), RawDict::Read(..)),
+            matches!(d.raw(), RawDict::Array(..)),
             "no new value, no copy"
         );
         assert_eq!(d.intern("y"), 3);
@@ -871,6 +893,21 @@ mod tests {
             back.iter().flatten().collect::<Vec<_>>(),
             ["北京", "", "x", "y"]
         );
+        d.freeze();
+        let RawDict::Array(bytes, offsets) = d.raw() else {
+            panic!("a frozen dictionary is an array")
+        };
+        assert_eq!(
+            (bytes, offsets),
+            ("北京xy".as_bytes(), &[0, 6, 6, 7, 8][..])
+        );
+        let written = d.to_array().unwrap();
+        assert_eq!(
+            written.value_data().as_ptr(),
+            bytes.as_ptr(),
+            "written without a copy"
+        );
+        assert_eq!((d.code("y"), d.intern("z"), d.get(4)), (Some(3), 4, "z"));
     }
 
     #[test]

@@ -120,9 +120,12 @@ impl Builder {
         match self {
             Builder::Int(v) => Column::Int(Ints::from(v)),
             Builder::Real(v) => Column::Real(v),
-            Builder::Text(codes, dict) => Column::Text {
+            Builder::Text(codes, mut dict) => Column::Text {
                 codes,
-                dict: Arc::new(dict),
+                dict: Arc::new({
+                    dict.freeze();
+                    dict
+                }),
             },
         }
     }

@@ -109,6 +109,9 @@ pub(super) fn patch(
                     };
                     codes.set(p, code);
                 }
+                if let Some(d) = Arc::get_mut(&mut dict) {
+                    d.freeze(); // the copy made for a new value
+                }
                 Column::Text { codes, dict }
             }
         };

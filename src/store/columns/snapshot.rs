@@ -774,7 +774,7 @@ fn checksum(rowids: &Rowids, columns: &HashMap<String, Arc<Column>>) -> u64 {
                         sum.lengths(lens);
                         (bytes, ends.last().map_or(0, |e| *e as usize))
                     }
-                    RawDict::Read(bytes, offsets) => {
+                    RawDict::Array(bytes, offsets) => {
                         sum.lengths(offsets.windows(2).map(|w| (w[1] - w[0]) as u32));
                         let start = offsets.first().map_or(0, |o| *o as usize);
                         (bytes, offsets.last().map_or(0, |e| *e as usize - start))
