@@ -245,7 +245,7 @@ fn quietly<T>(f: impl FnOnce() -> Result<T, String>) -> Result<T, String> {
 }
 
 fn decode(file: File, ent: &Entity, want: &Tag) -> Result<Columns, String> {
-    let mut file = Opened::new(file)?;
+    let file = Opened::new(file)?;
     let meta = file.metadata()?;
     let got = |k: &str| meta.get(k).map(String::as_str).unwrap_or("");
     if got("kpi.snapshot") != VERSION {
@@ -348,22 +348,21 @@ impl Opened {
 
     /// `f` of every record batch in order, the dictionaries read first.
     fn each_batch(
-        &mut self,
+        &self,
         schema: Arc<ArrowSchema>,
         mut f: impl FnMut(RecordBatch) -> Result<(), String>,
     ) -> Result<(), String> {
         let corrupt = |e: arrow_schema::ArrowError| format!("corrupt: {e}");
-        let footer =
-            arrow_ipc::root_as_footer(&self.footer).map_err(|e| format!("corrupt: footer: {e}"))?;
+        let footer = self.footer()?;
+        let (mut file, end) = (&self.file, self.footer_at);
         let mut decoder = FileDecoder::new(schema, footer.version());
         for block in footer.dictionaries().into_iter().flatten() {
-            let bytes = read_block(&mut self.file, self.footer_at, block, Vec::new())?;
+            let bytes = read_block(&mut file, end, block, Vec::new())?;
             (decoder.read_dictionary(block, &Buffer::from_vec(bytes))).map_err(corrupt)?;
         }
         let mut reused = Vec::new();
         for block in footer.recordBatches().ok_or("corrupt: no batches")? {
-            let bytes =
-                Buffer::from_vec(read_block(&mut self.file, self.footer_at, block, reused)?);
+            let bytes = Buffer::from_vec(read_block(&mut file, end, block, reused)?);
             if let Some(batch) = decoder.read_record_batch(block, &bytes).map_err(corrupt)? {
                 f(batch)?;
             }
@@ -384,13 +383,14 @@ fn read_at(file: &mut File, offset: u64, buf: &mut [u8]) -> Result<(), String> {
 /// The bytes of `block` (a message and its body), read into `buf`, when they lie before the
 /// footer at `end`.
 fn read_block(
-    file: &mut File,
+    mut file: &File,
     end: u64,
     block: &Block,
     mut buf: Vec<u8>,
 ) -> Result<Vec<u8>, String> {
     let at = u64::try_from(block.offset()).ok();
-    let len = u64::try_from(i64::from(block.metaDataLength()) + block.bodyLength()).ok();
+    let len = (i64::from(block.metaDataLength()).checked_add(block.bodyLength()))
+        .and_then(|n| u64::try_from(n).ok());
     let (Some(at), Some(len)) = (at, len) else {
         return Err("corrupt: a block's offset".into());
     };
