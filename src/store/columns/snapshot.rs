@@ -354,15 +354,15 @@ impl Opened {
     ) -> Result<(), String> {
         let corrupt = |e: arrow_schema::ArrowError| format!("corrupt: {e}");
         let footer = self.footer()?;
-        let (mut file, end) = (&self.file, self.footer_at);
+        let (file, end) = (&self.file, self.footer_at);
         let mut decoder = FileDecoder::new(schema, footer.version());
         for block in footer.dictionaries().into_iter().flatten() {
-            let bytes = read_block(&mut file, end, block, Vec::new())?;
+            let bytes = read_block(file, end, block, Vec::new())?;
             (decoder.read_dictionary(block, &Buffer::from_vec(bytes))).map_err(corrupt)?;
         }
         let mut reused = Vec::new();
         for block in footer.recordBatches().ok_or("corrupt: no batches")? {
-            let bytes = Buffer::from_vec(read_block(&mut file, end, block, reused)?);
+            let bytes = Buffer::from_vec(read_block(file, end, block, reused)?);
             if let Some(batch) = decoder.read_record_batch(block, &bytes).map_err(corrupt)? {
                 f(batch)?;
             }
