@@ -141,6 +141,7 @@ pub fn execute(
     cal: &Calendar,
 ) -> Result<ShapeResult, QueryError> {
     let started = std::time::Instant::now();
+    let _foreground = crate::store::columns::foreground();
     let pass = accumulate(store, query, agg, periods, cal)?;
     let slots = pass.slots;
     let values = pass.finish(agg, periods.len());

@@ -20,7 +20,7 @@ pub use column::{
 };
 pub(crate) use column::{with_codes, with_ints};
 pub use snapshot::ENV as SNAPSHOT_ENV;
-pub use writes::wait_for_writes as wait_for_snapshot_writes;
+pub use writes::{Foreground, foreground, wait_for_writes as wait_for_snapshot_writes};
 
 use std::collections::HashMap;
 use std::path::PathBuf;
