@@ -10,6 +10,7 @@
 mod acc;
 mod block;
 pub mod exec;
+mod rank;
 mod semi;
 mod time;
 

@@ -12,6 +12,7 @@
 
 use std::sync::Arc;
 
+use super::rank::Rank;
 use super::{Filter, QueryError};
 use crate::period::{Calendar, PeriodId};
 use crate::store::columns::{Column, NULL_INT};
@@ -40,14 +41,14 @@ enum Lookup {
     All,
     /// Bounds that do not overlap, sorted by start (empty ones left out): at most one period.
     Disjoint {
-        starts: Vec<i64>,
+        starts: Rank,
         ends: Vec<i64>,
         index: Vec<usize>,
     },
     /// Per field of `parts` (field, its one start, its ends in the order of `index`): the
     /// periods after the latest position any of the row's values has in those ends.
     Ends {
-        parts: Vec<(usize, i64, Vec<i64>)>,
+        parts: Vec<(usize, i64, Rank)>,
         index: Vec<usize>,
     },
     /// Each period tested.
@@ -175,7 +176,7 @@ impl TimeBounds {
             if v == NULL_INT || v < *lo {
                 return None;
             }
-            first = first.max(ends.partition_point(|e| *e <= v));
+            first = first.max(ends.of(v));
         }
         (first < index.len()).then_some(first)
     }
@@ -207,7 +208,7 @@ impl TimeBounds {
                 index,
             } => {
                 let Some(v) = value() else { return };
-                let k = starts.partition_point(|s| *s <= v);
+                let k = starts.of(v);
                 if k > 0 && v < ends[k - 1] && rest(index[k - 1]) {
                     f(index[k - 1]);
                 }
@@ -234,7 +235,7 @@ impl Lookup {
         let disjoint = live.windows(2).all(|w| bounds[w[0]].1 <= bounds[w[1]].0);
         if disjoint {
             return Lookup::Disjoint {
-                starts: live.iter().map(|p| bounds[*p].0).collect(),
+                starts: Rank::new(live.iter().map(|p| bounds[*p].0).collect()),
                 ends: live.iter().map(|p| bounds[*p].1).collect(),
                 index: live,
             };
@@ -243,7 +244,11 @@ impl Lookup {
         if bounds.iter().all(|b| b.0 == lo) {
             live.sort_by_key(|p| bounds[*p].1);
             return Lookup::Ends {
-                parts: vec![(0, lo, live.iter().map(|p| bounds[*p].1).collect())],
+                parts: vec![(
+                    0,
+                    lo,
+                    Rank::new(live.iter().map(|p| bounds[*p].1).collect()),
+                )],
                 index: live,
             };
         }
