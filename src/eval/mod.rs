@@ -229,8 +229,11 @@ impl Evaluation {
         self.stack.borrow_mut().pop();
         match outcome {
             // The formula still runs (so `kpi check` sees its errors); only its value is dropped.
+            // A probe's value is dropped anyway, and asking whether a table is empty would load
+            // it: the probe's time would go on loading, not on finding the shapes to answer.
             Outcome::Value(_)
-                if no_records::reads_only_empty(&self.config, &*self.records.store, kpi) =>
+                if self.probe.borrow().is_none()
+                    && no_records::reads_only_empty(&self.config, &*self.records.store, kpi) =>
             {
                 let mut explanation = explanation;
                 explanation.push("every entity it reads holds no records: no data".into());

@@ -264,6 +264,42 @@ mod tests {
     }
 
     #[test]
+    fn a_probe_loads_no_table() {
+        let dir = tempfile::tempdir().unwrap();
+        for (rel, text) in crate::init::library() {
+            let path = dir.path().join(rel);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, text).unwrap();
+        }
+        let config = crate::load_checked(dir.path()).unwrap();
+        let cal = &config.settings.calendar;
+        let mut conn = db::open_in_memory().unwrap();
+        db::migrate(&mut conn, &config.schema).unwrap();
+        let until = cal.period("2026-Q3".parse().unwrap()).start;
+        let demo = crate::demo::DemoOptions {
+            scale: 1,
+            seed: 7,
+            until,
+        };
+        demo_writer::write_demo(&mut conn, &config.schema, cal, &demo).unwrap();
+        let store = Arc::new(ColumnStore::new(conn, config.schema.clone()));
+        let periods = vec![cal.containing(Grain::Quarter, until)];
+        let records = Records::new(store.clone());
+        let e = Rc::new(Evaluation::new(config.clone(), records, until, &periods, false).unwrap());
+        let loaded_before = store.loaded();
+        let kpis: Vec<usize> = (0..config.kpis.len()).collect();
+        let asked = e.probe(&kpis, &[Subject::Team(0)], &periods);
+        assert!(asked.len() > 40, "every shape asked: {}", asked.len());
+        // (Loading a table during the probe had it run out of time after the first KPI at 9.2M
+        // deals: one shape answered ahead of 47.)
+        assert_eq!(
+            store.loaded(),
+            loaded_before,
+            "no table loaded by the probe"
+        );
+    }
+
+    #[test]
     fn parallel_keeps_the_order_of_the_items() {
         let items: Vec<u64> = (0..100).collect();
         let out = parallel(&items, |x| x * x);

@@ -90,6 +90,13 @@ impl ColumnStore {
         Ok(ColumnStore::new(conn, schema))
     }
 
+    /// The entities whose tables are loaded (for tests).
+    #[cfg(test)]
+    pub(crate) fn loaded(&self) -> Vec<String> {
+        let tables = self.tables.lock().expect("tables lock");
+        tables.keys().cloned().collect()
+    }
+
     /// Changes each time a loaded table had to be read again because its rows
     /// changed underneath; results computed under another epoch are stale.
     pub fn epoch(&self) -> u64 {
