@@ -60,6 +60,25 @@ fn foreground_wait() -> Duration {
     last.map_or(Duration::ZERO, |t| QUIET.saturating_sub(t.elapsed()))
 }
 
+/// How long a request due `at` still waits at `now`: none when flushed, until it is due, then
+/// for the foreground to be quiet (`foreground`), but not past [`MAX_DEFER`].
+fn wait_before(
+    at: Instant,
+    now: Instant,
+    flushing: bool,
+    foreground: impl FnOnce() -> Duration,
+) -> Duration {
+    if flushing {
+        Duration::ZERO
+    } else if at > now {
+        at - now
+    } else if now - at < MAX_DEFER {
+        foreground()
+    } else {
+        Duration::ZERO
+    }
+}
+
 /// One file to write: `columns` of `table`, tagged `tag`.
 pub(super) struct Request {
     pub dir: PathBuf,
@@ -124,15 +143,7 @@ fn work() {
                 let now = Instant::now();
                 let due = q.pending.iter().min_by_key(|(_, (at, _))| *at);
                 let (file, at) = due.map(|(f, (at, _))| (f.clone(), *at)).expect("not empty");
-                let wait = if q.flushing > 0 {
-                    Duration::ZERO
-                } else if at > now {
-                    at - now
-                } else if now - at < MAX_DEFER {
-                    foreground_wait()
-                } else {
-                    Duration::ZERO
-                };
+                let wait = wait_before(at, now, q.flushing > 0, foreground_wait);
                 if wait.is_zero() {
                     q.writing = true;
                     break q.pending.remove(&file).expect("found").1;
@@ -246,24 +257,32 @@ mod tests {
     }
 
     #[test]
-    fn a_due_write_waits_for_the_foreground_to_be_quiet() {
-        let dir = tempfile::tempdir().unwrap();
-        let held = foreground();
-        write_later(request(dir.path(), 7, 70.0), Duration::ZERO);
-        std::thread::sleep(QUIET * 3);
-        let probe = request(dir.path(), 7, 70.0);
-        assert!(
-            snapshot::read(dir.path(), &probe.ent, &probe.tag).is_none(),
-            "not written while foreground work runs"
+    fn a_due_write_waits_for_the_foreground_to_be_quiet_but_not_for_ever() {
+        let now = Instant::now();
+        let busy = || QUIET;
+        let later = now + Duration::from_secs(1);
+        assert_eq!(wait_before(later, now, false, busy), Duration::from_secs(1));
+        assert_eq!(
+            wait_before(now, now, false, busy),
+            QUIET,
+            "due, foreground busy"
         );
+        assert_eq!(
+            wait_before(now, now, false, || Duration::ZERO),
+            Duration::ZERO
+        );
+        assert_eq!(
+            wait_before(now, now + MAX_DEFER, false, busy),
+            Duration::ZERO
+        );
+        assert_eq!(
+            wait_before(later, now, true, busy),
+            Duration::ZERO,
+            "a flush"
+        );
+        let held = foreground();
+        assert_eq!(foreground_wait(), QUIET, "foreground work running");
         drop(held);
-        let started = Instant::now();
-        while snapshot::read(dir.path(), &probe.ent, &probe.tag).is_none() {
-            assert!(
-                started.elapsed() < MAX_DEFER * 2,
-                "written once the foreground is quiet"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        assert!(foreground_wait() <= QUIET);
     }
 }
