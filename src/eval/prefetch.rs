@@ -365,7 +365,7 @@ mod tests {
     fn parallel_keeps_the_order_of_the_items_and_runs_one_heavy_item_at_a_time() {
         use std::sync::atomic::{AtomicUsize, Ordering};
         let items: Vec<u64> = (0..100).collect();
-        let heavy = |x: &u64| x % 10 == 0;
+        let heavy = |x: &u64| x.is_multiple_of(10);
         let (running, most) = (AtomicUsize::new(0), AtomicUsize::new(0));
         let out = parallel(&items, heavy, |x| {
             if heavy(x) {
