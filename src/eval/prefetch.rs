@@ -267,8 +267,12 @@ mod tests {
     use crate::store::{RecordStore, db, demo_writer};
     use std::sync::Arc;
 
-    #[test]
-    fn values_answered_ahead_in_parallel_equal_those_answered_when_asked() {
+    /// The standard library over a new in-memory database with the demo CRM at `scale`, up to
+    /// `until(calendar)`.
+    fn library_on_demo(
+        scale: u32,
+        until: impl Fn(&crate::period::Calendar) -> i64,
+    ) -> (Arc<crate::config::ConfigSnapshot>, Arc<ColumnStore>, i64) {
         let dir = tempfile::tempdir().unwrap();
         for (rel, text) in crate::init::library() {
             let path = dir.path().join(rel);
@@ -279,14 +283,25 @@ mod tests {
         let cal = &config.settings.calendar;
         let mut conn = db::open_in_memory().unwrap();
         db::migrate(&mut conn, &config.schema).unwrap();
-        let until = cal.period("2026-Q3".parse().unwrap()).start + 40 * 86_400_000;
+        let until = until(cal);
         let demo = crate::demo::DemoOptions {
-            scale: 2,
+            scale,
             seed: 7,
             until,
         };
         demo_writer::write_demo(&mut conn, &config.schema, cal, &demo).unwrap();
-        let store: Arc<dyn RecordStore> = Arc::new(ColumnStore::new(conn, config.schema.clone()));
+        let store = Arc::new(ColumnStore::new(conn, config.schema.clone()));
+        (config, store, until)
+    }
+
+    #[test]
+    fn values_answered_ahead_in_parallel_equal_those_answered_when_asked() {
+        let until_q3 = |cal: &crate::period::Calendar| {
+            cal.period("2026-Q3".parse().unwrap()).start + 40 * 86_400_000
+        };
+        let (config, store, until) = library_on_demo(2, until_q3);
+        let cal = &config.settings.calendar;
+        let store: Arc<dyn RecordStore> = store;
         let last = cal.containing(Grain::Quarter, until);
         let periods: Vec<PeriodId> = (0..6).rev().map(|i| last.shift(-i)).collect();
         let eval = |ahead: bool| {
@@ -327,24 +342,9 @@ mod tests {
 
     #[test]
     fn a_probe_loads_no_table() {
-        let dir = tempfile::tempdir().unwrap();
-        for (rel, text) in crate::init::library() {
-            let path = dir.path().join(rel);
-            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-            std::fs::write(path, text).unwrap();
-        }
-        let config = crate::load_checked(dir.path()).unwrap();
+        let (config, store, until) =
+            library_on_demo(1, |cal| cal.period("2026-Q3".parse().unwrap()).start);
         let cal = &config.settings.calendar;
-        let mut conn = db::open_in_memory().unwrap();
-        db::migrate(&mut conn, &config.schema).unwrap();
-        let until = cal.period("2026-Q3".parse().unwrap()).start;
-        let demo = crate::demo::DemoOptions {
-            scale: 1,
-            seed: 7,
-            until,
-        };
-        demo_writer::write_demo(&mut conn, &config.schema, cal, &demo).unwrap();
-        let store = Arc::new(ColumnStore::new(conn, config.schema.clone()));
         let periods = vec![cal.containing(Grain::Quarter, until)];
         let records = Records::new(store.clone());
         let e = Rc::new(Evaluation::new(config.clone(), records, until, &periods, false).unwrap());
